@@ -1,0 +1,1 @@
+"""sockmon.core: socket lifecycle, kernel socket table and transitions. Never imports Textual."""

@@ -1,0 +1,70 @@
+"""Events that the lifecycle engines (client, server) report, with monotonic timestamps.
+
+Engines run off the UI thread and hand each Event to an ``on_event`` callback from their own thread;
+a UI turns them into messages, the headless CLI prints them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+
+class EventKind(str, Enum):
+    CALL = "call"  # a socket call was made: detail names it ("connect(127.0.0.1:8080)")
+    RETURNED = "returned"  # the call returned successfully
+    FAILED = "failed"  # the call failed: errno_name/meaning/action set
+    STATE = "state"  # kernel state observed (TCP_INFO or socket table): state set
+    BYTES_IN = "bytes_in"  # nbytes received, data holds them
+    BYTES_OUT = "bytes_out"  # nbytes sent
+    PEER_CLOSED = "peer_closed"  # recv() returned 0: orderly shutdown by the peer
+    RESET = "reset"  # ECONNRESET / RST seen
+    ERROR = "error"  # any other failure
+    OPTION = "option"  # an option changed: detail holds the value read back from the kernel
+    ACCEPTED = "accepted"  # server: a client was accepted (conn names it)
+    CLOSED = "closed"  # our fd is closed (conn names it)
+    INFO = "info"  # anything else worth a timeline line (listening, stopped, mode changed...)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    detail: str = ""
+    ts: float = 0.0  # time.monotonic(); filled by make_event
+    conn: str | None = None  # which connection: "client", or the peer "127.0.0.1:51234" for a server
+    state: str | None = None  # for STATE: kernel state name (ESTABLISHED, FIN_WAIT2...)
+    nbytes: int | None = None
+    data: bytes | None = None
+    errno_name: str | None = None
+    meaning: str | None = None
+    action: str | None = None
+
+    def as_json(self) -> dict:
+        out: dict = {"ts": round(self.ts, 6), "kind": self.kind.value}
+        for name in ("detail", "conn", "state", "nbytes", "errno_name", "meaning", "action"):
+            value = getattr(self, name)
+            if value not in (None, ""):
+                out[name] = value
+        if self.data is not None:
+            out["data"] = self.data.decode("utf-8", "backslashreplace")
+        return out
+
+    def line(self) -> str:
+        """One human-readable line, as the headless CLI prints it."""
+        parts = [f"{self.ts:14.6f}", f"{self.kind.value:<11}"]
+        if self.conn:
+            parts.append(f"[{self.conn}]")
+        if self.state:
+            parts.append(self.state)
+        if self.detail:
+            parts.append(self.detail)
+        if self.nbytes is not None and self.kind in (EventKind.BYTES_IN, EventKind.BYTES_OUT):
+            parts.append(f"{self.nbytes} bytes")
+        if self.errno_name:
+            parts.append(f"{self.errno_name}: {self.meaning} ({self.action})")
+        return " ".join(parts)
+
+
+def make_event(kind: EventKind, detail: str = "", **kw) -> Event:
+    return Event(kind, detail, time.monotonic(), **kw)

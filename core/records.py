@@ -1,0 +1,121 @@
+"""Immutable records of the kernel's socket table: what a snapshot holds and what a diff yields.
+
+Everything here is a frozen dataclass; the collector builds them off the UI thread and the UI only reads.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sockmon.core.states import TIMER_NAMES, state_name
+from sockmon.core.tcpinfo import TcpInfo
+
+FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    kind: int  # sockmon.core.states.TIMER_*
+    expires_ms: int
+    retrans: int
+
+    @property
+    def name(self) -> str:
+        return TIMER_NAMES.get(self.kind, f"timer{self.kind}")
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    pid: int
+    name: str
+    user: str  # user name, or the uid as text when it has no name / access is denied
+    cmdline: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    family: int  # socket.AF_INET / AF_INET6
+    state: int  # sockmon.core.states code
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    recv_q: int  # LISTEN: current accept-queue length
+    send_q: int  # LISTEN: backlog
+    timer: Timer | None
+    uid: int
+    inode: int  # 0 for TIME_WAIT / orphaned sockets: no owner
+    cookie: int
+    ifindex: int = 0
+    tcp_info: TcpInfo | None = None
+    cong: str | None = None
+
+    @property
+    def key(self) -> tuple[int, str, int, str, int, int]:
+        """Identity across snapshots: (family, src, sport, dst, dport, cookie)."""
+        return (self.family, self.src, self.sport, self.dst, self.dport, self.cookie)
+
+    @property
+    def four_tuple(self) -> tuple[str, int, str, int]:
+        return (self.src, self.sport, self.dst, self.dport)
+
+    @property
+    def state_name(self) -> str:
+        return state_name(self.state)
+
+    @property
+    def family_name(self) -> str:
+        return FAMILY_NAMES.get(self.family, str(self.family))
+
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    sockets: tuple[Socket, ...]
+    taken_at: float  # time.monotonic() when the dump started
+    wall_time: float  # time.time() at the same moment
+    source: str  # "netlink" or "procfs" (fallback, says why in `note`)
+    netns: str | None = None  # None = the caller's own namespace
+    owners: Mapping[int, Process] = field(default=_EMPTY)  # inode -> owning process
+    note: str = ""
+
+    def owner(self, sock: Socket) -> Process | None:
+        return self.owners.get(sock.inode) if sock.inode else None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One TCP state change of one socket."""
+
+    ts: float  # monotonic seconds (tracepoint: kernel timestamp mapped to CLOCK_MONOTONIC)
+    family: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    old: int
+    new: int
+    source: str  # "tracepoint" or "inferred"
+    dwell_ms: float | None = None  # time spent in `old`, when known
+    cookie: int | None = None
+
+    @property
+    def old_name(self) -> str:
+        return state_name(self.old)
+
+    @property
+    def new_name(self) -> str:
+        return state_name(self.new)
+
+    def as_json(self) -> dict:
+        return {
+            "ts": round(self.ts, 6), "family": FAMILY_NAMES.get(self.family, str(self.family)),
+            "src": self.src, "sport": self.sport, "dst": self.dst, "dport": self.dport,
+            "old": self.old_name, "new": self.new_name, "source": self.source,
+            "dwell_ms": None if self.dwell_ms is None else round(self.dwell_ms, 3),
+        }

@@ -1,0 +1,3 @@
+from sockmon.cli import main
+
+raise SystemExit(main())

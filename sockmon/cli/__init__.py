@@ -1,0 +1,58 @@
+"""Command-line entry point.
+
+`sockmon` alone starts the terminal UI; `sockmon serve|connect|ls|watch` are headless and never import
+Textual. Each subcommand lives in its own module here and exposes ``register(subparsers)``, which adds
+its parser and sets ``run=<callable(args) -> int>`` as a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+
+from sockmon.core.errors import SockmonError
+
+COMMANDS = ("serve", "connect", "ls", "watch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sockmon",
+        description="A terminal monitor and lab for TCP sockets on Linux. Without a command: the terminal UI.",
+    )
+    parser.add_argument("--interval", type=float, default=1.0, metavar="S",
+                        help="UI refresh interval in seconds (default 1)")
+    parser.add_argument("--netns", metavar="NAME", default=None,
+                        help="monitor the named network namespace (/run/netns/NAME)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"sockmon.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # A peer that closes while we write must give EPIPE, never kill us.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            if args.interval <= 0 or args.interval > 3600:
+                parser.error(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
+            from sockmon.tui.app import run_app
+
+            return run_app(interval=args.interval, netns=args.netns)
+        return int(args.run(args) or 0)
+    except SockmonError as exc:
+        print(f"sockmon: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # stdout went away (e.g. `sockmon ls | head`): not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
