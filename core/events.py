@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     CALL = "call"  # a socket call was made: detail names it ("connect(127.0.0.1:8080)")
     RETURNED = "returned"  # the call returned successfully
     FAILED = "failed"  # the call failed: errno_name/meaning/action set
