@@ -1,0 +1,72 @@
+"""One colour per TCP state, used by every pane, the status bar and the detail screen.
+
+Hex colours so they look the same in every terminal with truecolor (and degrade sensibly in 256).
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from sockmon.core import states as S
+from sockmon.core.states import state_name
+
+STATE_COLORS: dict[int, str] = {
+    S.ESTABLISHED: "#4ec94e",  # green: data flows
+    S.SYN_SENT: "#e5c07b",  # amber: opening, our side
+    S.SYN_RECV: "#d19a66",  # orange: opening, their side
+    S.NEW_SYN_RECV: "#d19a66",
+    S.LISTEN: "#56b6c2",  # cyan: waiting for clients
+    S.FIN_WAIT1: "#61afef",  # blues: we closed first
+    S.FIN_WAIT2: "#528bff",
+    S.CLOSING: "#c678dd",  # violet: simultaneous close
+    S.TIME_WAIT: "#9e9e9e",  # grey: dead but remembered
+    S.CLOSE_WAIT: "#ff6b6b",  # red: peer closed, the application has not
+    S.LAST_ACK: "#e06c75",  # rose: closing after the peer
+    S.CLOSE: "#7f848e",
+}
+UNKNOWN_COLOR = "#ffffff"
+
+# Display order everywhere counts per state are shown (roughly the life of a connection).
+STATE_ORDER: tuple[int, ...] = (
+    S.LISTEN, S.SYN_SENT, S.SYN_RECV, S.NEW_SYN_RECV, S.ESTABLISHED, S.FIN_WAIT1, S.FIN_WAIT2,
+    S.CLOSING, S.TIME_WAIT, S.CLOSE_WAIT, S.LAST_ACK, S.CLOSE,
+)
+
+_STYLES: dict[int, Style] = {code: Style(color=color) for code, color in STATE_COLORS.items()}
+_BOLD: dict[int, Style] = {code: Style(color=color, bold=True) for code, color in STATE_COLORS.items()}
+
+# Row marks in socket lists.
+NEW_ROW_STYLE = Style(bgcolor="#1f4d2a", bold=True)  # a socket that appeared in the last refresh(es)
+VANISHING_STYLE = Style(dim=True, strike=True)  # a socket that is gone, shown a moment before leaving
+ERROR_STYLE = Style(color="#ff6b6b", bold=True)
+MUTED_STYLE = Style(dim=True)
+
+
+def state_color(code: int) -> str:
+    return STATE_COLORS.get(code, UNKNOWN_COLOR)
+
+
+def state_style(code: int, bold: bool = False) -> Style:
+    table = _BOLD if bold else _STYLES
+    return table.get(code) or Style(color=UNKNOWN_COLOR, bold=bold)
+
+
+def state_text(code: int, bold: bool = False) -> Text:
+    return Text(state_name(code), style=state_style(code, bold))
+
+
+def counts_text(counts: dict[int, int], *, zero: bool = False, sep: str = "  ") -> Text:
+    """``ESTABLISHED 12  TIME_WAIT 3`` with each name in its colour (zero counts left out unless asked)."""
+    out = Text()
+    first = True
+    known = [c for c in STATE_ORDER] + sorted(c for c in counts if c not in STATE_ORDER)
+    for code in known:
+        n = counts.get(code, 0)
+        if not n and not zero:
+            continue
+        if not first:
+            out.append(sep)
+        first = False
+        out.append(state_name(code), state_style(code, bold=True))
+        out.append(f" {n}")
+    return out
