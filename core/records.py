@@ -1,6 +1,9 @@
 """Immutable records of the kernel's socket table: what a snapshot holds and what a diff yields.
 
-Everything here is a frozen dataclass; the collector builds them off the UI thread and the UI only reads.
+Everything here is immutable; the collector builds them off the UI thread and the UI only reads.
+`Timer`, `Socket` and `Transition` (built by the tens of thousands per snapshot / per second) are
+NamedTuples that also speak the dataclass protocol (`dataclasses.fields/replace/asdict` work, see
+`sockmon.core.tcpinfo.dataclass_compatible`); `Process` and `Snapshot` are frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -9,15 +12,16 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from sockmon.core.states import TIMER_NAMES, state_name
-from sockmon.core.tcpinfo import TcpInfo
+from sockmon.core.tcpinfo import TcpInfo, dataclass_compatible
 
 FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 
 
-@dataclass(frozen=True, slots=True)
-class Timer:
+@dataclass_compatible
+class Timer(NamedTuple):
     kind: int  # sockmon.core.states.TIMER_*
     expires_ms: int
     retrans: int
@@ -35,8 +39,8 @@ class Process:
     cmdline: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Socket:
+@dataclass_compatible
+class Socket(NamedTuple):
     family: int  # socket.AF_INET / AF_INET6
     state: int  # sockmon.core.states code
     src: str
@@ -81,15 +85,15 @@ class Snapshot:
     wall_time: float  # time.time() at the same moment
     source: str  # "netlink" or "procfs" (fallback, says why in `note`)
     netns: str | None = None  # None = the caller's own namespace
-    owners: Mapping[int, Process] = field(default=_EMPTY)  # inode -> owning process
+    owners: Mapping[int, Process] = field(default_factory=lambda: _EMPTY)  # inode -> owning process
     note: str = ""
 
     def owner(self, sock: Socket) -> Process | None:
         return self.owners.get(sock.inode) if sock.inode else None
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+@dataclass_compatible
+class Transition(NamedTuple):
     """One TCP state change of one socket."""
 
     ts: float  # monotonic seconds (tracepoint: kernel timestamp mapped to CLOCK_MONOTONIC)
