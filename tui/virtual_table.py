@@ -1,0 +1,482 @@
+"""A keyed table on Textual's Line API: only the visible rows are ever formatted.
+
+DataTable measures and stores every cell of every row (≈2.4 s for 10k rows, ../shared/DESIGN.md §5).
+Here a refresh is: build ``key -> row`` (one dict), diff the key sets for row marks, filter, sort —
+all plain Python over references — and ``render_line`` formats just the rows on screen.
+
+Rows are any objects; ``key_fn(row)`` gives their identity across refreshes. The cursor follows its
+row's key through re-sorts and refreshes. Rows that appear are marked for ``new_mark_seconds``; rows
+that disappear stay ``fade_seconds`` (dim, struck through) before they leave.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from sockmon.tui.theme import NEW_ROW_STYLE, VANISHING_STYLE
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+CellValue = str | Text
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """``get(row)`` is the value sorted on; ``fmt(row)`` the cell shown (str, or Text for colour)."""
+
+    key: str
+    label: str
+    width: int
+    get: Callable[[Any], Any]
+    fmt: Callable[[Any], CellValue] | None = None
+    justify: str = "left"  # "left" | "right"
+    style: Callable[[Any], Style | None] | None = None  # per-cell style for plain str cells
+
+
+def _sort_value(value: Any) -> tuple:
+    # None sorts last; mixed types never raise.
+    if value is None:
+        return (1, 0, "")
+    if isinstance(value, (int, float)):
+        return (0, 0, value)
+    if isinstance(value, tuple):
+        return (0, 1, value)
+    return (0, 2, str(value))
+
+
+class VirtualTable(ScrollView, can_focus=True):
+    """Keyed, sortable, filterable table drawing only visible rows."""
+
+    DEFAULT_CSS = """
+    VirtualTable {
+        height: 1fr;
+        background: $surface;
+        scrollbar-size-vertical: 1;
+    }
+    VirtualTable > .virtual-table--header {
+        text-style: bold;
+        background: $panel;
+        color: $text;
+    }
+    VirtualTable > .virtual-table--cursor {
+        background: $accent 60%;
+        text-style: bold;
+    }
+    VirtualTable:blur > .virtual-table--cursor {
+        background: $accent 25%;
+        text-style: none;
+    }
+    """
+    COMPONENT_CLASSES = {"virtual-table--header", "virtual-table--cursor"}
+
+    BINDINGS = [
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "cursor_home", "First row", show=False),
+        Binding("end", "cursor_end", "Last row", show=False),
+        Binding("left", "scroll_left", "Scroll left", show=False),
+        Binding("right", "scroll_right", "Scroll right", show=False),
+        Binding("enter", "activate", "Detail", show=True),
+        Binding("s", "sort_next", "Sort", show=True),
+        Binding("S", "sort_reverse", "Reverse", show=False),
+        Binding("less_than_sign", "sort_prev", "Sort by previous column", show=False),
+        Binding("greater_than_sign", "sort_next", "Sort by next column", show=False),
+    ]
+
+    cursor_index: reactive[int] = reactive(0, always_update=True, repaint=False)
+
+    class CursorMoved(Message):
+        """The cursor now rests on ``row`` (None: the table is empty)."""
+
+        def __init__(self, table: VirtualTable, key: Hashable | None, row: Any | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+            self.row = row
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
+    class RowActivated(Message):
+        """Enter or double click on ``row``."""
+
+        def __init__(self, table: VirtualTable, key: Hashable, row: Any) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+            self.row = row
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
+    class SortChanged(Message):
+        def __init__(self, table: VirtualTable, column: str, reverse: bool) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+            self.reverse = reverse
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
+    def __init__(
+        self,
+        columns: list[Column],
+        *,
+        key_fn: Callable[[Any], Hashable],
+        sort_column: str | None = None,
+        sort_reverse: bool = False,
+        new_mark_seconds: float = 3.0,
+        fade_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        empty_text: str = "no rows",
+        name: str | None = None,
+        id: str | None = None,  # noqa: A002 - Textual's own parameter name
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.columns = list(columns)
+        self._col_index = {c.key: i for i, c in enumerate(self.columns)}
+        self.key_fn = key_fn
+        self.sort_column = sort_column
+        self.sort_reverse = sort_reverse
+        self.new_mark_seconds = new_mark_seconds
+        self.fade_seconds = fade_seconds
+        self.clock = clock
+        self.empty_text = empty_text
+        self._rows: dict[Hashable, Any] = {}  # live rows, in arrival order
+        self._added: dict[Hashable, float] = {}  # key -> when it appeared
+        self._gone: dict[Hashable, tuple[Any, float]] = {}  # key -> (last row, when it vanished)
+        self._filter: Callable[[Any], bool] | None = None
+        self._view: list[Hashable] = []  # keys in display order
+        self._cursor_key: Hashable | None = None
+        self._loaded = False  # first load marks nothing as new
+        self._mark_timer = None
+        self._styles: dict[str, Style] = {}
+        self._total_width = sum(c.width for c in self.columns) + len(self.columns)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def row_count(self) -> int:
+        """Rows shown (after the filter, including fading ones)."""
+        return len(self._view)
+
+    @property
+    def total_count(self) -> int:
+        """Live rows (before the filter, without fading ones)."""
+        return len(self._rows)
+
+    @property
+    def visible_keys(self) -> list[Hashable]:
+        return list(self._view)
+
+    def visible_rows(self) -> list[Any]:
+        return [self.get_row(k) for k in self._view]
+
+    def get_row(self, key: Hashable) -> Any | None:
+        row = self._rows.get(key)
+        if row is None and key in self._gone:
+            row = self._gone[key][0]
+        return row
+
+    def is_new(self, key: Hashable) -> bool:
+        return key in self._added
+
+    def is_vanishing(self, key: Hashable) -> bool:
+        return key in self._gone
+
+    @property
+    def cursor_key(self) -> Hashable | None:
+        return self._cursor_key
+
+    @property
+    def cursor_row(self) -> Any | None:
+        return None if self._cursor_key is None else self.get_row(self._cursor_key)
+
+    def set_rows(self, rows: Iterable[Any], now: float | None = None) -> None:
+        """Replace the table's content; keys that appear or vanish get their marks."""
+        now = self.clock() if now is None else now
+        key_fn = self.key_fn
+        new_rows = {key_fn(r): r for r in rows}
+        old_rows = self._rows
+        if self._loaded:
+            if self.new_mark_seconds > 0:
+                for key in new_rows.keys() - old_rows.keys():
+                    self._added[key] = now
+            if self.fade_seconds > 0:
+                for key in old_rows.keys() - new_rows.keys():
+                    self._gone[key] = (old_rows[key], now)
+        self._loaded = True
+        if self._gone:
+            for key in [k for k in self._gone if k in new_rows]:  # came back
+                del self._gone[key]
+        self._rows = new_rows
+        self._expire_marks(now)
+        self._rebuild()
+
+    def set_filter(self, predicate: Callable[[Any], bool] | None) -> None:
+        self._filter = predicate
+        self._rebuild()
+
+    def sort_by(self, column: str | None, reverse: bool | None = None) -> None:
+        """Sort on ``column``; the same column again flips the order unless ``reverse`` is given."""
+        if column is not None and column not in self._col_index:
+            raise KeyError(f"no column {column!r}")
+        if reverse is None:
+            reverse = (not self.sort_reverse) if column == self.sort_column else False
+        self.sort_column = column
+        self.sort_reverse = reverse
+        self._rebuild()
+        if column is not None:
+            self.post_message(self.SortChanged(self, column, reverse))
+
+    def move_cursor_to_key(self, key: Hashable) -> bool:
+        try:
+            index = self._view.index(key)
+        except ValueError:
+            return False
+        self._set_cursor(index)
+        return True
+
+    # --------------------------------------------------------------- internals
+    def _expire_marks(self, now: float) -> bool:
+        changed = False
+        if self._added:
+            limit = now - self.new_mark_seconds
+            old = [k for k, t in self._added.items() if t <= limit]
+            for k in old:
+                del self._added[k]
+            changed = bool(old)
+        if self._gone:
+            limit = now - self.fade_seconds
+            old = [k for k, (_, t) in self._gone.items() if t <= limit]
+            for k in old:
+                del self._gone[k]
+            changed = changed or bool(old)
+        return changed
+
+    def _rebuild(self) -> None:
+        rows = self._rows
+        if self._gone:
+            items = list(rows.items()) + [(k, r) for k, (r, _) in self._gone.items()]
+        else:
+            items = list(rows.items())
+        pred = self._filter
+        if pred is not None:
+            items = [kr for kr in items if pred(kr[1])]
+        if self.sort_column is not None:
+            get = self.columns[self._col_index[self.sort_column]].get
+            items.sort(key=lambda kr: _sort_value(get(kr[1])), reverse=self.sort_reverse)
+        self._view = [k for k, _ in items]
+        # The cursor follows its key; if the key left, stay at the same index.
+        index = self.cursor_index
+        if self._cursor_key is not None:
+            try:
+                index = self._view.index(self._cursor_key)
+            except ValueError:
+                pass
+        self.virtual_size = Size(self._total_width, len(self._view) + 1)
+        self._set_cursor(index, force_message=True)
+        self.refresh()
+
+    def _set_cursor(self, index: int, force_message: bool = False) -> None:
+        n = len(self._view)
+        index = max(0, min(index, n - 1)) if n else 0
+        key = self._view[index] if n else None
+        moved = key != self._cursor_key
+        self._cursor_key = key
+        self.cursor_index = index
+        self._scroll_cursor_into_view()
+        self.refresh()
+        if moved:
+            self.post_message(self.CursorMoved(self, key, self.get_row(key) if key is not None else None))
+
+    def _scroll_cursor_into_view(self) -> None:
+        body = max(1, self.scrollable_content_region.height - 1)
+        top = int(self.scroll_y)
+        index = self.cursor_index
+        if index < top:
+            self.scroll_to(y=index, animate=False, immediate=True)
+        elif index >= top + body:
+            self.scroll_to(y=index - body + 1, animate=False, immediate=True)
+
+    def _tick(self) -> None:
+        if self._expire_marks(self.clock()):
+            self._rebuild()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._mark_timer = self.set_interval(0.5, self._tick)
+
+    def on_resize(self) -> None:
+        self._scroll_cursor_into_view()
+
+    # --------------------------------------------------------------- drawing
+    def _cell(self, text: CellValue, width: int, justify: str, style: Style) -> list[Segment]:
+        if isinstance(text, Text):
+            plain = text.plain
+            if len(plain) > width:
+                text = text[: max(0, width - 1)] + Text("…")
+            text = text.copy()
+            pad = width - text.cell_len
+            if pad > 0:
+                if justify == "right":
+                    text = Text(" " * pad) + text
+                else:
+                    text.append(" " * pad)
+            return [Segment(s.text, style + s.style if s.style else style)
+                    for s in text.render(self.app.console)]
+        if len(text) > width:
+            text = text[: max(0, width - 1)] + "…"
+        text = text.rjust(width) if justify == "right" else text.ljust(width)
+        return [Segment(text, style)]
+
+    def _header_strip(self) -> Strip:
+        base = self._styles["header"]
+        segs: list[Segment] = []
+        for col in self.columns:
+            label = col.label
+            if col.key == self.sort_column:
+                label = f"{label}{'▼' if self.sort_reverse else '▲'}"
+            segs.extend(self._cell(label, col.width, col.justify, base))
+            segs.append(Segment(" ", base))
+        return Strip(segs)
+
+    def _row_strip(self, index: int) -> Strip:
+        key = self._view[index]
+        row = self.get_row(key)
+        style = self._styles["base"]
+        if key in self._gone:
+            style = style + VANISHING_STYLE
+        elif key in self._added:
+            style = style + NEW_ROW_STYLE
+        if index == self.cursor_index:
+            style = style + self._styles["cursor"]
+        segs: list[Segment] = []
+        for col in self.columns:
+            value = col.fmt(row) if col.fmt is not None else col.get(row)
+            if value is None:
+                value = ""
+            elif not isinstance(value, (str, Text)):
+                value = str(value)
+            cell_style = style
+            if col.style is not None:
+                extra = col.style(row)
+                if extra is not None:
+                    cell_style = style + extra
+                    if index == self.cursor_index:
+                        cell_style = cell_style + self._styles["cursor"]
+            segs.extend(self._cell(value, col.width, col.justify, cell_style))
+            segs.append(Segment(" ", style))
+        return Strip(segs)
+
+    def render_lines(self, crop):  # type: ignore[override]
+        # Resolve component styles once per frame, not once per line.
+        base = self.rich_style
+        self._styles = {
+            "base": base,
+            "header": base + self.get_component_rich_style("virtual-table--header"),
+            "cursor": self.get_component_rich_style("virtual-table--cursor"),
+        }
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        scroll_x, scroll_y = self.scroll_offset
+        base = self._styles.get("base") or self.rich_style
+        if y == 0:
+            strip = self._header_strip()
+        else:
+            index = scroll_y + y - 1
+            if 0 <= index < len(self._view):
+                strip = self._row_strip(index)
+            elif index == 0 and not self._view:
+                strip = Strip([Segment(f" {self.empty_text}", base + Style(dim=True, italic=True))])
+            else:
+                return Strip.blank(width, base)
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
+
+    # --------------------------------------------------------------- input
+    def action_cursor_up(self) -> None:
+        self._set_cursor(self.cursor_index - 1)
+
+    def action_cursor_down(self) -> None:
+        self._set_cursor(self.cursor_index + 1)
+
+    def action_page_up(self) -> None:
+        self._set_cursor(self.cursor_index - max(1, self.scrollable_content_region.height - 2))
+
+    def action_page_down(self) -> None:
+        self._set_cursor(self.cursor_index + max(1, self.scrollable_content_region.height - 2))
+
+    def action_cursor_home(self) -> None:
+        self._set_cursor(0)
+
+    def action_cursor_end(self) -> None:
+        self._set_cursor(len(self._view) - 1)
+
+    def action_activate(self) -> None:
+        key = self._cursor_key
+        if key is not None:
+            self.post_message(self.RowActivated(self, key, self.get_row(key)))
+
+    def _sort_step(self, step: int) -> None:
+        keys = [c.key for c in self.columns]
+        if self.sort_column in keys:
+            nxt = keys[(keys.index(self.sort_column) + step) % len(keys)]
+        else:
+            nxt = keys[0]
+        self.sort_by(nxt, reverse=False)
+
+    def action_sort_next(self) -> None:
+        self._sort_step(1)
+
+    def action_sort_prev(self) -> None:
+        self._sort_step(-1)
+
+    def action_sort_reverse(self) -> None:
+        if self.sort_column is None:
+            self.sort_by(self.columns[0].key, reverse=True)
+        else:
+            self.sort_by(self.sort_column, reverse=not self.sort_reverse)
+
+    def column_at(self, x: int) -> Column | None:
+        """The column under content x (scroll offset included)."""
+        x += int(self.scroll_x)
+        left = 0
+        for col in self.columns:
+            if left <= x < left + col.width + 1:
+                return col
+            left += col.width + 1
+        return None
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            col = self.column_at(offset.x)
+            if col is not None:
+                self.sort_by(col.key)
+            return
+        index = int(self.scroll_y) + offset.y - 1
+        if 0 <= index < len(self._view):
+            self._set_cursor(index)
+            if event.chain >= 2:
+                self.action_activate()
