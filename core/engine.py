@@ -1,0 +1,172 @@
+"""The loop both lifecycle engines share: one daemon thread, a selector, a command queue, a wake-up pair.
+
+Commands from any thread are queued (``post``) and run in the engine thread; events produced anywhere
+are queued (``queue_event``) and handed to ``on_event`` only from the engine thread, in order.
+Nothing here blocks a caller: posting is an append plus one byte written to a non-blocking socketpair.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from sockmon.core.errors import errno_info
+from sockmon.core.events import Event, EventKind, make_event
+
+log = logging.getLogger(__name__)
+OnEvent = Callable[[Event], None]
+
+
+def failure_fields(code: int | None) -> dict:
+    """errno_name / meaning / action keyword arguments for make_event."""
+    if code is None:
+        return {}
+    info = errno_info(code)
+    return {"errno_name": info.name, "meaning": info.meaning, "action": info.action}
+
+
+class EngineLoop:
+    name = "sockmon-engine"
+
+    def __init__(self, on_event: OnEvent | None) -> None:
+        self._on_event = on_event
+        self._cmds: collections.deque[Callable[[], None]] = collections.deque()
+        self._events: collections.deque[Event] = collections.deque()
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._stopping = False
+        self._lock = threading.RLock()  # guards sockets that callers may touch (options, close)
+        self._thread: threading.Thread | None = None
+        self._background: set[threading.Thread] = set()
+
+    # -- any thread -------------------------------------------------------------------------------------
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def post(self, fn: Callable[[], None]) -> None:
+        self._cmds.append(fn)
+        self._wake()
+
+    def queue_event(self, kind: EventKind, detail: str = "", **kw) -> None:
+        self._events.append(make_event(kind, detail, **kw))
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake (buffer full) or shutting down
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Ask the loop to finish (it closes its sockets) and wait for it, at most ``timeout`` seconds."""
+        self._stopping = True
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- engine thread ----------------------------------------------------------------------------------
+    def emit(self, kind: EventKind, detail: str = "", **kw) -> None:
+        self._flush_events()
+        self._deliver(make_event(kind, detail, **kw))
+
+    def _deliver(self, event: Event) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:  # a broken callback must not kill the engine
+            log.exception("on_event callback failed")
+
+    def _flush_events(self) -> None:
+        while self._events:
+            self._deliver(self._events.popleft())
+
+    def run_in_background(self, work: Callable[[], None]) -> None:
+        """Run blocking work (a lingering close) in a daemon thread; the loop waits for it before exiting."""
+
+        def wrapper() -> None:
+            try:
+                work()
+            finally:
+                with self._lock:
+                    self._background.discard(threading.current_thread())
+                self._wake()
+
+        thread = threading.Thread(target=wrapper, name=f"{self.name}-close", daemon=True)
+        with self._lock:
+            self._background.add(thread)
+        thread.start()
+
+    def _timeout(self) -> float | None:
+        return 0.5
+
+    def _on_ready(self, key: selectors.SelectorKey, mask: int) -> None:
+        raise NotImplementedError
+
+    def _tick(self) -> None:
+        """Periodic work after each select round (timers, sampling)."""
+
+    def _teardown(self) -> None:
+        """Close everything; called once in the engine thread when stopping."""
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                try:
+                    ready = self._sel.select(self._timeout())
+                except InterruptedError:
+                    ready = []
+                for key, mask in ready:
+                    if key.data == "wake":
+                        self._drain_wake()
+                    else:
+                        self._on_ready(key, mask)
+                while self._cmds and not self._stopping:
+                    self._run_command(self._cmds.popleft())
+                self._tick()
+                self._flush_events()
+            while self._cmds:  # commands posted before stop() still run (e.g. close, then stop)
+                self._run_command(self._cmds.popleft())
+        except Exception as exc:  # pragma: no cover - a bug; report it rather than die silently
+            log.exception("engine loop crashed")
+            self.emit(EventKind.ERROR, f"engine loop crashed: {exc!r}")
+        finally:
+            self._teardown()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with self._lock:
+                    pending = list(self._background)
+                if not pending:
+                    break
+                pending[0].join(max(0.0, deadline - time.monotonic()))
+            self._flush_events()
+            self._sel.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _run_command(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # a failing command is reported, the loop goes on
+            log.exception("engine command failed")
+            self.emit(EventKind.ERROR, f"command failed: {exc}", **failure_fields(getattr(exc, "errno", None)))
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass

@@ -1,0 +1,237 @@
+"""Socket options as one small typed API. Every value is read back from the kernel (getsockopt).
+
+SO_LINGER (off / abort = on,0 / N seconds), SO_KEEPALIVE + TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT,
+TCP_USER_TIMEOUT, SO_REUSEADDR, TCP_NODELAY, SO_RCVBUF/SO_SNDBUF. Setters return what the kernel
+reports after the change (e.g. Linux doubles buffer sizes); bad values raise BadInput.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from sockmon.core.errors import BadInput, SockmonError
+
+_LINGER = struct.Struct("ii")
+TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)
+MAX_KEEPIDLE = 32767  # MAX_TCP_KEEPIDLE
+MAX_KEEPINTVL = 32767  # MAX_TCP_KEEPINTVL
+MAX_KEEPCNT = 127  # MAX_TCP_KEEPCNT
+MAX_LINGER = 32767  # any larger value is clamped by nobody sensible; keep it well inside int
+SYSCTL_DIR = Path("/proc/sys/net/ipv4")
+
+
+def _int(text: str, what: str) -> int:
+    raw = text.strip()
+    if not raw or not (raw.isascii() and raw.lstrip("-").isdigit()):
+        raise BadInput(f"bad {what} {text!r}: not a whole number")
+    return int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Linger:
+    """SO_LINGER: off (close returns at once), on with 0 (close sends RST), on with N (close blocks ≤ N s)."""
+
+    enabled: bool
+    seconds: int = 0
+
+    OFF: ClassVar[Linger]
+    ABORT: ClassVar[Linger]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seconds <= MAX_LINGER:
+            raise BadInput(f"bad linger {self.seconds}: use 0-{MAX_LINGER} seconds")
+
+    @classmethod
+    def off(cls) -> Linger:
+        return cls(False, 0)
+
+    @classmethod
+    def abort(cls) -> Linger:
+        return cls(True, 0)
+
+    @classmethod
+    def after(cls, seconds: int) -> Linger:
+        return cls(True, int(seconds))
+
+    @classmethod
+    def parse(cls, text: str) -> Linger:
+        """``off`` | ``0`` (abort: RST on close) | ``N`` seconds."""
+        raw = str(text).strip().lower()
+        if raw in ("off", "no", "none"):
+            return cls.off()
+        if raw in ("abort", "rst"):
+            return cls.abort()
+        return cls.after(_int(raw, "linger"))
+
+    @property
+    def is_abort(self) -> bool:
+        return self.enabled and self.seconds == 0
+
+    def __str__(self) -> str:
+        if not self.enabled:
+            return "linger off"
+        return "linger on, 0 s (close sends RST)" if self.seconds == 0 else f"linger on, {self.seconds} s"
+
+
+Linger.OFF = Linger(False, 0)
+Linger.ABORT = Linger(True, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    """SO_KEEPALIVE with its three timers; a dead peer is noticed after ``idle + intvl × cnt`` seconds."""
+
+    enabled: bool
+    idle: int = 7200
+    intvl: int = 75
+    cnt: int = 9
+
+    def __post_init__(self) -> None:
+        for name, value, top in (("idle", self.idle, MAX_KEEPIDLE), ("intvl", self.intvl, MAX_KEEPINTVL),
+                                 ("cnt", self.cnt, MAX_KEEPCNT)):
+            if not 1 <= value <= top:
+                raise BadInput(f"bad keepalive {name} {value}: use 1-{top}")
+
+    @property
+    def dead_peer_seconds(self) -> int:
+        return self.idle + self.intvl * self.cnt
+
+    @classmethod
+    def parse(cls, text: str) -> Keepalive:
+        """``IDLE,INTVL,CNT`` (seconds, seconds, probes) → enabled keepalive; ``off`` → disabled."""
+        raw = str(text).strip()
+        if raw.lower() == "off":
+            return cls(False)
+        parts = raw.split(",")
+        if len(parts) != 3:
+            raise BadInput(f"bad keepalive {text!r}: expected IDLE,INTVL,CNT e.g. 60,10,3")
+        idle, intvl, cnt = (_int(p, "keepalive value") for p in parts)
+        return cls(True, idle, intvl, cnt)
+
+    def __str__(self) -> str:
+        state = "on" if self.enabled else "off"
+        return (f"keepalive {state} idle={self.idle}s intvl={self.intvl}s cnt={self.cnt} "
+                f"(dead peer after {self.dead_peer_seconds}s)")
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    linger: Linger
+    keepalive: Keepalive
+    user_timeout_ms: int
+    reuseaddr: bool
+    nodelay: bool
+    rcvbuf: int
+    sndbuf: int
+
+
+def _wrap(exc: OSError, doing: str) -> SockmonError:
+    return SockmonError.from_os_error(exc, doing)
+
+
+def read_linger(sock: socket.socket) -> Linger:
+    onoff, secs = _LINGER.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER.size))
+    return Linger(bool(onoff), secs)
+
+
+def read_keepalive(sock: socket.socket) -> Keepalive:
+    on = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    return Keepalive(bool(on), sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                     sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                     sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+
+
+def read_options(sock: socket.socket) -> SocketOptions:
+    """All options as the kernel has them now."""
+    try:
+        return SocketOptions(
+            linger=read_linger(sock),
+            keepalive=read_keepalive(sock),
+            user_timeout_ms=sock.getsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT),
+            reuseaddr=bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)),
+            nodelay=bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)),
+            rcvbuf=sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            sndbuf=sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        )
+    except OSError as exc:
+        raise _wrap(exc, "getsockopt") from None
+
+
+def set_linger(sock: socket.socket, linger: Linger) -> Linger:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER.pack(int(linger.enabled), linger.seconds))
+        return read_linger(sock)
+    except OSError as exc:
+        raise _wrap(exc, "setsockopt(SO_LINGER)") from None
+
+
+def set_keepalive(sock: socket.socket, keepalive: Keepalive) -> Keepalive:
+    """Sets the three timers, then SO_KEEPALIVE on/off (timers are kept when turning it off)."""
+    try:
+        if keepalive.enabled:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive.idle)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, keepalive.intvl)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, keepalive.cnt)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(keepalive.enabled))
+        return read_keepalive(sock)
+    except OSError as exc:
+        raise _wrap(exc, "setsockopt(SO_KEEPALIVE)") from None
+
+
+def set_nodelay(sock: socket.socket, on: bool) -> bool:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(bool(on)))
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    except OSError as exc:
+        raise _wrap(exc, "setsockopt(TCP_NODELAY)") from None
+
+
+def set_user_timeout(sock: socket.socket, ms: int) -> int:
+    """TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the kernel gives up (0 = default)."""
+    if isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= 2**31 - 1:
+        raise BadInput(f"bad user timeout {ms!r}: use 0-2147483647 ms")
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, ms)
+        return sock.getsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT)
+    except OSError as exc:
+        raise _wrap(exc, "setsockopt(TCP_USER_TIMEOUT)") from None
+
+
+def set_reuseaddr(sock: socket.socket, on: bool) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(bool(on)))
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
+    except OSError as exc:
+        raise _wrap(exc, "setsockopt(SO_REUSEADDR)") from None
+
+
+def set_buffers(sock: socket.socket, rcvbuf: int | None = None, sndbuf: int | None = None) -> tuple[int, int]:
+    """SO_RCVBUF / SO_SNDBUF; returns ``(rcvbuf, sndbuf)`` as read back (Linux doubles, and clamps)."""
+    for name, value in (("rcvbuf", rcvbuf), ("sndbuf", sndbuf)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 < value <= 2**30):
+            raise BadInput(f"bad {name} {value!r}: use 1-{2**30} bytes")
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    except OSError as exc:
+        raise _wrap(exc, "setsockopt(SO_RCVBUF/SO_SNDBUF)") from None
+
+
+def system_keepalive(root: Path = SYSCTL_DIR) -> Keepalive:
+    """The system defaults new sockets get: tcp_keepalive_time / _intvl / _probes (keepalive itself is off)."""
+    try:
+        idle = int((root / "tcp_keepalive_time").read_text())
+        intvl = int((root / "tcp_keepalive_intvl").read_text())
+        cnt = int((root / "tcp_keepalive_probes").read_text())
+    except (OSError, ValueError) as exc:
+        raise SockmonError(f"cannot read keepalive sysctls under {root}: {exc}") from None
+    return Keepalive(False, idle, intvl, cnt)

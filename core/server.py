@@ -1,0 +1,450 @@
+"""The server engine: one non-blocking listener and its clients on a selector, in its own thread.
+
+Modes: ``echo`` (send back what arrives), ``discard`` (read and drop), ``hold`` (accept, never read),
+``no-accept`` (listen only: the accept queue fills), ``close`` (accept then FIN), ``reset`` (accept then
+RST with linger 0). Every socket is non-blocking and partial writes are buffered and flushed when the
+socket is writable, so a client that connects and sends nothing never delays any other.
+
+Per-client actions take the client id ("127.0.0.1:51234") and may be called from any thread:
+``send``/``shutdown``/``close``/``abort`` are queued to the engine thread and return at once;
+``set_linger``/``set_keepalive``/``options`` run a setsockopt/getsockopt immediately and return the
+value read back from the kernel. An unknown id raises SockmonError.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import time
+from dataclasses import dataclass, field
+
+from sockmon.core import lifecycle
+from sockmon.core.address import format_endpoint, resolve
+from sockmon.core.engine import EngineLoop, OnEvent, failure_fields
+from sockmon.core.errors import BadInput, SockmonError
+from sockmon.core.events import EventKind
+from sockmon.core.options import Keepalive, Linger, SocketOptions, read_options
+from sockmon.core.options import set_keepalive as _set_keepalive
+from sockmon.core.options import set_linger as _set_linger
+from sockmon.core.sockio import MSG_NOSIGNAL
+from sockmon.core.states import state_name
+from sockmon.core.tcpinfo import read_tcp_info
+
+MODES = ("echo", "discard", "hold", "no-accept", "close", "reset")
+READING_MODES = ("echo", "discard")
+RECV_SIZE = 65536
+EVENT_DATA_MAX = 4096  # BYTES_IN events carry at most this much of the data
+ACCEPT_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ServerClient:
+    """A snapshot of one accepted client (``state`` read from TCP_INFO when the snapshot was taken)."""
+
+    id: str
+    peer: tuple[str, int]
+    local: tuple[str, int]
+    bytes_in: int
+    bytes_out: int
+    state: str
+    read_shut: bool
+    write_shut: bool
+    peer_closed: bool = False
+    pending_out: int = 0  # bytes queued in the engine, not yet accepted by the kernel
+
+
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    id: str
+    peer: tuple[str, int]
+    local: tuple[str, int]
+    bytes_in: int = 0
+    bytes_out: int = 0
+    out: bytearray = field(default_factory=bytearray)
+    read_shut: bool = False
+    write_shut: bool = False
+    peer_closed: bool = False
+    closed: bool = False
+    close_after_flush: bool = False
+    shutdown_after_flush: bool = False
+    mask: int = 0
+    state: str = ""
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise BadInput(f"unknown server mode {mode!r}; one of: {', '.join(MODES)}")
+    return mode
+
+
+class ServerEngine(EngineLoop):
+    name = "sockmon-server"
+
+    def __init__(self, host: str, port: int, *, mode: str = "echo", backlog: int = 128, reuseaddr: bool = True,
+                 on_event: OnEvent | None = None, close_on_eof: bool = True, max_pending: int = 1 << 20,
+                 sample_interval: float = 0.5) -> None:
+        """``close_on_eof``: in echo/discard mode, close a client once it has closed and our output is
+        flushed (False keeps it in CLOSE_WAIT until ``close(cid)``). ``max_pending``: stop reading from
+        an echo client whose unsent output exceeds this (back-pressure)."""
+        super().__init__(on_event)
+        self.host = host
+        self.port = port
+        self.mode = _check_mode(mode)
+        if not 0 <= backlog <= 65535:
+            raise BadInput(f"bad backlog {backlog}: use 0-65535")
+        self.backlog = backlog
+        self.reuseaddr = reuseaddr
+        self.close_on_eof = close_on_eof
+        self.max_pending = max_pending
+        self.sample_interval = sample_interval
+        self._listener: socket.socket | None = None
+        self._listening_registered = False
+        self._paused_until = 0.0
+        self._conns: dict[str, _Conn] = {}
+        self._address: tuple[str, int] | None = None
+        self._next_sample = 0.0
+
+    # -- control (any thread) ---------------------------------------------------------------------------
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address actually bound (port 0 → the port the kernel chose)."""
+        if self._address is None:
+            raise SockmonError("server not started")
+        return self._address
+
+    def start(self) -> ServerEngine:
+        """Bind and listen now (errors raise SockmonError, e.g. EADDRINUSE), then serve in a thread."""
+        if self._thread is not None:
+            raise SockmonError("server already started")
+        family, sockaddr = resolve(self.host, self.port, passive=True)[0]
+        where = format_endpoint(sockaddr[0], sockaddr[1])
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if self.reuseaddr:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.queue_event(EventKind.CALL, f"bind({where})" + (" with SO_REUSEADDR" if self.reuseaddr else ""))
+            sock.bind(sockaddr)
+            self.queue_event(EventKind.CALL, f"listen(backlog={self.backlog})")
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            self._sel.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            raise SockmonError.from_os_error(exc, f"bind/listen {where}") from None
+        self._listener = sock
+        self._address = tuple(sock.getsockname()[:2])
+        self.queue_event(EventKind.RETURNED, "listen", state="LISTEN")
+        self.queue_event(EventKind.INFO, f"listening on {format_endpoint(*self._address)}, mode {self.mode}")
+        self._update_listener()
+        self._start_thread()
+        return self
+
+    def set_mode(self, mode: str) -> None:
+        """New mode for new clients; echo/discard/hold also start/stop reading existing clients."""
+        _check_mode(mode)
+        self.post(lambda: self._do_set_mode(mode))
+
+    def clients(self) -> list[ServerClient]:
+        with self._lock:
+            conns = [c for c in self._conns.values() if not c.closed]
+            out = []
+            for c in conns:
+                try:
+                    st = state_name(read_tcp_info(c.sock).state)
+                except OSError:
+                    st = "CLOSED"
+                out.append(ServerClient(c.id, c.peer, c.local, c.bytes_in, c.bytes_out, st, c.read_shut,
+                                        c.write_shut, c.peer_closed, len(c.out)))
+        return out
+
+    def send(self, cid: str, data: bytes) -> None:
+        self._known(cid)
+        data = bytes(data)
+        self.post(lambda: self._with(cid, "send", lambda c: self._queue_send(c, data)))
+
+    def shutdown(self, cid: str, how: str) -> None:
+        code = lifecycle.parse_how(how)
+        self._known(cid)
+        self.post(lambda: self._with(cid, "shutdown", lambda c: self._do_shutdown(c, code)))
+
+    def close(self, cid: str) -> None:
+        self._known(cid)
+        self.post(lambda: self._with(cid, "close", lambda c: self._close(c, "close()")))
+
+    def abort(self, cid: str) -> None:
+        self._known(cid)
+        self.post(lambda: self._with(cid, "abort", lambda c: self._close(c, "abort", abort=True)))
+
+    def set_linger(self, cid: str, linger: Linger) -> Linger:
+        with self._lock:
+            value = _set_linger(self._known(cid).sock, linger)
+        self.queue_event(EventKind.OPTION, str(value), conn=cid)
+        return value
+
+    def set_keepalive(self, cid: str, keepalive: Keepalive) -> Keepalive:
+        with self._lock:
+            value = _set_keepalive(self._known(cid).sock, keepalive)
+        self.queue_event(EventKind.OPTION, str(value), conn=cid)
+        return value
+
+    def options(self, cid: str) -> SocketOptions:
+        with self._lock:
+            return read_options(self._known(cid).sock)
+
+    def listener_options(self) -> SocketOptions | None:
+        with self._lock:
+            return read_options(self._listener) if self._listener is not None else None
+
+    def _known(self, cid: str) -> _Conn:
+        with self._lock:
+            conn = self._conns.get(cid)
+            if conn is None or conn.closed:
+                raise SockmonError(f"no client {cid} (closed, or never connected)", errno=errno.ENOTCONN)
+            return conn
+
+    # -- engine thread ----------------------------------------------------------------------------------
+    def _with(self, cid: str, what: str, fn) -> None:
+        conn = self._conns.get(cid)
+        if conn is None or conn.closed:
+            self.emit(EventKind.FAILED, f"{what}: no client {cid} (already closed)", conn=cid,
+                      **failure_fields(errno.ENOTCONN))
+            return
+        fn(conn)
+
+    def _timeout(self) -> float | None:
+        return min(self.sample_interval, 0.5)
+
+    def _update_listener(self) -> None:
+        want = (self._listener is not None and self.mode != "no-accept" and time.monotonic() >= self._paused_until)
+        if want and not self._listening_registered:
+            self._sel.register(self._listener, selectors.EVENT_READ, "listen")
+        elif not want and self._listening_registered:
+            self._sel.unregister(self._listener)
+        self._listening_registered = want
+
+    def _do_set_mode(self, mode: str) -> None:
+        old, self.mode = self.mode, mode
+        self._update_listener()
+        for conn in list(self._conns.values()):
+            self._update(conn)
+        self.emit(EventKind.INFO, f"mode {old} → {mode}")
+
+    def _on_ready(self, key: selectors.SelectorKey, mask: int) -> None:
+        if key.data == "listen":
+            self._accept()
+            return
+        conn: _Conn = key.data
+        if conn.closed:
+            return
+        if mask & selectors.EVENT_READ:
+            self._read(conn)
+        if mask & selectors.EVENT_WRITE and not conn.closed:
+            self._flush(conn)
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE/ENFILE/ENOBUFS: pause accepting rather than spin
+                self.emit(EventKind.ERROR, "accept() failed; pausing accepts for 1 s", **failure_fields(exc.errno))
+                self._paused_until = time.monotonic() + 1.0
+                self._update_listener()
+                return
+            sock.setblocking(False)
+            peer = tuple(peer[:2])
+            local = tuple(sock.getsockname()[:2])
+            cid = format_endpoint(*peer)
+            conn = _Conn(sock, cid, peer, local)
+            with self._lock:
+                self._conns[cid] = conn
+            self.emit(EventKind.ACCEPTED, f"accept() → {cid} on {format_endpoint(*local)}", conn=cid)
+            self._sample(conn)
+            if self.mode == "close":
+                self._close(conn, "close() on accept (mode close): FIN")
+            elif self.mode == "reset":
+                self._close(conn, "abort on accept (mode reset): linger 0 + close → RST", abort=True)
+            else:
+                self._update(conn)
+
+    def _wants_read(self, conn: _Conn) -> bool:
+        return (self.mode in READING_MODES and not conn.peer_closed and not conn.read_shut
+                and len(conn.out) < self.max_pending)
+
+    def _update(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        mask = (selectors.EVENT_READ if self._wants_read(conn) else 0) | (selectors.EVENT_WRITE if conn.out else 0)
+        if mask == conn.mask:
+            return
+        if conn.mask == 0:
+            self._sel.register(conn.sock, mask, conn)
+        elif mask == 0:
+            self._sel.unregister(conn.sock)
+        else:
+            self._sel.modify(conn.sock, mask, conn)
+        conn.mask = mask
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except ConnectionResetError:
+            self.emit(EventKind.RESET, "recv(): RST from the peer", conn=conn.id, **failure_fields(errno.ECONNRESET))
+            self._close(conn, "close() after reset")
+            return
+        except OSError as exc:
+            self.emit(EventKind.ERROR, "recv() failed", conn=conn.id, **failure_fields(exc.errno))
+            self._close(conn, "close() after error")
+            return
+        if not data:
+            conn.peer_closed = True
+            self.emit(EventKind.PEER_CLOSED, "recv() returned 0: the peer sent FIN", conn=conn.id)
+            self._sample(conn)
+            if self.close_on_eof:
+                if conn.out:
+                    conn.close_after_flush = True
+                else:
+                    self._close(conn, "close() after the peer closed")
+                    return
+            self._update(conn)
+            return
+        conn.bytes_in += len(data)
+        self.emit(EventKind.BYTES_IN, conn=conn.id, nbytes=len(data), data=data[:EVENT_DATA_MAX])
+        if self.mode == "echo":
+            self._queue_send(conn, data)
+        else:
+            self._update(conn)
+
+    def _queue_send(self, conn: _Conn, data: bytes) -> None:
+        if conn.write_shut:
+            self.emit(EventKind.FAILED, f"send({len(data)} bytes) after shutdown(SHUT_WR)", conn=conn.id,
+                      **failure_fields(errno.EPIPE))
+            return
+        conn.out += data
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        while conn.out:
+            try:
+                n = conn.sock.send(conn.out, MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                break
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                kind = EventKind.RESET if exc.errno == errno.ECONNRESET else EventKind.FAILED
+                self.emit(kind, "send() failed", conn=conn.id, **failure_fields(exc.errno))
+                self._close(conn, "close() after a failed send")
+                return
+            except OSError as exc:
+                self.emit(EventKind.ERROR, "send() failed", conn=conn.id, **failure_fields(exc.errno))
+                self._close(conn, "close() after a failed send")
+                return
+            del conn.out[:n]
+            conn.bytes_out += n
+            self.emit(EventKind.BYTES_OUT, conn=conn.id, nbytes=n)
+        if not conn.out:
+            if conn.shutdown_after_flush:
+                conn.shutdown_after_flush = False
+                self._do_shutdown(conn, socket.SHUT_WR)
+            if conn.close_after_flush:
+                self._close(conn, "close() after the peer closed")
+                return
+        self._update(conn)
+
+    def _do_shutdown(self, conn: _Conn, code: int) -> None:
+        name = lifecycle.HOW_NAMES[code]
+        if code in (socket.SHUT_WR, socket.SHUT_RDWR) and conn.out and not conn.shutdown_after_flush:
+            # our queued output goes first; the FIN follows it
+            conn.shutdown_after_flush = True
+            if code == socket.SHUT_WR:
+                self.emit(EventKind.INFO, f"shutdown({name}) waits for {len(conn.out)} queued bytes", conn=conn.id)
+                return
+            code, name = socket.SHUT_RD, "SHUT_RD"
+        self.emit(EventKind.CALL, f"shutdown({name})", conn=conn.id)
+        try:
+            conn.sock.shutdown(code)
+        except OSError as exc:
+            self.emit(EventKind.FAILED, f"shutdown({name})", conn=conn.id, **failure_fields(exc.errno))
+            return
+        if code in (socket.SHUT_RD, socket.SHUT_RDWR):
+            conn.read_shut = True
+        if code in (socket.SHUT_WR, socket.SHUT_RDWR):
+            conn.write_shut = True
+        self.emit(EventKind.RETURNED, f"shutdown({name})", conn=conn.id)
+        self._sample(conn)
+        self._update(conn)
+
+    def _close(self, conn: _Conn, how: str, *, abort: bool = False) -> None:
+        """Close one client; a lingering close (SO_LINGER N > 0) runs in a background thread."""
+        if conn.closed:
+            return
+        self._sample(conn)
+        self.emit(EventKind.CALL, how + (f" ({len(conn.out)} unsent bytes dropped)" if conn.out else ""),
+                  conn=conn.id)
+        if conn.mask:
+            self._sel.unregister(conn.sock)
+            conn.mask = 0
+        with self._lock:
+            conn.closed = True
+            self._conns.pop(conn.id, None)
+            if abort:
+                try:
+                    _set_linger(conn.sock, Linger.ABORT)
+                except SockmonError as exc:
+                    self.emit(EventKind.FAILED, "setsockopt(SO_LINGER, on, 0)", conn=conn.id,
+                              **failure_fields(exc.errno))
+            elif lifecycle.lingers(conn.sock):
+                cid = conn.id
+
+                sock = conn.sock
+
+                def work() -> None:
+                    seconds, err = lifecycle.timed_close(sock)
+                    if err is not None:
+                        self.queue_event(EventKind.FAILED, "close()", conn=cid,
+                                         **failure_fields(getattr(err, "errno", None)))
+                    self.queue_event(EventKind.CLOSED, f"lingering close() returned after {seconds:.2f} s",
+                                     conn=cid)
+
+                self.run_in_background(work)
+                return
+            conn.sock.close()
+        self.emit(EventKind.CLOSED, "RST sent" if abort else "fd closed", conn=conn.id)
+
+    def _sample(self, conn: _Conn) -> None:
+        try:
+            st = state_name(read_tcp_info(conn.sock).state)
+        except OSError:
+            return
+        if st != conn.state:
+            conn.state = st
+            self.emit(EventKind.STATE, conn=conn.id, state=st)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._paused_until and now >= self._paused_until:
+            self._paused_until = 0.0
+            self._update_listener()
+        if now >= self._next_sample:
+            self._next_sample = now + self.sample_interval
+            for conn in list(self._conns.values()):
+                if not conn.closed:
+                    self._sample(conn)
+
+    def _teardown(self) -> None:
+        for conn in list(self._conns.values()):
+            self._close(conn, "close() (server stopping)")
+        if self._listener is not None:
+            if self._listening_registered:
+                self._sel.unregister(self._listener)
+                self._listening_registered = False
+            with self._lock:
+                self._listener.close()
+            self.emit(EventKind.CLOSED, f"listener {format_endpoint(*self._address)} closed")
+        self.emit(EventKind.INFO, "server stopped")
