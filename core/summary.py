@@ -1,0 +1,115 @@
+"""Summary of a snapshot like `ss -s`: counts per state, listener counters, keepalive sysctls."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sockmon.core.netns import run_in_netns
+from sockmon.core.records import Snapshot
+from sockmon.core.states import state_name
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    total: int
+    by_state: Mapping[str, int]  # state name (no TCP_ prefix) → count; only states present
+    listen_overflows: int | None  # TcpExt ListenOverflows (accept queue full), None if unreadable
+    listen_drops: int | None  # TcpExt ListenDrops
+    keepalive_time: int | None  # net.ipv4.tcp_keepalive_time (s)
+    keepalive_intvl: int | None  # net.ipv4.tcp_keepalive_intvl (s)
+    keepalive_probes: int | None  # net.ipv4.tcp_keepalive_probes
+    sockstat: Mapping[str, int] = field(default_factory=lambda: _EMPTY)  # "TCP inuse", "TCP tw", "TCP6 inuse"…
+    families: Mapping[str, int] = field(default_factory=lambda: _EMPTY)  # "inet"/"inet6" → count
+
+    def count(self, name: str) -> int:
+        return self.by_state.get(name, 0)
+
+
+def _proc_net(netns_used: bool) -> str:
+    return "/proc/thread-self/net" if netns_used else "/proc/net"
+
+
+def _read_netstat(path: str) -> dict[str, dict[str, int]]:
+    """/proc/net/netstat or /proc/net/snmp: {"TcpExt": {"ListenOverflows": n, ...}, ...}."""
+    out: dict[str, dict[str, int]] = {}
+    try:
+        with open(path, encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return out
+    for head, vals in zip(lines[::2], lines[1::2], strict=False):
+        hname, _, hkeys = head.partition(":")
+        _, _, hvals = vals.partition(":")
+        try:
+            out[hname] = dict(zip(hkeys.split(), (int(v) for v in hvals.split()), strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_sockstat(base: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in ("sockstat", "sockstat6"):
+        try:
+            with open(f"{base}/{name}", encoding="ascii") as fh:
+                for line in fh:
+                    proto, _, rest = line.partition(":")
+                    if proto not in ("TCP", "TCP6", "sockets"):
+                        continue
+                    f = rest.split()
+                    for k, v in zip(f[::2], f[1::2], strict=False):
+                        if v.isdigit():
+                            out[f"{proto} {k}"] = int(v)
+        except OSError:
+            continue
+    return out
+
+
+def read_listen_counters(netns: str | int | None = None) -> tuple[int | None, int | None]:
+    """(ListenOverflows, ListenDrops) of the namespace since boot / namespace creation."""
+    def read():
+        tcpext = _read_netstat(f"{_proc_net(netns is not None)}/netstat").get("TcpExt", {})
+        return tcpext.get("ListenOverflows"), tcpext.get("ListenDrops")
+    return run_in_netns(netns, read)
+
+
+def read_keepalive_sysctls(netns: str | int | None = None) -> tuple[int | None, int | None, int | None]:
+    """(tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes) of the namespace."""
+    def read():
+        base = "/proc/sys/net/ipv4/tcp_keepalive_"
+        return _read_int(base + "time"), _read_int(base + "intvl"), _read_int(base + "probes")
+    return run_in_netns(netns, read)
+
+
+def summarize(snapshot: Snapshot, *, read_system: bool = True) -> Summary:
+    """Counts from the snapshot; with ``read_system`` also the namespace's counters and sysctls."""
+    states = Counter(s.state for s in snapshot.sockets)
+    fams = Counter(s.family_name for s in snapshot.sockets)
+    by_state = {state_name(code): n for code, n in sorted(states.items())}
+    lo = ld = kt = ki = kp = None
+    sockstat: dict[str, int] = {}
+    if read_system:
+        ns = snapshot.netns
+
+        def read():
+            base = _proc_net(ns is not None)
+            tcpext = _read_netstat(f"{base}/netstat").get("TcpExt", {})
+            k = "/proc/sys/net/ipv4/tcp_keepalive_"
+            return (tcpext.get("ListenOverflows"), tcpext.get("ListenDrops"), _read_int(k + "time"),
+                    _read_int(k + "intvl"), _read_int(k + "probes"), _read_sockstat(base))
+        lo, ld, kt, ki, kp, sockstat = run_in_netns(ns, read)
+    return Summary(len(snapshot.sockets), MappingProxyType(by_state), lo, ld, kt, ki, kp,
+                   MappingProxyType(sockstat), MappingProxyType(dict(fams)))
