@@ -1,14 +1,662 @@
-"""The built-in client pane (lab). Placeholder while the full pane is being built."""
+"""Client pane (lab): connect the built-in client, send, read, and toggle socket options with one key.
+
+The engine (``sockmon.core.client.ClientEngine``) owns the socket and does every socket call in its own
+thread; this pane only sends it commands (from worker threads, so the UI never waits on a socket) and
+shows what it reports. Every option shown is the value read back from the kernel (OPTION events and
+``options()``), never what we asked for.
+
+Keys (when no input field has focus — Escape leaves a field): ``o`` connect, ``l`` cycle SO_LINGER
+off → 0 → N, ``k`` keepalive on/off (idle/intvl/cnt fields), ``n`` TCP_NODELAY, ``u`` TCP_USER_TIMEOUT,
+``R``/``W``/``B`` shutdown RD/WR/RDWR, ``g`` graceful close, ``c`` close, ``a`` abort, ``m`` send mode.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from rich.text import Text
+from sockmon.core.errors import BadInput, SockmonError
+from sockmon.core.events import Event, EventKind
+from sockmon.tui.messages import EngineEvent
+from sockmon.tui.panes.timeline import TimelinePane, as_endpoint, endpoint, state_label
+from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Button, Input, Label, RichLog, Select, Static
+
+SEND_MODES = [("text", "text"), ("hex", "hex"), ("framed", "framed")]
+MAX_TIMEOUT = 600.0
+MAX_USER_TIMEOUT_MS = 2**31 - 1
 
 
-class ClientPane(Vertical):
-    """The built-in client pane."""
+# ---------------------------------------------------------------------- parsing (shared with the server pane)
+def parse_timeout(text: str) -> float:
+    raw = (text or "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"bad timeout {raw!r}: give seconds, e.g. 5 or 0.5") from None
+    if not 0 < value <= MAX_TIMEOUT or value != value:
+        raise BadInput(f"bad timeout {raw!r}: use more than 0 and at most {MAX_TIMEOUT:g} seconds")
+    return value
 
+
+def parse_int(text: str, what: str, low: int, high: int) -> int:
+    raw = (text or "").strip()
+    if not raw or not raw.isascii() or not raw.isdigit():
+        raise BadInput(f"bad {what} {raw!r}: give a whole number {low}-{high}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise BadInput(f"bad {what} {value}: use {low}-{high}")
+    return value
+
+
+def parse_hex(text: str) -> bytes:
+    raw = (text or "").strip().replace(":", " ").replace("0x", "")
+    try:
+        data = bytes.fromhex(raw)
+    except ValueError:
+        raise BadInput(f"bad hex {text!r}: give pairs of hex digits, e.g. 'de ad be ef'") from None
+    if not data:
+        raise BadInput("empty hex: give pairs of hex digits, e.g. 'de ad be ef'")
+    return data
+
+
+def parse_endpoint_text(text: str):
+    from sockmon.core.address import parse_endpoint
+
+    return parse_endpoint(text)
+
+
+def parse_linger_seconds(text: str) -> int:
+    from sockmon.core.options import MAX_LINGER
+
+    return parse_int(text, "linger seconds", 1, MAX_LINGER)
+
+
+def parse_user_timeout(text: str) -> int:
+    return parse_int(text, "user timeout (ms)", 0, MAX_USER_TIMEOUT_MS)
+
+
+def parse_keep(what: str) -> Callable[[str], int]:
+    from sockmon.core.options import MAX_KEEPCNT, MAX_KEEPIDLE, MAX_KEEPINTVL
+
+    top = {"idle": MAX_KEEPIDLE, "intvl": MAX_KEEPINTVL, "cnt": MAX_KEEPCNT}[what]
+    return lambda text: parse_int(text, f"keepalive {what}", 1, top)
+
+
+class CoreValidator(Validator):
+    """Runs a parser that raises BadInput; its one-line message becomes the validation failure."""
+
+    def __init__(self, parse: Callable[[str], object]) -> None:
+        super().__init__()
+        self.parse = parse
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            self.parse(value)
+        except SockmonError as exc:
+            return self.failure(str(exc))
+        return self.success()
+
+
+def hexdump(data: bytes, offset: int = 0, width: int = 16) -> list[str]:
+    lines = []
+    for i in range(0, len(data), width):
+        chunk = data[i:i + width]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset + i:06x}  {hexes:<{width * 3 - 1}}  {text}")
+    return lines
+
+
+def request_refresh(app) -> None:
+    fn = getattr(app, "request_refresh", None)
+    if callable(fn):
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - the socket table will catch up on its own
+            pass
+
+
+def field_error(pane, inputs: list[Input]) -> str | None:
+    """Validate ``inputs``; the first failure is shown inline, notified, and returned (fields keep their text)."""
+    for field in inputs:
+        result = field.validate(field.value)
+        if result is not None and not result.is_valid:
+            message = result.failure_descriptions[0] if result.failure_descriptions else "bad value"
+            pane.show_error(message)
+            field.focus()
+            return message
+    return None
+
+
+# ---------------------------------------------------------------------- the pane
+class ClientPane(Vertical, can_focus=True):
+    """Built-in client: connect, send, receive, options with one key, lifecycle actions."""
+
+    DEFAULT_CSS = """
+    ClientPane { height: 1fr; padding: 0 1; }
+    ClientPane:focus { background: $boost; }
+    ClientPane .lab-row { height: 1; margin-bottom: 1; }
+    ClientPane .lab-row Label { padding: 0 1 0 0; }
+    ClientPane .lab-row Input { margin-right: 1; }
+    ClientPane Input.-invalid { background: $error 30%; }
+    ClientPane #client-target { width: 28; }
+    ClientPane #client-timeout { width: 7; }
+    ClientPane #client-linger-n, ClientPane #client-ka-idle, ClientPane #client-ka-intvl,
+    ClientPane #client-ka-cnt { width: 7; }
+    ClientPane #client-user-timeout { width: 9; }
+    ClientPane #client-send-mode { width: 12; margin-right: 1; }
+    ClientPane #client-send-text { width: 1fr; }
+    ClientPane Button { margin-right: 1; min-width: 6; }
+    ClientPane #client-status, ClientPane #client-options { height: auto; }
+    ClientPane #client-error { height: 1; color: $error; text-style: bold; }
+    ClientPane #client-received { height: 1fr; min-height: 3; border: round $primary 50%; }
+    """
+
+    BINDINGS = [
+        Binding("o", "connect", "Connect", id="client.connect"),
+        Binding("l", "cycle_linger", "Linger off/0/N", id="client.linger"),
+        Binding("k", "toggle_keepalive", "Keepalive", id="client.keepalive"),
+        Binding("n", "toggle_nodelay", "Nodelay", id="client.nodelay"),
+        Binding("u", "toggle_user_timeout", "User timeout", id="client.user_timeout"),
+        Binding("R", "shutdown('rd')", "Shut RD", id="client.shutdown_rd"),
+        Binding("W", "shutdown('wr')", "Shut WR", id="client.shutdown_wr"),
+        Binding("B", "shutdown('rdwr')", "Shut RDWR", id="client.shutdown_rdwr"),
+        Binding("g", "graceful_close", "Graceful close", id="client.graceful_close"),
+        Binding("c", "close", "Close", id="client.close"),
+        Binding("a", "abort", "Abort (RST)", id="client.abort"),
+        Binding("m", "cycle_send_mode", "Send mode", id="client.send_mode", show=False),
+        Binding("escape", "leave_field", "Leave field", id="client.leave_field", show=False),
+    ]
+
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
+                 engine_factory: Callable | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.engine = None
+        self._engine_factory = engine_factory
+        self.state: str | None = None
+        self.kernel_state: str | None = None
+        self.fd_closed = False
+        self.local = None
+        self.peer = None
+        self.options = None  # SocketOptions read back from the kernel
+        self.option_lines: dict[str, str] = {}  # last OPTION event detail per option
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_error: str | None = None
+        self._generation = 0
+
+    # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield Static("built-in client: coming up")
+        with Horizontal(classes="lab-row"):
+            yield Label("Target")
+            yield Input("127.0.0.1:8080", placeholder="HOST:PORT", id="client-target", compact=True,
+                        validators=[CoreValidator(parse_endpoint_text)], validate_on=["changed", "submitted"])
+            yield Label("timeout s")
+            yield Input("5", id="client-timeout", compact=True, validators=[CoreValidator(parse_timeout)],
+                        validate_on=["changed", "submitted"])
+            yield Button("Connect (o)", id="client-connect", compact=True, variant="primary")
+        yield Static(self._status_text(), id="client-status")
+        yield Static(self._options_text(), id="client-options")
+        with Horizontal(classes="lab-row"):
+            yield Label("linger N s")
+            yield Input("5", id="client-linger-n", compact=True, validators=[CoreValidator(parse_linger_seconds)],
+                        validate_on=["changed", "submitted"])
+            yield Label("keepalive idle")
+            yield Input("60", id="client-ka-idle", compact=True, validators=[CoreValidator(parse_keep("idle"))],
+                        validate_on=["changed", "submitted"])
+            yield Label("intvl")
+            yield Input("10", id="client-ka-intvl", compact=True, validators=[CoreValidator(parse_keep("intvl"))],
+                        validate_on=["changed", "submitted"])
+            yield Label("cnt")
+            yield Input("3", id="client-ka-cnt", compact=True, validators=[CoreValidator(parse_keep("cnt"))],
+                        validate_on=["changed", "submitted"])
+            yield Label("user timeout ms")
+            yield Input("5000", id="client-user-timeout", compact=True,
+                        validators=[CoreValidator(parse_user_timeout)], validate_on=["changed", "submitted"])
+        with Horizontal(classes="lab-row"):
+            yield Select(SEND_MODES, value="text", allow_blank=False, id="client-send-mode", compact=True)
+            yield Input("", placeholder="text to send (Enter sends)", id="client-send-text", compact=True,
+                        validators=[CoreValidator(self._parse_payload)], validate_on=["submitted"])
+            yield Button("Send", id="client-send", compact=True)
+        with Horizontal(classes="lab-row"):
+            yield Button("Shut RD (R)", id="client-shut-rd", compact=True)
+            yield Button("Shut WR (W)", id="client-shut-wr", compact=True)
+            yield Button("Shut RDWR (B)", id="client-shut-rdwr", compact=True)
+            yield Button("Graceful (g)", id="client-graceful", compact=True)
+            yield Button("Close (c)", id="client-close", compact=True)
+            yield Button("Abort (a)", id="client-abort", compact=True, variant="error")
+        yield Static("", id="client-error")
+        log = RichLog(id="client-received", wrap=False, highlight=False, markup=False, max_lines=2000)
+        log.border_title = "Received (text + hex)"
+        yield log
+
+    # ------------------------------------------------------------------ display
+    def _status_text(self) -> Text:
+        out = Text()
+        out.append("State ", "bold")
+        if self.engine is None and self.state is None:
+            out.append("not connected", "dim")
+        else:
+            out.append_text(state_label(self.state))
+        if self.fd_closed:
+            out.append("  fd closed; kernel: ", "dim")
+            out.append_text(state_label(self.kernel_state))
+        loc, per = as_endpoint(self.local), as_endpoint(self.peer)
+        if loc and per:
+            out.append(f"  {endpoint(*loc)} → {endpoint(*per)}")
+        out.append(f"  sent {self.bytes_out} B  recv {self.bytes_in} B", "dim")
+        return out
+
+    def _options_text(self) -> Text:
+        opts = self.options
+        out = Text()
+        if opts is None:
+            out.append("Options (read back from the kernel): not connected", "dim")
+            return out
+        linger = opts.linger
+        out.append("l ", "bold #e5c07b")
+        out.append("SO_LINGER ")
+        if not linger.enabled:
+            out.append("off", "bold")
+        elif linger.seconds == 0:
+            out.append("0 (close sends RST)", "bold #ff6b6b")
+        else:
+            out.append(f"{linger.seconds} s", "bold")
+        out.append("   k ", "bold #e5c07b")
+        ka = opts.keepalive
+        out.append("SO_KEEPALIVE ")
+        out.append("on" if ka.enabled else "off", "bold")
+        out.append(f" idle {ka.idle} intvl {ka.intvl} cnt {ka.cnt}")
+        out.append("   n ", "bold #e5c07b")
+        out.append("TCP_NODELAY ")
+        out.append("on" if opts.nodelay else "off", "bold")
+        out.append("   u ", "bold #e5c07b")
+        out.append("TCP_USER_TIMEOUT ")
+        out.append(f"{opts.user_timeout_ms} ms" if opts.user_timeout_ms else "0 (default)", "bold")
+        out.append("\nDead peer: ", "bold")
+        out.append(self.dead_peer_text())
+        return out
+
+    def dead_peer_text(self) -> str:
+        opts = self.options
+        if opts is None:
+            return "?"
+        ka, ut = opts.keepalive, opts.user_timeout_ms
+        if not ka.enabled:
+            text = "not detected while idle (keepalive off)"
+            if ut:
+                text += f"; unacknowledged data gives up after {ut / 1000:g} s (TCP_USER_TIMEOUT)"
+            return text
+        if ut:
+            return (f"≈ {ka.idle + ut / 1000:g} s after the last data (idle {ka.idle} + user timeout "
+                    f"{ut / 1000:g} s; TCP_USER_TIMEOUT replaces the probe count)")
+        return f"{ka.dead_peer_seconds} s after the last data (idle {ka.idle} + {ka.intvl} × {ka.cnt})"
+
+    def _refresh_display(self) -> None:
+        if not self.is_mounted:
+            return
+        self.query_one("#client-status", Static).update(self._status_text())
+        self.query_one("#client-options", Static).update(self._options_text())
+
+    def show_error(self, message: str, *, notify: bool = True) -> None:
+        """One clear line, inline and as a notification; the app keeps running."""
+        self.last_error = message
+        if self.is_mounted:
+            self.query_one("#client-error", Static).update(message)
+        if notify:
+            self.notify(message, title="Client", severity="error", markup=False, timeout=6)
+
+    def clear_error(self) -> None:
+        self.last_error = None
+        if self.is_mounted:
+            self.query_one("#client-error", Static).update("")
+
+    def kernel_state_seen(self, state: str | None, *, closed: bool = False) -> None:
+        """The timeline saw the followed connection in the kernel (transition or socket-table row)."""
+        self.kernel_state = state or "gone"
+        if closed or self.fd_closed:
+            self._refresh_display()
+
+    # ------------------------------------------------------------------ input handling
+    def _parse_payload(self, text: str) -> bytes:
+        mode = self._send_mode()
+        if mode == "hex":
+            return parse_hex(text)
+        if not text:
+            raise BadInput("nothing to send: type some text first")
+        return text.encode("utf-8")
+
+    def _send_mode(self) -> str:
+        if not self.is_mounted:
+            return "text"
+        value = self.query_one("#client-send-mode", Select).value
+        return value if isinstance(value, str) else "text"
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        if event.validation_result is not None and not event.validation_result.is_valid:
+            msgs = event.validation_result.failure_descriptions
+            if self.is_mounted:
+                self.query_one("#client-error", Static).update(msgs[0] if msgs else "bad value")
+        elif self.last_error is None and self.is_mounted:
+            self.query_one("#client-error", Static).update("")
+
+    @on(Input.Submitted, "#client-target, #client-timeout")
+    def _submit_connect(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_connect()
+
+    @on(Input.Submitted, "#client-send-text")
+    def _submit_send(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_send()
+
+    @on(Input.Submitted, "#client-linger-n")
+    def _submit_linger(self, event: Input.Submitted) -> None:
+        event.stop()
+        if field_error(self, [event.input]) is None:
+            self._apply_linger_n()
+
+    @on(Input.Submitted, "#client-ka-idle, #client-ka-intvl, #client-ka-cnt")
+    def _submit_keepalive(self, event: Input.Submitted) -> None:
+        event.stop()
+        ka = self._keepalive_from_fields()
+        if ka is not None:
+            self._command("set_keepalive", ka)
+
+    @on(Input.Submitted, "#client-user-timeout")
+    def _submit_user_timeout(self, event: Input.Submitted) -> None:
+        event.stop()
+        if field_error(self, [event.input]) is None:
+            self._command("set_user_timeout", parse_user_timeout(event.value))
+
+    @on(Select.Changed, "#client-send-mode")
+    def _mode_changed(self, event: Select.Changed) -> None:
+        field = self.query_one("#client-send-text", Input)
+        field.placeholder = {"text": "text to send (Enter sends)", "hex": "hex bytes, e.g. de ad be ef",
+                             "framed": "payload: sent as a 4-byte length + bytes"}.get(str(event.value), "")
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        actions = {
+            "client-connect": self.action_connect, "client-send": self.action_send,
+            "client-shut-rd": lambda: self.action_shutdown("rd"),
+            "client-shut-wr": lambda: self.action_shutdown("wr"),
+            "client-shut-rdwr": lambda: self.action_shutdown("rdwr"),
+            "client-graceful": self.action_graceful_close, "client-close": self.action_close,
+            "client-abort": self.action_abort,
+        }
+        fn = actions.get(event.button.id or "")
+        if fn is not None:
+            event.stop()
+            fn()
+
+    # ------------------------------------------------------------------ actions
+    def action_leave_field(self) -> None:
+        self.focus()
+
+    def action_cycle_send_mode(self) -> None:
+        select = self.query_one("#client-send-mode", Select)
+        order = [v for _, v in SEND_MODES]
+        current = select.value if select.value in order else "text"
+        select.value = order[(order.index(current) + 1) % len(order)]
+
+    def action_connect(self) -> None:
+        target = self.query_one("#client-target", Input)
+        timeout_field = self.query_one("#client-timeout", Input)
+        if field_error(self, [target, timeout_field]) is not None:
+            return
+        ep = parse_endpoint_text(target.value)
+        timeout = parse_timeout(timeout_field.value)
+        self.clear_error()
+        old = self.engine
+        self._generation += 1
+        generation = self._generation
+        try:
+            self.engine = self._make_engine(generation)
+        except Exception as exc:  # noqa: BLE001 - engine missing or failed to start
+            self.engine = old
+            self.show_error(f"cannot start the client engine: {exc}")
+            return
+        self.state = None
+        self.kernel_state = None
+        self.fd_closed = False
+        self.local = self.peer = None
+        self.options = None
+        self.bytes_in = self.bytes_out = 0
+        self.query_one("#client-received", RichLog).clear()
+        for timeline in self._timelines():
+            timeline.follow_client(new_connection=True)
+        self._refresh_display()
+        self._connect_in_thread(old, self.engine, ep.host, ep.port, timeout)
+
+    @work(thread=True, group="client-engine", exit_on_error=False)
+    def _connect_in_thread(self, old, engine, host: str, port: int, timeout: float) -> None:
+        if old is not None:
+            try:
+                old.stop()
+            except Exception:  # noqa: BLE001 - the old engine is being dropped anyway
+                pass
+        try:
+            engine.connect(host, port, timeout=timeout)
+        except SockmonError as exc:
+            self.app.call_from_thread(self.show_error, str(exc))
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+            self.app.call_from_thread(self.show_error, f"connect failed: {exc}")
+
+    def _make_engine(self, generation: int):
+        def on_event(event: Event) -> None:  # engine thread
+            self.post_message(EngineEvent(event, "client"))
+
+        if self._engine_factory is not None:
+            return self._engine_factory(on_event)
+        from sockmon.core.client import ClientEngine
+
+        return ClientEngine(on_event, sample_interval=0.2)
+
+    def _connected_engine(self, what: str):
+        if self.engine is None:
+            self.show_error(f"cannot {what}: not connected (press o to connect)")
+            return None
+        return self.engine
+
+    def action_send(self) -> None:
+        field = self.query_one("#client-send-text", Input)
+        mode = self._send_mode()
+        try:
+            payload = self._parse_payload(field.value)
+        except SockmonError as exc:
+            self.show_error(str(exc))
+            field.focus()
+            return
+        if self._connected_engine("send") is None:
+            return
+        self.clear_error()
+        self._command("send_framed" if mode == "framed" else "send", payload)
+
+    def action_cycle_linger(self) -> None:
+        from sockmon.core.options import Linger
+
+        if self._connected_engine("set SO_LINGER") is None:
+            return
+        current = self.options.linger if self.options is not None else Linger(False, 0)
+        if not current.enabled:
+            self._command("set_linger", Linger(True, 0))
+        elif current.seconds == 0:
+            self._apply_linger_n()
+        else:
+            self._command("set_linger", Linger(False, 0))
+
+    def _apply_linger_n(self) -> None:
+        from sockmon.core.options import Linger
+
+        field = self.query_one("#client-linger-n", Input)
+        if field_error(self, [field]) is not None:
+            return
+        if self._connected_engine("set SO_LINGER") is None:
+            return
+        self._command("set_linger", Linger(True, parse_linger_seconds(field.value)))
+
+    def _keepalive_from_fields(self):
+        from sockmon.core.options import Keepalive
+
+        fields = [self.query_one(f"#client-ka-{n}", Input) for n in ("idle", "intvl", "cnt")]
+        if field_error(self, fields) is not None:
+            return None
+        try:
+            return Keepalive(True, *(int(f.value.strip()) for f in fields))
+        except SockmonError as exc:
+            self.show_error(str(exc))
+            return None
+
+    def action_toggle_keepalive(self) -> None:
+        from sockmon.core.options import Keepalive
+
+        if self._connected_engine("set SO_KEEPALIVE") is None:
+            return
+        if self.options is not None and self.options.keepalive.enabled:
+            ka = self.options.keepalive
+            self._command("set_keepalive", Keepalive(False, ka.idle, ka.intvl, ka.cnt))
+            return
+        ka = self._keepalive_from_fields()
+        if ka is not None:
+            self._command("set_keepalive", ka)
+
+    def action_toggle_nodelay(self) -> None:
+        if self._connected_engine("set TCP_NODELAY") is None:
+            return
+        current = bool(self.options.nodelay) if self.options is not None else False
+        self._command("set_nodelay", not current)
+
+    def action_toggle_user_timeout(self) -> None:
+        if self._connected_engine("set TCP_USER_TIMEOUT") is None:
+            return
+        if self.options is not None and self.options.user_timeout_ms:
+            self._command("set_user_timeout", 0)
+            return
+        field = self.query_one("#client-user-timeout", Input)
+        if field_error(self, [field]) is not None:
+            return
+        self._command("set_user_timeout", parse_user_timeout(field.value))
+
+    def action_shutdown(self, how: str) -> None:
+        if self._connected_engine(f"shutdown {how}") is not None:
+            self._command("shutdown", how)
+
+    def action_graceful_close(self) -> None:
+        if self._connected_engine("close") is not None:
+            self._command("graceful_close")
+
+    def action_close(self) -> None:
+        if self._connected_engine("close") is not None:
+            self._command("close")
+
+    def action_abort(self) -> None:
+        if self._connected_engine("abort") is not None:
+            self._command("abort")
+
+    def _command(self, method: str, *args) -> None:
+        """Run one engine command off the UI thread, then read the options back from the kernel."""
+        self.clear_error()
+        self._run_command(self.engine, self._generation, method, args)
+
+    @work(thread=True, group="client-command", exit_on_error=False)
+    def _run_command(self, engine, generation: int, method: str, args: tuple) -> None:
+        try:
+            getattr(engine, method)(*args)
+        except SockmonError as exc:
+            self.app.call_from_thread(self.show_error, str(exc))
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+            self.app.call_from_thread(self.show_error, f"{method} failed: {exc}")
+        self._read_back(engine, generation)
+        self.app.call_from_thread(request_refresh, self.app)
+
+    def _read_back(self, engine, generation: int) -> None:
+        """Engine thread-safe getsockopt read-back; run from a worker thread only."""
+        try:
+            opts = engine.options()
+        except Exception:  # noqa: BLE001 - closed socket: keep the last values shown
+            opts = None
+        local = getattr(engine, "local", None)
+        peer = getattr(engine, "peer", None)
+        self.app.call_from_thread(self._apply_read_back, generation, opts, local, peer)
+
+    def _apply_read_back(self, generation: int, opts, local, peer) -> None:
+        if generation != self._generation:
+            return
+        if opts is not None:
+            self.options = opts
+        if local is not None and peer is not None and (self.local is None or self.peer is None):
+            self.local, self.peer = local, peer
+            for timeline in self._timelines():
+                timeline.follow_client(local, peer)
+        self._refresh_display()
+
+    # ------------------------------------------------------------------ engine events (UI thread)
+    def on_engine_event(self, message: EngineEvent) -> None:
+        if message.origin != "client":
+            return
+        ev = message.event
+        engine = self.engine
+        for timeline in self._timelines():
+            timeline.add_events([ev])
+        if ev.state:
+            self.state = ev.state
+        if ev.kind is EventKind.BYTES_IN and ev.nbytes:
+            self.bytes_in += ev.nbytes
+            if ev.data:
+                self._show_received(ev.data)
+        elif ev.kind is EventKind.BYTES_OUT and ev.nbytes:
+            self.bytes_out += ev.nbytes
+        elif ev.kind in (EventKind.FAILED, EventKind.ERROR, EventKind.RESET):
+            line = ev.detail or ev.kind.value
+            if ev.errno_name:
+                line = f"{line}: {ev.errno_name}: {ev.meaning} ({ev.action})"
+            self.show_error(line)
+        elif ev.kind is EventKind.CLOSED:
+            self.fd_closed = True
+            for timeline in self._timelines():
+                timeline.client_fd_closed()
+            request_refresh(self.app)
+        elif ev.kind is EventKind.PEER_CLOSED:
+            self.notify("peer closed its side (recv returned 0): close or shut down WR",
+                        title="Client", markup=False)
+        if ev.kind in (EventKind.RETURNED, EventKind.OPTION) or (
+                ev.kind is EventKind.STATE and (self.local is None or self.options is None)):
+            if engine is not None:
+                self._refresh_from_engine(engine, self._generation)
+        if ev.kind is EventKind.RETURNED:
+            request_refresh(self.app)
+        self._refresh_display()
+
+    @work(thread=True, group="client-readback", exit_on_error=False)
+    def _refresh_from_engine(self, engine, generation: int) -> None:
+        self._read_back(engine, generation)
+
+    def _show_received(self, data: bytes) -> None:
+        log = self.query_one("#client-received", RichLog)
+        text = data.decode("utf-8", "backslashreplace")
+        log.write(Text(f"◀ {len(data)} B  {text!r}", style="#56b6c2"))
+        for line in hexdump(data, self.bytes_in - len(data))[:64]:
+            log.write(Text("   " + line, style="dim"))
+
+    def _timelines(self) -> list[TimelinePane]:
+        if not self.is_mounted:
+            return []
+        try:
+            return list(self.screen.query(TimelinePane))
+        except Exception:  # noqa: BLE001 - no screen yet
+            return []
+
+    def on_unmount(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            try:
+                engine.stop()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass

@@ -1,14 +1,550 @@
-"""The built-in server pane (lab). Placeholder while the full pane is being built."""
+"""Server pane (lab): start/stop the built-in server, see its clients and act on each one.
+
+The engine (``sockmon.core.server.ServerEngine``) runs its own selector thread; this pane sends it
+commands from worker threads and shows what it reports (``EngineEvent`` messages, origin "server").
+The host defaults to 127.0.0.1, never 0.0.0.0. The mode can be changed while running.
+
+Keys (when no input field has focus — Escape leaves a field): ``s`` start/stop, ``m`` next mode,
+``R``/``W``/``B`` shutdown RD/WR/RDWR of the selected client, ``c`` close it, ``a`` abort it (RST).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from rich.text import Text
+from sockmon.core.errors import BadInput, SockmonError
+from sockmon.core.events import EventKind
+from sockmon.tui.messages import EngineEvent
+from sockmon.tui.panes.client import CoreValidator, field_error, parse_int, request_refresh
+from sockmon.tui.panes.timeline import TimelinePane, as_endpoint, endpoint, event_text, state_label
+from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Input, Label, RichLog, Select, Static, Switch
+
+try:
+    from sockmon.core.server import MODES as _ENGINE_MODES
+except Exception:  # noqa: BLE001 - engine not there yet
+    _ENGINE_MODES = ("echo", "discard", "hold", "no-accept", "close", "reset")
+
+MODES: tuple[str, ...] = tuple(_ENGINE_MODES)
+MODE_HELP = {
+    "echo": "echo: send back what arrives",
+    "discard": "discard: read and drop",
+    "hold": "hold: accept, never read (receive queue fills)",
+    "no-accept": "no-accept: listen only, the accept queue fills",
+    "close": "close: accept then close (FIN)",
+    "reset": "reset: accept then abort (RST)",
+}
+MAX_BACKLOG = 65535
 
 
-class ServerPane(Vertical):
-    """The built-in server pane."""
+def parse_host(text: str) -> str:
+    raw = (text or "").strip()
+    if not raw:
+        raise BadInput("empty host: use e.g. 127.0.0.1 (or ::1)")
+    if any(c.isspace() for c in raw) or "/" in raw:
+        raise BadInput(f"bad host {raw!r}: give an address or name, e.g. 127.0.0.1")
+    return raw.strip("[]")
+
+
+def parse_server_port(text: str) -> int:
+    from sockmon.core.address import parse_port
+
+    return parse_port(text)
+
+
+def parse_backlog(text: str) -> int:
+    return parse_int(text, "backlog", 0, MAX_BACKLOG)
+
+
+def parse_linger_text(text: str):
+    from sockmon.core.options import Linger
+
+    return Linger.parse(text)
+
+
+def parse_keepalive_text(text: str):
+    from sockmon.core.options import Keepalive
+
+    return Keepalive.parse(text)
+
+
+def options_summary(opts) -> str:
+    """``linger off · ka 60/10/3 (90 s)`` from SocketOptions read back from the kernel."""
+    linger = opts.linger
+    lg = "off" if not linger.enabled else ("0 (RST)" if linger.seconds == 0 else f"{linger.seconds}s")
+    ka = opts.keepalive
+    kas = f"ka {ka.idle}/{ka.intvl}/{ka.cnt} ({ka.dead_peer_seconds}s)" if ka.enabled else "ka off"
+    return f"linger {lg} · {kas}"
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
+
+
+class ServerPane(Vertical, can_focus=True):
+    """Built-in server: form, start/stop, clients with per-client actions, event log."""
+
+    DEFAULT_CSS = """
+    ServerPane { height: 1fr; padding: 0 1; }
+    ServerPane:focus { background: $boost; }
+    ServerPane .lab-row { height: 1; margin-bottom: 1; }
+    ServerPane .lab-row Label { padding: 0 1 0 0; }
+    ServerPane .lab-row Input { margin-right: 1; }
+    ServerPane Input.-invalid { background: $error 30%; }
+    ServerPane #server-host { width: 18; }
+    ServerPane #server-port { width: 7; }
+    ServerPane #server-backlog { width: 7; }
+    ServerPane #server-mode { width: 14; margin-right: 1; }
+    ServerPane Switch { height: 1; border: none; padding: 0; margin-right: 1; width: auto; }
+    ServerPane #server-send-text { width: 1fr; }
+    ServerPane #server-linger { width: 7; }
+    ServerPane #server-keepalive { width: 11; }
+    ServerPane Button { margin-right: 1; min-width: 6; }
+    ServerPane #server-status { height: auto; }
+    ServerPane #server-error { height: 1; color: $error; text-style: bold; }
+    ServerPane #server-clients { height: 1fr; min-height: 4; }
+    ServerPane #server-log { height: 6; border: round $primary 50%; }
+    """
+
+    BINDINGS = [
+        Binding("s", "toggle_server", "Start/stop", id="server.toggle"),
+        Binding("m", "cycle_mode", "Mode", id="server.mode"),
+        Binding("R", "shutdown('rd')", "Shut RD", id="server.shutdown_rd"),
+        Binding("W", "shutdown('wr')", "Shut WR", id="server.shutdown_wr"),
+        Binding("B", "shutdown('rdwr')", "Shut RDWR", id="server.shutdown_rdwr"),
+        Binding("c", "close_client", "Close client", id="server.close"),
+        Binding("a", "abort_client", "Abort client", id="server.abort"),
+        Binding("escape", "leave_field", "Leave field", id="server.leave_field", show=False),
+    ]
+
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
+                 engine_factory: Callable | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.engine = None
+        self._engine_factory = engine_factory
+        self.address = None
+        self.mode = "echo"
+        self.clients: list = []
+        self._options: dict[str, str] = {}  # client id -> options read back from the kernel
+        self.last_error: str | None = None
+        self._starting = False
+        self._generation = 0
 
     def compose(self) -> ComposeResult:
-        yield Static("built-in server: coming up")
+        with Horizontal(classes="lab-row"):
+            yield Label("Host")
+            yield Input("127.0.0.1", id="server-host", compact=True, validators=[CoreValidator(parse_host)],
+                        validate_on=["changed", "submitted"])
+            yield Label("port")
+            yield Input("8080", id="server-port", compact=True, validators=[CoreValidator(parse_server_port)],
+                        validate_on=["changed", "submitted"])
+            yield Label("backlog")
+            yield Input("16", id="server-backlog", compact=True, validators=[CoreValidator(parse_backlog)],
+                        validate_on=["changed", "submitted"])
+            yield Select([(m, m) for m in MODES], value="echo", allow_blank=False, id="server-mode", compact=True)
+            yield Label("reuseaddr")
+            yield Switch(True, id="server-reuseaddr")
+            yield Button("Start (s)", id="server-start", compact=True, variant="primary")
+        yield Static(self._status_text(), id="server-status")
+        yield Static("", id="server-error")
+        table: DataTable = DataTable(id="server-clients", cursor_type="row", zebra_stripes=True)
+        yield table
+        with Horizontal(classes="lab-row"):
+            yield Label("Send")
+            yield Input("", placeholder="text to the selected client (Enter sends)", id="server-send-text",
+                        compact=True)
+            yield Button("Send", id="server-send", compact=True)
+            yield Label("linger")
+            yield Input("off", id="server-linger", compact=True, validators=[CoreValidator(parse_linger_text)],
+                        validate_on=["changed", "submitted"])
+            yield Label("keepalive")
+            yield Input("60,10,3", id="server-keepalive", compact=True,
+                        validators=[CoreValidator(parse_keepalive_text)], validate_on=["changed", "submitted"])
+        with Horizontal(classes="lab-row"):
+            yield Button("Shut RD (R)", id="server-shut-rd", compact=True)
+            yield Button("Shut WR (W)", id="server-shut-wr", compact=True)
+            yield Button("Shut RDWR (B)", id="server-shut-rdwr", compact=True)
+            yield Button("Close (c)", id="server-close", compact=True)
+            yield Button("Abort (a)", id="server-abort", compact=True, variant="error")
+            yield Button("Set linger", id="server-set-linger", compact=True)
+            yield Button("Set keepalive", id="server-set-keepalive", compact=True)
+        log = RichLog(id="server-log", wrap=False, highlight=False, markup=False, max_lines=500)
+        log.border_title = "Server events"
+        yield log
+
+    def on_mount(self) -> None:
+        table = self.query_one("#server-clients", DataTable)
+        for label, key in (("client", "id"), ("peer", "peer"), ("local", "local"), ("state", "state"),
+                           ("in B", "in"), ("out B", "out"), ("flags", "flags"),
+                           ("options (read back)", "options")):
+            table.add_column(label, key=key)
+        self.set_interval(1.0, self._tick)
+
+    # ------------------------------------------------------------------ display
+    def _status_text(self) -> Text:
+        out = Text()
+        if self.engine is None:
+            out.append("Server ", "bold")
+            out.append("stopped", "dim")
+            out.append("  (s starts it; host defaults to 127.0.0.1)", "dim")
+            return out
+        out.append("Server ", "bold")
+        if self._starting:
+            out.append("starting…", "italic")
+        else:
+            out.append_text(state_label("LISTEN"))
+            addr = as_endpoint(self.address)
+            if addr:
+                out.append(f" on {endpoint(*addr)}")
+        out.append("  mode ", "dim")
+        out.append(self.mode, "bold")
+        out.append(f"  ({MODE_HELP.get(self.mode, self.mode)})", "dim")
+        out.append(f"  clients {len(self.clients)}", "dim")
+        return out
+
+    def _refresh_display(self) -> None:
+        if not self.is_mounted:
+            return
+        self.query_one("#server-status", Static).update(self._status_text())
+        self.query_one("#server-start", Button).label = "Stop (s)" if self.engine is not None else "Start (s)"
+
+    def show_error(self, message: str, *, notify: bool = True) -> None:
+        self.last_error = message
+        if self.is_mounted:
+            self.query_one("#server-error", Static).update(message)
+        if notify:
+            self.notify(message, title="Server", severity="error", markup=False, timeout=6)
+
+    def clear_error(self) -> None:
+        self.last_error = None
+        if self.is_mounted:
+            self.query_one("#server-error", Static).update("")
+
+    def _fill_table(self) -> None:
+        table = self.query_one("#server-clients", DataTable)
+        selected = self.selected_client_id()
+        table.clear()
+        cursor = 0
+        for i, cl in enumerate(self.clients):
+            cid = str(getattr(cl, "id", i))
+            peer = as_endpoint(getattr(cl, "peer", None))
+            local = as_endpoint(getattr(cl, "local", None))
+            state = getattr(cl, "state", None)
+            state_cell = state_label(state) if isinstance(state, str) else Text(_cell(state))
+            flags = [name for attr, name in (("read_shut", "RD shut"), ("write_shut", "WR shut"),
+                                             ("peer_closed", "peer FIN")) if getattr(cl, attr, False)]
+            pending = getattr(cl, "pending_out", 0)
+            if pending:
+                flags.append(f"{pending} B queued")
+            table.add_row(cid, endpoint(*peer) if peer else "", endpoint(*local) if local else "", state_cell,
+                          _cell(getattr(cl, "bytes_in", "")), _cell(getattr(cl, "bytes_out", "")),
+                          ", ".join(flags), self._options.get(cid, ""), key=cid)
+            if selected is not None and cid == str(selected):
+                cursor = i
+        if self.clients:
+            table.move_cursor(row=cursor)
+
+    def selected_client_id(self):
+        if not self.is_mounted:
+            return None
+        table = self.query_one("#server-clients", DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        except Exception:  # noqa: BLE001 - cursor out of range during a refresh
+            return None
+        for i, cl in enumerate(self.clients):
+            cid = getattr(cl, "id", i)
+            if str(cid) == key:
+                return cid
+        return None
+
+    # ------------------------------------------------------------------ inputs and buttons
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        result = event.validation_result
+        if result is not None and not result.is_valid:
+            msgs = result.failure_descriptions
+            self.query_one("#server-error", Static).update(msgs[0] if msgs else "bad value")
+        elif self.last_error is None:
+            self.query_one("#server-error", Static).update("")
+
+    @on(Input.Submitted, "#server-host, #server-port, #server-backlog")
+    def _submit_form(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.engine is None:
+            self.action_toggle_server()
+
+    @on(Input.Submitted, "#server-send-text")
+    def _submit_send(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_send()
+
+    @on(Input.Submitted, "#server-linger")
+    def _submit_linger(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_set_linger()
+
+    @on(Input.Submitted, "#server-keepalive")
+    def _submit_keepalive(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_set_keepalive()
+
+    @on(Select.Changed, "#server-mode")
+    def _mode_changed(self, event: Select.Changed) -> None:
+        mode = str(event.value)
+        if mode == self.mode:
+            return
+        self.mode = mode
+        if self.engine is not None and not self._starting:
+            self._call(self.engine, "set_mode", mode)
+        self._refresh_display()
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        actions = {
+            "server-start": self.action_toggle_server, "server-send": self.action_send,
+            "server-shut-rd": lambda: self.action_shutdown("rd"),
+            "server-shut-wr": lambda: self.action_shutdown("wr"),
+            "server-shut-rdwr": lambda: self.action_shutdown("rdwr"),
+            "server-close": self.action_close_client, "server-abort": self.action_abort_client,
+            "server-set-linger": self.action_set_linger, "server-set-keepalive": self.action_set_keepalive,
+        }
+        fn = actions.get(event.button.id or "")
+        if fn is not None:
+            event.stop()
+            fn()
+
+    # ------------------------------------------------------------------ actions
+    def action_leave_field(self) -> None:
+        self.focus()
+
+    def action_cycle_mode(self) -> None:
+        select = self.query_one("#server-mode", Select)
+        current = select.value if select.value in MODES else MODES[0]
+        select.value = MODES[(MODES.index(current) + 1) % len(MODES)]
+
+    def action_toggle_server(self) -> None:
+        if self._starting:
+            return
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            self.clients = []
+            self.address = None
+            self._generation += 1
+            self._stop_engine(engine)
+            self._fill_table()
+            self._refresh_display()
+            return
+        fields = [self.query_one(f"#server-{n}", Input) for n in ("host", "port", "backlog")]
+        if field_error(self, fields) is not None:
+            return
+        host = parse_host(fields[0].value)
+        port = parse_server_port(fields[1].value)
+        backlog = parse_backlog(fields[2].value)
+        reuse = self.query_one("#server-reuseaddr", Switch).value
+        mode = self.mode
+        self.clear_error()
+
+        def on_event(event) -> None:  # engine thread
+            self.post_message(EngineEvent(event, "server"))
+
+        try:
+            if self._engine_factory is not None:
+                engine = self._engine_factory(host, port, mode=mode, backlog=backlog, reuseaddr=reuse,
+                                              on_event=on_event)
+            else:
+                from sockmon.core.server import ServerEngine
+
+                engine = ServerEngine(host, port, mode=mode, backlog=backlog, reuseaddr=reuse, on_event=on_event)
+        except SockmonError as exc:
+            self.show_error(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - engine missing or refused the arguments
+            self.show_error(f"cannot create the server: {exc}")
+            return
+        self.engine = engine
+        self._starting = True
+        self._generation += 1
+        self._refresh_display()
+        self._start_engine(engine, self._generation)
+
+    @work(thread=True, group="server-start", exit_on_error=False)
+    def _start_engine(self, engine, generation: int) -> None:
+        try:
+            engine.start()
+        except SockmonError as exc:
+            self.app.call_from_thread(self._start_failed, generation, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+            self.app.call_from_thread(self._start_failed, generation, f"start failed: {exc}")
+            return
+        self.app.call_from_thread(self._started, generation, getattr(engine, "address", None))
+
+    def _start_failed(self, generation: int, message: str) -> None:
+        if generation != self._generation:
+            return
+        self.engine = None
+        self._starting = False
+        self.show_error(message)
+        self._refresh_display()
+
+    def _started(self, generation: int, address) -> None:
+        if generation != self._generation:
+            return
+        self._starting = False
+        self.address = address
+        self._refresh_display()
+        request_refresh(self.app)
+        self._poll_clients()
+
+    @work(thread=True, group="server-stop", exit_on_error=False)
+    def _stop_engine(self, engine) -> None:
+        try:
+            engine.stop()
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.show_error, f"stop failed: {exc}")
+        self.app.call_from_thread(request_refresh, self.app)
+
+    def _need_client(self, what: str):
+        if self.engine is None or self._starting:
+            self.show_error(f"cannot {what}: the server is not running (press s to start it)")
+            return None
+        cid = self.selected_client_id()
+        if cid is None:
+            self.show_error(f"cannot {what}: no client selected (connect one, then pick it in the list)")
+            return None
+        return cid
+
+    def action_send(self) -> None:
+        field = self.query_one("#server-send-text", Input)
+        if not field.value:
+            self.show_error("nothing to send: type some text first")
+            field.focus()
+            return
+        cid = self._need_client("send")
+        if cid is not None:
+            self._call(self.engine, "send", cid, field.value.encode("utf-8"))
+
+    def action_shutdown(self, how: str) -> None:
+        cid = self._need_client(f"shutdown {how}")
+        if cid is not None:
+            self._call(self.engine, "shutdown", cid, how)
+
+    def action_close_client(self) -> None:
+        cid = self._need_client("close")
+        if cid is not None:
+            self._call(self.engine, "close", cid)
+
+    def action_abort_client(self) -> None:
+        cid = self._need_client("abort")
+        if cid is not None:
+            self._call(self.engine, "abort", cid)
+
+    def action_set_linger(self) -> None:
+        field = self.query_one("#server-linger", Input)
+        if field_error(self, [field]) is not None:
+            return
+        cid = self._need_client("set SO_LINGER")
+        if cid is not None:
+            self._call(self.engine, "set_linger", cid, parse_linger_text(field.value))
+
+    def action_set_keepalive(self) -> None:
+        field = self.query_one("#server-keepalive", Input)
+        if field_error(self, [field]) is not None:
+            return
+        cid = self._need_client("set SO_KEEPALIVE")
+        if cid is not None:
+            self._call(self.engine, "set_keepalive", cid, parse_keepalive_text(field.value))
+
+    def _call(self, engine, method: str, *args) -> None:
+        self.clear_error()
+        self._run_call(engine, method, args)
+
+    @work(thread=True, group="server-command", exit_on_error=False)
+    def _run_call(self, engine, method: str, args: tuple) -> None:
+        try:
+            result = getattr(engine, method)(*args)
+        except SockmonError as exc:
+            self.app.call_from_thread(self.show_error, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+            self.app.call_from_thread(self.show_error, f"{method} failed: {exc}")
+            return
+        if method in ("set_linger", "set_keepalive") and result is not None:
+            self.app.call_from_thread(self.notify, f"read back: {result}", title="Server", markup=False)
+        self.app.call_from_thread(request_refresh, self.app)
+        self.app.call_from_thread(self._poll_clients)
+
+    # ------------------------------------------------------------------ clients list
+    def _tick(self) -> None:
+        if self.engine is not None and not self._starting:
+            self._poll_clients()
+
+    def _poll_clients(self) -> None:
+        if self.engine is not None:
+            self._fetch_clients(self.engine, self._generation)
+
+    @work(thread=True, group="server-clients", exclusive=True, exit_on_error=False)
+    def _fetch_clients(self, engine, generation: int) -> None:
+        try:
+            clients = list(engine.clients())
+        except Exception:  # noqa: BLE001 - stopping: keep the last list
+            return
+        options: dict[str, str] = {}
+        for cl in clients:
+            try:
+                options[str(cl.id)] = options_summary(engine.options(cl.id))
+            except Exception:  # noqa: BLE001 - the client went away meanwhile
+                continue
+        self.app.call_from_thread(self._set_clients, generation, clients, options)
+
+    def _set_clients(self, generation: int, clients: list, options: dict[str, str]) -> None:
+        if generation != self._generation:
+            return
+        if clients != self.clients or options != self._options:
+            self.clients = clients
+            self._options = options
+            self._fill_table()
+        self._refresh_display()
+
+    # ------------------------------------------------------------------ engine events (UI thread)
+    def on_engine_event(self, message: EngineEvent) -> None:
+        if message.origin != "server":
+            return
+        ev = message.event
+        if self.is_mounted:
+            self.query_one("#server-log", RichLog).write(self._log_line(ev))
+        if ev.kind in (EventKind.FAILED, EventKind.ERROR):
+            line = ev.detail or ev.kind.value
+            if ev.errno_name:
+                line = f"{line}: {ev.errno_name}: {ev.meaning} ({ev.action})"
+            self.show_error(line)
+        if ev.kind in (EventKind.ACCEPTED, EventKind.CLOSED, EventKind.RESET, EventKind.PEER_CLOSED,
+                       EventKind.BYTES_IN, EventKind.BYTES_OUT, EventKind.OPTION, EventKind.STATE):
+            self._poll_clients()
+        if ev.kind in (EventKind.ACCEPTED, EventKind.CLOSED, EventKind.INFO):
+            request_refresh(self.app)
+        if self.is_mounted:
+            for timeline in self.screen.query(TimelinePane):
+                timeline.add_events([ev])
+
+    def _log_line(self, ev) -> Text:
+        out = Text()
+        if ev.conn:
+            out.append(f"[{ev.conn}] ", "dim")
+        out.append_text(event_text(ev))
+        return out
+
+    def on_unmount(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            try:
+                engine.stop()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
