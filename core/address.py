@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from sockmon.core.errors import BadInput
 
 
+_GAI_NAMES = {getattr(socket, n): n for n in dir(socket) if n.startswith("EAI_")}
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     host: str
@@ -75,7 +78,9 @@ def resolve(host: str, port: int | str, *, passive: bool = False) -> list[tuple[
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, flags)
     except socket.gaierror as exc:
-        raise BadInput(f"cannot resolve {host!r}: {exc.strerror}") from None
+        err = BadInput(f"cannot resolve {host!r}: {exc.strerror}")
+        err.gai_name = _GAI_NAMES.get(exc.errno, "EAI_FAIL")
+        raise err from None
     except UnicodeError:
         raise BadInput(f"cannot resolve {host!r}: not a valid host name") from None
     out: list[tuple[int, tuple]] = []
