@@ -1,0 +1,299 @@
+"""Exact TCP state transitions from the kernel tracepoint `sock:inet_sock_set_state` (root).
+
+`TransitionTracer` makes a private tracefs instance ``instances/sockmon-<pid>-<rand>`` (so it never
+disturbs the global trace buffer or another tool), sets its clock to ``mono`` (timestamps are
+CLOCK_MONOTONIC, the clock of `time.monotonic()`), filters ``protocol == 6`` (plus the port, if
+any), enables the event and reads ``trace_pipe`` non-blocking until EAGAIN. Call `read()` often
+(every ≤ 100 ms at high rates, DESIGN.md §3); losses are counted by the kernel per CPU
+(``per_cpu/cpuN/stats``: overrun + dropped events) and reported by `overruns`, never hidden.
+
+The instance is removed by `close()`, on leaving the ``with`` block (also on an exception), at
+interpreter exit (atexit) and — for the CLI — by SIGTERM turned into SystemExit. Instances left by
+crashed runs (their pid is gone) are removed by `cleanup_stale_instances()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+import secrets
+import socket
+import threading
+import time
+
+from sockmon.core.errors import SockmonError
+from sockmon.core.records import Transition
+from sockmon.core.states import STATE_CODES
+
+TRACEFS = "/sys/kernel/tracing"
+EVENT = "events/sock/inet_sock_set_state"
+PREFIX = "sockmon-"
+_MARK = ": inet_sock_set_state: "
+_STATE = {f"TCP_{name}": code for name, code in STATE_CODES.items()}
+_FAMILY = {"AF_INET": socket.AF_INET.value, "AF_INET6": socket.AF_INET6.value}
+
+
+class TracingUnavailable(SockmonError):
+    pass
+
+
+def _mount_tracefs(path: str = TRACEFS) -> bool:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return libc.mount(b"nodev", path.encode(), b"tracefs", 0, None) == 0
+
+
+def tracefs_root(*, mount: bool = True) -> str | None:
+    """The tracefs mount point (mounting it at /sys/kernel/tracing as root when absent), or None."""
+    if os.path.isdir(os.path.join(TRACEFS, "instances")):
+        return TRACEFS
+    if os.path.isdir("/sys/kernel/debug/tracing/instances"):
+        return "/sys/kernel/debug/tracing"
+    if mount and os.geteuid() == 0 and os.path.isdir(TRACEFS):
+        try:
+            if _mount_tracefs() and os.path.isdir(os.path.join(TRACEFS, "instances")):
+                return TRACEFS
+        except OSError:
+            pass
+    return None
+
+
+def tracing_available() -> tuple[bool, str]:
+    """(True, "") when the tracepoint can be used, else (False, why) in one line."""
+    if os.geteuid() != 0:
+        return False, "not root: exact transitions need root (tracefs); transitions are inferred from snapshots"
+    root = tracefs_root()
+    if root is None:
+        return False, f"tracefs is not mounted at {TRACEFS} and could not be mounted"
+    if not os.path.isdir(os.path.join(root, EVENT)):
+        return False, "this kernel has no sock:inet_sock_set_state tracepoint"
+    return True, ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(text)
+
+
+def _remove_instance(path: str) -> None:
+    try:
+        _write(os.path.join(path, EVENT, "enable"), "0")
+    except OSError:
+        pass
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != _errno.EBUSY:
+                raise
+            time.sleep(0.01)  # a reader is still closing trace_pipe
+    os.rmdir(path)
+
+
+def list_instances(root: str | None = None) -> list[str]:
+    root = root or tracefs_root(mount=False)
+    if root is None:
+        return []
+    try:
+        return sorted(n for n in os.listdir(os.path.join(root, "instances")) if n.startswith(PREFIX))
+    except OSError:
+        return []
+
+
+def cleanup_stale_instances(root: str | None = None) -> list[str]:
+    """Remove sockmon instances whose creating pid no longer exists; returns their names."""
+    root = root or tracefs_root(mount=False)
+    removed = []
+    for name in list_instances(root):
+        parts = name.split("-")
+        if len(parts) < 3 or not parts[1].isdigit():
+            continue
+        if _pid_alive(int(parts[1])):
+            continue
+        try:
+            _remove_instance(os.path.join(root, "instances", name))  # type: ignore[arg-type]
+            removed.append(name)
+        except OSError:
+            continue
+    return removed
+
+
+_LIVE: set[TransitionTracer] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    for tracer in list(_LIVE):
+        try:
+            tracer.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+def parse_line(line: str) -> tuple | None:
+    """(ts, family, src, sport, dst, dport, old, new) from one trace_pipe line; None if not ours."""
+    i = line.find(_MARK)
+    if i < 0:
+        return None
+    try:
+        ts = float(line[:i].rsplit(None, 1)[1])
+        f = line[i + len(_MARK):].split()
+        # family= protocol= sport= dport= saddr= daddr= saddrv6= daddrv6= oldstate= newstate=
+        family = _FAMILY[f[0][7:]]
+        sport = int(f[2][6:])
+        dport = int(f[3][6:])
+        if family == socket.AF_INET:
+            src, dst = f[4][6:], f[5][6:]
+        else:
+            src, dst = f[6][8:], f[7][8:]
+        old = _STATE[f[8][9:]]
+        new = _STATE[f[9][9:]]
+    except (IndexError, KeyError, ValueError):
+        return None
+    return ts, family, src, sport, dst, dport, old, new
+
+
+class TransitionTracer:
+    """Context manager over a private tracefs instance; `read()` returns new `Transition`s."""
+
+    def __init__(self, *, port: int | None = None, buffer_kb: int = 4096, root: str | None = None) -> None:
+        ok, why = tracing_available() if root is None else (True, "")
+        if not ok:
+            raise TracingUnavailable(why)
+        self.root = root or tracefs_root()
+        self.name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self.path = os.path.join(self.root, "instances", self.name)  # type: ignore[arg-type]
+        self._fd: int | None = None
+        self._rest = ""
+        self._last: dict[tuple, tuple[float, int]] = {}  # 4-tuple → (ts, state) of its last transition
+        self._lock = threading.Lock()
+        self._closed = False
+        self.events = 0
+        cleanup_stale_instances(self.root)
+        os.mkdir(self.path)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        try:
+            _write(os.path.join(self.path, "buffer_size_kb"), str(int(buffer_kb)))
+            _write(os.path.join(self.path, "trace_clock"), "mono")
+            flt = "protocol == 6"
+            if port is not None:
+                flt += f" && (sport == {int(port)} || dport == {int(port)})"
+            _write(os.path.join(self.path, EVENT, "filter"), flt)
+            self._fd = os.open(os.path.join(self.path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            _write(os.path.join(self.path, EVENT, "enable"), "1")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> TransitionTracer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def read_raw(self) -> list[str]:
+        """All complete lines available now (non-blocking, drained to EAGAIN)."""
+        if self._fd is None:
+            return []
+        chunks = []
+        while True:
+            try:
+                data = os.read(self._fd, 1 << 20)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            if not data:
+                break
+            chunks.append(data)
+        if not chunks:
+            return []
+        text = self._rest + b"".join(chunks).decode("ascii", "replace")
+        lines = text.split("\n")
+        self._rest = lines.pop()
+        return lines
+
+    def read(self) -> list[Transition]:
+        """Transitions since the previous call, oldest first, with dwell_ms when known."""
+        with self._lock:
+            out = []
+            last = self._last
+            mk = Transition
+            for line in self.read_raw():
+                p = parse_line(line)
+                if p is None:
+                    continue
+                ts, family, src, sport, dst, dport, old, new = p
+                key = (family, src, sport, dst, dport)
+                prev = last.pop(key, None)
+                if prev is None and sport and old != 7:
+                    # connect() sets SYN_SENT before the kernel picks the source port
+                    prev = last.pop((family, src, 0, dst, dport), None)
+                dwell = (ts - prev[0]) * 1000.0 if prev is not None and prev[1] == old else None
+                if new != 7:  # CLOSE ends the socket's story
+                    last[key] = (ts, new)
+                out.append(mk(ts, family, src, sport, dst, dport, old, new, "tracepoint", dwell, None))
+            if len(last) > 500_000:  # sockets whose CLOSE we never saw (e.g. filtered): bound memory
+                last.clear()
+            self.events += len(out)
+            return out
+
+    @property
+    def overruns(self) -> int:
+        """Events the kernel lost (sum over CPUs of overrun + dropped events) since the start."""
+        total = 0
+        base = os.path.join(self.path, "per_cpu")
+        try:
+            cpus = os.listdir(base)
+        except OSError:
+            return 0
+        for cpu in cpus:
+            try:
+                with open(os.path.join(base, cpu, "stats"), encoding="ascii") as fh:
+                    for line in fh:
+                        k, _, v = line.partition(":")
+                        if k in ("overrun", "dropped events"):
+                            total += int(v.strip() or 0)
+            except (OSError, ValueError):
+                continue
+        return total
+
+    def close(self) -> None:
+        """Disable the event and remove the instance (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                _write(os.path.join(self.path, EVENT, "enable"), "0")
+            except OSError:
+                pass
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            try:
+                _remove_instance(self.path)
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.discard(self)
