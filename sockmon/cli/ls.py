@@ -1,8 +1,14 @@
-"""`sockmon ls`: one snapshot of the kernel's TCP socket table, as an aligned table or JSON lines."""
+"""`sockmon ls`: one snapshot of the kernel's TCP socket table, as an aligned table or JSON lines.
+
+Never imports Textual. Bad input (state name, port, namespace) → one line on stderr, exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import socket
+import sys
 
 
 def _port(text: str) -> int:
@@ -17,18 +23,88 @@ def _port(text: str) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("ls", help="list TCP sockets once (like ss -tanoi, plus owners)",
-                              description="List the kernel's TCP sockets once (netlink sock_diag).")
-    p.add_argument("--json", action="store_true", help="one JSON object per socket")
+                              description="List the kernel's TCP sockets once (netlink sock_diag; "
+                              "/proc/net/tcp when that is unavailable).")
+    p.add_argument("--json", action="store_true", help="one JSON object per socket (JSON lines)")
     p.add_argument("--listening", action="store_true", help="only LISTEN sockets")
     p.add_argument("--state", action="append", default=[], metavar="STATE",
-                   help="only this state (repeatable), e.g. ESTABLISHED, TIME_WAIT")
+                   help="only this state (repeatable), e.g. ESTABLISHED, TIME_WAIT, syn-sent")
     p.add_argument("--port", type=_port, default=None, metavar="N", help="local or remote port N")
     p.add_argument("--netns", dest="ls_netns", metavar="NAME", default=None,
                    help="a named network namespace (/run/netns/NAME) or pid:PID")
+    p.add_argument("--no-owners", action="store_true", help="skip the process lookup (faster)")
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
-    from sockmon.cli._lsimpl import run_ls
+def fmt_endpoint(family: int, addr: str, port: int) -> str:
+    host = f"[{addr}]" if family == socket.AF_INET6 else addr
+    return f"{host}:{port if port else '*'}"
 
-    return run_ls(args)
+
+def fmt_timer(timer) -> str:
+    if timer is None:
+        return ""
+    return f"{timer.name},{timer.expires_ms / 1000:.3f}s,{timer.retrans}"
+
+
+def socket_json(sock, owner) -> dict:
+    t = sock.timer
+    info = sock.tcp_info
+    return {
+        "family": sock.family_name, "state": sock.state_name,
+        "src": sock.src, "sport": sock.sport, "dst": sock.dst, "dport": sock.dport,
+        "recv_q": sock.recv_q, "send_q": sock.send_q,
+        "timer": None if t is None else {"name": t.name, "expires_ms": t.expires_ms, "retrans": t.retrans},
+        "uid": sock.uid, "inode": sock.inode, "cookie": sock.cookie,
+        "pid": owner.pid if owner else None, "process": owner.name if owner else None,
+        "user": owner.user if owner else None,
+        "cong": sock.cong,
+        "tcp_info": info.as_dict() if info is not None else None,
+    }
+
+
+def format_table(snapshot) -> list[str]:
+    header = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer", "Process")
+    rows = []
+    for s in sorted(snapshot.sockets, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
+        owner = snapshot.owner(s)
+        rows.append((s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport),
+                     fmt_endpoint(s.family, s.dst, s.dport), fmt_timer(s.timer),
+                     f"{owner.name},pid={owner.pid},user={owner.user}" if owner else ""))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {1, 2}
+    out = []
+    for r in [header, *rows]:
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def run(args) -> int:
+    from sockmon.core.owners import OwnerCache
+    from sockmon.core.snapshot import normalize_states, take_snapshot
+    from sockmon.core.states import LISTEN
+
+    states = normalize_states(args.state) if args.state else None
+    if args.listening:
+        states = sorted(set(states or []) | {LISTEN})
+    netns = getattr(args, "ls_netns", None) or getattr(args, "netns", None)
+    try:
+        snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
+                             owners=None if args.no_owners else OwnerCache())
+    except OSError as exc:
+        from sockmon.core.errors import SockmonError
+
+        if isinstance(exc, SockmonError):
+            raise
+        raise SockmonError.from_os_error(exc, "netlink sock_diag dump") from None
+    if snap.note:
+        print(f"sockmon: {snap.note}", file=sys.stderr)
+    out = sys.stdout
+    if args.json:
+        for s in snap.sockets:
+            out.write(json.dumps(socket_json(s, snap.owner(s))) + "\n")
+    else:
+        out.write("\n".join(format_table(snap)) + "\n")
+    out.flush()
+    return 0

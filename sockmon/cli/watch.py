@@ -1,8 +1,17 @@
-"""`sockmon watch`: stream TCP state transitions until SIGINT/SIGTERM."""
+"""`sockmon watch`: stream TCP state transitions until SIGINT/SIGTERM (exit 0, nothing left behind).
+
+As root: every transition from the kernel tracepoint (private tracefs instance, removed on exit).
+Otherwise: transitions inferred from consecutive snapshots. Never imports Textual.
+"""
 
 from __future__ import annotations
 
-from sockmon.cli.ls import _port
+import json
+import signal
+import sys
+import threading
+
+from sockmon.cli.ls import _port, fmt_endpoint
 
 
 def register(subparsers) -> None:
@@ -10,7 +19,7 @@ def register(subparsers) -> None:
                               description="Stream TCP state transitions until interrupted. As root the "
                               "kernel tracepoint sock:inet_sock_set_state gives every transition; otherwise "
                               "they are inferred from snapshot diffs.")
-    p.add_argument("--json", action="store_true", help="one JSON object per transition")
+    p.add_argument("--json", action="store_true", help="one JSON object per transition (JSON lines)")
     p.add_argument("--port", type=_port, default=None, metavar="N", help="local or remote port N")
     p.add_argument("--interval", dest="watch_interval", type=float, default=None, metavar="S",
                    help="poll interval (default 0.05 s with the tracepoint, 0.5 s inferred)")
@@ -18,7 +27,77 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
-    from sockmon.cli._watchimpl import run_watch
+def format_transition(t) -> str:
+    dwell = "" if t.dwell_ms is None else f"  after {t.dwell_ms:.3f} ms"
+    return (f"{t.ts:.6f}  {t.old_name:>11} -> {t.new_name:<11}  {fmt_endpoint(t.family, t.src, t.sport)} -> "
+            f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]")
 
-    return run_watch(args)
+
+def run(args) -> int:
+    from sockmon.core.errors import BadInput
+
+    interval = args.watch_interval
+    if interval is not None and not 0 < interval <= 3600:
+        raise BadInput(f"--interval must be between 0 and 3600 seconds, got {interval}")
+    stop = threading.Event()
+
+    def on_term(signum, frame):  # SIGTERM / SIGINT: finish the loop, clean up, exit 0
+        stop.set()
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_term)
+    out = sys.stdout
+    as_json = args.json
+
+    def emit(transitions) -> None:
+        if not transitions:
+            return
+        if as_json:
+            out.write("".join(json.dumps(t.as_json()) + "\n" for t in transitions))
+        else:
+            out.write("".join(format_transition(t) + "\n" for t in transitions))
+        out.flush()
+
+    try:
+        from sockmon.core.tracepoint import TransitionTracer, tracing_available
+
+        ok, why = (False, "--inferred given") if args.inferred else tracing_available()
+        if ok:
+            return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit)
+        print(f"sockmon watch: transitions inferred from snapshots ({why})", file=sys.stderr)
+        return _watch_inferred(args.port, interval or 0.5, stop, emit)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+
+
+def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
+    reported = 0
+    with tracer_cls(port=port) as tracer:
+        while True:
+            emit(tracer.read())
+            lost = tracer.overruns
+            if lost > reported:
+                print(f"sockmon watch: the kernel dropped {lost - reported} transition events (buffer overrun)",
+                      file=sys.stderr, flush=True)
+                reported = lost
+            if stop.is_set():
+                break
+            stop.wait(interval)
+        emit(tracer.read())
+    return 0
+
+
+def _watch_inferred(port, interval, stop, emit) -> int:
+    from sockmon.core.diff import advance_since, diff
+    from sockmon.core.snapshot import take_snapshot
+
+    prev = take_snapshot(port=port, with_info=False)
+    since = {s.key: prev.taken_at for s in prev.sockets}
+    while not stop.wait(interval):
+        cur = take_snapshot(port=port, with_info=False)
+        d = diff(prev, cur, since)
+        since = advance_since(since, d, cur)
+        emit(d.transitions)
+        prev = cur
+    return 0
