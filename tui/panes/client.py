@@ -140,18 +140,19 @@ class ClientPane(Vertical, can_focus=True):
     DEFAULT_CSS = """
     ClientPane { height: 1fr; padding: 0 1; }
     ClientPane:focus { background: $boost; }
-    ClientPane .lab-row { height: 1; margin-bottom: 1; }
+    ClientPane .lab-row { height: 1; margin-top: 1; }
+    ClientPane #client-buttons { margin-top: 0; }
     ClientPane .lab-row Label { padding: 0 1 0 0; }
     ClientPane .lab-row Input { margin-right: 1; }
     ClientPane Input.-invalid { background: $error 30%; }
     ClientPane #client-target { width: 28; }
     ClientPane #client-timeout { width: 7; }
-    ClientPane #client-linger-n, ClientPane #client-ka-idle, ClientPane #client-ka-intvl,
-    ClientPane #client-ka-cnt { width: 7; }
+    ClientPane #client-linger-n, ClientPane #client-ka-idle, ClientPane #client-ka-intvl { width: 6; }
+    ClientPane #client-ka-cnt { width: 5; }
     ClientPane #client-user-timeout { width: 9; }
     ClientPane #client-send-mode { width: 12; margin-right: 1; }
     ClientPane #client-send-text { width: 1fr; }
-    ClientPane Button { margin-right: 1; min-width: 6; }
+    ClientPane Button { margin-right: 1; min-width: 5; }
     ClientPane #client-status, ClientPane #client-options { height: auto; }
     ClientPane #client-error { height: 1; color: $error; text-style: bold; }
     ClientPane #client-received { height: 1fr; min-height: 3; border: round $primary 50%; }
@@ -203,10 +204,10 @@ class ClientPane(Vertical, can_focus=True):
         yield Static(self._status_text(), id="client-status")
         yield Static(self._options_text(), id="client-options")
         with Horizontal(classes="lab-row"):
-            yield Label("linger N s")
+            yield Label("linger N")
             yield Input("5", id="client-linger-n", compact=True, validators=[CoreValidator(parse_linger_seconds)],
                         validate_on=["changed", "submitted"])
-            yield Label("keepalive idle")
+            yield Label("ka idle")
             yield Input("60", id="client-ka-idle", compact=True, validators=[CoreValidator(parse_keep("idle"))],
                         validate_on=["changed", "submitted"])
             yield Label("intvl")
@@ -215,7 +216,7 @@ class ClientPane(Vertical, can_focus=True):
             yield Label("cnt")
             yield Input("3", id="client-ka-cnt", compact=True, validators=[CoreValidator(parse_keep("cnt"))],
                         validate_on=["changed", "submitted"])
-            yield Label("user timeout ms")
+            yield Label("usr-tmo ms")
             yield Input("5000", id="client-user-timeout", compact=True,
                         validators=[CoreValidator(parse_user_timeout)], validate_on=["changed", "submitted"])
         with Horizontal(classes="lab-row"):
@@ -223,13 +224,13 @@ class ClientPane(Vertical, can_focus=True):
             yield Input("", placeholder="text to send (Enter sends)", id="client-send-text", compact=True,
                         validators=[CoreValidator(self._parse_payload)], validate_on=["submitted"])
             yield Button("Send", id="client-send", compact=True)
-        with Horizontal(classes="lab-row"):
-            yield Button("Shut RD (R)", id="client-shut-rd", compact=True)
-            yield Button("Shut WR (W)", id="client-shut-wr", compact=True)
-            yield Button("Shut RDWR (B)", id="client-shut-rdwr", compact=True)
-            yield Button("Graceful (g)", id="client-graceful", compact=True)
-            yield Button("Close (c)", id="client-close", compact=True)
-            yield Button("Abort (a)", id="client-abort", compact=True, variant="error")
+        with Horizontal(classes="lab-row", id="client-buttons"):
+            yield Button("shut RD", id="client-shut-rd", compact=True)
+            yield Button("shut WR", id="client-shut-wr", compact=True)
+            yield Button("shut RDWR", id="client-shut-rdwr", compact=True)
+            yield Button("graceful", id="client-graceful", compact=True)
+            yield Button("close", id="client-close", compact=True)
+            yield Button("abort", id="client-abort", compact=True, variant="error")
         yield Static("", id="client-error")
         log = RichLog(id="client-received", wrap=False, highlight=False, markup=False, max_lines=2000)
         log.border_title = "Received (text + hex)"

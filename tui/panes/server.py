@@ -91,22 +91,22 @@ class ServerPane(Vertical, can_focus=True):
     DEFAULT_CSS = """
     ServerPane { height: 1fr; padding: 0 1; }
     ServerPane:focus { background: $boost; }
-    ServerPane .lab-row { height: 1; margin-bottom: 1; }
+    ServerPane .lab-row { height: 1; margin-top: 1; }
     ServerPane .lab-row Label { padding: 0 1 0 0; }
     ServerPane .lab-row Input { margin-right: 1; }
     ServerPane Input.-invalid { background: $error 30%; }
-    ServerPane #server-host { width: 18; }
+    ServerPane #server-host { width: 16; }
     ServerPane #server-port { width: 7; }
-    ServerPane #server-backlog { width: 7; }
-    ServerPane #server-mode { width: 14; margin-right: 1; }
+    ServerPane #server-backlog { width: 6; }
+    ServerPane #server-mode { width: 14; }
     ServerPane Switch { height: 1; border: none; padding: 0; margin-right: 1; width: auto; }
-    ServerPane #server-send-text { width: 1fr; }
-    ServerPane #server-linger { width: 7; }
-    ServerPane #server-keepalive { width: 11; }
-    ServerPane Button { margin-right: 1; min-width: 6; }
-    ServerPane #server-status { height: auto; }
+    ServerPane #server-send-text { width: 1fr; min-width: 10; }
+    ServerPane #server-linger { width: 6; }
+    ServerPane #server-keepalive { width: 10; }
+    ServerPane Button { margin-right: 1; min-width: 5; }
+    ServerPane #server-status { width: 1fr; height: 1; }
     ServerPane #server-error { height: 1; color: $error; text-style: bold; }
-    ServerPane #server-clients { height: 1fr; min-height: 4; }
+    ServerPane #server-clients { height: 1fr; min-height: 3; }
     ServerPane #server-log { height: 6; border: round $primary 50%; }
     """
 
@@ -145,33 +145,34 @@ class ServerPane(Vertical, can_focus=True):
             yield Label("backlog")
             yield Input("16", id="server-backlog", compact=True, validators=[CoreValidator(parse_backlog)],
                         validate_on=["changed", "submitted"])
+            yield Label("mode")
             yield Select([(m, m) for m in MODES], value="echo", allow_blank=False, id="server-mode", compact=True)
-            yield Label("reuseaddr")
+        with Horizontal(classes="lab-row"):
+            yield Label("SO_REUSEADDR")
             yield Switch(True, id="server-reuseaddr")
             yield Button("Start (s)", id="server-start", compact=True, variant="primary")
-        yield Static(self._status_text(), id="server-status")
+            yield Static(self._status_text(), id="server-status")
         yield Static("", id="server-error")
-        table: DataTable = DataTable(id="server-clients", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield DataTable(id="server-clients", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="lab-row"):
-            yield Label("Send")
-            yield Input("", placeholder="text to the selected client (Enter sends)", id="server-send-text",
-                        compact=True)
+            yield Label("send")
+            yield Input("", placeholder="text to the selected client", id="server-send-text", compact=True)
             yield Button("Send", id="server-send", compact=True)
             yield Label("linger")
             yield Input("off", id="server-linger", compact=True, validators=[CoreValidator(parse_linger_text)],
                         validate_on=["changed", "submitted"])
-            yield Label("keepalive")
+            yield Button("set", id="server-set-linger", compact=True)
+            yield Label("ka")
             yield Input("60,10,3", id="server-keepalive", compact=True,
                         validators=[CoreValidator(parse_keepalive_text)], validate_on=["changed", "submitted"])
+            yield Button("set", id="server-set-keepalive", compact=True)
         with Horizontal(classes="lab-row"):
-            yield Button("Shut RD (R)", id="server-shut-rd", compact=True)
-            yield Button("Shut WR (W)", id="server-shut-wr", compact=True)
-            yield Button("Shut RDWR (B)", id="server-shut-rdwr", compact=True)
-            yield Button("Close (c)", id="server-close", compact=True)
-            yield Button("Abort (a)", id="server-abort", compact=True, variant="error")
-            yield Button("Set linger", id="server-set-linger", compact=True)
-            yield Button("Set keepalive", id="server-set-keepalive", compact=True)
+            yield Label("selected client:")
+            yield Button("shut RD", id="server-shut-rd", compact=True)
+            yield Button("shut WR", id="server-shut-wr", compact=True)
+            yield Button("shut RDWR", id="server-shut-rdwr", compact=True)
+            yield Button("close", id="server-close", compact=True)
+            yield Button("abort", id="server-abort", compact=True, variant="error")
         log = RichLog(id="server-log", wrap=False, highlight=False, markup=False, max_lines=500)
         log.border_title = "Server events"
         yield log
@@ -190,7 +191,7 @@ class ServerPane(Vertical, can_focus=True):
         if self.engine is None:
             out.append("Server ", "bold")
             out.append("stopped", "dim")
-            out.append("  (s starts it; host defaults to 127.0.0.1)", "dim")
+            out.append("  (s starts it)", "dim")
             return out
         out.append("Server ", "bold")
         if self._starting:
@@ -202,8 +203,8 @@ class ServerPane(Vertical, can_focus=True):
                 out.append(f" on {endpoint(*addr)}")
         out.append("  mode ", "dim")
         out.append(self.mode, "bold")
-        out.append(f"  ({MODE_HELP.get(self.mode, self.mode)})", "dim")
         out.append(f"  clients {len(self.clients)}", "dim")
+        out.append(f"  {MODE_HELP.get(self.mode, self.mode)}", "dim")
         return out
 
     def _refresh_display(self) -> None:

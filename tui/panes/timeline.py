@@ -403,6 +403,10 @@ class TimelinePane(Vertical):
         out.append_text(entry.text)
         return out
 
+    def plain_lines(self) -> list[str]:
+        """The timeline as plain text lines (what the log shows, also when the tab is hidden)."""
+        return [self._line(entry).plain for entry in sorted(self._entries)]
+
     def _redraw(self) -> None:
         if not self.is_mounted:
             return

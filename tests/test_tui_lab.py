@@ -1,0 +1,425 @@
+"""Lab panes (Client, Server, Timeline) driven with Pilot against real loopback sockets.
+
+A tiny host app mounts the three panes as tabs (the real SockmonApp is tested in test_tui_lab_app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from sockmon.core import states as S
+from sockmon.core.server import ServerEngine
+from sockmon.tui.panes.client import ClientPane, hexdump, parse_hex, parse_timeout
+from sockmon.tui.panes.server import ServerPane
+from sockmon.tui.panes.timeline import TimelinePane
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable, Footer, Input, RichLog, Select, Static, TabbedContent, TabPane
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class LabHost(App):
+    """The three lab panes as tabs, nothing else."""
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="tab-client"):
+            with TabPane("Client", id="tab-client"):
+                yield ClientPane()
+            with TabPane("Server", id="tab-server"):
+                yield ServerPane()
+            with TabPane("Timeline", id="tab-timeline"):
+                yield TimelinePane()
+        yield Footer()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def wait_for(pilot, predicate, timeout: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def timeline_text(app) -> str:
+    return "\n".join(app.query_one(TimelinePane).plain_lines())
+
+
+def received_text(app) -> str:
+    log = app.query_one("#client-received", RichLog)
+    return "\n".join(strip.text for strip in log.lines)
+
+
+def static_text(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def table_rows(four_tuple, states=None):
+    from sockmon.core.snapshot import take_snapshot
+
+    snap = take_snapshot(port=four_tuple[1], with_info=False, states=states)
+    return [s for s in snap.sockets if s.four_tuple == four_tuple]
+
+
+@pytest.fixture
+def echo_server():
+    server = ServerEngine("127.0.0.1", 0, mode="echo", backlog=16)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def connect_client(app, pilot, address) -> ClientPane:
+    pane = app.query_one(ClientPane)
+    pane.query_one("#client-target", Input).value = f"{address[0]}:{address[1]}"
+    pane.focus()
+    await pilot.press("o")
+    await wait_for(pilot, lambda: pane.state == "ESTABLISHED" and pane.local and pane.options, what="ESTABLISHED")
+    return pane
+
+
+# ---------------------------------------------------------------------- pure helpers
+def test_parsers_refuse_bad_values():
+    from sockmon.core.errors import BadInput
+
+    assert parse_hex("de ad:BE ef") == b"\xde\xad\xbe\xef"
+    assert parse_timeout(" 0.5 ") == 0.5
+    for bad in ("zz", "abc", "1", ""):
+        with pytest.raises(BadInput):
+            parse_hex(bad)
+    for bad in ("", "x", "0", "-1", "nan", "1e9"):
+        with pytest.raises(BadInput):
+            parse_timeout(bad)
+    assert hexdump(b"hello\n")[0].startswith("000000  68 65 6c 6c 6f 0a")
+
+
+# ---------------------------------------------------------------------- client lifecycle
+def test_client_connect_send_close_shows_time_wait(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = await connect_client(app, pilot, echo_server.address)
+            tup = (*pane.local, *pane.peer)
+            timeline = app.query_one(TimelinePane)
+            await wait_for(pilot, lambda: "ESTABLISHED" in timeline_text(app), what="ESTABLISHED in timeline")
+            assert timeline.client_tuple == tup
+            assert "ESTABLISHED" in static_text(app, "#client-status")
+            # send text, see the echo in the received view (text + hex)
+            field = pane.query_one("#client-send-text", Input)
+            field.value = "hello"
+            field.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "'hello'" in received_text(app), what="echo received")
+            assert "68 65 6c 6c 6f" in received_text(app)
+            await wait_for(pilot, lambda: "in     5 bytes" in timeline_text(app), what="bytes in timeline")
+            # close: active close → FIN_WAIT… → TIME_WAIT, followed by 4-tuple after the fd is gone
+            pane.focus()
+            await pilot.press("c")
+            await wait_for(pilot, lambda: pane.fd_closed, what="fd closed")
+            await wait_for(pilot, lambda: "TIME_WAIT" in timeline_text(app), timeout=8, what="TIME_WAIT in timeline")
+            assert table_rows(tup, states=[S.TIME_WAIT]), "the kernel table has the TIME_WAIT row"
+            await wait_for(pilot, lambda: "TIME_WAIT" in static_text(app, "#client-status"),
+                           what="TIME_WAIT in the client status")
+            assert "fd closed" in static_text(app, "#client-status")
+            assert app.is_running
+
+    run(scenario())
+
+
+def test_client_linger_zero_close_leaves_no_time_wait(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = await connect_client(app, pilot, echo_server.address)
+            tup = (*pane.local, *pane.peer)
+            assert not pane.options.linger.enabled
+            await pilot.press("l")  # off → 0
+            await wait_for(pilot, lambda: pane.options.linger.enabled and pane.options.linger.seconds == 0,
+                           what="linger 0 read back")
+            assert "0 (close sends RST)" in static_text(app, "#client-options")
+            await wait_for(pilot, lambda: "linger on, 0 s" in timeline_text(app), what="OPTION in timeline")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: pane.fd_closed, what="fd closed")
+            await pilot.pause(0.5)
+            assert not table_rows(tup), "linger 0 + close: RST, no TIME_WAIT (no row at all)"
+            assert "TIME_WAIT" not in timeline_text(app)
+            # the cycle goes on: 0 → N → off (on a new connection)
+            pane = await connect_client(app, pilot, echo_server.address)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: pane.options.linger.seconds == 0 and pane.options.linger.enabled)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: pane.options.linger.seconds == 5, what="linger 5 read back")
+            await pilot.press("l")
+            await wait_for(pilot, lambda: not pane.options.linger.enabled, what="linger off read back")
+            await pilot.press("a")
+            await wait_for(pilot, lambda: pane.fd_closed, what="abort")
+
+    run(scenario())
+
+
+def test_client_keepalive_nodelay_user_timeout_read_back(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = await connect_client(app, pilot, echo_server.address)
+            pane.query_one("#client-ka-idle", Input).value = "7"
+            pane.query_one("#client-ka-intvl", Input).value = "3"
+            pane.query_one("#client-ka-cnt", Input).value = "2"
+            await pilot.press("k")
+            await wait_for(pilot, lambda: pane.options.keepalive.enabled, what="keepalive on")
+            ka = pane.options.keepalive
+            assert (ka.idle, ka.intvl, ka.cnt) == (7, 3, 2)
+            text = static_text(app, "#client-options")
+            assert "SO_KEEPALIVE on idle 7 intvl 3 cnt 2" in text
+            assert "13 s after the last data" in text  # 7 + 3 × 2
+            # the kernel's own socket: SO_KEEPALIVE set on the real socket
+            from sockmon.core.snapshot import take_snapshot
+
+            snap = take_snapshot(port=pane.local[1], with_info=False)
+            row = [s for s in snap.sockets if s.four_tuple == (*pane.local, *pane.peer)][0]
+            assert row.timer is not None and row.timer.name == "keepalive"
+            await pilot.press("n")
+            await wait_for(pilot, lambda: pane.options.nodelay, what="nodelay on")
+            assert "TCP_NODELAY on" in static_text(app, "#client-options")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: pane.options.user_timeout_ms == 5000, what="user timeout")
+            assert "replaces the probe count" in static_text(app, "#client-options")
+            await pilot.press("k")
+            await wait_for(pilot, lambda: not pane.options.keepalive.enabled, what="keepalive off")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: pane.options.user_timeout_ms == 0, what="user timeout off")
+            await pilot.press("W")  # shutdown WR: the echo server closes back
+            await wait_for(pilot, lambda: "shutdown(SHUT_WR)" in timeline_text(app), what="shutdown in timeline")
+            await pilot.press("g")
+            await wait_for(pilot, lambda: pane.fd_closed, what="graceful close")
+
+    run(scenario())
+
+
+def test_client_refused_and_timeout_errors_are_notified():
+    async def scenario():
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there now
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = app.query_one(ClientPane)
+            pane.query_one("#client-target", Input).value = f"127.0.0.1:{port}"
+            pane.focus()
+            await pilot.press("o")
+            await wait_for(pilot, lambda: pane.last_error and "ECONNREFUSED" in pane.last_error, what="refused")
+            assert "nothing is listening" in pane.last_error
+            assert any("ECONNREFUSED" in n.message for n in app._notifications)
+            assert "ECONNREFUSED" in timeline_text(app)
+            # actions while not connected: a clear message, nothing dies
+            await pilot.press("k")
+            await wait_for(pilot, lambda: "ENOTCONN" in (pane.last_error or "") or "not connected" in
+                           (pane.last_error or ""), what="not connected")
+            assert app.is_running
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------- server pane
+def test_server_no_accept_queue_grows_then_echo_and_per_client_actions():
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.query_one(TabbedContent).active = "tab-server"
+            pane = app.query_one(ServerPane)
+            pane.query_one("#server-port", Input).value = "0"
+            pane.query_one("#server-backlog", Input).value = "8"
+            pane.query_one("#server-mode", Select).value = "no-accept"
+            await pilot.pause()
+            pane.focus()
+            await pilot.press("s")
+            await wait_for(pilot, lambda: pane.address is not None, what="listening")
+            host, port = pane.address
+            assert host == "127.0.0.1"
+            assert "LISTEN" in static_text(app, "#server-status")
+            peers = [socket.create_connection((host, port), timeout=2) for _ in range(3)]
+            try:
+                from sockmon.core.snapshot import take_snapshot
+
+                def accept_queue():
+                    snap = take_snapshot(port=port, states=[S.LISTEN], with_info=False)
+                    return [s.recv_q for s in snap.sockets if s.sport == port]
+
+                await wait_for(pilot, lambda: accept_queue() == [3], what="accept queue 3")
+                assert pane.clients == []
+                # mode change while running: echo accepts the queued clients
+                pane.query_one("#server-mode", Select).value = "echo"
+                await wait_for(pilot, lambda: len(pane.clients) == 3, what="3 clients accepted")
+                table = pane.query_one("#server-clients", DataTable)
+                await wait_for(pilot, lambda: table.row_count == 3, what="3 rows")
+                assert "mode echo" in static_text(app, "#server-status")
+                # per-client actions on the selected row
+                cid = pane.selected_client_id()
+                target = [p for p in peers if f"127.0.0.1:{p.getsockname()[1]}" == cid][0]
+                field = pane.query_one("#server-send-text", Input)
+                field.value = "from server"
+                field.focus()
+                await pilot.press("enter")
+                target.settimeout(2)
+                assert target.recv(100) == b"from server"
+                pane.query_one("#server-keepalive", Input).value = "30,5,4"
+                pane.query_one("#server-set-keepalive").press()
+                await wait_for(pilot, lambda: "ka 30/5/4 (50s)" in str(pane._options.get(cid)),
+                               what="keepalive read back")
+                pane.query_one("#server-linger", Input).value = "0"
+                pane.query_one("#server-set-linger").press()
+                await wait_for(pilot, lambda: "linger 0 (RST)" in str(pane._options.get(cid)), what="linger")
+                pane.focus()
+                await pilot.press("a")
+                with pytest.raises(ConnectionResetError):
+                    while target.recv(100):
+                        pass
+                await wait_for(pilot, lambda: len(pane.clients) == 2, what="client gone")
+                await pilot.press("s")  # stop
+                await wait_for(pilot, lambda: pane.engine is None and "stopped" in static_text(app, "#server-status"))
+            finally:
+                for p in peers:
+                    p.close()
+
+    run(scenario())
+
+
+def test_server_eaddrinuse_is_notified():
+    async def scenario():
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        app = LabHost()
+        try:
+            async with app.run_test(size=(120, 40)) as pilot:
+                app.query_one(TabbedContent).active = "tab-server"
+                pane = app.query_one(ServerPane)
+                pane.query_one("#server-port", Input).value = str(port)
+                pane.focus()
+                await pilot.press("s")
+                await wait_for(pilot, lambda: pane.last_error, what="error")
+                assert "EADDRINUSE" in pane.last_error and "address already in use" in pane.last_error
+                assert pane.engine is None and app.is_running
+                assert pane.query_one("#server-port", Input).value == str(port)
+        finally:
+            holder.close()
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------- bad input in every field
+CLIENT_BAD = [
+    ("#client-target", "nohost", "o", "HOST:PORT"),
+    ("#client-target", "127.0.0.1:99999", "o", "out of range"),
+    ("#client-target", ":80", "o", "empty host"),
+    ("#client-timeout", "abc", "o", "bad timeout"),
+    ("#client-timeout", "0", "o", "bad timeout"),
+    ("#client-send-text", "zz", "send-hex", "bad hex"),
+    ("#client-linger-n", "-3", "linger-submit", "bad linger seconds"),
+    ("#client-ka-idle", "0", "k", "keepalive idle"),
+    ("#client-ka-intvl", "ten", "k", "keepalive intvl"),
+    ("#client-ka-cnt", "1000", "k", "keepalive cnt"),
+    ("#client-user-timeout", "-5", "u", "user timeout"),
+]
+SERVER_BAD = [
+    ("#server-host", "", "s", "empty host"),
+    ("#server-host", "a b", "s", "bad host"),
+    ("#server-port", "70000", "s", "out of range"),
+    ("#server-port", "http", "s", "not a number"),
+    ("#server-backlog", "-1", "s", "bad backlog"),
+    ("#server-linger", "maybe", "set-linger", "bad linger"),
+    ("#server-keepalive", "1,2", "set-keepalive", "IDLE,INTVL,CNT"),
+]
+
+
+def test_bad_input_in_every_field_is_refused_and_kept(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            client = await connect_client(app, pilot, echo_server.address)
+            for selector, value, trigger, expected in CLIENT_BAD:
+                field = client.query_one(selector, Input)
+                old = field.value
+                field.value = value
+                await pilot.pause()
+                client.clear_error()
+                if trigger == "send-hex":
+                    client.query_one("#client-send-mode", Select).value = "hex"
+                    await pilot.pause()
+                    field.focus()
+                    await pilot.press("enter")
+                elif trigger == "linger-submit":
+                    field.focus()
+                    await pilot.press("enter")
+                else:
+                    client.focus()
+                    if trigger in ("k", "u") and client.options is not None:
+                        await pilot.pause()
+                    await pilot.press(trigger)
+                await pilot.pause()
+                assert client.last_error and expected in client.last_error, (selector, value, client.last_error)
+                assert expected in static_text(app, "#client-error")
+                assert field.value == value, "the typed text stays in the field"
+                assert field.has_class("-invalid") or selector == "#client-send-text"
+                assert app.is_running
+                field.value = old
+                await pilot.pause()
+            assert client.state == "ESTABLISHED", "bad input never touched the connection"
+
+            app.query_one(TabbedContent).active = "tab-server"
+            server = app.query_one(ServerPane)
+            for selector, value, trigger, expected in SERVER_BAD:
+                field = server.query_one(selector, Input)
+                old = field.value
+                field.value = value
+                await pilot.pause()
+                server.clear_error()
+                if trigger == "s":
+                    server.focus()
+                    await pilot.press("s")
+                else:
+                    server.query_one(f"#server-{trigger}").press()
+                await pilot.pause()
+                assert server.last_error and expected in server.last_error, (selector, value, server.last_error)
+                assert field.value == value
+                assert server.engine is None
+                field.value = old
+                await pilot.pause()
+            # per-client actions with no server running: refused with a message
+            server.focus()
+            await pilot.press("a")
+            assert "not running" in server.last_error
+            assert app.is_running
+
+    run(scenario())
+
+
+def test_keys_do_not_fire_while_typing(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = await connect_client(app, pilot, echo_server.address)
+            field = pane.query_one("#client-send-text", Input)
+            field.value = ""
+            field.focus()
+            await pilot.press("c", "l", "o", "s", "e", "k", "a")
+            await pilot.pause(0.3)
+            assert field.value == "closeka"
+            assert pane.state == "ESTABLISHED" and not pane.fd_closed
+            assert not pane.options.linger.enabled and not pane.options.keepalive.enabled
+            await pilot.press("escape")
+            assert app.focused is pane
+            await pilot.press("a")
+            await wait_for(pilot, lambda: pane.fd_closed, what="abort after leaving the field")
+
+    run(scenario())
