@@ -24,6 +24,23 @@ def peer_of(sock: Socket) -> str:
     return endpoint(sock.dst, sock.dport)
 
 
+_USERS: dict[int, str] = {}
+
+
+def user_name(uid: int) -> str:
+    """Login name of a uid (cached; the uid as text when it has none)."""
+    name = _USERS.get(uid)
+    if name is None:
+        try:
+            import pwd
+
+            name = pwd.getpwuid(uid).pw_name
+        except (KeyError, ImportError):
+            name = str(uid)
+        _USERS[uid] = name
+    return name
+
+
 def owner_text(proc: Process | None) -> str:
     return "" if proc is None else f"{proc.pid}/{proc.name}"
 

@@ -42,6 +42,7 @@ class Column:
     fmt: Callable[[Any], CellValue] | None = None
     justify: str = "left"  # "left" | "right"
     style: Callable[[Any], Style | None] | None = None  # per-cell style for plain str cells
+    overflow: str = "end"  # "end": cut the tail; "start": keep the tail (ports at the end of addresses)
 
 
 def _sort_value(value: Any) -> tuple:
@@ -254,6 +255,25 @@ class VirtualTable(ScrollView, can_focus=True):
         self._set_cursor(index)
         return True
 
+    def set_column_widths(self, widths: dict[str, int]) -> None:
+        """Change column widths (e.g. narrower addresses on a narrow terminal)."""
+        from dataclasses import replace
+
+        changed = False
+        for i, col in enumerate(self.columns):
+            w = widths.get(col.key)
+            if w is not None and w != col.width:
+                self.columns[i] = replace(col, width=w)
+                changed = True
+        if changed:
+            self._total_width = sum(c.width for c in self.columns) + len(self.columns)
+            self.virtual_size = Size(self._total_width, len(self._view) + 1)
+            self.refresh()
+
+    @property
+    def needs_horizontal_scroll(self) -> bool:
+        return self._total_width > self.scrollable_content_region.width
+
     # --------------------------------------------------------------- internals
     def _expire_marks(self, now: float) -> bool:
         changed = False
@@ -328,11 +348,15 @@ class VirtualTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
 
     # --------------------------------------------------------------- drawing
-    def _cell(self, text: CellValue, width: int, justify: str, style: Style) -> list[Segment]:
+    def _cell(self, text: CellValue, width: int, justify: str, style: Style,
+              overflow: str = "end") -> list[Segment]:
         if isinstance(text, Text):
             plain = text.plain
             if len(plain) > width:
-                text = text[: max(0, width - 1)] + Text("…")
+                if overflow == "start":
+                    text = Text("…") + text[len(plain) - width + 1:]
+                else:
+                    text = text[: max(0, width - 1)] + Text("…")
             text = text.copy()
             pad = width - text.cell_len
             if pad > 0:
@@ -343,7 +367,10 @@ class VirtualTable(ScrollView, can_focus=True):
             return [Segment(s.text, style + s.style if s.style else style)
                     for s in text.render(self.app.console)]
         if len(text) > width:
-            text = text[: max(0, width - 1)] + "…"
+            if overflow == "start":
+                text = "…" + text[len(text) - width + 1:]
+            else:
+                text = text[: max(0, width - 1)] + "…"
         text = text.rjust(width) if justify == "right" else text.ljust(width)
         return [Segment(text, style)]
 
@@ -382,7 +409,7 @@ class VirtualTable(ScrollView, can_focus=True):
                     cell_style = style + extra
                     if index == self.cursor_index:
                         cell_style = cell_style + self._styles["cursor"]
-            segs.extend(self._cell(value, col.width, col.justify, cell_style))
+            segs.extend(self._cell(value, col.width, col.justify, cell_style, col.overflow))
             segs.append(Segment(" ", style))
         return Strip(segs)
 

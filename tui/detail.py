@@ -1,0 +1,233 @@
+"""Detail screen for one socket: every tcp_info field, the timer, the sockaddr bytes of both ends
+field by field, the owner process and the socket's transition history. Updated live while open."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from sockmon.core.records import Process, Socket, Transition
+from sockmon.tui import fmt
+from sockmon.tui.theme import state_style, state_text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+_US = {"rto", "ato", "rtt", "rttvar", "min_rtt", "rcv_rtt", "busy_time"}
+_MS = {"last_data_sent", "last_data_recv", "last_ack_recv"}
+_BYTES = {"bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "notsent_bytes", "snd_wnd", "rcv_wnd",
+          "rcv_space", "rcv_ssthresh"}
+_RATE = {"pacing_rate", "delivery_rate"}
+_CA_STATES = {0: "Open", 1: "Disorder", 2: "CWR", 3: "Recovery", 4: "Loss"}
+_OPTIONS = ((1, "TIMESTAMPS"), (2, "SACK"), (4, "WSCALE"), (8, "ECN"), (16, "ECN_SEEN"), (32, "SYN_DATA"))
+
+
+def tcp_info_value(name: str, value: int) -> str:
+    if name in _US:
+        return f"{value} µs" + (f"  ({value / 1000:.3f} ms)" if value >= 1000 else "")
+    if name in _MS:
+        return f"{value} ms ago"
+    if name in _BYTES:
+        return f"{value}" + (f"  ({fmt.human_bytes(value)})" if value >= 1024 else "")
+    if name in _RATE:
+        return f"{value} B/s" + (f"  ({fmt.human_bytes(value)}/s)" if value >= 1024 else "")
+    if name == "ca_state":
+        return f"{value} ({_CA_STATES.get(value, '?')})"
+    if name == "options":
+        names = [n for bit, n in _OPTIONS if value & bit]
+        return f"{value:#x} ({' '.join(names) or 'none'})"
+    if name == "state":
+        from sockmon.core.states import state_name
+
+        return f"{value} ({state_name(value)})"
+    return str(value)
+
+
+def _kv_table(rows, key_width: int | None = None) -> Table:
+    t = Table.grid(padding=(0, 1))
+    t.add_column(style="dim", no_wrap=True, min_width=key_width)
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def socket_section(sock: Socket, elapsed_ms: float) -> Table:
+    timer = sock.timer
+    if timer is None or not timer.kind:
+        timer_val: Text | str = Text("none", style="dim")
+    else:
+        timer_val = fmt.timer_text(timer, elapsed_ms)
+        timer_val.append(f"   (kernel said {timer.expires_ms} ms at the snapshot, retrans {timer.retrans})",
+                         style="dim")
+    return _kv_table([
+        ("state", state_text(sock.state, bold=True)),
+        ("family", sock.family_name),
+        ("local", fmt.local_of(sock)),
+        ("peer", fmt.peer_of(sock)),
+        ("recv-q", f"{sock.recv_q}" + ("  (accept queue now)" if sock.state == 10 else "")),
+        ("send-q", f"{sock.send_q}" + ("  (backlog)" if sock.state == 10 else "")),
+        ("timer", timer_val),
+        ("uid", str(sock.uid)),
+        ("inode", str(sock.inode) + ("  (no fd: TIME_WAIT or orphan)" if not sock.inode else "")),
+        ("cookie", f"{sock.cookie:#x}"),
+        ("ifindex", str(sock.ifindex)),
+        ("congestion", sock.cong or "—"),
+    ], 10)
+
+
+def owner_section(owner: Process | None, sock: Socket) -> Table | Text:
+    if owner is None:
+        why = ("TIME_WAIT and orphaned sockets belong to no process" if not sock.inode
+               else "not found (another user's process needs root, or it just exited)")
+        return Text(why, style="dim italic")
+    cmd = " ".join(owner.cmdline) if owner.cmdline else "—"
+    return _kv_table([("pid", str(owner.pid)), ("name", owner.name), ("user", owner.user), ("cmdline", cmd)], 10)
+
+
+def sockaddr_section(sock: Socket) -> Group | Text:
+    try:
+        from sockmon.core.sockaddr import sockaddr_fields
+    except ImportError:
+        return Text("sockmon.core.sockaddr is not available", style="dim")
+    parts = []
+    for label, host, port in (("local", sock.src, sock.sport), ("peer", sock.dst, sock.dport)):
+        try:
+            fields = sockaddr_fields(sock.family, host, port)
+        except Exception as exc:  # noqa: BLE001 - shown, never fatal
+            parts.append(Text(f"{label}: {exc}", style="red"))
+            continue
+        total = sum(len(f.raw) for f in fields)
+        struct = "sockaddr_in6" if total == 28 else "sockaddr_in"
+        head = Text(f"{label} {fmt.endpoint(host, port)} → struct {struct}, {total} bytes", style="bold")
+        t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
+        t.add_column("field", no_wrap=True)
+        t.add_column("off", justify="right")
+        t.add_column("bytes", style="#e5c07b", no_wrap=True)
+        t.add_column("meaning")
+        for f in fields:
+            t.add_row(f.name, str(f.offset), f.hex, f.meaning)
+        allhex = Text("  " + " ".join(f.hex for f in fields), style="#e5c07b")
+        parts.extend([head, t, allhex, Text("")])
+    return Group(*parts)
+
+
+def tcp_info_section(sock: Socket) -> Table | Text:
+    info = sock.tcp_info
+    if info is None:
+        return Text("no tcp_info (TIME_WAIT and request sockets carry none, or the dump was without it)",
+                    style="dim italic")
+    items = list(info.as_dict().items())
+    half = (len(items) + 1) // 2
+    t = Table.grid(padding=(0, 1))
+    for _ in range(2):
+        t.add_column(style="dim", no_wrap=True)
+        t.add_column(no_wrap=True, min_width=24)
+    for i in range(half):
+        row = []
+        for k, v in (items[i], items[i + half] if i + half < len(items) else ("", None)):
+            row += [k, "" if v is None else tcp_info_value(k, v)]
+        t.add_row(*row)
+    return t
+
+
+def history_section(transitions: list[Transition], now: float) -> Table | Text:
+    if not transitions:
+        return Text("no transitions seen for this socket since sockmon started", style="dim italic")
+    t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
+    t.add_column("ago", justify="right")
+    t.add_column("from")
+    t.add_column("")
+    t.add_column("to")
+    t.add_column("dwell", justify="right")
+    t.add_column("source", style="dim")
+    for tr in transitions:
+        dwell = "" if tr.dwell_ms is None else f"{tr.dwell_ms:.1f} ms"
+        t.add_row(f"{max(0.0, now - tr.ts):.1f}s", Text(tr.old_name, style=state_style(tr.old)), "→",
+                  Text(tr.new_name, style=state_style(tr.new, bold=True)), dwell, tr.source)
+    return t
+
+
+class DetailScreen(Screen[None]):
+    DEFAULT_CSS = """
+    DetailScreen { layout: vertical; }
+    DetailScreen #detail-title { height: 1; padding: 0 1; background: $panel; }
+    DetailScreen VerticalScroll { height: 1fr; }
+    DetailScreen .detail-box { border: round $primary 60%; height: auto; padding: 0 1; }
+    DetailScreen #detail-row { height: auto; }
+    DetailScreen #detail-socket { width: 1fr; }
+    DetailScreen #detail-owner { width: 1fr; }
+    """
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", show=True),
+        Binding("q", "app.pop_screen", "Back", show=False),
+    ]
+
+    def __init__(self, sock: Socket, owner: Process | None, history: list[Transition],
+                 taken_at: float | None = None) -> None:
+        super().__init__()
+        self.sock = sock
+        self.owner = owner
+        self.history = history
+        self.taken_at = taken_at
+        self.gone = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-title")
+        with VerticalScroll():
+            with Horizontal(id="detail-row"):
+                yield Static(id="detail-socket", classes="detail-box")
+                yield Static(id="detail-owner", classes="detail-box")
+            yield Static(id="detail-tcpinfo", classes="detail-box")
+            yield Static(id="detail-sockaddr", classes="detail-box")
+            yield Static(id="detail-history", classes="detail-box")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for wid, title in (("socket", "Socket"), ("owner", "Owner process"), ("tcpinfo", "tcp_info (all fields)"),
+                           ("sockaddr", "sockaddr bytes, field by field"), ("history", "Transition history")):
+            self.query_one(f"#detail-{wid}", Static).border_title = title
+        self.set_interval(0.5, self._refresh_timer)
+        self.render_all()
+
+    def _clock(self) -> float:
+        return getattr(self.app, "clock", time.monotonic)()
+
+    def _elapsed_ms(self) -> float:
+        return 0.0 if self.taken_at is None else max(0.0, (self._clock() - self.taken_at) * 1000.0)
+
+    def update_socket(self, sock: Socket | None, owner: Process | None, history: list[Transition],
+                      taken_at: float | None) -> None:
+        """A new snapshot: the fresh record of our socket, or None when it left the table."""
+        if sock is None:
+            self.gone = True
+        else:
+            self.gone = False
+            self.sock, self.owner, self.taken_at = sock, owner or self.owner, taken_at
+        self.history = history
+        self.render_all()
+
+    def _refresh_timer(self) -> None:
+        if self.is_mounted:
+            self.query_one("#detail-socket", Static).update(socket_section(self.sock, self._elapsed_ms()))
+
+    def render_all(self) -> None:
+        if not self.is_mounted:
+            return
+        s = self.sock
+        title = Text("Detail  ", style="bold")
+        title.append_text(state_text(s.state, bold=True))
+        title.append(f"  {fmt.local_of(s)} → {fmt.peer_of(s)}")
+        if self.gone:
+            title.append("   GONE from the socket table (last record shown)", style="bold #ff6b6b")
+        title.append("   Esc: back", style="dim")
+        self.query_one("#detail-title", Static).update(title)
+        self.query_one("#detail-socket", Static).update(socket_section(s, self._elapsed_ms()))
+        self.query_one("#detail-owner", Static).update(owner_section(self.owner, s))
+        self.query_one("#detail-tcpinfo", Static).update(tcp_info_section(s))
+        self.query_one("#detail-sockaddr", Static).update(sockaddr_section(s))
+        self.query_one("#detail-history", Static).update(history_section(self.history, self._clock()))

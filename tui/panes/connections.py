@@ -1,0 +1,71 @@
+"""Connections pane: every non-listening TCP socket, state-coloured, with live timer countdowns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from sockmon.core.records import Snapshot, Socket
+from sockmon.core.states import LISTEN
+from sockmon.tui import fmt
+from sockmon.tui.panes.socket_list import SocketListPane
+from sockmon.tui.virtual_table import Column
+
+
+def _rtt(s: Socket) -> str:
+    v = fmt.rtt_ms(s)
+    return "" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.0f}")
+
+
+def _cwnd(s: Socket):
+    return None if s.tcp_info is None else s.tcp_info.snd_cwnd
+
+
+def _retrans(s: Socket):
+    info = s.tcp_info
+    return None if info is None else (info.total_retrans, info.retransmits)
+
+
+def _retrans_text(s: Socket) -> str:
+    info = s.tcp_info
+    if info is None:
+        return ""
+    return f"{info.retransmits}/{info.total_retrans}" if info.retransmits else str(info.total_retrans)
+
+
+class ConnectionsPane(SocketListPane):
+    """All TCP sockets except listeners."""
+
+    TITLE = "Connections"
+    KEY_HINT = "c"
+    INITIAL_SORT = None
+    EMPTY_TEXT = "no connections (only listeners, or nothing matches the filter)"
+    NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 14}
+    WIDE_WIDTHS = {"local": 24, "peer": 24, "timer": 15}
+
+    def columns(self) -> list[Column]:
+        def timer_sort(s: Socket):
+            return None if s.timer is None or not s.timer.kind else s.timer.expires_ms
+
+        return [
+            self.state_column(11),
+            self.local_column(22),
+            self.peer_column(22),
+            Column("recv_q", "Recv-Q", 6, get=lambda s: s.recv_q, justify="right"),
+            Column("send_q", "Send-Q", 6, get=lambda s: s.send_q, justify="right"),
+            Column("timer", "Timer", 15, get=timer_sort,
+                   fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms())),
+            Column("rtt", "RTT ms", 7, get=fmt.rtt_ms, fmt=_rtt, justify="right"),
+            Column("cwnd", "cwnd", 5, get=_cwnd, justify="right"),
+            Column("retrans", "Retr", 5, get=_retrans, fmt=_retrans_text, justify="right"),
+            self.owner_column(22),
+            self.user_column(9),
+        ]
+
+    def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:
+        return [s for s in snapshot.sockets if s.state != LISTEN]
+
+    def info_text(self) -> Text:
+        if self.snapshot is None:
+            return Text("waiting for the first snapshot…", style="dim italic")
+        return self.counts_line()

@@ -1,0 +1,220 @@
+"""Shared base of the socket-list panes (Listening, Connections, keepalive timers): a VirtualTable of
+kernel sockets, a filter line, counts per state, selection messages and a live timer countdown."""
+
+from __future__ import annotations
+
+import operator
+import socket
+import time
+from collections import ChainMap, Counter
+from collections.abc import Iterable
+
+from rich.text import Text
+from sockmon.core.errors import BadInput
+from sockmon.core.records import Process, Snapshot, Socket
+from sockmon.tui import fmt
+from sockmon.tui.messages import SocketActivated, SocketSelected
+from sockmon.tui.socket_filter import parse_filter
+from sockmon.tui.theme import ERROR_STYLE, STATE_ORDER, counts_text, state_style
+from sockmon.tui.virtual_table import Column, VirtualTable
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Static
+
+# Identity of a socket row across snapshots: (family, src, sport, dst, dport, cookie) — Socket.key,
+# but as one C-level call (Socket is a NamedTuple).
+socket_key = operator.itemgetter(0, 2, 3, 4, 5, 11)
+_STATE_RANK = {code: i for i, code in enumerate(STATE_ORDER)}
+
+
+def addr_key(family: int, host: str, port: int) -> tuple:
+    try:
+        return (family, socket.inet_pton(family, host), port)
+    except (OSError, ValueError):
+        return (family, host.encode(), port)
+
+
+class SocketListPane(Vertical):
+    """A titled socket list. Subclasses give ``columns()`` and ``select_rows(snapshot)``."""
+
+    DEFAULT_CSS = """
+    SocketListPane { border: round $primary 60%; height: 1fr; }
+    SocketListPane:focus-within { border: round $accent; }
+    SocketListPane > .pane-info { height: 1; padding: 0 1; }
+    SocketListPane .filter-row { height: 1; }
+    SocketListPane .filter-row Input { border: none; height: 1; padding: 0 1; width: 1fr; background: $boost; }
+    SocketListPane .filter-row Input:focus { background: $accent 20%; }
+    SocketListPane .filter-error { width: auto; max-width: 60%; height: 1; padding: 0 1; }
+    """
+
+    TITLE = "Sockets"
+    KEY_HINT = ""
+    WITH_FILTER = True
+    INITIAL_SORT: str | None = None
+
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", show=True),
+        Binding("escape", "leave_filter", "Back to table", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id, classes=classes)
+        self.snapshot: Snapshot | None = None
+        self.summary = None
+        self._owners: ChainMap = ChainMap({})
+        self.counts: Counter = Counter()
+        self.filter_error: str | None = None
+        self.table = VirtualTable(self.columns(), key_fn=socket_key, sort_column=self.INITIAL_SORT,
+                                  empty_text=self.EMPTY_TEXT, id=f"{id or 'pane'}-table")
+
+    EMPTY_TEXT = "no sockets"
+
+    # ------------------------------------------------------------ subclass hooks
+    def columns(self) -> list[Column]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def info_text(self) -> Text:
+        return Text("")
+
+    # ------------------------------------------------------------ composition
+    def compose(self) -> ComposeResult:
+        yield Static(id=f"{self.id}-info", classes="pane-info")
+        if self.WITH_FILTER:
+            with Horizontal(classes="filter-row"):
+                yield Input(placeholder="/ filter: state port addr:… proc:… (e.g. established 8080)",
+                            id=f"{self.id}-filter", select_on_focus=False)
+                yield Static("", id=f"{self.id}-filter-error", classes="filter-error")
+        yield self.table
+
+    def on_mount(self) -> None:
+        self.border_title = f"{self.TITLE} [{self.KEY_HINT}]" if self.KEY_HINT else self.TITLE
+        self.set_interval(0.5, self._tick)
+        self._refresh_info()
+
+    NARROW_WIDTHS: dict[str, int] = {}
+    WIDE_WIDTHS: dict[str, int] = {}
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < 110
+        self.table.set_column_widths(self.NARROW_WIDTHS if narrow else self.WIDE_WIDTHS)
+
+    def _tick(self) -> None:
+        # live countdowns: only the visible rows are re-formatted
+        if self.snapshot is not None and self.table.row_count:
+            self.table.refresh()
+
+    # ------------------------------------------------------------ data in
+    def clock(self) -> float:
+        return getattr(self.app, "clock", time.monotonic)()
+
+    def elapsed_ms(self) -> float:
+        if self.snapshot is None:
+            return 0.0
+        return max(0.0, (self.clock() - self.snapshot.taken_at) * 1000.0)
+
+    def owner_of(self, sock: Socket) -> Process | None:
+        return self._owners.get(sock.inode) if sock.inode else None
+
+    def show_snapshot(self, snapshot: Snapshot, summary=None, counts: Counter | None = None) -> None:
+        prev = self.snapshot
+        self.snapshot = snapshot
+        self.summary = summary
+        # vanishing rows keep their owner for the fade: current owners first, then the previous ones
+        self._owners = ChainMap(snapshot.owners, prev.owners) if prev else ChainMap(snapshot.owners)
+        rows = list(self.select_rows(snapshot))
+        self.counts = Counter(map(operator.itemgetter(1), rows))
+        self.table.set_rows(rows)
+        self._refresh_info()
+
+    # ------------------------------------------------------------ filter
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if not self.WITH_FILTER or event.input.id != f"{self.id}-filter":
+            return
+        event.stop()
+        self.apply_filter(event.value)
+
+    def apply_filter(self, text: str) -> bool:
+        """Apply the filter text; bad text keeps the previous filter and says why (text is kept)."""
+        err = self.query_one(f"#{self.id}-filter-error", Static)
+        try:
+            pred = parse_filter(text, self.owner_of)
+        except BadInput as exc:
+            self.filter_error = str(exc)
+            err.update(Text(f"✗ {exc}", style=ERROR_STYLE))
+            return False
+        self.filter_error = None
+        err.update("")
+        self.table.set_filter(pred)
+        self._refresh_info()
+        return True
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.table.focus()
+
+    def action_focus_filter(self) -> None:
+        if self.WITH_FILTER:
+            self.query_one(f"#{self.id}-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.table.focus()
+
+    # ------------------------------------------------------------ selection out
+    def on_virtual_table_cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
+        event.stop()
+        self.post_message(SocketSelected(event.row, origin=self.id or ""))
+
+    def on_virtual_table_row_activated(self, event: VirtualTable.RowActivated) -> None:
+        event.stop()
+        self.post_message(SocketActivated(event.row, origin=self.id or ""))
+
+    @property
+    def selected(self) -> Socket | None:
+        return self.table.cursor_row
+
+    def focus_table(self) -> None:
+        self.table.focus()
+
+    def _refresh_info(self) -> None:
+        if not self.is_mounted:
+            return
+        self.query_one(f"#{self.id}-info", Static).update(self.info_text())
+
+    # ------------------------------------------------------------ common columns
+    def state_column(self, width: int = 11) -> Column:
+        return Column("state", "State", width, get=lambda s: _STATE_RANK.get(s.state, 99),
+                      fmt=lambda s: s.state_name, style=lambda s: state_style(s.state))
+
+    def local_column(self, width: int = 22) -> Column:
+        return Column("local", "Local", width, get=lambda s: addr_key(s.family, s.src, s.sport),
+                      fmt=fmt.local_of, overflow="start")
+
+    def peer_column(self, width: int = 22) -> Column:
+        return Column("peer", "Peer", width, get=lambda s: addr_key(s.family, s.dst, s.dport),
+                      fmt=fmt.peer_of, overflow="start")
+
+    def owner_column(self, width: int = 22) -> Column:
+        def get(s: Socket):
+            p = self.owner_of(s)
+            return None if p is None else (p.name, p.pid)
+
+        return Column("owner", "Process", width, get=get, fmt=lambda s: fmt.owner_text(self.owner_of(s)))
+
+    def user_column(self, width: int = 9) -> Column:
+        def user(s: Socket) -> str:
+            p = self.owner_of(s)
+            return p.user if p is not None else fmt.user_name(s.uid)
+
+        return Column("user", "User", width, get=user)
+
+    def counts_line(self, prefix: str = "") -> Text:
+        out = Text(prefix)
+        out.append_text(counts_text(dict(self.counts)))
+        shown, total = self.table.row_count, self.table.total_count
+        if shown != total or self.table._filter is not None:
+            out.append(f"   showing {shown} of {total}", style="bold")
+        return out
