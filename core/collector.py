@@ -140,22 +140,23 @@ class Collector:
             self._pending.extend(got)
 
     def _run(self) -> None:
-        next_due = time.monotonic()
+        last: float | None = None  # when the previous collection finished
         while not self._stop.is_set():
             now = time.monotonic()
-            if (now >= next_due and not self._paused) or self._force:
+            due = last is None or now >= last + self._interval  # interval read each time: set_interval applies
+            if (due and not self._paused) or self._force:
                 self._force = False
                 self.collect_once()
-                next_due = time.monotonic() + self._interval
+                last = time.monotonic()
             try:
                 self._drain()
             except Exception:  # noqa: BLE001 - reported at the next tick through overruns/notes
                 pass
-            wait = next_due - time.monotonic()
+            wait = (last + self._interval) - time.monotonic() if last is not None else 0.0
+            if self._paused:
+                wait = 3600.0
             if self._tracer is not None:
                 wait = min(wait, DRAIN_EVERY)
-            if self._paused:
-                wait = DRAIN_EVERY if self._tracer is not None else 3600
             self._wake.wait(max(wait, 0.0))
             self._wake.clear()
 
