@@ -280,11 +280,13 @@ class SockmonApp(App[int]):
         self._update_detail()
 
     def _size_listening(self) -> None:
-        # Listeners are usually few: give them what they need (up to 40% of the tab), the rest to connections.
-        table = self.listening.table
+        # Listeners are usually few: give them what they need (CSS caps it at 40% of the tab).
+        pane = self.listening
+        table = pane.table
         rows = max(1, table.row_count)
-        extra = 1 if table.needs_horizontal_scroll else 0
-        self.listening.styles.height = rows + 4 + extra  # border 2 + info 1 + header 1 (+ scrollbar)
+        width = (pane.size.width or self.size.width) - 2  # inside the border
+        extra = 1 if table._total_width > width - 1 else 0  # horizontal scrollbar
+        pane.styles.height = rows + 4 + extra  # border 2 + info 1 + header 1 (+ scrollbar)
 
     def _report_error(self, error: str) -> None:
         self.status.show(error=error)

@@ -169,6 +169,7 @@ class DetailScreen(Screen[None]):
 
     def __init__(self, sock: Socket, owner: Process | None, history: list[Transition],
                  taken_at: float | None = None) -> None:
+        self._ready = False
         super().__init__()
         self.sock = sock
         self.owner = owner
@@ -188,6 +189,7 @@ class DetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._ready = True
         for wid, title in (("socket", "Socket"), ("owner", "Owner process"), ("tcpinfo", "tcp_info (all fields)"),
                            ("sockaddr", "sockaddr bytes, field by field"), ("history", "Transition history")):
             self.query_one(f"#detail-{wid}", Static).border_title = title
@@ -212,11 +214,11 @@ class DetailScreen(Screen[None]):
         self.render_all()
 
     def _refresh_timer(self) -> None:
-        if self.is_mounted:
+        if self._ready:
             self.query_one("#detail-socket", Static).update(socket_section(self.sock, self._elapsed_ms()))
 
     def render_all(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         s = self.sock
         title = Text("Detail  ", style="bold")

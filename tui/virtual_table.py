@@ -184,6 +184,16 @@ class VirtualTable(ScrollView, can_focus=True):
         return len(self._rows)
 
     @property
+    def filtered(self) -> bool:
+        return self._filter is not None
+
+    @property
+    def live_row_count(self) -> int:
+        """Rows shown that are still live (fading ones left out)."""
+        gone = self._gone
+        return len(self._view) if not gone else sum(1 for k in self._view if k not in gone)
+
+    @property
     def visible_keys(self) -> list[Hashable]:
         return list(self._view)
 

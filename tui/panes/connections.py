@@ -41,7 +41,7 @@ class ConnectionsPane(SocketListPane):
     INITIAL_SORT = None
     EMPTY_TEXT = "no connections (only listeners, or nothing matches the filter)"
     NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 14}
-    WIDE_WIDTHS = {"local": 24, "peer": 24, "timer": 15}
+    WIDE_WIDTHS = {"local": 24, "peer": 24, "timer": 17}
 
     def columns(self) -> list[Column]:
         def timer_sort(s: Socket):

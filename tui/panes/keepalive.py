@@ -102,13 +102,14 @@ class KeepaliveTimersPane(SocketListPane):
 class KeepalivePane(Horizontal):
     DEFAULT_CSS = """
     KeepalivePane { height: 1fr; }
-    KeepalivePane #ka-left { width: 1fr; min-width: 40; }
-    KeepalivePane #ka-side { width: 46; height: 1fr; overflow-y: auto; }
+    KeepalivePane #ka-left { width: 1fr; min-width: 30; }
+    KeepalivePane #ka-side { width: 45%; min-width: 44; height: 1fr; overflow-y: auto; }
     KeepalivePane #ka-system { border: round $primary 60%; height: auto; padding: 0 1; }
     KeepalivePane #ka-selected { border: round $primary 60%; height: auto; padding: 0 1; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+        self._ready = False
         super().__init__(id=id)
         self.timers = KeepaliveTimersPane(id="ka-timers")
         self.socket: Socket | None = None
@@ -116,7 +117,7 @@ class KeepalivePane(Horizontal):
         self.summary = None
         self.keepalive = None  # Keepalive read from the kernel for self.socket
         self.read_note = ""
-        self._read_for = None
+        self.reader = read_socket_keepalive  # seam: tests inject a deterministic reader
 
     def compose(self) -> ComposeResult:
         from textual.containers import Vertical
@@ -128,10 +129,11 @@ class KeepalivePane(Horizontal):
             yield Static(id="ka-selected")
 
     def on_mount(self) -> None:
+        self._ready = True
         self.query_one("#ka-system", Static).border_title = "System defaults (sysctl)"
         self.query_one("#ka-selected", Static).border_title = "Selected socket"
         self.set_interval(0.5, self._render_selected)
-        self._render()
+        self._redraw()
 
     def focus_table(self) -> None:
         self.timers.focus_table()
@@ -147,7 +149,7 @@ class KeepalivePane(Horizontal):
                 if (s.family, s.src, s.sport, s.dst, s.dport, s.cookie) == key:
                     self.socket = s
                     break
-        self._render()
+        self._redraw()
 
     def show_socket(self, sock: Socket | None, owner: Process | None = None) -> None:
         """The selection changed (in any socket list): read its keepalive options off the UI thread."""
@@ -159,7 +161,7 @@ class KeepalivePane(Horizontal):
                 self._read(sock, owner)
             elif sock is not None:
                 self.read_note = "a listener: keepalive applies to the connections it accepts"
-        self._render()
+        self._redraw()
 
     def reread(self) -> None:
         if self.socket is not None:
@@ -168,7 +170,7 @@ class KeepalivePane(Horizontal):
     @work(thread=True, exclusive=True, group="keepalive-read")
     def _read(self, sock: Socket, owner: Process | None) -> None:
         try:
-            ka, note = read_socket_keepalive(sock, owner)
+            ka, note = self.reader(sock, owner)
         except Exception as exc:  # noqa: BLE001 - shown in the pane, never fatal
             ka, note = None, f"could not read options: {exc}"
         self.app.call_from_thread(self._read_done, sock, ka, note)
@@ -177,7 +179,7 @@ class KeepalivePane(Horizontal):
         if self.socket is None or sock.key != self.socket.key:
             return
         self.keepalive, self.read_note = ka, note
-        self._render()
+        self._redraw()
 
     # ------------------------------------------------------------------ drawing
     def _system(self):
@@ -195,8 +197,8 @@ class KeepalivePane(Horizontal):
                 pass
         return idle, intvl, cnt
 
-    def _render(self) -> None:
-        if not self.is_mounted:
+    def _redraw(self) -> None:
+        if not self._ready:
             return
         idle, intvl, cnt = self._system()
         t = Table.grid(padding=(0, 1))
@@ -212,7 +214,7 @@ class KeepalivePane(Horizontal):
         self._render_selected()
 
     def _render_selected(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         box = self.query_one("#ka-selected", Static)
         sock = self.socket

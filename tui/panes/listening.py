@@ -80,7 +80,6 @@ class ListeningPane(SocketListPane):
                        style="bold #ff6b6b" if overflows else "")
             out.append("  ListenDrops ", style="dim")
             out.append(str(drops if drops is not None else "?"), style="bold #ff6b6b" if drops else "")
-        shown, total = self.table.row_count, self.table.total_count
-        if shown != total or self.table._filter is not None:
-            out.append(f"   showing {shown} of {total}", style="bold")
+        if self.table.filtered:
+            out.append(f"   showing {self.table.live_row_count} of {self.table.total_count}", style="bold")
         return out

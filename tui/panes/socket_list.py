@@ -59,6 +59,7 @@ class SocketListPane(Vertical):
     ]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
+        self._ready = False
         super().__init__(id=id, classes=classes)
         self.snapshot: Snapshot | None = None
         self.summary = None
@@ -66,7 +67,7 @@ class SocketListPane(Vertical):
         self.counts: Counter = Counter()
         self.filter_error: str | None = None
         self.table = VirtualTable(self.columns(), key_fn=socket_key, sort_column=self.INITIAL_SORT,
-                                  empty_text=self.EMPTY_TEXT, id=f"{id or 'pane'}-table")
+                                  empty_text=self.EMPTY_TEXT, id=f"{id or 'pane'}-table", clock=self.clock)
 
     EMPTY_TEXT = "no sockets"
 
@@ -91,6 +92,7 @@ class SocketListPane(Vertical):
         yield self.table
 
     def on_mount(self) -> None:
+        self._ready = True
         self.border_title = f"{self.TITLE} [{self.KEY_HINT}]" if self.KEY_HINT else self.TITLE
         self.set_interval(0.5, self._tick)
         self._refresh_info()
@@ -109,7 +111,12 @@ class SocketListPane(Vertical):
 
     # ------------------------------------------------------------ data in
     def clock(self) -> float:
-        return getattr(self.app, "clock", time.monotonic)()
+        """The app's clock (frozen in snapshot tests), for countdowns and row marks."""
+        try:
+            app = self.app
+        except Exception:  # noqa: BLE001 - not mounted yet
+            return time.monotonic()
+        return getattr(app, "clock", time.monotonic)()
 
     def elapsed_ms(self) -> float:
         if self.snapshot is None:
@@ -143,8 +150,11 @@ class SocketListPane(Vertical):
         try:
             pred = parse_filter(text, self.owner_of)
         except BadInput as exc:
+            # Keep the typed text, say why, and show everything rather than a stale filter.
             self.filter_error = str(exc)
-            err.update(Text(f"✗ {exc}", style=ERROR_STYLE))
+            err.update(Text(f"✗ {exc} — not filtering", style=ERROR_STYLE))
+            self.table.set_filter(None)
+            self._refresh_info()
             return False
         self.filter_error = None
         err.update("")
@@ -180,7 +190,7 @@ class SocketListPane(Vertical):
         self.table.focus()
 
     def _refresh_info(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         self.query_one(f"#{self.id}-info", Static).update(self.info_text())
 
@@ -214,7 +224,6 @@ class SocketListPane(Vertical):
     def counts_line(self, prefix: str = "") -> Text:
         out = Text(prefix)
         out.append_text(counts_text(dict(self.counts)))
-        shown, total = self.table.row_count, self.table.total_count
-        if shown != total or self.table._filter is not None:
-            out.append(f"   showing {shown} of {total}", style="bold")
+        if self.table.filtered:
+            out.append(f"   showing {self.table.live_row_count} of {self.table.total_count}", style="bold")
         return out

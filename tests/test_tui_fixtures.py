@@ -1,0 +1,125 @@
+"""Deterministic socket tables for the TUI tests and SVG snapshots (no kernel involved).
+
+Also holds small async helpers; pytest collects no tests from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+from types import MappingProxyType, SimpleNamespace
+
+from sockmon.core import states as S
+from sockmon.core.records import Process, Snapshot, Socket, Timer, Transition
+from sockmon.core.tcpinfo import TcpInfo
+
+T0 = 1000.0  # monotonic time of the fixture snapshot
+V4, V6 = socket.AF_INET, socket.AF_INET6
+
+
+def sync(fn):
+    """Run an async test body on its own event loop (no pytest-asyncio needed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+async def wait_for(pilot, cond, timeout: float = 10.0, step: float = 0.05) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if cond():
+            return True
+        await pilot.pause(step)
+    return bool(cond())
+
+
+def info(rtt_us=120, cwnd=10, retrans=0, total_retrans=0, **kw) -> TcpInfo:
+    base = TcpInfo._make([0] * len(TcpInfo._fields))
+    return base._replace(state=kw.pop("state", 1), rtt=rtt_us, rttvar=rtt_us // 2, rto=204000, ato=40000,
+                         snd_mss=32768, rcv_mss=536, snd_cwnd=cwnd, snd_ssthresh=2147483647, advmss=65483,
+                         pmtu=65535, rcv_space=65483, retransmits=retrans, total_retrans=total_retrans,
+                         options=7, snd_wscale=7, rcv_wscale=7, **kw)
+
+
+PROCS = {
+    101: Process(4242, "nginx", "www-data", ("nginx", "-g", "daemon off;")),
+    102: Process(4242, "nginx", "www-data", ("nginx", "-g", "daemon off;")),
+    103: Process(5151, "postgres", "postgres", ("postgres", "-D", "/var/lib/postgresql")),
+    104: Process(6060, "sshd", "root", ("sshd", "-D")),
+    201: Process(7001, "curl", "alice", ("curl", "http://127.0.0.1:8080/")),
+    202: Process(4242, "nginx", "www-data", ("nginx", "-g", "daemon off;")),
+    203: Process(7002, "psql", "alice", ("psql", "-h", "::1")),
+    204: Process(5151, "postgres", "postgres", ("postgres", "-D", "/var/lib/postgresql")),
+    205: Process(7003, "python3", "alice", ("python3", "client.py")),
+    206: Process(7004, "ssh", "bob", ("ssh", "127.0.0.1")),
+    207: Process(6060, "sshd", "root", ("sshd", "-D")),
+    208: Process(7005, "redis-cli", "bob", ("redis-cli",)),
+}
+
+
+def sk(fam, state, src, sport, dst, dport, rq=0, sq=0, timer=None, inode=0, cookie=0, uid=0, tcp=None):
+    return Socket(fam, state, src, sport, dst, dport, rq, sq, timer, uid, inode, cookie, 1 if fam else 0,
+                  tcp, "cubic" if tcp else None)
+
+
+def sockets() -> list[Socket]:
+    any4, any6, lo4, lo6 = "0.0.0.0", "::", "127.0.0.1", "::1"
+    return [
+        # listeners: one idle, one with a queue, one full (accept queue = backlog), one v6
+        sk(V4, S.LISTEN, any4, 8080, any4, 0, 0, 511, inode=101, cookie=1, uid=33),
+        sk(V6, S.LISTEN, any6, 8080, any6, 0, 0, 511, inode=102, cookie=2, uid=33),
+        sk(V4, S.LISTEN, lo4, 5432, any4, 0, 3, 8, inode=103, cookie=3, uid=113),
+        sk(V4, S.LISTEN, any4, 22, any4, 0, 5, 5, inode=104, cookie=4),
+        # connections in many states
+        sk(V4, S.ESTABLISHED, lo4, 51000, lo4, 8080, 0, 0, None, 201, 10, 1000, info(48, 10)),
+        sk(V4, S.ESTABLISHED, lo4, 8080, lo4, 51000, 0, 1448, Timer(S.TIMER_ON, 204, 0), 202, 11, 33,
+           info(61, 10)),
+        sk(V6, S.ESTABLISHED, lo6, 51002, lo6, 5432, 0, 0, Timer(S.TIMER_KEEPALIVE, 7_200_000 - 1500, 0), 203, 12,
+           1000, info(35, 10)),
+        sk(V6, S.ESTABLISHED, lo6, 5432, lo6, 51002, 0, 0, None, 204, 13, 113, info(40, 10)),
+        sk(V4, S.SYN_SENT, lo4, 51004, "127.0.0.2", 9, 0, 1, Timer(S.TIMER_ON, 2100, 2), 205, 14, 1000,
+           info(0, 1, state=2, retrans=2, total_retrans=2)),
+        sk(V4, S.FIN_WAIT2, lo4, 51006, lo4, 8080, 0, 0, Timer(S.TIMER_TIMEWAIT, 58_000, 0), 0, 15, 0, None),
+        sk(V4, S.CLOSE_WAIT, lo4, 8080, lo4, 51006, 1, 0, None, 202, 16, 33, info(55, 10, state=8)),
+        sk(V4, S.TIME_WAIT, lo4, 51008, lo4, 8080, 0, 0, Timer(S.TIMER_TIMEWAIT, 41_500, 0), 0, 17, 0, None),
+        sk(V4, S.TIME_WAIT, lo4, 51010, lo4, 8080, 0, 0, Timer(S.TIMER_TIMEWAIT, 12_250, 0), 0, 18, 0, None),
+        sk(V4, S.ESTABLISHED, lo4, 22, lo4, 51012, 0, 0, Timer(S.TIMER_KEEPALIVE, 45_000, 1), 207, 19, 0,
+           info(90, 10)),
+        sk(V4, S.ESTABLISHED, lo4, 51012, lo4, 22, 0, 0, None, 206, 20, 1001, info(88, 10)),
+        sk(V4, S.LAST_ACK, lo4, 6379, lo4, 51014, 0, 1, Timer(S.TIMER_ON, 180, 1), 0, 21, 0,
+           info(70, 7, state=9, retrans=1, total_retrans=3)),
+        sk(V4, S.FIN_WAIT1, lo4, 51016, lo4, 6379, 0, 1, Timer(S.TIMER_ON, 300, 0), 208, 22, 1001,
+           info(65, 10, state=4)),
+        sk(V4, S.ESTABLISHED, lo4, 8080, lo4, 51018, 0, 212_992, Timer(S.TIMER_PERSIST, 1600, 3), 202, 23, 33,
+           info(1200, 3, total_retrans=12)),
+    ]
+
+
+def snapshot(socks=None, taken_at: float = T0) -> Snapshot:
+    socks = sockets() if socks is None else socks
+    owners = {s.inode: PROCS[s.inode] for s in socks if s.inode in PROCS}
+    return Snapshot(tuple(socks), taken_at, 1_763_780_000.0, "netlink", None, MappingProxyType(owners))
+
+
+def summary():
+    return SimpleNamespace(listen_overflows=7, listen_drops=7, keepalive_time=7200, keepalive_intvl=75,
+                           keepalive_probes=9, by_state={}, total=0)
+
+
+def transitions() -> list[Transition]:
+    lo4 = "127.0.0.1"
+    return [
+        Transition(T0 - 2.0, V4, lo4, 51000, lo4, 8080, S.CLOSE, S.SYN_SENT, "tracepoint", None),
+        Transition(T0 - 1.9998, V4, lo4, 51000, lo4, 8080, S.SYN_SENT, S.ESTABLISHED, "tracepoint", 0.2),
+        Transition(T0 - 0.8, V4, lo4, 51006, lo4, 8080, S.ESTABLISHED, S.FIN_WAIT1, "tracepoint", 1200.0),
+        Transition(T0 - 0.7999, V4, lo4, 51006, lo4, 8080, S.FIN_WAIT1, S.FIN_WAIT2, "tracepoint", 0.1),
+    ]
+
+
+def frozen_clock(at: float = T0 + 0.25):
+    return lambda: at

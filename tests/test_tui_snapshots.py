@@ -1,0 +1,84 @@
+"""SVG snapshots of the monitor panes with deterministic injected data (no collector, frozen clock).
+
+Update the baselines with ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at them.
+"""
+
+from __future__ import annotations
+
+from sockmon.core import states as S
+from sockmon.core.options import Keepalive
+from sockmon.tui.app import SockmonApp
+from test_tui_fixtures import frozen_clock, snapshot, sockets, summary, transitions
+
+
+def make_app(is_root: bool = True) -> SockmonApp:
+    return SockmonApp(collector_factory=None, is_root=is_root, clock=frozen_clock())
+
+
+async def feed(pilot) -> None:
+    app = pilot.app
+    app.inject_snapshot(snapshot(), transitions(), summary(), duration_ms=12.0, transition_source="tracepoint")
+    await pilot.pause()
+
+
+def test_sockets_tab_wide(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(160, 40), run_before=feed)
+
+
+def test_sockets_tab_80x24(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=feed)
+
+
+def test_non_root_banner(snap_compare):
+    assert snap_compare(make_app(is_root=False), terminal_size=(100, 24), run_before=feed)
+
+
+def test_connections_filtered_and_sorted(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(160, 34), run_before=feed,
+                        press=["slash", *"established", "enter", "s", "s", "s", "s", "s", "s"])
+
+
+def test_connections_bad_filter_keeps_text(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(120, 30), run_before=feed, press=["slash", *"port:http"])
+
+
+def test_row_marks_new_and_vanishing(snap_compare):
+    async def run_before(pilot):
+        await feed(pilot)
+        socks = [s for s in sockets() if s.sport != 51010]  # one TIME_WAIT leaves
+        socks.append(socks[4]._replace(sport=51020, cookie=99))  # a new connection arrives
+        pilot.app.inject_snapshot(snapshot(socks), (), summary(), duration_ms=11.0, transition_source="tracepoint")
+        pilot.app.connections.table.sort_by("local")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_keepalive_pane_with_selection(snap_compare):
+    async def run_before(pilot):
+        app = pilot.app
+        app.keepalive.reader = lambda sock, owner: (Keepalive(True, 60, 10, 3), "read as root via pidfd_getfd (test)")
+        await feed(pilot)
+        await pilot.press("2")
+        await pilot.pause()
+        table = app.keepalive.timers.table
+        key = next(k for k in table.visible_keys if k[2] == 22)
+        table.move_cursor_to_key(key)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(), terminal_size=(140, 30), run_before=run_before)
+
+
+def test_detail_screen(snap_compare):
+    async def run_before(pilot):
+        app = pilot.app
+        await feed(pilot)
+        sock = next(s for s in app.snapshot.sockets if s.sport == 51006 and s.state == S.FIN_WAIT2)
+        app.open_detail(sock)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(140, 60), run_before=run_before)
+
+
+def test_help_screen(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(110, 44), run_before=feed, press=["question_mark"])
