@@ -7,6 +7,7 @@ Otherwise: transitions inferred from consecutive snapshots. Never imports Textua
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,21 @@ def format_transition(t) -> str:
             f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]")
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte, even when a signal interrupts a write blocked on a full pipe.
+
+    (A large ``sys.stdout.write`` blocked on a pipe and interrupted by SIGINT/SIGTERM can lose the
+    rest of its data in CPython's buffered layer; a plain os.write loop keeps partial writes exact.)
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[n:]
+
+
 def run(args) -> int:
     from sockmon.core.errors import BadInput
 
@@ -46,17 +62,18 @@ def run(args) -> int:
 
     old_term = signal.signal(signal.SIGTERM, on_term)
     old_int = signal.signal(signal.SIGINT, on_term)
-    out = sys.stdout
     as_json = args.json
+    sys.stdout.flush()
+    fd = sys.stdout.fileno()
 
     def emit(transitions) -> None:
         if not transitions:
             return
         if as_json:
-            out.write("".join(json.dumps(t.as_json()) + "\n" for t in transitions))
+            text = "".join(json.dumps(t.as_json()) + "\n" for t in transitions)
         else:
-            out.write("".join(format_transition(t) + "\n" for t in transitions))
-        out.flush()
+            text = "".join(format_transition(t) + "\n" for t in transitions)
+        write_all(fd, text.encode())
 
     try:
         from sockmon.core.tracepoint import TransitionTracer, tracing_available
