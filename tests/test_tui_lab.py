@@ -122,7 +122,7 @@ def test_client_connect_send_close_shows_time_wait(echo_server):
             await wait_for(pilot, lambda: "in     5 bytes" in timeline_text(app), what="bytes in timeline")
             # close: active close → FIN_WAIT… → TIME_WAIT, followed by 4-tuple after the fd is gone
             pane.focus()
-            await pilot.press("c")
+            await pilot.press("x")
             await wait_for(pilot, lambda: pane.fd_closed, what="fd closed")
             await wait_for(pilot, lambda: "TIME_WAIT" in timeline_text(app), timeout=8, what="TIME_WAIT in timeline")
             assert table_rows(tup, states=[S.TIME_WAIT]), "the kernel table has the TIME_WAIT row"
@@ -141,23 +141,23 @@ def test_client_linger_zero_close_leaves_no_time_wait(echo_server):
             pane = await connect_client(app, pilot, echo_server.address)
             tup = (*pane.local, *pane.peer)
             assert not pane.options.linger.enabled
-            await pilot.press("l")  # off → 0
+            await pilot.press("L")  # off → 0
             await wait_for(pilot, lambda: pane.options.linger.enabled and pane.options.linger.seconds == 0,
                            what="linger 0 read back")
             assert "0 (close sends RST)" in static_text(app, "#client-options")
             await wait_for(pilot, lambda: "linger on, 0 s" in timeline_text(app), what="OPTION in timeline")
-            await pilot.press("c")
+            await pilot.press("x")
             await wait_for(pilot, lambda: pane.fd_closed, what="fd closed")
             await pilot.pause(0.5)
             assert not table_rows(tup), "linger 0 + close: RST, no TIME_WAIT (no row at all)"
             assert "TIME_WAIT" not in timeline_text(app)
             # the cycle goes on: 0 → N → off (on a new connection)
             pane = await connect_client(app, pilot, echo_server.address)
-            await pilot.press("l")
+            await pilot.press("L")
             await wait_for(pilot, lambda: pane.options.linger.seconds == 0 and pane.options.linger.enabled)
-            await pilot.press("l")
+            await pilot.press("L")
             await wait_for(pilot, lambda: pane.options.linger.seconds == 5, what="linger 5 read back")
-            await pilot.press("l")
+            await pilot.press("L")
             await wait_for(pilot, lambda: not pane.options.linger.enabled, what="linger off read back")
             await pilot.press("a")
             await wait_for(pilot, lambda: pane.fd_closed, what="abort")
@@ -173,7 +173,7 @@ def test_client_keepalive_nodelay_user_timeout_read_back(echo_server):
             pane.query_one("#client-ka-idle", Input).value = "7"
             pane.query_one("#client-ka-intvl", Input).value = "3"
             pane.query_one("#client-ka-cnt", Input).value = "2"
-            await pilot.press("k")
+            await pilot.press("K")
             await wait_for(pilot, lambda: pane.options.keepalive.enabled, what="keepalive on")
             ka = pane.options.keepalive
             assert (ka.idle, ka.intvl, ka.cnt) == (7, 3, 2)
@@ -192,7 +192,7 @@ def test_client_keepalive_nodelay_user_timeout_read_back(echo_server):
             await pilot.press("u")
             await wait_for(pilot, lambda: pane.options.user_timeout_ms == 5000, what="user timeout")
             assert "replaces the probe count" in static_text(app, "#client-options")
-            await pilot.press("k")
+            await pilot.press("K")
             await wait_for(pilot, lambda: not pane.options.keepalive.enabled, what="keepalive off")
             await pilot.press("u")
             await wait_for(pilot, lambda: pane.options.user_timeout_ms == 0, what="user timeout off")
@@ -221,7 +221,7 @@ def test_client_refused_and_timeout_errors_are_notified():
             assert any("ECONNREFUSED" in n.message for n in app._notifications)
             assert "ECONNREFUSED" in timeline_text(app)
             # actions while not connected: a clear message, nothing dies
-            await pilot.press("k")
+            await pilot.press("K")
             await wait_for(pilot, lambda: "ENOTCONN" in (pane.last_error or "") or "not connected" in
                            (pane.last_error or ""), what="not connected")
             assert app.is_running
@@ -326,9 +326,9 @@ CLIENT_BAD = [
     ("#client-timeout", "0", "o", "bad timeout"),
     ("#client-send-text", "zz", "send-hex", "bad hex"),
     ("#client-linger-n", "-3", "linger-submit", "bad linger seconds"),
-    ("#client-ka-idle", "0", "k", "keepalive idle"),
-    ("#client-ka-intvl", "ten", "k", "keepalive intvl"),
-    ("#client-ka-cnt", "1000", "k", "keepalive cnt"),
+    ("#client-ka-idle", "0", "K", "keepalive idle"),
+    ("#client-ka-intvl", "ten", "K", "keepalive intvl"),
+    ("#client-ka-cnt", "1000", "K", "keepalive cnt"),
     ("#client-user-timeout", "-5", "u", "user timeout"),
 ]
 SERVER_BAD = [
@@ -363,7 +363,7 @@ def test_bad_input_in_every_field_is_refused_and_kept(echo_server):
                     await pilot.press("enter")
                 else:
                     client.focus()
-                    if trigger in ("k", "u") and client.options is not None:
+                    if trigger in ("K", "u") and client.options is not None:
                         await pilot.pause()
                     await pilot.press(trigger)
                 await pilot.pause()
@@ -412,9 +412,9 @@ def test_keys_do_not_fire_while_typing(echo_server):
             field = pane.query_one("#client-send-text", Input)
             field.value = ""
             field.focus()
-            await pilot.press("c", "l", "o", "s", "e", "k", "a")
+            await pilot.press("c", "l", "o", "s", "e", "x", "L", "K", "a")
             await pilot.pause(0.3)
-            assert field.value == "closeka"
+            assert field.value == "closexLKa"
             assert pane.state == "ESTABLISHED" and not pane.fd_closed
             assert not pane.options.linger.enabled and not pane.options.keepalive.enabled
             await pilot.press("escape")

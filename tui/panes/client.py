@@ -5,9 +5,10 @@ thread; this pane only sends it commands (from worker threads, so the UI never w
 shows what it reports. Every option shown is the value read back from the kernel (OPTION events and
 ``options()``), never what we asked for.
 
-Keys (when no input field has focus — Escape leaves a field): ``o`` connect, ``l`` cycle SO_LINGER
-off → 0 → N, ``k`` keepalive on/off (idle/intvl/cnt fields), ``n`` TCP_NODELAY, ``u`` TCP_USER_TIMEOUT,
-``R``/``W``/``B`` shutdown RD/WR/RDWR, ``g`` graceful close, ``c`` close, ``a`` abort, ``m`` send mode.
+Keys (when no input field has focus — Escape leaves a field): ``o`` connect, ``L`` cycle SO_LINGER
+off → 0 → N, ``K`` keepalive on/off (idle/intvl/cnt fields), ``n`` TCP_NODELAY, ``u`` TCP_USER_TIMEOUT,
+``R``/``W``/``B`` shutdown RD/WR/RDWR, ``g`` graceful close, ``x`` close, ``a`` abort, ``m`` send mode.
+Lowercase l/c/k/t/p/r/q stay the app's (pane switching, pause, refresh, quit).
 """
 
 from __future__ import annotations
@@ -160,15 +161,15 @@ class ClientPane(Vertical, can_focus=True):
 
     BINDINGS = [
         Binding("o", "connect", "Connect", id="client.connect"),
-        Binding("l", "cycle_linger", "Linger off/0/N", id="client.linger"),
-        Binding("k", "toggle_keepalive", "Keepalive", id="client.keepalive"),
+        Binding("L", "cycle_linger", "Linger off/0/N", id="client.linger"),
+        Binding("K", "toggle_keepalive", "Keepalive", id="client.keepalive"),
         Binding("n", "toggle_nodelay", "Nodelay", id="client.nodelay"),
         Binding("u", "toggle_user_timeout", "User timeout", id="client.user_timeout"),
         Binding("R", "shutdown('rd')", "Shut RD", id="client.shutdown_rd"),
         Binding("W", "shutdown('wr')", "Shut WR", id="client.shutdown_wr"),
         Binding("B", "shutdown('rdwr')", "Shut RDWR", id="client.shutdown_rdwr"),
         Binding("g", "graceful_close", "Graceful close", id="client.graceful_close"),
-        Binding("c", "close", "Close", id="client.close"),
+        Binding("x", "close", "Close", id="client.close"),
         Binding("a", "abort", "Abort (RST)", id="client.abort"),
         Binding("m", "cycle_send_mode", "Send mode", id="client.send_mode", show=False),
         Binding("escape", "leave_field", "Leave field", id="client.leave_field", show=False),
@@ -260,7 +261,7 @@ class ClientPane(Vertical, can_focus=True):
             out.append("Options (read back from the kernel): not connected", "dim")
             return out
         linger = opts.linger
-        out.append("l ", "bold #e5c07b")
+        out.append("L ", "bold #e5c07b")
         out.append("SO_LINGER ")
         if not linger.enabled:
             out.append("off", "bold")
@@ -268,7 +269,7 @@ class ClientPane(Vertical, can_focus=True):
             out.append("0 (close sends RST)", "bold #ff6b6b")
         else:
             out.append(f"{linger.seconds} s", "bold")
-        out.append("   k ", "bold #e5c07b")
+        out.append("   K ", "bold #e5c07b")
         ka = opts.keepalive
         out.append("SO_KEEPALIVE ")
         out.append("on" if ka.enabled else "off", "bold")
@@ -618,7 +619,9 @@ class ClientPane(Vertical, can_focus=True):
             line = ev.detail or ev.kind.value
             if ev.errno_name:
                 line = f"{line}: {ev.errno_name}: {ev.meaning} ({ev.action})"
-            self.show_error(line)
+            # SockmonApp notifies FAILED/ERROR events itself: then show them inline only.
+            app_notifies = ev.kind is not EventKind.RESET and hasattr(self.app, "on_engine_event")
+            self.show_error(line, notify=not app_notifies)
         elif ev.kind is EventKind.CLOSED:
             self.fd_closed = True
             for timeline in self._timelines():

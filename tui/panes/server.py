@@ -5,7 +5,7 @@ commands from worker threads and shows what it reports (``EngineEvent`` messages
 The host defaults to 127.0.0.1, never 0.0.0.0. The mode can be changed while running.
 
 Keys (when no input field has focus — Escape leaves a field): ``s`` start/stop, ``m`` next mode,
-``R``/``W``/``B`` shutdown RD/WR/RDWR of the selected client, ``c`` close it, ``a`` abort it (RST).
+``R``/``W``/``B`` shutdown RD/WR/RDWR of the selected client, ``x`` close it, ``a`` abort it (RST).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class ServerPane(Vertical, can_focus=True):
         Binding("R", "shutdown('rd')", "Shut RD", id="server.shutdown_rd"),
         Binding("W", "shutdown('wr')", "Shut WR", id="server.shutdown_wr"),
         Binding("B", "shutdown('rdwr')", "Shut RDWR", id="server.shutdown_rdwr"),
-        Binding("c", "close_client", "Close client", id="server.close"),
+        Binding("x", "close_client", "Close client", id="server.close"),
         Binding("a", "abort_client", "Abort client", id="server.abort"),
         Binding("escape", "leave_field", "Leave field", id="server.leave_field", show=False),
     ]
@@ -525,7 +525,7 @@ class ServerPane(Vertical, can_focus=True):
             line = ev.detail or ev.kind.value
             if ev.errno_name:
                 line = f"{line}: {ev.errno_name}: {ev.meaning} ({ev.action})"
-            self.show_error(line)
+            self.show_error(line, notify=not hasattr(self.app, "on_engine_event"))  # SockmonApp notifies
         if ev.kind in (EventKind.ACCEPTED, EventKind.CLOSED, EventKind.RESET, EventKind.PEER_CLOSED,
                        EventKind.BYTES_IN, EventKind.BYTES_OUT, EventKind.OPTION, EventKind.STATE):
             self._poll_clients()

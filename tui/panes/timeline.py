@@ -165,6 +165,10 @@ class Entry:
     ts: float
     seq: int
     text: Text = field(compare=False)
+    state: str | None = field(default=None, compare=False)  # the kernel state entered at ``ts``, if any
+    gone: bool = field(default=False, compare=False)  # the row left the socket table
+    dwell: bool = field(default=False, compare=False)  # append "(PREVIOUS for …)", computed when drawn
+    tag: str = field(default="", compare=False)  # appended last, e.g. "[socket table]"
 
 
 class TimelinePane(Vertical):
@@ -178,7 +182,7 @@ class TimelinePane(Vertical):
 
     BINDINGS = [
         Binding("f", "follow_client", "Follow client", id="timeline.follow_client"),
-        Binding("x", "clear_timeline", "Clear", id="timeline.clear"),
+        Binding("e", "clear_timeline", "Clear", id="timeline.clear"),
     ]
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
@@ -194,8 +198,6 @@ class TimelinePane(Vertical):
         self.client_closed = False
         self.socket: Socket | None = None
         self.kernel_state: str | None = None
-        self._last_state_ts: float | None = None
-        self._last_state: str | None = None
         self._t0: float | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -230,18 +232,19 @@ class TimelinePane(Vertical):
         self.kernel_state = sock.state_name
         self._replay()
         if not self._entries:
-            self._add(time.monotonic(), self._selected_line(sock), key=None)
+            self._add(time.monotonic(), self._selected_line(sock), key=None, state=sock.state_name)
         self._refresh_header()
 
     def follow_client(self, local=None, peer=None, *, new_connection: bool = False) -> None:
         """Called by the Client pane: a new connection starts, or its 4-tuple is now known."""
-        if new_connection:
+        if new_connection:  # a connect from the Client pane: follow it (f does the same by hand)
             self._stop_watch()
             self.client_tuple = None
             self.client_closed = False
             self.bytes_in = self.bytes_out = 0
-            if self.following_client:
-                self._reset_view()
+            self.following_client = True
+            self.socket = None
+            self._reset_view()
         loc, per = as_endpoint(local), as_endpoint(peer)
         if loc and per:
             self.client_tuple = _norm_tuple((loc[0], loc[1], per[0], per[1]))
@@ -293,21 +296,17 @@ class TimelinePane(Vertical):
     def kernel_row_seen(self, state: str | None, ts: float | None = None, detail: str = "socket table") -> None:
         """A socket-table observation of the followed connection (state name, or None = row gone)."""
         ts = time.monotonic() if ts is None else ts
-        if state == self.kernel_state and state is not None:
-            return
+        before = self._state_before(ts)
+        if state is not None and before is not None and before[0] == state:
+            return  # already known (a tracepoint or engine sample said so)
         out = Text("kernel ", "bold #c8c8c8")
         if state is None:
             out.append("no row left in the socket table: the kernel forgot the connection", "dim")
         else:
             out.append_text(state_label(state))
-            dwell = self._dwell(ts)
-            if dwell is not None and self._last_state:
-                out.append(f"  ({self._last_state} for {fmt_ms(dwell)})", "dim")
-        out.append(f"  [{detail}]", "dim")
-        self._note_state(state, ts)
-        self._add(ts, out, key=None)
+        self._add(ts, out, key=None, state=state, gone=state is None, dwell=state is not None, tag=f"  [{detail}]")
         self._refresh_header()
-        self._tell_client(state)
+        self._tell_client(self.kernel_state)
 
     # ------------------------------------------------------------------ matching
     def _event_matches(self, ev: Event) -> bool:
@@ -330,43 +329,54 @@ class TimelinePane(Vertical):
     # ------------------------------------------------------------------ rendering
     def _show_event(self, ev: Event) -> None:
         if ev.kind is EventKind.STATE:
-            if ev.state == self._last_state:
+            before = self._state_before(ev.ts)
+            if before is not None and before[0] == ev.state:
                 return  # periodic sample, nothing new
-            text = event_text(ev)
-            dwell = self._dwell(ev.ts)
-            if dwell is not None and self._last_state:
-                text.append(f"  ({self._last_state} for {fmt_ms(dwell)})", "dim")
-            self._note_state(ev.state, ev.ts)
-            self._add(ev.ts, text, key=None)
+            self._add(ev.ts, event_text(ev), key=None, state=ev.state, dwell=True)
             return
         if ev.kind is EventKind.BYTES_IN and ev.nbytes:
             self.bytes_in += ev.nbytes
         elif ev.kind is EventKind.BYTES_OUT and ev.nbytes:
             self.bytes_out += ev.nbytes
-        if ev.state:
-            self._note_state(ev.state, ev.ts)
-        self._add(ev.ts, event_text(ev), key=None)
+        self._add(ev.ts, event_text(ev), key=None, state=ev.state)
 
     def _show_transition(self, tr: Transition) -> None:
         dwell = tr.dwell_ms
-        if dwell is None and self._last_state == tr.old_name:
-            d = self._dwell(tr.ts)
-            dwell = d
-        self._note_state(tr.new_name, tr.ts)
-        self._add(tr.ts, transition_text(tr, dwell), key=None)
+        if dwell is None:
+            before = self._state_before(tr.ts)
+            if before is not None and before[0] == tr.old_name:
+                dwell = max(0.0, (tr.ts - before[1]) * 1000.0)
+        self._add(tr.ts, transition_text(tr, dwell), key=None, state=tr.new_name)
         if self.following_client:
-            self._tell_client(tr.new_name)
+            self._tell_client(self.kernel_state)
 
-    def _note_state(self, state: str | None, ts: float) -> None:
-        if state != self._last_state:
-            self._last_state = state
-            self._last_state_ts = ts
-        self.kernel_state = state
+    def _state_before(self, ts: float, exclude: Entry | None = None) -> tuple[str, float] | None:
+        """The kernel state in force at ``ts`` and since when, from the entries (whatever their arrival order)."""
+        best: tuple[str, float] | None = None
+        for entry in sorted(self._entries):
+            if entry.ts > ts:
+                break
+            if entry is exclude:
+                continue
+            if entry.gone:
+                best = None
+            elif entry.state and (best is None or best[0] != entry.state):
+                best = (entry.state, entry.ts)
+        return best
 
-    def _dwell(self, ts: float) -> float | None:
-        if self._last_state_ts is None:
-            return None
-        return max(0.0, (ts - self._last_state_ts) * 1000.0)
+    @staticmethod
+    def _dwell_text(before: tuple[str, float] | None, ts: float) -> str:
+        if before is None:
+            return ""
+        return f"  ({before[0]} for {fmt_ms(max(0.0, (ts - before[1]) * 1000.0))})"
+
+    def _latest_state(self) -> str | None:
+        for entry in sorted(self._entries, reverse=True):
+            if entry.gone:
+                return None
+            if entry.state:
+                return entry.state
+        return self.socket.state_name if (not self.following_client and self.socket is not None) else None
 
     def _selected_line(self, sock: Socket) -> Text:
         out = Text("kernel ", "bold #c8c8c8")
@@ -377,9 +387,10 @@ class TimelinePane(Vertical):
         out.append("  [selected in the socket table]", "dim")
         return out
 
-    def _add(self, ts: float, text: Text, key) -> None:
+    def _add(self, ts: float, text: Text, key, *, state: str | None = None, gone: bool = False,
+             dwell: bool = False, tag: str = "") -> None:
         self._seq += 1
-        entry = Entry(ts, self._seq, text)
+        entry = Entry(ts, self._seq, text, state, gone, dwell, tag)
         in_order = not self._entries or self._entries[-1].ts <= ts
         self._entries.append(entry)
         if self._t0 is None or ts < self._t0:
@@ -388,32 +399,50 @@ class TimelinePane(Vertical):
         if len(self._entries) > MAX_ENTRIES:
             self._entries = sorted(self._entries)[-MAX_ENTRIES:]
             in_order = False
+        if state is not None or gone:
+            self.kernel_state = self._latest_state()
         if not self.is_mounted:
             return
         log = self.query_one("#timeline-log", RichLog)
         if in_order:
-            log.write(self._line(entry))
+            log.write(self._line(entry, self._state_before(ts, exclude=entry)))
         else:
             self._entries.sort()
             self._redraw()
 
-    def _line(self, entry: Entry) -> Text:
+    def _line(self, entry: Entry, before: tuple[str, float] | None = None) -> Text:
         rel = entry.ts - (self._t0 or entry.ts)
         out = Text(f"+{rel:9.3f}s ", "dim")
         out.append_text(entry.text)
+        if entry.dwell and before is not None and before[0] != entry.state:
+            out.append(self._dwell_text(before, entry.ts), "dim")
+        if entry.tag:
+            out.append(entry.tag, "dim")
+        return out
+
+    def _lines(self) -> list[Text]:
+        """Every entry in time order, each with the dwell of the state it ends (whatever the arrival order)."""
+        out: list[Text] = []
+        current: tuple[str, float] | None = None
+        for entry in sorted(self._entries):
+            out.append(self._line(entry, current))
+            if entry.gone:
+                current = None
+            elif entry.state and (current is None or current[0] != entry.state):
+                current = (entry.state, entry.ts)
         return out
 
     def plain_lines(self) -> list[str]:
         """The timeline as plain text lines (what the log shows, also when the tab is hidden)."""
-        return [self._line(entry).plain for entry in sorted(self._entries)]
+        return [line.plain for line in self._lines()]
 
     def _redraw(self) -> None:
         if not self.is_mounted:
             return
         log = self.query_one("#timeline-log", RichLog)
         log.clear()
-        for entry in self._entries:
-            log.write(self._line(entry))
+        for line in self._lines():
+            log.write(line)
 
     def on_mount(self) -> None:
         self._redraw()
@@ -425,8 +454,6 @@ class TimelinePane(Vertical):
     def _reset_view(self) -> None:
         self._entries.clear()
         self._t0 = None
-        self._last_state = None
-        self._last_state_ts = None
         self.kernel_state = None
         self._redraw()
 
@@ -498,6 +525,7 @@ class TimelinePane(Vertical):
                 return
             deadline = time.monotonic() + 90.0
             last: str | None = "?"
+            seen = False
             while not stop.is_set() and time.monotonic() < deadline:
                 try:
                     snap = take_snapshot(port=tup[1], with_info=False)
@@ -514,8 +542,9 @@ class TimelinePane(Vertical):
                         app.call_from_thread(self._watch_seen, tup, found, snap.taken_at)
                     except Exception:  # noqa: BLE001 - app gone
                         return
-                if found is None and last is None:
-                    return
+                seen = seen or found is not None
+                if found is None and (seen or time.monotonic() > deadline - 88.0):
+                    return  # the row is gone (or never showed up): the kernel forgot the connection
                 stop.wait(0.25)
 
         threading.Thread(target=poll, name="timeline-watch", daemon=True).start()
@@ -523,7 +552,7 @@ class TimelinePane(Vertical):
     def _watch_seen(self, tup: FourTuple, state: str | None, ts: float) -> None:
         if not self.following_client or self.client_tuple != tup:
             return
-        if state is None and self.kernel_state is None:
+        if state is None and not any(e.state for e in self._entries):
             return
         self.kernel_row_seen(state, ts)
 
