@@ -268,6 +268,8 @@ class SockmonApp(App[int]):
         if snapshot is None:
             self.status.show(**status)
             return
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"not a Snapshot: {type(snapshot).__name__}")
         summary = getattr(update, "summary", None)
         self.snapshot, self.summary = snapshot, summary
         self.updates_applied += 1

@@ -131,7 +131,8 @@ class SocketListPane(Vertical):
         self.snapshot = snapshot
         self.summary = summary
         # vanishing rows keep their owner for the fade: current owners first, then the previous ones
-        self._owners = ChainMap(snapshot.owners, prev.owners) if prev else ChainMap(snapshot.owners)
+        prev_owners = getattr(prev, "owners", None)
+        self._owners = ChainMap(snapshot.owners, prev_owners) if prev_owners else ChainMap(snapshot.owners)
         rows = list(self.select_rows(snapshot))
         self.counts = Counter(map(operator.itemgetter(1), rows))
         self.table.set_rows(rows)
