@@ -1,0 +1,98 @@
+"""Borrow another process's socket: pidfd_open + pidfd_getfd duplicate its fd into ours (root).
+
+The duplicate refers to the same kernel socket, so core/options reads and changes the owner's socket
+options through it; closing the duplicate only drops our reference (the owner's socket stays open).
+pidfd_getfd needs PTRACE_MODE_ATTACH_REALCREDS over the target: in practice root (CAP_SYS_PTRACE),
+and Linux ≥ 5.6.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import socket
+
+from sockmon.core.errors import BadInput, SockmonError
+
+# Syscall numbers: 434/438 on every architecture that uses the unified table (x86_64, aarch64, ...).
+SYS_PIDFD_OPEN = 434
+SYS_PIDFD_GETFD = 438
+_ALPHA = platform.machine().startswith("alpha")  # alpha is offset by 110; not supported here
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _syscall(number: int, *args: int) -> int:
+    ret = _libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+    if ret < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return ret
+
+
+def pidfd_open(pid: int) -> int:
+    if hasattr(os, "pidfd_open"):
+        return os.pidfd_open(pid, 0)
+    return _syscall(SYS_PIDFD_OPEN, pid, 0)
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A new fd in this process for ``target_fd`` of the process behind ``pidfd`` (close-on-exec set)."""
+    return _syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)
+
+
+def find_socket_fd(pid: int, inode: int) -> int:
+    """The fd number under /proc/PID/fd that links to ``socket:[INODE]``."""
+    want = f"socket:[{inode}]"
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(fd_dir)
+    except FileNotFoundError:
+        raise SockmonError(f"no process {pid}", errno=errno.ESRCH) from None
+    except PermissionError:
+        raise SockmonError(f"cannot list {fd_dir}: only root (or the owner) can see another "
+                           "process's file descriptors", errno=errno.EACCES) from None
+    for name in names:
+        try:
+            if os.readlink(f"{fd_dir}/{name}") == want:
+                return int(name)
+        except OSError:
+            continue  # fd closed while we looked
+    raise SockmonError(f"process {pid} holds no fd for socket inode {inode}", errno=errno.ENOENT)
+
+
+def duplicate_socket(pid: int, inode: int) -> socket.socket:
+    """A socket object for our own duplicate of process ``pid``'s socket with this inode."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        raise BadInput(f"bad pid {pid!r}")
+    if isinstance(inode, bool) or not isinstance(inode, int) or inode <= 0:
+        raise BadInput(f"bad socket inode {inode!r} (TIME_WAIT and orphaned sockets have no owner)")
+    if _ALPHA:
+        raise SockmonError("pidfd_getfd is not supported on this architecture")
+    target = find_socket_fd(pid, inode)
+    try:
+        pidfd = pidfd_open(pid)
+    except OSError as exc:
+        raise SockmonError.from_os_error(exc, f"pidfd_open({pid})") from None
+    try:
+        try:
+            fd = pidfd_getfd(pidfd, target)
+        except OSError as exc:
+            if exc.errno == errno.EPERM:
+                raise SockmonError(
+                    f"pidfd_getfd(pid {pid}, fd {target}): EPERM: operation not permitted — borrowing another "
+                    "process's socket needs ptrace rights over it (run sockmon as root)", errno=errno.EPERM) from None
+            if exc.errno == errno.ENOSYS:
+                raise SockmonError("pidfd_getfd: ENOSYS: this kernel is older than Linux 5.6",
+                                   errno=errno.ENOSYS) from None
+            raise SockmonError.from_os_error(exc, f"pidfd_getfd(pid {pid}, fd {target})") from None
+    finally:
+        os.close(pidfd)
+    try:
+        return socket.socket(fileno=fd)
+    except OSError as exc:
+        os.close(fd)
+        raise SockmonError.from_os_error(exc, f"fd {target} of pid {pid} is not a usable socket") from None

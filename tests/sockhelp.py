@@ -1,0 +1,82 @@
+"""Helpers for the lifecycle tests: loopback socket pairs, `ss` queries, event collection."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+
+
+def tcp_pair(family: int = socket.AF_INET) -> tuple[socket.socket, socket.socket, socket.socket]:
+    """(listener, client, server-side) connected over loopback on an ephemeral port."""
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    lst = socket.socket(family, socket.SOCK_STREAM)
+    lst.bind((host, 0))
+    lst.listen(8)
+    cli = socket.create_connection(lst.getsockname()[:2], timeout=5)
+    srv, _ = lst.accept()
+    return lst, cli, srv
+
+
+def ss_rows(*ports: int, extra: tuple[str, ...] = ()) -> list[dict]:
+    """`ss -tan` rows (all states) whose local or peer port is one of ``ports``."""
+    out = subprocess.run(["ss", "-tanH", *extra], capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        local, peer = parts[3], parts[4]
+        lport = int(local.rsplit(":", 1)[1])
+        pport = int(peer.rsplit(":", 1)[1]) if peer.rsplit(":", 1)[1] != "*" else 0
+        if lport in ports or pport in ports:
+            rows.append({"state": parts[0], "local": local, "peer": peer, "lport": lport, "pport": pport,
+                         "rest": " ".join(parts[5:])})
+    return rows
+
+
+def ss_states(port_a: int, port_b: int) -> dict[int, str]:
+    """local port → ss state name, for sockets of the connection port_a ↔ port_b."""
+    return {r["lport"]: r["state"] for r in ss_rows(port_a, port_b)
+            if {r["lport"], r["pport"]} == {port_a, port_b}}
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+class Events:
+    """An on_event callback that records events thread-safely."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.items = []
+
+    def __call__(self, event) -> None:
+        with self._lock:
+            self.items.append(event)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.items)
+
+    def of(self, kind, conn=None):
+        return [e for e in self.snapshot() if e.kind == kind and (conn is None or e.conn == conn)]
+
+    def wait(self, kind, timeout: float = 5.0, conn=None, where=lambda e: True):
+        found = wait_for(lambda: [e for e in self.of(kind, conn) if where(e)], timeout)
+        assert found, f"no {kind} event within {timeout}s; got: " + "\n".join(e.line() for e in self.snapshot())
+        return found[0]
+
+    def states(self, conn=None) -> list[str]:
+        from sockmon.core.events import EventKind
+
+        return [e.state for e in self.of(EventKind.STATE, conn)]
