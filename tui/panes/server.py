@@ -179,7 +179,7 @@ class ServerPane(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         table = self.query_one("#server-clients", DataTable)
-        for label, key in (("client", "id"), ("peer", "peer"), ("local", "local"), ("state", "state"),
+        for label, key in (("client (peer)", "id"), ("local", "local"), ("state", "state"),
                            ("in B", "in"), ("out B", "out"), ("flags", "flags"),
                            ("options (read back)", "options")):
             table.add_column(label, key=key)
@@ -241,7 +241,8 @@ class ServerPane(Vertical, can_focus=True):
             pending = getattr(cl, "pending_out", 0)
             if pending:
                 flags.append(f"{pending} B queued")
-            table.add_row(cid, endpoint(*peer) if peer else "", endpoint(*local) if local else "", state_cell,
+            name = endpoint(*peer) if peer else cid
+            table.add_row(name, endpoint(*local) if local else "", state_cell,
                           _cell(getattr(cl, "bytes_in", "")), _cell(getattr(cl, "bytes_out", "")),
                           ", ".join(flags), self._options.get(cid, ""), key=cid)
             if selected is not None and cid == str(selected):

@@ -169,13 +169,15 @@ class Entry:
     gone: bool = field(default=False, compare=False)  # the row left the socket table
     dwell: bool = field(default=False, compare=False)  # append "(PREVIOUS for …)", computed when drawn
     tag: str = field(default="", compare=False)  # appended last, e.g. "[socket table]"
+    sample: bool = field(default=False, compare=False)  # an engine TCP_INFO sample
 
 
-class TimelinePane(Vertical):
+class TimelinePane(Vertical, can_focus=True):
     """Calls, kernel states with dwell times, bytes and errors of one connection."""
 
     DEFAULT_CSS = """
     TimelinePane { height: 1fr; }
+    TimelinePane:focus #timeline-header { background: $accent 30%; }
     TimelinePane #timeline-header { height: auto; padding: 0 1; background: $boost; }
     TimelinePane #timeline-log { height: 1fr; }
     """
@@ -332,7 +334,7 @@ class TimelinePane(Vertical):
             before = self._state_before(ev.ts)
             if before is not None and before[0] == ev.state:
                 return  # periodic sample, nothing new
-            self._add(ev.ts, event_text(ev), key=None, state=ev.state, dwell=True)
+            self._add(ev.ts, event_text(ev), key=None, state=ev.state, dwell=True, sample=True)
             return
         if ev.kind is EventKind.BYTES_IN and ev.nbytes:
             self.bytes_in += ev.nbytes
@@ -388,9 +390,9 @@ class TimelinePane(Vertical):
         return out
 
     def _add(self, ts: float, text: Text, key, *, state: str | None = None, gone: bool = False,
-             dwell: bool = False, tag: str = "") -> None:
+             dwell: bool = False, tag: str = "", sample: bool = False) -> None:
         self._seq += 1
-        entry = Entry(ts, self._seq, text, state, gone, dwell, tag)
+        entry = Entry(ts, self._seq, text, state, gone, dwell, tag, sample)
         in_order = not self._entries or self._entries[-1].ts <= ts
         self._entries.append(entry)
         if self._t0 is None or ts < self._t0:
@@ -425,6 +427,8 @@ class TimelinePane(Vertical):
         out: list[Text] = []
         current: tuple[str, float] | None = None
         for entry in sorted(self._entries):
+            if entry.sample and current is not None and current[0] == entry.state:
+                continue  # an engine sample of a state a kernel transition already showed
             out.append(self._line(entry, current))
             if entry.gone:
                 current = None
