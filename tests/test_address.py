@@ -1,7 +1,6 @@
 import socket
 
 import pytest
-
 from sockmon.core.address import Endpoint, format_endpoint, parse_endpoint, parse_port, resolve
 from sockmon.core.errors import BadInput
 

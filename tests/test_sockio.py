@@ -8,7 +8,6 @@ import time
 
 import pytest
 from sockhelp import tcp_pair
-
 from sockmon.core.errors import SockmonError
 from sockmon.core.sockio import IncompleteRead, recv_exact, send_all
 
@@ -112,10 +111,10 @@ def test_send_all_to_reset_peer_raises_with_errno_name():
 
 def test_sigpipe_never_kills_with_default_disposition(tmp_path):
     """With SIGPIPE at its default (kill), a write to a closed peer must still only raise EPIPE."""
-    code = """
+    code = f"""
 import signal, socket, sys, time
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-sys.path.insert(0, %r)
+sys.path.insert(0, {os.path.dirname(__file__)!r})
 from sockhelp import tcp_pair
 from sockmon.core.sockio import send_all
 from sockmon.core.errors import SockmonError
@@ -128,7 +127,7 @@ try:
     print("no error")
 except SockmonError as exc:
     print("raised", exc.errno_name)
-""" % os.path.dirname(__file__)
+"""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, (out.returncode, out.stderr)  # -13 would mean SIGPIPE killed it
     assert out.stdout.strip() in ("raised EPIPE", "raised ECONNRESET")
