@@ -370,6 +370,8 @@ def test_bad_input_in_every_field_is_refused_and_kept(echo_server):
                 assert client.last_error and expected in client.last_error, (selector, value, client.last_error)
                 assert expected in static_text(app, "#client-error")
                 assert field.value == value, "the typed text stays in the field"
+                if trigger not in ("send-hex", "linger-submit"):
+                    assert app.focused is client, "focus stays on the pane: later keys never land in the field"
                 assert field.has_class("-invalid") or selector == "#client-send-text"
                 assert app.is_running
                 field.value = old

@@ -128,8 +128,7 @@ def field_error(pane, inputs: list[Input]) -> str | None:
         result = field.validate(field.value)
         if result is not None and not result.is_valid:
             message = result.failure_descriptions[0] if result.failure_descriptions else "bad value"
-            pane.show_error(message)
-            field.focus()
+            pane.show_error(message)  # focus stays put: a one-key action never lands in the field
             return message
     return None
 
@@ -191,6 +190,7 @@ class ClientPane(Vertical, can_focus=True):
         self.bytes_out = 0
         self.last_error: str | None = None
         self._generation = 0
+        self._we_closed = False  # we sent FIN first (graceful close / shutdown WR): the peer's FIN is expected
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -241,13 +241,15 @@ class ClientPane(Vertical, can_focus=True):
     def _status_text(self) -> Text:
         out = Text()
         out.append("State ", "bold")
-        if self.engine is None and self.state is None:
+        if self.fd_closed:
+            out.append("fd closed", "bold")
+            out.append("; kernel: ", "dim")
+            out.append_text(state_label(self.kernel_state) if self.kernel_state != "gone"
+                            else Text("no row left", style="dim"))
+        elif self.engine is None and self.state is None:
             out.append("not connected", "dim")
         else:
             out.append_text(state_label(self.state))
-        if self.fd_closed:
-            out.append("  fd closed; kernel: ", "dim")
-            out.append_text(state_label(self.kernel_state))
         loc, per = as_endpoint(self.local), as_endpoint(self.peer)
         if loc and per:
             out.append(f"  {endpoint(*loc)} → {endpoint(*per)}")
@@ -428,6 +430,7 @@ class ClientPane(Vertical, can_focus=True):
         self.state = None
         self.kernel_state = None
         self.fd_closed = False
+        self._we_closed = False
         self.local = self.peer = None
         self.options = None
         self.bytes_in = self.bytes_out = 0
@@ -474,7 +477,6 @@ class ClientPane(Vertical, can_focus=True):
             payload = self._parse_payload(field.value)
         except SockmonError as exc:
             self.show_error(str(exc))
-            field.focus()
             return
         if self._connected_engine("send") is None:
             return
@@ -548,10 +550,12 @@ class ClientPane(Vertical, can_focus=True):
 
     def action_shutdown(self, how: str) -> None:
         if self._connected_engine(f"shutdown {how}") is not None:
+            self._we_closed = self._we_closed or how in ("wr", "rdwr")
             self._command("shutdown", how)
 
     def action_graceful_close(self) -> None:
         if self._connected_engine("close") is not None:
+            self._we_closed = True
             self._command("graceful_close")
 
     def action_close(self) -> None:
@@ -627,7 +631,7 @@ class ClientPane(Vertical, can_focus=True):
             for timeline in self._timelines():
                 timeline.client_fd_closed()
             request_refresh(self.app)
-        elif ev.kind is EventKind.PEER_CLOSED:
+        elif ev.kind is EventKind.PEER_CLOSED and not self._we_closed:
             self.notify("peer closed its side (recv returned 0): close or shut down WR",
                         title="Client", markup=False)
         if ev.kind in (EventKind.RETURNED, EventKind.OPTION) or (

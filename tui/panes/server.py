@@ -427,7 +427,6 @@ class ServerPane(Vertical, can_focus=True):
         field = self.query_one("#server-send-text", Input)
         if not field.value:
             self.show_error("nothing to send: type some text first")
-            field.focus()
             return
         cid = self._need_client("send")
         if cid is not None:
