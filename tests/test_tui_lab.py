@@ -425,3 +425,94 @@ def test_keys_do_not_fire_while_typing(echo_server):
             await wait_for(pilot, lambda: pane.fd_closed, what="abort after leaving the field")
 
     run(scenario())
+
+
+def test_client_send_modes_hex_and_framed(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = await connect_client(app, pilot, echo_server.address)
+            mode = pane.query_one("#client-send-mode", Select)
+            field = pane.query_one("#client-send-text", Input)
+            await pilot.press("m")  # text → hex
+            assert mode.value == "hex"
+            field.value = "68 69:21"
+            field.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "'hi!'" in received_text(app), what="hex echo")
+            pane.focus()
+            await pilot.press("m")  # hex → framed
+            assert mode.value == "framed"
+            field.value = "abc"
+            field.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "00 00 00 03 61 62 63" in received_text(app), what="framed echo")
+            assert pane.bytes_out == 3 + 4 + 3
+
+    run(scenario())
+
+
+def test_client_connect_timeout_against_a_full_accept_queue():
+    """no-accept server with backlog 0: once the queue is full the kernel drops SYNs → ETIMEDOUT."""
+    async def scenario():
+        server = ServerEngine("127.0.0.1", 0, mode="no-accept", backlog=0)
+        server.start()
+        fillers = []
+        try:
+            for _ in range(2):
+                s = socket.socket()
+                s.settimeout(0.3)
+                try:
+                    s.connect(server.address)
+                except OSError:
+                    pass
+                fillers.append(s)
+            app = LabHost()
+            async with app.run_test(size=(120, 40)) as pilot:
+                pane = app.query_one(ClientPane)
+                pane.query_one("#client-target", Input).value = "{}:{}".format(*server.address)
+                pane.query_one("#client-timeout", Input).value = "0.5"
+                pane.focus()
+                await pilot.press("o")
+                await wait_for(pilot, lambda: "ETIMEDOUT" in (pane.last_error or ""), what="ETIMEDOUT")
+                assert "timed out" in pane.last_error
+                assert any("ETIMEDOUT" in n.message for n in app._notifications)
+                assert app.is_running
+        finally:
+            for s in fillers:
+                s.close()
+            server.stop()
+
+    run(scenario())
+
+
+def test_timeline_follows_a_selected_socket_and_back():
+    from sockmon.core.events import Event, EventKind
+    from sockmon.core.records import Socket, Transition
+
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            timeline = app.query_one(TimelinePane)
+            timeline.follow_client(("127.0.0.1", 40000), ("127.0.0.1", 8080), new_connection=True)
+            timeline.add_events([Event(EventKind.CALL, "connect(127.0.0.1:8080)", 10.0, conn="client")])
+            # the server side of another connection: accepted socket 127.0.0.1:8080 ← 127.0.0.1:41000
+            srv = Socket(socket.AF_INET, S.ESTABLISHED, "127.0.0.1", 8080, "127.0.0.1", 41000, 0, 0, None, 0, 1, 7)
+            timeline.add_events([Event(EventKind.BYTES_IN, "", 11.0, conn="127.0.0.1:41000", nbytes=3, data=b"abc")])
+            timeline.add_transitions([Transition(12.0, socket.AF_INET, "127.0.0.1", 8080, "127.0.0.1", 41000,
+                                                 S.ESTABLISHED, S.CLOSE_WAIT, "tracepoint", 2000.0)])
+            assert "41000" not in "\n".join(timeline.plain_lines())
+            timeline.show_socket(srv)
+            text = "\n".join(timeline.plain_lines())
+            assert "in     3 bytes" in text and "ESTABLISHED → CLOSE_WAIT  (ESTABLISHED for 2.00 s)" in text
+            assert "connect(127.0.0.1:8080)" not in text
+            assert timeline.kernel_state == "CLOSE_WAIT"
+            timeline.focus()
+            await pilot.press("f")
+            text = "\n".join(timeline.plain_lines())
+            assert "connect(127.0.0.1:8080)" in text and "CLOSE_WAIT" not in text
+            timeline.show_socket(srv)
+            timeline.show_socket(None)
+            assert timeline.following_client
+
+    run(scenario())

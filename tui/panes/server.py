@@ -150,6 +150,7 @@ class ServerPane(Vertical, can_focus=True):
         with Horizontal(classes="lab-row"):
             yield Label("SO_REUSEADDR")
             yield Switch(True, id="server-reuseaddr")
+            yield Label("on", id="server-reuseaddr-label")
             yield Button("Start (s)", id="server-start", compact=True, variant="primary")
             yield Static(self._status_text(), id="server-status")
         yield Static("", id="server-error")
@@ -296,6 +297,10 @@ class ServerPane(Vertical, can_focus=True):
     def _submit_keepalive(self, event: Input.Submitted) -> None:
         event.stop()
         self.action_set_keepalive()
+
+    @on(Switch.Changed, "#server-reuseaddr")
+    def _reuse_changed(self, event: Switch.Changed) -> None:
+        self.query_one("#server-reuseaddr-label", Label).update("on" if event.value else "off")
 
     @on(Select.Changed, "#server-mode")
     def _mode_changed(self, event: Select.Changed) -> None:
