@@ -2,6 +2,7 @@ import errno
 import hashlib
 import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -137,7 +138,7 @@ def test_hold_accepts_but_never_reads(make_server):
     # the bytes wait in the server socket's receive queue: ss Recv-Q shows them, bytes_in stays 0
     row = wait_for(lambda: [r for r in ss_rows(port) if r["pport"] == port and r["state"] == "ESTAB"], 2)
     assert row and cl.bytes_in == 0
-    out = __import__("subprocess").run(["ss", "-tanH", "state", "established", f"( dport = :{port} )"],
+    out = subprocess.run(["ss", "-tanH", "state", "established", f"( dport = :{port} )"],
                                        capture_output=True, text=True).stdout
     assert out.split()[0] == "5000", out
     c.close()
@@ -157,7 +158,7 @@ def test_no_accept_fills_the_accept_queue(make_server):
     time.sleep(0.3)
     assert eng.clients() == []
     listen = [r for r in ss_rows(eng.address[1]) if r["state"] == "LISTEN"]
-    out = __import__("subprocess").run(["ss", "-tlnH", f"( sport = :{eng.address[1]} )"],
+    out = subprocess.run(["ss", "-tlnH", f"( sport = :{eng.address[1]} )"],
                                        capture_output=True, text=True).stdout.split()
     assert listen and int(out[1]) == 2 and int(out[2]) == 1  # Recv-Q = queued (backlog+1), Send-Q = backlog
     syn_sent = [r for r in ss_rows(eng.address[1]) if r["state"] == "SYN-SENT"]
