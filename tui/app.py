@@ -218,6 +218,8 @@ class SockmonApp(App[int]):
         self.post_message(SnapshotReady(update))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if self._closing or not self.screen_stack:
+            return  # shutting down
         if message.update is not self._latest:
             return  # a newer snapshot is already queued: newest wins
         transitions = []
@@ -275,6 +277,7 @@ class SockmonApp(App[int]):
         self.updates_applied += 1
         self.listening.show_snapshot(snapshot, summary)
         self.connections.show_snapshot(snapshot, summary)
+        self.keepalive.lookup = self.fresh_record
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
         counts = Counter(map(operator.itemgetter(1), snapshot.sockets))
@@ -291,7 +294,10 @@ class SockmonApp(App[int]):
         pane.styles.height = rows + 4 + extra  # border 2 + info 1 + header 1 (+ scrollbar)
 
     def _report_error(self, error: str) -> None:
-        self.status.show(error=error)
+        try:
+            self.status.show(error=error)
+        except Exception:  # noqa: BLE001 - shutting down: no status bar any more
+            return
         if error != self._last_error:
             self._last_error = error
             self.notify(error, title="sockmon", severity="error", timeout=8, markup=False)
@@ -300,12 +306,20 @@ class SockmonApp(App[int]):
         screen = self.screen
         if not isinstance(screen, DetailScreen) or self.snapshot is None:
             return
-        key = screen.sock.key
-        fresh = next((s for s in self.snapshot.sockets if s.key == key), None)
+        fresh = self.fresh_record(screen.sock)
         screen.update_socket(fresh, self.snapshot.owner(fresh) if fresh else None,
                              self.history.for_socket(screen.sock), self.snapshot.taken_at)
 
     # ------------------------------------------------------------------ selection, detail, engines
+    def fresh_record(self, sock: Socket) -> Socket | None:
+        """The newest snapshot's record of ``sock`` (same identity), via the tables' key maps: O(1)."""
+        for pane in (self.connections, self.listening):
+            table = pane.table
+            row = table._rows.get(table.key_fn(sock))
+            if row is not None:
+                return row
+        return None
+
     def owner_of(self, sock: Socket | None):
         if sock is None:
             return None

@@ -43,6 +43,7 @@ class Column:
     justify: str = "left"  # "left" | "right"
     style: Callable[[Any], Style | None] | None = None  # per-cell style for plain str cells
     overflow: str = "end"  # "end": cut the tail; "start": keep the tail (ports at the end of addresses)
+    comparable: bool = False  # get() never returns None / mixed types: sort on it directly (faster)
 
 
 def _sort_value(value: Any) -> tuple:
@@ -223,8 +224,9 @@ class VirtualTable(ScrollView, can_focus=True):
     def set_rows(self, rows: Iterable[Any], now: float | None = None) -> None:
         """Replace the table's content; keys that appear or vanish get their marks."""
         now = self.clock() if now is None else now
-        key_fn = self.key_fn
-        new_rows = {key_fn(r): r for r in rows}
+        if not isinstance(rows, (list, tuple)):
+            rows = list(rows)
+        new_rows = dict(zip(map(self.key_fn, rows), rows, strict=True))
         old_rows = self._rows
         if self._loaded:
             if self.new_mark_seconds > 0:
@@ -239,6 +241,18 @@ class VirtualTable(ScrollView, can_focus=True):
                 del self._gone[key]
         self._rows = new_rows
         self._expire_marks(now)
+        self._rebuild()
+
+    def set_key_fn(self, key_fn: Callable[[Any], Hashable]) -> None:
+        """Change how rows are identified (e.g. socket cookie vs 4-tuple); marks are reset, not invented."""
+        if key_fn is self.key_fn:
+            return
+        self.key_fn = key_fn
+        rows = list(self._rows.values())
+        self._rows = dict(zip(map(key_fn, rows), rows, strict=True))
+        self._added.clear()
+        self._gone.clear()
+        self._cursor_key = None
         self._rebuild()
 
     def set_filter(self, predicate: Callable[[Any], bool] | None) -> None:
@@ -302,18 +316,21 @@ class VirtualTable(ScrollView, can_focus=True):
         return changed
 
     def _rebuild(self) -> None:
-        rows = self._rows
+        # Work on row references with C-level helpers (map/filter/itemgetter keys): no per-row tuples.
+        rows = list(self._rows.values())
         if self._gone:
-            items = list(rows.items()) + [(k, r) for k, (r, _) in self._gone.items()]
-        else:
-            items = list(rows.items())
+            rows.extend(r for r, _ in self._gone.values())
         pred = self._filter
         if pred is not None:
-            items = [kr for kr in items if pred(kr[1])]
+            rows = list(filter(pred, rows))
         if self.sort_column is not None:
-            get = self.columns[self._col_index[self.sort_column]].get
-            items.sort(key=lambda kr: _sort_value(get(kr[1])), reverse=self.sort_reverse)
-        self._view = [k for k, _ in items]
+            col = self.columns[self._col_index[self.sort_column]]
+            get = col.get
+            if col.comparable:
+                rows.sort(key=get, reverse=self.sort_reverse)
+            else:
+                rows.sort(key=lambda r: _sort_value(get(r)), reverse=self.sort_reverse)
+        self._view = list(map(self.key_fn, rows))
         # The cursor follows its key; if the key left, stay at the same index.
         index = self.cursor_index
         if self._cursor_key is not None:

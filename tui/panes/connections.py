@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 from rich.text import Text
@@ -38,7 +39,7 @@ class ConnectionsPane(SocketListPane):
 
     TITLE = "Connections"
     KEY_HINT = "c"
-    INITIAL_SORT = None
+    INITIAL_SORT = "state"  # stable: kernel order within a state
     EMPTY_TEXT = "no connections (only listeners, or nothing matches the filter)"
     NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 14}
     WIDE_WIDTHS = {"local": 24, "peer": 24, "timer": 17}
@@ -51,8 +52,8 @@ class ConnectionsPane(SocketListPane):
             self.state_column(11),
             self.local_column(22),
             self.peer_column(22),
-            Column("recv_q", "Recv-Q", 6, get=lambda s: s.recv_q, justify="right"),
-            Column("send_q", "Send-Q", 6, get=lambda s: s.send_q, justify="right"),
+            Column("recv_q", "Recv-Q", 6, get=operator.itemgetter(6), justify="right", comparable=True),
+            Column("send_q", "Send-Q", 6, get=operator.itemgetter(7), justify="right", comparable=True),
             Column("timer", "Timer", 15, get=timer_sort,
                    fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms())),
             Column("rtt", "RTT ms", 7, get=fmt.rtt_ms, fmt=_rtt, justify="right"),

@@ -85,7 +85,7 @@ class KeepaliveTimersPane(SocketListPane):
             self.state_column(11),
             self.local_column(22),
             self.peer_column(22),
-            Column("timer", "Next probe", 15, get=lambda s: s.timer.expires_ms if s.timer else None,
+            Column("timer", "Next probe", 17, get=lambda s: s.timer.expires_ms, comparable=True,
                    fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms())),
             Column("probes", "Probes", 6, get=lambda s: s.timer.retrans if s.timer else 0, justify="right"),
             self.owner_column(22),
@@ -118,6 +118,7 @@ class KeepalivePane(Horizontal):
         self.keepalive = None  # Keepalive read from the kernel for self.socket
         self.read_note = ""
         self.reader = read_socket_keepalive  # seam: tests inject a deterministic reader
+        self.lookup = None  # sock -> its record in the newest snapshot (set by the app), or None
 
     def compose(self) -> ComposeResult:
         from textual.containers import Vertical
@@ -143,12 +144,9 @@ class KeepalivePane(Horizontal):
         self.summary = summary
         self.timers.show_snapshot(snapshot, summary)
         if self.socket is not None:
-            key = (self.socket.family, self.socket.src, self.socket.sport, self.socket.dst,
-                   self.socket.dport, self.socket.cookie)
-            for s in snapshot.sockets:
-                if (s.family, s.src, s.sport, s.dst, s.dport, s.cookie) == key:
-                    self.socket = s
-                    break
+            fresh = self.lookup(self.socket) if self.lookup is not None else None
+            if fresh is not None:
+                self.socket = fresh
         self._redraw()
 
     def show_socket(self, sock: Socket | None, owner: Process | None = None) -> None:
