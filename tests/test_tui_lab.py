@@ -516,3 +516,24 @@ def test_timeline_follows_a_selected_socket_and_back():
             assert timeline.following_client
 
     run(scenario())
+
+
+def test_connect_again_replaces_the_connection_cleanly(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = await connect_client(app, pilot, echo_server.address)
+            first = pane.local
+            await pilot.press("o")  # connect again: the old engine is stopped, its teardown is not shown
+            await wait_for(pilot, lambda: pane.local not in (None, first) and pane.state == "ESTABLISHED",
+                           what="second connection")
+            await pilot.pause(0.5)
+            assert not pane.fd_closed
+            timeline = app.query_one(TimelinePane)
+            assert timeline.client_tuple == (*pane.local, *pane.peer)
+            text = "\n".join(timeline.plain_lines())
+            assert str(first[1]) not in text and "closed" not in text
+            await pilot.press("a")
+            await wait_for(pilot, lambda: pane.fd_closed, what="abort")
+
+    run(scenario())

@@ -13,6 +13,7 @@ Lowercase l/c/k/t/p/r/q stay the app's (pane switching, pause, refresh, quit).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from rich.text import Text
@@ -456,7 +457,11 @@ class ClientPane(Vertical, can_focus=True):
 
     def _make_engine(self, generation: int):
         def on_event(event: Event) -> None:  # engine thread
-            self.post_message(EngineEvent(event, "client"))
+            if generation != self._generation:
+                return  # a replaced engine (connect pressed again) tearing down: not this connection
+            message = EngineEvent(event, "client")
+            message.generation = generation  # type: ignore[attr-defined]
+            self.post_message(message)
 
         if self._engine_factory is not None:
             return self._engine_factory(on_event)
@@ -607,6 +612,9 @@ class ClientPane(Vertical, can_focus=True):
     def on_engine_event(self, message: EngineEvent) -> None:
         if message.origin != "client":
             return
+        if getattr(message, "generation", self._generation) != self._generation:
+            message.stop()  # queued before a new connect: neither this pane nor the timeline shows it
+            return
         ev = message.event
         engine = self.engine
         for timeline in self._timelines():
@@ -663,8 +671,13 @@ class ClientPane(Vertical, can_focus=True):
 
     def on_unmount(self) -> None:
         engine, self.engine = self.engine, None
-        if engine is not None:
-            try:
-                engine.stop()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
+        self._generation += 1
+        if engine is not None:  # stop() joins the engine thread: never on the UI thread
+            threading.Thread(target=_quiet_stop, args=(engine,), name="client-pane-stop", daemon=True).start()
+
+
+def _quiet_stop(engine) -> None:
+    try:
+        engine.stop()
+    except Exception:  # noqa: BLE001 - shutting down anyway
+        pass

@@ -10,13 +10,14 @@ Keys (when no input field has focus — Escape leaves a field): ``s`` start/stop
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.events import EventKind
 from sockmon.tui.messages import EngineEvent
-from sockmon.tui.panes.client import CoreValidator, field_error, parse_int, request_refresh
+from sockmon.tui.panes.client import CoreValidator, _quiet_stop, field_error, parse_int, request_refresh
 from sockmon.tui.panes.timeline import TimelinePane, as_endpoint, endpoint, event_text, state_label
 from textual import on, work
 from textual.app import ComposeResult
@@ -549,8 +550,5 @@ class ServerPane(Vertical, can_focus=True):
 
     def on_unmount(self) -> None:
         engine, self.engine = self.engine, None
-        if engine is not None:
-            try:
-                engine.stop()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
+        if engine is not None:  # stop() joins the engine thread: never on the UI thread
+            threading.Thread(target=_quiet_stop, args=(engine,), name="server-pane-stop", daemon=True).start()
