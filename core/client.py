@@ -287,7 +287,11 @@ class ClientEngine(EngineLoop):
             self._connected_ok()
             return
         self._sample()
-        self.emit(EventKind.FAILED, f"connect({self._where}): SO_ERROR", conn=CONN, **failure_fields(err))
+        if err == errno.ECONNRESET:  # the handshake completed, then an RST arrived before we looked
+            self.emit(EventKind.RESET, f"connect({self._where}): connected, then reset by the peer", conn=CONN,
+                      **failure_fields(err))
+        else:
+            self.emit(EventKind.FAILED, f"connect({self._where}): SO_ERROR", conn=CONN, **failure_fields(err))
         self._drop_socket()
         self._try_next()
 

@@ -263,7 +263,7 @@ def test_reset_by_peer_is_a_reset_event(server, client):
     srv = server("reset")
     eng, ev = client()
     eng.connect(*srv.address)
-    assert eng.wait_connected(3)
+    eng.wait_connected(3)  # may be True or False: the RST can beat our look at SO_ERROR
     rst = ev.wait(EventKind.RESET)
     assert rst.errno_name == "ECONNRESET"
     assert eng.wait_closed(3) and not eng.connected

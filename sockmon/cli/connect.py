@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         engine.connect(endpoint.host, endpoint.port, timeout=args.timeout)
         if not engine.wait_connected(args.timeout + 5.0):
             raise _failure(rec, f"connect to {endpoint}")
+        rec.failure = None  # an earlier address of the name may have failed before this one answered
         if linger is not None:
             engine.set_linger(linger)
         if keepalive is not None:
