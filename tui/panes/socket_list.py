@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from sockmon.core.errors import BadInput
 from sockmon.core.records import Process, Snapshot, Socket
+from sockmon.core.states import ESTABLISHED
 from sockmon.tui import fmt
 from sockmon.tui.messages import SocketActivated, SocketSelected
 from sockmon.tui.socket_filter import parse_filter
@@ -220,7 +221,16 @@ class SocketListPane(Vertical):
             p = self.owner_of(s)
             return None if p is None else (p.name, p.pid)
 
-        return Column("owner", "Process", width, get=get, fmt=lambda s: fmt.owner_text(self.owner_of(s)))
+        def text(s: Socket):
+            p = self.owner_of(s)
+            if p is not None:
+                return fmt.owner_text(p)
+            if not s.inode:
+                # no fd: nobody owns it (TIME_WAIT, orphans) — or it still waits in a listener's accept queue
+                return Text("(not accepted yet)" if s.state == ESTABLISHED else "", style="dim italic")
+            return ""
+
+        return Column("owner", "Process", width, get=get, fmt=text)
 
     def user_column(self, width: int = 9) -> Column:
         def user(s: Socket) -> str:
