@@ -549,7 +549,7 @@ class TimelinePane(Vertical, can_focus=True):
                 seen = seen or found is not None
                 if found is None and (seen or time.monotonic() > deadline - 88.0):
                     return  # the row is gone (or never showed up): the kernel forgot the connection
-                stop.wait(0.25)
+                stop.wait(1.0 if found == "TIME_WAIT" else 0.25)  # TIME_WAIT lasts 60 s: look less often
 
         threading.Thread(target=poll, name="timeline-watch", daemon=True).start()
 
