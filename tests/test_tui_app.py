@@ -236,3 +236,54 @@ async def test_injected_updates_errors_and_engine_events_never_kill_the_app():
         app.inject_snapshot(snapshot(), (), summary())
         await pilot.pause()
         assert app.status.info.error is None
+
+
+@sync
+async def test_selection_transitions_and_events_reach_the_timeline():
+    app = SockmonApp(collector_factory=None, is_root=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tl = app.timeline
+        shown, added_tr, added_ev = [], [], []
+        tl.show_socket = shown.append
+        tl.add_transitions = added_tr.extend
+        tl.add_events = added_ev.extend
+        from test_tui_fixtures import transitions
+
+        app.inject_snapshot(snapshot(), transitions(), summary())
+        await pilot.pause()
+        assert len(added_tr) == 4
+        assert len(app.history.get("127.0.0.1", 51006, "127.0.0.1", 8080)) == 2
+        assert shown == []  # a cursor landing on row 0 after a refresh is not a user's selection
+        table = app.connections.table
+        table.focus()
+        await pilot.press("down")
+        await pilot.pause()
+        assert shown and shown[-1] is table.cursor_row
+        ev = make_event(EventKind.INFO, "listening", conn=None)
+        app.post_message(EngineEvent(ev, "server"))
+        await pilot.pause()
+        assert added_ev == [ev]
+
+
+@sync
+async def test_keepalive_pane_reads_our_own_socket_from_the_kernel(loopback):
+    loopback.client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    loopback.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 61)
+    loopback.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 11)
+    loopback.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 4)
+    cport = loopback.client.getsockname()[1]
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        ka = app.keepalive
+        assert await wait_for(pilot, lambda: any(s.sport == cport for s in ka.timers.table.visible_rows()))
+        await pilot.press("2")
+        table = ka.timers.table
+        table.focus()
+        row = next(s for s in table.visible_rows() if s.sport == cport)
+        table.move_cursor_to_key(table.key_fn(row))
+        assert await wait_for(pilot, lambda: ka.keepalive is not None and ka.socket.sport == cport)
+        k = ka.keepalive
+        assert (k.enabled, k.idle, k.intvl, k.cnt, k.dead_peer_seconds) == (True, 61, 11, 4, 105)
+        assert "own fd" in ka.read_note
+        text = screen_text(app)
+        assert "dead peer after" in text and "105 s" in text

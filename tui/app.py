@@ -337,21 +337,10 @@ class SockmonApp(App[int]):
         except Exception as exc:  # noqa: BLE001
             self._report_error(f"keepalive pane: {exc}")
         # The timeline follows what the user points at, not where a cursor lands after a refresh.
-        if self._user_is_in(message.origin):
+        if message.by_user and message.origin in ("connections", "listening"):
             timeline = self.timeline
             if timeline is not None:
                 timeline.show_socket(sock)
-
-    def _user_is_in(self, origin: str) -> bool:
-        focused = self.focused
-        if focused is None or not origin:
-            return False
-        node = focused
-        while node is not None:
-            if node.id == origin:
-                return True
-            node = node.parent
-        return False
 
     def on_socket_activated(self, message: SocketActivated) -> None:
         self.open_detail(message.socket)

@@ -47,10 +47,11 @@ class TransitionsSeen(Message):
 class SocketSelected(Message):
     """The cursor of a socket list moved to ``socket`` (None when the list is empty)."""
 
-    def __init__(self, socket: Socket | None, origin: str = "") -> None:
+    def __init__(self, socket: Socket | None, origin: str = "", by_user: bool = False) -> None:
         super().__init__()
         self.socket = socket
         self.origin = origin
+        self.by_user = by_user  # the user moved the cursor (key/click), not a refresh
 
 
 class SocketActivated(Message):

@@ -103,11 +103,12 @@ class VirtualTable(ScrollView, can_focus=True):
     class CursorMoved(Message):
         """The cursor now rests on ``row`` (None: the table is empty)."""
 
-        def __init__(self, table: VirtualTable, key: Hashable | None, row: Any | None) -> None:
+        def __init__(self, table: VirtualTable, key: Hashable | None, row: Any | None, by_user: bool = False) -> None:
             super().__init__()
             self.table = table
             self.key = key
             self.row = row
+            self.by_user = by_user  # a key or click moved it (not a refresh, filter or sort)
 
         @property
         def control(self) -> VirtualTable:
@@ -271,12 +272,12 @@ class VirtualTable(ScrollView, can_focus=True):
         if column is not None:
             self.post_message(self.SortChanged(self, column, reverse))
 
-    def move_cursor_to_key(self, key: Hashable) -> bool:
+    def move_cursor_to_key(self, key: Hashable, by_user: bool = True) -> bool:
         try:
             index = self._view.index(key)
         except ValueError:
             return False
-        self._set_cursor(index)
+        self._set_cursor(index, by_user=by_user)
         return True
 
     def set_column_widths(self, widths: dict[str, int]) -> None:
@@ -342,7 +343,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._set_cursor(index, force_message=True)
         self.refresh()
 
-    def _set_cursor(self, index: int, force_message: bool = False) -> None:
+    def _set_cursor(self, index: int, force_message: bool = False, by_user: bool = False) -> None:
         n = len(self._view)
         index = max(0, min(index, n - 1)) if n else 0
         key = self._view[index] if n else None
@@ -352,7 +353,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
         self.refresh()
         if moved:
-            self.post_message(self.CursorMoved(self, key, self.get_row(key) if key is not None else None))
+            self.post_message(self.CursorMoved(self, key, self.get_row(key) if key is not None else None, by_user))
 
     def _scroll_cursor_into_view(self) -> None:
         body = max(1, self.scrollable_content_region.height - 1)
@@ -468,22 +469,22 @@ class VirtualTable(ScrollView, can_focus=True):
 
     # --------------------------------------------------------------- input
     def action_cursor_up(self) -> None:
-        self._set_cursor(self.cursor_index - 1)
+        self._set_cursor(self.cursor_index - 1, by_user=True)
 
     def action_cursor_down(self) -> None:
-        self._set_cursor(self.cursor_index + 1)
+        self._set_cursor(self.cursor_index + 1, by_user=True)
 
     def action_page_up(self) -> None:
-        self._set_cursor(self.cursor_index - max(1, self.scrollable_content_region.height - 2))
+        self._set_cursor(self.cursor_index - max(1, self.scrollable_content_region.height - 2), by_user=True)
 
     def action_page_down(self) -> None:
-        self._set_cursor(self.cursor_index + max(1, self.scrollable_content_region.height - 2))
+        self._set_cursor(self.cursor_index + max(1, self.scrollable_content_region.height - 2), by_user=True)
 
     def action_cursor_home(self) -> None:
-        self._set_cursor(0)
+        self._set_cursor(0, by_user=True)
 
     def action_cursor_end(self) -> None:
-        self._set_cursor(len(self._view) - 1)
+        self._set_cursor(len(self._view) - 1, by_user=True)
 
     def action_activate(self) -> None:
         key = self._cursor_key
@@ -531,6 +532,6 @@ class VirtualTable(ScrollView, can_focus=True):
             return
         index = int(self.scroll_y) + offset.y - 1
         if 0 <= index < len(self._view):
-            self._set_cursor(index)
+            self._set_cursor(index, by_user=True)
             if event.chain >= 2:
                 self.action_activate()

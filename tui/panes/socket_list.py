@@ -184,7 +184,7 @@ class SocketListPane(Vertical):
     # ------------------------------------------------------------ selection out
     def on_virtual_table_cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
         event.stop()
-        self.post_message(SocketSelected(event.row, origin=self.id or ""))
+        self.post_message(SocketSelected(event.row, origin=self.id or "", by_user=event.by_user))
 
     def on_virtual_table_row_activated(self, event: VirtualTable.RowActivated) -> None:
         event.stop()
