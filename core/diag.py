@@ -16,7 +16,7 @@ from sockmon.core import netlink
 from sockmon.core.netlink import NetlinkFormatError
 from sockmon.core.records import Socket, Timer
 from sockmon.core.states import ALL_STATES_MASK, NEW_SYN_RECV, SYN_RECV
-from sockmon.core.tcpinfo import TCP_INFO_SIZE, decode_tcp_info, decode_tcp_info_from
+from sockmon.core.tcpinfo import TCP_INFO_SIZE, TcpInfo, decode_tcp_info, decode_tcp_info_from
 
 SOCK_DIAG_BY_FAMILY = 20
 SOCK_DESTROY = 21
@@ -92,24 +92,216 @@ def build_request(family: int, *, states: int = ALL_STATES_MASK, with_info: bool
     return req
 
 
-_ADDR_CACHE: dict[tuple[int, bytes], str] = {}
+# raw 16-byte address → text, per family (a dict per family keeps the key a plain bytes object)
+_ADDRS: dict[int, dict[bytes, str]] = {int(socket.AF_INET): {}, int(socket.AF_INET6): {}}
 _CONG_CACHE: dict[bytes, str] = {}
+_WSCALE = tuple((w & 0x0F, w >> 4) for w in range(256))  # tcp_info wscale byte → (snd, rcv)
 
 
 def _addr(family: int, raw: bytes) -> str:
-    key = (family, raw)
-    text = _ADDR_CACHE.get(key)
+    cache = _ADDRS.get(family)
+    if cache is None:
+        raise NetlinkFormatError(f"sock_diag: unexpected address family {family}")
+    text = cache.get(raw)
     if text is None:
         if family == socket.AF_INET:
             text = socket.inet_ntop(socket.AF_INET, raw[:4])
-        elif family == socket.AF_INET6:
-            text = socket.inet_ntop(socket.AF_INET6, raw)
         else:
-            raise NetlinkFormatError(f"sock_diag: unexpected address family {family}")
-        if len(_ADDR_CACHE) > 65536:
-            _ADDR_CACHE.clear()
-        _ADDR_CACHE[key] = text
+            text = socket.inet_ntop(socket.AF_INET6, raw)
+        if len(cache) > 65536:
+            cache.clear()
+        cache[raw] = text
     return text
+
+
+def _cong(raw: bytes) -> str:
+    name = _CONG_CACHE.get(raw)
+    if name is None:
+        name = raw.split(b"\0", 1)[0].decode("ascii", "replace")
+        if len(_CONG_CACHE) < 256:
+            _CONG_CACHE[raw] = name
+    return name
+
+
+# ------------------------------------------------------------------------------------------------
+# Fast path. Within one dump, messages of the same length, family and state almost always have the
+# same attribute layout (which attributes, their lengths). For each layout seen we compile ONE
+# struct covering the whole message — nlmsghdr, inet_diag_msg, every attribute header, the kept
+# tcp_info fields and the congestion name — and check every attribute header it unpacked against
+# the layout. A message whose headers differ takes the strict slow path instead, so the fast path
+# never decodes anything the slow path would reject.
+_HEAD_FMT = "IHHII" "BBBB" "HH16s16sIQ" "IIIII"  # 20 values, see _MSG
+_KEY_LEN = 18  # nlmsg len, type, flags, seq, pid + family, state: the layout lookup key
+_MAX_LAYOUTS = 64
+
+
+class _Layout:
+    __slots__ = ("unpack", "iter_unpack", "check", "expected", "info_at", "cong_at", "length")
+
+    def __init__(self, length: int, seq: int, family: int, attrs: list[tuple[int, int, int]]) -> None:
+        """``attrs``: (type, nla_len, bytes consumed incl. padding) in message order."""
+        from operator import itemgetter
+
+        from sockmon.core.tcpinfo import KEEP_FMT
+
+        fmt = "=" + _HEAD_FMT
+        idx = 20
+        check = []
+        expected = []
+        self.info_at = -1
+        self.cong_at = -1
+        for atype, alen, used in attrs:
+            fmt += "HH"
+            check += [idx, idx + 1]
+            expected += [alen, atype]
+            idx += 2
+            payload = alen - 4
+            pad = used - alen
+            if atype == INET_DIAG_INFO and payload >= TCP_INFO_SIZE and self.info_at < 0:
+                fmt += KEEP_FMT + f"{payload - TCP_INFO_SIZE + pad}x"
+                self.info_at = idx
+                idx += 45
+            elif atype == INET_DIAG_CONG and self.cong_at < 0:
+                fmt += f"{payload}s{pad}x"
+                self.cong_at = idx
+                idx += 1
+            else:
+                fmt += f"{payload + pad}x"
+        st = struct.Struct(fmt)
+        if st.size != length:
+            raise ValueError("layout does not cover the message")
+        self.unpack = st.unpack_from
+        self.iter_unpack = st.iter_unpack
+        self.length = length
+        # every message decoded with this layout must have this length, type, sequence number,
+        # family and exactly these attribute headers (state, flags and values may differ)
+        self.check = itemgetter(0, 1, 3, 5, *check)
+        self.expected = (length, SOCK_DIAG_BY_FAMILY, seq, family, *expected)
+
+
+class DumpParser:
+    """Decodes the datagrams of one dump; remembers attribute layouts between datagrams."""
+
+    def __init__(self, seq: int | None) -> None:
+        self.seq = seq
+        self.layouts: dict[bytes, _Layout] = {}
+
+    def feed(self, data: bytes, out: list[Socket]) -> bool:
+        """Decode every message of one datagram into ``out``; True when the dump is complete.
+
+        NLMSG_ERROR → OSError; lengths that do not add up → NetlinkFormatError, and nothing from
+        the bad message was appended.
+        """
+        size = len(data)
+        off = 0
+        layouts = self.layouts
+        append = out.append
+        new = tuple.__new__
+        addrs = _ADDRS
+        cong_cache = _CONG_CACHE
+        swap = _SWAP16
+        ws = _WSCALE
+        view = memoryview(data)
+        while off < size:
+            lay = layouts.get(data[off:off + _KEY_LEN])
+            if lay is not None:
+                length = lay.length
+                run = (size - off) // length * length
+                if run:
+                    # every whole message-sized slot from here on; stop at the first that differs
+                    check = lay.check
+                    expected = lay.expected
+                    i = lay.info_at
+                    c = lay.cong_at
+                    for v in lay.iter_unpack(view[off:off + run]):
+                        if check(v) != expected:
+                            break
+                        family = v[5]
+                        cache = addrs[family]
+                        s = cache.get(v[11])
+                        if s is None:
+                            s = _addr(family, v[11])
+                        d = cache.get(v[12])
+                        if d is None:
+                            d = _addr(family, v[12])
+                        info = (new(TcpInfo, v[i:i + 6] + ws[v[i + 6]] + v[i + 7:i + 45])
+                                if i >= 0 else None)
+                        if c >= 0:
+                            cong = cong_cache.get(v[c])
+                            if cong is None:
+                                cong = _cong(v[c])
+                        else:
+                            cong = None
+                        timer = v[7]
+                        append(new(Socket, (family, v[6], s, swap[v[9]], d, swap[v[10]], v[16], v[17],
+                                            new(Timer, (timer, v[15], v[8])) if timer else None,
+                                            v[18], v[19], v[14], v[13], info, cong)))
+                        off += length
+                    else:
+                        continue
+                    if off >= size:
+                        break
+                    lay2 = layouts.get(data[off:off + _KEY_LEN])
+                    if lay2 is not None and lay2 is not lay:
+                        continue  # another known layout starts here
+            done, off = self._slow(data, off, size, out)
+            if done:
+                return True
+        return False
+
+    def _slow(self, data: bytes, off: int, size: int, out: list[Socket]) -> tuple[bool, int]:
+        """Strict decode of the message at ``off``; learns its layout. Returns (done, next offset)."""
+        if size - off < 16:
+            raise NetlinkFormatError(f"netlink: {size - off} trailing bytes, shorter than a message header")
+        if size - off >= _MSG_LEN:
+            (length, mtype, _flags, mseq, _pid, family, state, timer, retrans, sport, dport, src, dst,
+             ifindex, cookie, expires, rqueue, wqueue, uid, inode) = _MSG.unpack_from(data, off)
+        else:
+            length, mtype, _flags, mseq, _pid = netlink.NLMSG_HDR.unpack_from(data, off)
+            if mtype == SOCK_DIAG_BY_FAMILY and length >= 16 and off + length <= size:
+                raise NetlinkFormatError(f"sock_diag: message of {length} bytes is shorter than an inet_diag_msg")
+        end = off + length
+        if length < 16 or end > size:
+            raise NetlinkFormatError(f"netlink: message length {length} at offset {off} does not fit "
+                                     f"the {size}-byte buffer")
+        nxt = off + ((length + 3) & ~3)
+        if self.seq is not None and mseq != self.seq:
+            return False, nxt
+        if mtype != SOCK_DIAG_BY_FAMILY:
+            return netlink.check_control(data, mtype, off, end), nxt
+        if length < _MSG_LEN:
+            raise NetlinkFormatError(f"sock_diag: message length {length} is shorter than an inet_diag_msg")
+        info = None
+        cong = None
+        attrs = []
+        a = off + _MSG_LEN
+        nla = _NLA.unpack_from
+        while a < end:
+            if end - a < 4:
+                raise NetlinkFormatError("sock_diag: truncated attribute header")
+            alen, atype = nla(data, a)
+            if alen < 4 or a + alen > end:
+                raise NetlinkFormatError(f"sock_diag: attribute length {alen} does not fit its message")
+            if atype == INET_DIAG_INFO and info is None:
+                if alen - 4 >= TCP_INFO_SIZE:
+                    info = decode_tcp_info_from(data, a + 4)
+                else:
+                    info = decode_tcp_info(data[a + 4:a + alen])
+            elif atype == INET_DIAG_CONG and cong is None:
+                cong = _cong(data[a + 4:a + alen])
+            used = min((alen + 3) & ~3, end - a)
+            attrs.append((atype, alen, used))
+            a += used
+        sock = tuple.__new__(Socket, (
+            family, state, _addr(family, src), _SWAP16[sport], _addr(family, dst), _SWAP16[dport], rqueue, wqueue,
+            Timer(timer, expires, retrans) if timer else None, uid, inode, cookie, ifindex, info, cong))
+        out.append(sock)
+        if nxt == end and len(self.layouts) < _MAX_LAYOUTS:
+            try:
+                self.layouts[data[off:off + _KEY_LEN]] = _Layout(length, mseq, family, attrs)
+            except (ValueError, struct.error):
+                pass
+        return False, nxt
 
 
 def parse_datagram(data: bytes, seq: int | None, out: list[Socket]) -> bool:
@@ -119,78 +311,24 @@ def parse_datagram(data: bytes, seq: int | None, out: list[Socket]) -> bool:
     NLMSG_ERROR and NetlinkFormatError for lengths that do not add up; in that case nothing from
     the bad message was appended. ``seq`` None accepts any sequence number.
     """
-    size = len(data)
-    off = 0
-    unpack = _MSG.unpack_from
-    nla = _NLA.unpack_from
-    swap = _SWAP16
-    addr_cache = _ADDR_CACHE
-    addr = _addr
-    append = out.append
-    new = tuple.__new__
-    while off < size:
-        if size - off < 16:
-            raise NetlinkFormatError(f"netlink: {size - off} trailing bytes, shorter than a message header")
-        if size - off >= _MSG_LEN:
-            (length, mtype, _flags, mseq, _pid, family, state, timer, retrans, sport, dport, src, dst,
-             ifindex, cookie, expires, rqueue, wqueue, uid, inode) = unpack(data, off)
-        else:
-            length, mtype, _flags, mseq, _pid = netlink.NLMSG_HDR.unpack_from(data, off)
-            if mtype == SOCK_DIAG_BY_FAMILY:
-                raise NetlinkFormatError(f"sock_diag: message of {size - off} bytes is shorter than "
-                                         f"an inet_diag_msg")
-        end = off + length
-        if length < 16 or end > size:
-            raise NetlinkFormatError(f"netlink: message length {length} at offset {off} does not fit "
-                                     f"the {size}-byte buffer")
-        if seq is not None and mseq != seq:
-            off += (length + 3) & ~3
-            continue
-        if mtype != SOCK_DIAG_BY_FAMILY:
-            if netlink.check_control(data, mtype, off, end):
-                return True
-            off += (length + 3) & ~3
-            continue
-        if length < _MSG_LEN:
-            raise NetlinkFormatError(f"sock_diag: message length {length} is shorter than an inet_diag_msg")
-        info = None
-        cong = None
-        a = off + _MSG_LEN
-        while a < end:
-            if end - a < 4:
-                raise NetlinkFormatError("sock_diag: truncated attribute header")
-            alen, atype = nla(data, a)
-            if alen < 4 or a + alen > end:
-                raise NetlinkFormatError(f"sock_diag: attribute length {alen} does not fit its message")
-            if atype == INET_DIAG_INFO:
-                if alen - 4 >= TCP_INFO_SIZE:
-                    info = decode_tcp_info_from(data, a + 4)
-                else:
-                    info = decode_tcp_info(data[a + 4:a + alen])
-            elif atype == INET_DIAG_CONG:
-                raw = data[a + 4:a + alen]
-                cong = _CONG_CACHE.get(raw)
-                if cong is None:
-                    cong = raw.split(b"\0", 1)[0].decode("ascii", "replace")
-                    _CONG_CACHE[raw] = cong
-            a += (alen + 3) & ~3
-        s = addr_cache.get((family, src))
-        if s is None:
-            s = addr(family, src)
-        d = addr_cache.get((family, dst))
-        if d is None:
-            d = addr(family, dst)
-        append(new(Socket, (family, state, s, swap[sport], d, swap[dport], rqueue, wqueue,
-                            new(Timer, (timer, expires, retrans)) if timer else None,
-                            uid, inode, cookie, ifindex, info, cong)))
-        off += (length + 3) & ~3
-    return False
+    return DumpParser(seq).feed(data, out)
 
 
 def dump_tcp(sock: socket.socket, family: int, *, states: int = ALL_STATES_MASK, with_info: bool = True,
-             port: int | None = None, out: list[Socket] | None = None) -> list[Socket]:
-    """All TCP sockets of one address family from an open NETLINK_SOCK_DIAG socket."""
+             port: int | None = None, out: list[Socket] | None = None, overlapped: bool = False) -> list[Socket]:
+    """All TCP sockets of one address family from an open NETLINK_SOCK_DIAG socket.
+
+    ``overlapped``: receive in a helper thread while this one parses (see netlink.dump_overlapped).
+    """
     result: list[Socket] = [] if out is None else out
     req = build_request(family, states=states, with_info=with_info, port=port)
-    netlink.dump(sock, SOCK_DIAG_BY_FAMILY, req, lambda data, seq: parse_datagram(data, seq, result))
+    parsers: dict[int, DumpParser] = {}
+
+    def handle(data: bytes, seq: int) -> bool:
+        parser = parsers.get(seq)
+        if parser is None:
+            parser = parsers[seq] = DumpParser(seq)
+        return parser.feed(data, result)
+
+    (netlink.dump_overlapped if overlapped else netlink.dump)(sock, SOCK_DIAG_BY_FAMILY, req, handle)
     return result

@@ -10,8 +10,11 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 import os
+import queue
+import select
 import socket
 import struct
+import threading
 from collections.abc import Callable, Iterator
 
 from sockmon.core.errors import SockmonError
@@ -108,6 +111,73 @@ def dump(sock: socket.socket, msg_type: int, payload: bytes, handle: Callable[[b
             raise NetlinkFormatError("netlink: empty datagram in the middle of a dump")
         if handle(data, seq):
             return
+
+
+_STOPPED = object()
+_DONE_TAIL = struct.pack("=IH", NLMSG_HDRLEN + 4, NLMSG_DONE)  # a datagram ending in NLMSG_DONE
+
+
+def dump_overlapped(sock: socket.socket, msg_type: int, payload: bytes,
+                    handle: Callable[[bytes, int], bool]) -> None:
+    """Like `dump`, but a helper thread receives while the caller parses.
+
+    The kernel builds the next part of a dump inside recvmsg() with the GIL released, so a reader
+    thread lets that kernel work overlap the caller's parsing on another CPU. The reader stops when
+    a datagram looks like the last one (ends in NLMSG_DONE) — only a hint: ``handle`` decides, and
+    if the reader stopped early the caller simply goes on receiving itself. On any exit the reader
+    is woken through a pipe and joined; the socket is left blocking.
+    """
+    seq = next_seq()
+    sock.send(build_message(msg_type, NLM_F_REQUEST | NLM_F_DUMP, payload, seq))
+    items: queue.SimpleQueue = queue.SimpleQueue()
+    wake_r, wake_w = os.pipe()
+    sock.setblocking(False)
+
+    def reader() -> None:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        try:
+            while True:
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    if any(fd == wake_r for fd, _ev in poller.poll()):
+                        return
+                    continue
+                items.put(data)
+                if not data or data[-20:-14] == _DONE_TAIL:
+                    return
+        except BaseException as exc:  # handed to the caller's thread
+            items.put(exc)
+        finally:
+            items.put(_STOPPED)
+
+    th = threading.Thread(target=reader, name="sockmon-netlink-recv", daemon=True)
+    th.start()
+    try:
+        while True:
+            data = items.get()
+            if data is _STOPPED:  # the reader guessed the end too early: go on ourselves
+                sock.setblocking(True)
+                while True:
+                    data = sock.recv(RECV_SIZE)
+                    if not data:
+                        raise NetlinkFormatError("netlink: empty datagram in the middle of a dump")
+                    if handle(data, seq):
+                        return
+            if isinstance(data, BaseException):
+                raise data
+            if not data:
+                raise NetlinkFormatError("netlink: empty datagram in the middle of a dump")
+            if handle(data, seq):
+                return
+    finally:
+        os.write(wake_w, b"x")
+        th.join()
+        os.close(wake_r)
+        os.close(wake_w)
+        sock.setblocking(True)
 
 
 def check_control(data: bytes | memoryview, mtype: int, off: int, end: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno as _errno
+import gc
 import socket
 import time
 from collections.abc import Iterable
@@ -39,14 +40,22 @@ def normalize_states(states: Iterable[int | str] | None) -> list[int] | None:
     return out
 
 
+OVERLAPPED_RECV = True  # receive in a helper thread while parsing (see netlink.dump_overlapped)
+
+
 def _netlink_dump(states: list[int] | None, port: int | None, with_info: bool) -> list[Socket]:
     mask = diag.states_mask(states)
     out: list[Socket] = []
     sock = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
+    # The dump builds ~3 tuples per socket and no reference cycles: the cyclic GC would only
+    # re-walk the growing list (≈ 25% of the time at 60k sockets). Paused for the dump only.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         for family in FAMILIES:
             try:
-                diag.dump_tcp(sock, family, states=mask, with_info=with_info, port=port, out=out)
+                diag.dump_tcp(sock, family, states=mask, with_info=with_info, port=port, out=out,
+                              overlapped=OVERLAPPED_RECV)
             except OSError as exc:
                 # no IPv6 in this kernel / namespace: an empty family, not a failure
                 if family == socket.AF_INET6 and exc.errno in _UNAVAILABLE:
@@ -54,6 +63,8 @@ def _netlink_dump(states: list[int] | None, port: int | None, with_info: bool) -
                 raise
     finally:
         sock.close()
+        if gc_was_enabled:
+            gc.enable()
     return out
 
 

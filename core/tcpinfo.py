@@ -119,6 +119,25 @@ _AFTER_WSCALE = operator.itemgetter(
     53, 54,  # snd_wnd rcv_wnd
 )
 _HEAD = operator.itemgetter(0, 1, 2, 3, 4, 5)
+
+# The same 248 bytes with the fields TcpInfo does not keep skipped ('x'): unpacks to exactly the 45
+# values of TcpInfo in order, with the shared wscale byte at index 6 (split by the caller). Used by
+# the sock_diag reader inside one larger per-message struct (see sockmon.core.diag).
+KEEP_FMT = (
+    "7Bx"  # state ca_state retransmits probes backoff options wscale | app_limited/fastopen
+    "8I4x"  # rto ato snd_mss rcv_mss unacked sacked lost retrans | fackets
+    "I4x"  # last_data_sent | last_ack_sent
+    "13I"  # last_data_recv last_ack_recv pmtu rcv_ssthresh rtt rttvar snd_ssthresh snd_cwnd advmss
+    # reordering rcv_rtt rcv_space total_retrans
+    "Q8x2Q"  # pacing_rate | max_pacing_rate | bytes_acked bytes_received
+    "6I"  # segs_out segs_in notsent_bytes min_rtt data_segs_in data_segs_out
+    "2Q16x"  # delivery_rate busy_time | rwnd_limited sndbuf_limited
+    "I4x"  # delivered | delivered_ce
+    "2Q12x"  # bytes_sent bytes_retrans | dsack_dups reord_seen rcv_ooopack
+    "2I12x"  # snd_wnd rcv_wnd | rehash total_rto total_rto_recoveries total_rto_time
+)
+KEEP_COUNT = 45
+assert struct.calcsize("=" + KEEP_FMT) == TCP_INFO_SIZE
 _new_tuple = tuple.__new__
 _unpack_from = _FMT.unpack_from
 

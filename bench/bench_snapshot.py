@@ -1,0 +1,172 @@
+"""Benchmark: reading the TCP socket table at N ≈ 2k, 20k, 60k sockets (not a test).
+
+Runs inside a private network namespace (so only the benchmark's sockets are counted; removed at
+the end), opens N loopback sockets over helper processes (bench/connpool.py), then times in the same
+run: `ss -tan`, `ss -tanoi`, `ss -tanp`, psutil.net_connections('tcp') and sockmon's take_snapshot
+with tcp_info and timers (without owners, with a cold OwnerCache, with a warm one). Every sockmon
+run forces a full decode (it walks every socket's tcp_info fields and timer). Each path runs in its
+own fresh process; the time is the minimum of R runs, RSS the peak of that process.
+
+    sudo python3 bench/bench_snapshot.py [--sizes 2000,20000,60000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+# --------------------------------------------------------------------------------- workers
+def _force(snap) -> int:
+    """Touch every field of every record, so nothing could hide behind laziness."""
+    total = 0
+    for s in snap.sockets:
+        total += s.sport + s.dport + s.recv_q + s.send_q + s.inode + len(s.src) + len(s.dst)
+        if s.timer is not None:
+            total += s.timer.expires_ms
+        info = s.tcp_info
+        if info is not None:
+            total += sum(info) & 0xFF
+            total += info.rtt + info.snd_cwnd + info.rcv_wscale + info.snd_wscale
+    return total
+
+
+def worker(variant: str, runs: int) -> dict:
+    times = []
+    count = 0
+    if variant.startswith("sockmon"):
+        from sockmon.core.owners import OwnerCache
+        from sockmon.core.snapshot import take_snapshot
+
+        warm = OwnerCache()
+        if variant == "sockmon-warm":
+            take_snapshot(owners=warm)  # warm-up, not timed
+        for _ in range(runs):
+            owners = {"sockmon": None, "sockmon-cold": OwnerCache(), "sockmon-warm": warm}[variant]
+            t0 = time.perf_counter()
+            snap = take_snapshot(with_info=True, owners=owners)
+            _force(snap)
+            if owners is not None:
+                sum(p.pid for p in snap.owners.values())
+            times.append(time.perf_counter() - t0)
+            count = len(snap.sockets)
+            owned = len(snap.owners)
+            del snap
+        return {"times": times, "count": count, "owned": owned,
+                "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    if variant == "psutil":
+        import psutil
+
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            conns = psutil.net_connections("tcp")
+            times.append(time.perf_counter() - t0)
+            count = len(conns)
+            del conns
+        return {"times": times, "count": count, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    raise SystemExit(f"unknown variant {variant}")
+
+
+def run_ss(args: list[str], runs: int) -> dict:
+    times = []
+    out_path = f"/tmp/.sockmon-bench-ss-{os.getpid()}"
+    for _ in range(runs):
+        with open(out_path, "w") as out:
+            t0 = time.perf_counter()
+            subprocess.run(["ss", *args], stdout=out, check=True)
+            times.append(time.perf_counter() - t0)
+    with open(out_path) as fh:
+        lines = sum(1 for line in fh if line[:1] not in ("\t", " ")) - 1
+    # peak RSS of ss itself, measured by /usr/bin/time (a wait4 from Python would count the fork)
+    peak = 0
+    try:
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", "ss", *args], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, check=True)
+        peak = int(r.stderr.strip().splitlines()[-1])
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        pass
+    os.unlink(out_path)
+    return {"times": times, "count": lines, "maxrss_kb": peak}
+
+
+def run_worker(variant: str, runs: int) -> dict:
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", variant, str(runs)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+# --------------------------------------------------------------------------------- driver
+def bench_size(n: int, runs: int) -> list[tuple]:
+    from connpool import ConnPool
+
+    rows = []
+    with ConnPool(n) as pool:
+        time.sleep(0.2)
+        res = {
+            "ss -tan": run_ss(["-tan"], runs),
+            "ss -tanoi": run_ss(["-tanoi"], runs),
+            "ss -tanp": run_ss(["-tanp"], runs),
+            "psutil.net_connections": run_worker("psutil", runs),
+            "sockmon snapshot+tcp_info": run_worker("sockmon", runs),
+            "  + owners, cold cache": run_worker("sockmon-cold", runs),
+            "  + owners, warm cache": run_worker("sockmon-warm", runs),
+        }
+        del pool
+    base = min(res["ss -tanoi"]["times"])
+    for name, r in res.items():
+        best = min(r["times"])
+        rows.append((n, name, r["count"], best * 1000, best / base, r["maxrss_kb"] / 1024, r.get("owned")))
+    p_cost = min(res["ss -tanp"]["times"]) - min(res["ss -tan"]["times"])
+    warm_cost = min(res["  + owners, warm cache"]["times"]) - min(res["sockmon snapshot+tcp_info"]["times"])
+    cold_cost = min(res["  + owners, cold cache"]["times"]) - min(res["sockmon snapshot+tcp_info"]["times"])
+    rows.append((n, "attribution: warm / (ss -p extra)", None, warm_cost * 1000, warm_cost / p_cost, None, None))
+    rows.append((n, "attribution: cold / (ss -p extra)", None, cold_cost * 1000, cold_cost / p_cost, None, None))
+    rows.append((n, "ss -p extra (ss -tanp − ss -tan)", None, p_cost * 1000, None, None, None))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="2000,20000,60000")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--worker", nargs=2, metavar=("VARIANT", "RUNS"))
+    ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
+        return 0
+    if not args.no_netns and os.geteuid() == 0 and not os.environ.get("SOCKMON_BENCH_NS"):
+        ns = f"smbench{secrets.token_hex(3)}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+            env = dict(os.environ, SOCKMON_BENCH_NS=ns)
+            return subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
+                                   "--sizes", args.sizes, "--runs", str(args.runs)], env=env).returncode
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], check=True)
+    print(f"# sockmon snapshot benchmark — {os.cpu_count()} CPUs, Linux {os.uname().release}, "
+          f"Python {sys.version.split()[0]}, netns {os.environ.get('SOCKMON_BENCH_NS', '(current)')}, "
+          f"min of {args.runs} runs, each path in a fresh process")
+    print()
+    print("| N sockets | path | rows | time ms | × ss -tanoi | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for n in (int(x) for x in args.sizes.split(",")):
+        for size, name, count, ms, ratio, rss, owned in bench_size(n, args.runs):
+            extra = f" ({owned} owned)" if owned else ""
+            print(f"| {size} | {name} | {'' if count is None else count}{extra} | {ms:.1f} | "
+                  f"{'' if ratio is None else f'{ratio:.2f}'} | {'' if rss is None else f'{rss:.0f}'} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
