@@ -6,6 +6,7 @@ Terms are separated by spaces and must all match; ``-`` or ``!`` in front negate
   ``addr:127.0.0`` / ``src:`` / ``dst:``   address substring
   ``proc:nginx`` / ``pid:1234`` / ``user:www``  owner process
   ``v4`` / ``v6``                          family
+  ``est`` (a state-name prefix)            those states, or the text in an address / process name
   anything else                            substring of either address or the process name
 Bad terms (``port:http``, ``port:99999``, ``state:nope``, ``color:red``) raise ``BadInput``.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from sockmon.core.errors import BadInput
 from sockmon.core.records import Process, Socket
-from sockmon.core.states import parse_state
+from sockmon.core.states import STATE_NAMES, parse_state
 
 Pred = Callable[[Socket], bool]
 OwnerOf = Callable[[Socket], Process | None]
@@ -44,6 +45,17 @@ def _term(term: str, owner_of: OwnerOf) -> Pred:
     if key == "state" or (key == "" and not value.isdigit() and _is_state(value)):
         code = parse_state(value)
         return lambda s: s.state == code
+    if key == "" and not value.isdigit() and (prefixed := _state_prefix(value)):
+        # as you type "est…": states starting with it, or an address / process containing it
+        low = value.lower()
+
+        def state_or_text(s: Socket) -> bool:
+            if s.state in prefixed or low in s.src.lower() or low in s.dst.lower():
+                return True
+            p = owner_of(s)
+            return p is not None and low in p.name.lower()
+
+        return state_or_text
     if key == "port" or (key == "" and value.isdigit()):
         port = _port(value, "port")
         return lambda s: s.sport == port or s.dport == port
@@ -86,6 +98,13 @@ def _term(term: str, owner_of: OwnerOf) -> Pred:
         return p is not None and low in p.name.lower()
 
     return anywhere
+
+
+def _state_prefix(word: str) -> frozenset[int]:
+    key = word.strip().upper().replace("-", "_").removeprefix("TCP_")
+    if len(key) < 2:
+        return frozenset()
+    return frozenset(code for code, name in STATE_NAMES.items() if name.startswith(key))
 
 
 def _is_state(word: str) -> bool:
