@@ -157,7 +157,9 @@ class _Layout:
             idx += 2
             payload = alen - 4
             pad = used - alen
-            if atype == INET_DIAG_INFO and payload >= TCP_INFO_SIZE and self.info_at < 0:
+            if atype == INET_DIAG_INFO and payload < TCP_INFO_SIZE:
+                raise ValueError("short tcp_info (older kernel): decoded by the strict path")
+            if atype == INET_DIAG_INFO and self.info_at < 0:
                 fmt += KEEP_FMT + f"{payload - TCP_INFO_SIZE + pad}x"
                 self.info_at = idx
                 idx += 45

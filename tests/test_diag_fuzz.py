@@ -206,3 +206,84 @@ def test_request_layout():
     assert diag.states_mask([3]) == (1 << 3) | (1 << 12)  # SYN_RECV includes request sockets
     with pytest.raises(ValueError):
         diag.states_mask([0])
+
+
+# ---------------------------------------------------------------- fast path ≡ strict slow path
+def _slow_only(datagrams: list[bytes]) -> list[Socket]:
+    out: list[Socket] = []
+    saved = diag._MAX_LAYOUTS
+    diag._MAX_LAYOUTS = 0  # never learn a layout: every message takes the strict path
+    try:
+        p = diag.DumpParser(SEQ)
+        for d in datagrams:
+            p.feed(d, out)
+    finally:
+        diag._MAX_LAYOUTS = saved
+    return out
+
+
+def _fast(datagrams: list[bytes]) -> list[Socket]:
+    out: list[Socket] = []
+    p = diag.DumpParser(SEQ)
+    for d in datagrams:
+        p.feed(d, out)
+    return out
+
+
+msg_specs = st.lists(st.tuples(
+    st.sampled_from([1, 8, 10]),  # state
+    st.integers(0, 65535),  # sport
+    st.booleans(),  # v6
+    st.sampled_from([None, 104, 248, 280]),  # tcp_info length
+    st.sampled_from([None, b"cubic\0", b"bbr\0"]),
+    st.integers(0, 4),  # timer
+), min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=1000)
+@given(msg_specs, st.integers(1, 5))
+def test_fast_path_decodes_exactly_like_the_strict_path(specs, ndgrams):
+    msgs = [diag_msg(state=s, sport=p, family=socket.AF_INET6 if v6 else socket.AF_INET,
+                     src="::1" if v6 else "127.0.0.1", dst="::2" if v6 else "127.0.0.2",
+                     info=None if ilen is None else bytes((j * 7 + p) & 0xFF for j in range(ilen)),
+                     cong=cong, timer=t, expires=1000 * t, cookie=p * 3) for s, p, v6, ilen, cong, t in specs]
+    # split into datagrams on message boundaries (layouts persist across datagrams of one dump)
+    k = max(1, len(msgs) // ndgrams)
+    dgrams = [b"".join(msgs[i:i + k]) for i in range(0, len(msgs), k)]
+    assert _fast(dgrams) == _slow_only(dgrams)
+    assert len(_fast(dgrams)) == len(msgs)
+
+
+def test_same_key_but_different_attribute_headers_takes_the_strict_path():
+    a = diag_msg(sport=1, info=INFO, cong=b"bbr\0")
+    b = bytearray(diag_msg(sport=2, info=INFO, cong=b"bbr\0"))
+    # same length/type/seq/family/state (the layout key) but the CONG attribute renamed to type 30
+    off = len(b) - 8
+    assert struct.unpack_from("=HH", b, off) == (8, diag.INET_DIAG_CONG)
+    struct.pack_into("=HH", b, off, 8, 30)
+    socks, _ = parse(a + bytes(b) + a)
+    assert [s.cong for s in socks] == ["bbr", None, "bbr"]
+    # and a corrupted attribute length in a known layout raises instead of mis-decoding
+    c = bytearray(diag_msg(sport=3, info=INFO, cong=b"bbr\0"))
+    struct.pack_into("=H", c, off, 200)
+    with pytest.raises(NetlinkFormatError):
+        parse(a + bytes(c))
+
+
+def test_overlapped_and_plain_dumps_agree():
+    out1: list[Socket] = []
+    out2: list[Socket] = []
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    try:
+        sock = netlink.open_socket()
+        try:
+            diag.dump_tcp(sock, socket.AF_INET, out=out1, port=lst.getsockname()[1])
+            diag.dump_tcp(sock, socket.AF_INET, out=out2, port=lst.getsockname()[1], overlapped=True)
+            assert sock.getblocking()
+        finally:
+            sock.close()
+    finally:
+        lst.close()
+    assert [s.key for s in out1] == [s.key for s in out2] and len(out1) == 1
