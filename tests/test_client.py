@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from sockhelp import Events, ss_rows, wait_for
+from sockhelp import Events, ss_rows, ss_states, wait_for
 from sockmon.core.errors import BadInput
 from sockmon.core.events import EventKind
 from sockmon.core.options import Keepalive, Linger, SocketOptions
@@ -237,7 +237,7 @@ def test_graceful_close_ends_in_time_wait(server, client):
     assert ev.of(EventKind.PEER_CLOSED)
     calls = [e.detail for e in ev.of(EventKind.CALL)]
     assert calls[-2:] == ["shutdown(SHUT_WR)", "close() after the peer's FIN"]
-    assert wait_for(lambda: [r for r in ss_rows(port) if r["lport"] == port and r["state"] == "TIME-WAIT"], 2)
+    assert wait_for(lambda: ss_states(port, srv.address[1]) == {port: "TIME-WAIT"}, 2), ss_states(port, srv.address[1])
 
 
 def test_abort_resets_the_peer_and_leaves_no_time_wait(client):
@@ -254,7 +254,7 @@ def test_abort_resets_the_peer_and_leaves_no_time_wait(client):
         peer.recv(10)
     assert "RST" in ev.of(EventKind.CLOSED)[-1].detail
     time.sleep(0.05)
-    assert not [r for r in ss_rows(port) if r["state"] == "TIME-WAIT"]
+    assert "TIME-WAIT" not in ss_states(port, lst.getsockname()[1]).values()
     peer.close()
     lst.close()
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from sockhelp import Events, ss_rows, wait_for
+from sockhelp import Events, ss_rows, ss_states, wait_for
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.events import EventKind
 from sockmon.core.options import Keepalive, Linger
@@ -220,7 +220,7 @@ def test_abort_client_gives_reset(make_server):
     eng.abort(cid)
     with pytest.raises(ConnectionResetError):
         c.recv(10)
-    assert not [r for r in ss_rows(cport) if r["state"] == "TIME-WAIT"]
+    assert "TIME-WAIT" not in ss_states(cport, eng.address[1]).values()
     c.close()
 
 
