@@ -1,0 +1,137 @@
+"""Benchmark: does the tracepoint reader keep every transition at 10k connections/s? (not a test)
+
+Generator processes each open/close loopback connections on their own listener at a fixed rate
+(both sides close: 10 transitions per connection); a reader process runs `TransitionTracer` and
+drains it every DRAIN seconds (watch: 0.05, collector: 0.1), counting transitions on the
+generators' ports. Reports captured / expected, kernel overruns and the reader's CPU.
+
+    sudo python3 bench/bench_tracepoint.py [--rate 10000] [--seconds 5] [--drain 0.05,0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def generator(rate: float, seconds: float) -> None:
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1024)
+    addr = lst.getsockname()
+    print(addr[1], flush=True)
+    sys.stdin.readline()  # "go"
+    n = 0
+    t0 = time.monotonic()
+    end = t0 + seconds
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        due = int((now - t0) * rate)
+        while n < due:
+            c = socket.create_connection(addr)
+            s, _ = lst.accept()
+            c.close()
+            s.close()
+            n += 1
+        time.sleep(0.0005)
+    print(json.dumps({"connections": n, "elapsed": time.monotonic() - t0}), flush=True)
+    lst.close()
+
+
+def reader(ports: set[int], drain: float) -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from sockmon.core.tracepoint import TransitionTracer
+
+    stop = False
+
+    def on_term(*_):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    counts = 0
+    max_batch = 0
+    with TransitionTracer() as tr:
+        print(tr.name, flush=True)
+        c0 = time.process_time()
+        while True:
+            got = tr.read()
+            max_batch = max(max_batch, len(got))
+            counts += sum(1 for t in got if t.dport and (t.sport in ports or t.dport in ports))
+            if stop:
+                break
+            time.sleep(drain)
+        got = tr.read()
+        counts += sum(1 for t in got if t.dport and (t.sport in ports or t.dport in ports))
+        cpu = time.process_time() - c0
+        print(json.dumps({"captured": counts, "overruns": tr.overruns, "cpu_s": cpu, "max_batch": max_batch,
+                          "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+
+
+def run(rate: float, seconds: float, drain: float, gens: int) -> dict:
+    me = os.path.abspath(__file__)
+    gprocs = [subprocess.Popen([sys.executable, me, "--gen", str(rate / gens), str(seconds)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(gens)]
+    ports = {int(p.stdout.readline()) for p in gprocs}
+    rproc = subprocess.Popen([sys.executable, me, "--reader", ",".join(map(str, ports)), str(drain)],
+                             stdout=subprocess.PIPE, text=True)
+    instance = rproc.stdout.readline().strip()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    for p in gprocs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = [json.loads(p.stdout.readline()) for p in gprocs]
+    wall = time.monotonic() - t0
+    for p in gprocs:
+        p.wait()
+    time.sleep(max(0.3, 3 * drain))
+    rproc.send_signal(signal.SIGTERM)
+    r = json.loads(rproc.stdout.readline())
+    rproc.wait()
+    conns = sum(x["connections"] for x in results)
+    left = os.path.exists(f"/sys/kernel/tracing/instances/{instance}")
+    return {"drain": drain, "connections": conns, "rate": conns / wall, "expected": 10 * conns, **r,
+            "reader_cpu_pct": 100 * r["cpu_s"] / wall, "instance_left": left}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=10000)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--drain", default="0.05,0.1")
+    ap.add_argument("--gens", type=int, default=2)
+    ap.add_argument("--gen", nargs=2)
+    ap.add_argument("--reader", nargs=2)
+    a = ap.parse_args()
+    if a.gen:
+        generator(float(a.gen[0]), float(a.gen[1]))
+        return 0
+    if a.reader:
+        reader({int(x) for x in a.reader[0].split(",")}, float(a.reader[1]))
+        return 0
+    print(f"# tracepoint reader benchmark — {os.cpu_count()} CPUs, Linux {os.uname().release}, "
+          f"target {a.rate:.0f} conn/s for {a.seconds:.0f} s, {a.gens} generator processes")
+    print()
+    print("| drain every | connections | achieved conn/s | expected transitions | captured | lost % | overruns | "
+          "reader CPU % | instance left |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for drain in (float(x) for x in a.drain.split(",")):
+        r = run(a.rate, a.seconds, drain, a.gens)
+        lost = 100 * (r["expected"] - r["captured"]) / r["expected"] if r["expected"] else 0
+        print(f"| {drain * 1000:.0f} ms | {r['connections']} | {r['rate']:.0f} | {r['expected']} | {r['captured']} | "
+              f"{lost:.2f} | {r['overruns']} | {r['reader_cpu_pct']:.0f} | {r['instance_left']} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
