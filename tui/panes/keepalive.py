@@ -46,6 +46,8 @@ def read_socket_keepalive(sock: Socket, owner: Process | None):
     if sock.state == TIME_WAIT or not sock.inode:
         return None, "no file descriptor (TIME_WAIT or orphaned): nothing to read options from"
     if owner is None:
+        if os.geteuid() == 0:
+            return None, "no owning process found (it may have exited, or the socket waits in an accept queue)"
         return None, "owner unknown (another user's process needs root to see)"
     if owner.pid == os.getpid():
         fd = _find_fd(owner.pid, sock.inode)
@@ -106,6 +108,9 @@ class KeepalivePane(Horizontal):
     KeepalivePane #ka-side { width: 45%; min-width: 44; height: 1fr; overflow-y: auto; }
     KeepalivePane #ka-system { border: round $primary 60%; height: auto; padding: 0 1; }
     KeepalivePane #ka-selected { border: round $primary 60%; height: auto; padding: 0 1; }
+    KeepalivePane.-narrow { layout: vertical; }
+    KeepalivePane.-narrow #ka-left { width: 1fr; height: 1fr; min-height: 6; }
+    KeepalivePane.-narrow #ka-side { width: 1fr; height: auto; max-height: 70%; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
@@ -135,6 +140,9 @@ class KeepalivePane(Horizontal):
         self.query_one("#ka-selected", Static).border_title = "Selected socket"
         self.set_interval(0.5, self._render_selected)
         self._redraw()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 110, "-narrow")
 
     def focus_table(self) -> None:
         self.timers.focus_table()
