@@ -484,8 +484,8 @@ class ClientEngine(EngineLoop):
                 try:
                     opts.set_linger(sock, Linger.ABORT)
                 except SockmonError as exc:
-                    self.emit(EventKind.FAILED, "setsockopt(SO_LINGER, on, 0)", conn=CONN,
-                              **failure_fields(exc.errno))
+                    self.queue_event(EventKind.FAILED, "setsockopt(SO_LINGER, on, 0)", conn=CONN,
+                                     **failure_fields(exc.errno))
             lingering = not abort and lifecycle.lingers(sock)
         self._settled.set()
         if lingering:

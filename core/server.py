@@ -397,8 +397,8 @@ class ServerEngine(EngineLoop):
                 try:
                     _set_linger(conn.sock, Linger.ABORT)
                 except SockmonError as exc:
-                    self.emit(EventKind.FAILED, "setsockopt(SO_LINGER, on, 0)", conn=conn.id,
-                              **failure_fields(exc.errno))
+                    self.queue_event(EventKind.FAILED, "setsockopt(SO_LINGER, on, 0)", conn=conn.id,
+                                     **failure_fields(exc.errno))
             elif lifecycle.lingers(conn.sock):
                 cid = conn.id
 
