@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from sockmon.core.errors import BadInput
 
-
 _GAI_NAMES = {getattr(socket, n): n for n in dir(socket) if n.startswith("EAI_")}
 
 
