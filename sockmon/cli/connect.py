@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
             deadline = time.monotonic() + args.hold
             while engine.connected and time.monotonic() < deadline:
                 time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        if args.abort:
+        if not engine.open:
+            pass  # the connection already ended (reset, error): nothing left to close
+        elif args.abort:
             engine.abort()
         elif args.close:
             engine.close()
