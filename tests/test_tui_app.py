@@ -287,3 +287,29 @@ async def test_keepalive_pane_reads_our_own_socket_from_the_kernel(loopback):
         assert "own fd" in ka.read_note
         text = screen_text(app)
         assert "dead peer after" in text and "105 s" in text
+
+
+@sync
+async def test_newest_snapshot_wins_and_no_transition_is_lost():
+    """Updates handed over faster than the UI applies them: only the newest is shown, every transition kept."""
+    import threading
+
+    from sockmon.tui.app import make_update
+    from test_tui_fixtures import T0, transitions
+
+    app = SockmonApp(collector_factory=None, is_root=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        trs = transitions()
+        updates = [make_update(snapshot(taken_at=T0 + i), [trs[i]], summary()) for i in range(4)]
+
+        def collector_thread():
+            for u in updates:
+                app._from_collector(u)
+
+        t = threading.Thread(target=collector_thread)
+        t.start()
+        t.join()
+        await pilot.pause()
+        assert app.snapshot.taken_at == T0 + 3
+        assert app.updates_applied == 1
+        assert app.history.total == 4
