@@ -297,9 +297,20 @@ class ClientEngine(EngineLoop):
 
     def _connected_ok(self) -> None:
         sock = self._sock
+        try:
+            local = tuple(sock.getsockname()[:2])
+            peer = tuple(sock.getpeername()[:2])
+        except OSError:  # ENOTCONN: the handshake completed but an RST already ended it
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.ECONNRESET
+            self._sample()
+            self.emit(EventKind.RESET, f"connect({self._where}): connected, then reset by the peer", conn=CONN,
+                      **failure_fields(err))
+            self._drop_socket()
+            self._addrs = []
+            self._connect_failed()
+            return
         self._phase = "connected"
-        self._local = tuple(sock.getsockname()[:2])
-        self._peer = tuple(sock.getpeername()[:2])
+        self._local, self._peer = local, peer
         self._addrs = []
         self.emit(EventKind.RETURNED, f"connect({self._where}) from {format_endpoint(*self._local)}", conn=CONN)
         self._sample()

@@ -133,10 +133,10 @@ class EngineLoop:
                     if key.data == "wake":
                         self._drain_wake()
                     else:
-                        self._on_ready(key, mask)
+                        self._guarded(self._on_ready, key, mask)
                 while self._cmds and not self._stopping:
                     self._run_command(self._cmds.popleft())
-                self._tick()
+                self._guarded(self._tick)
                 self._flush_events()
             while self._cmds:  # commands posted before stop() still run (e.g. close, then stop)
                 self._run_command(self._cmds.popleft())
@@ -158,11 +158,15 @@ class EngineLoop:
             self._wake_w.close()
 
     def _run_command(self, fn: Callable[[], None]) -> None:
+        self._guarded(fn)
+
+    def _guarded(self, fn: Callable, *args) -> None:
+        """Run one step; an unexpected exception is reported as an ERROR event and the loop goes on."""
         try:
-            fn()
-        except Exception as exc:  # a failing command is reported, the loop goes on
-            log.exception("engine command failed")
-            self.emit(EventKind.ERROR, f"command failed: {exc}", **failure_fields(getattr(exc, "errno", None)))
+            fn(*args)
+        except Exception as exc:
+            log.exception("engine step failed")
+            self.emit(EventKind.ERROR, f"internal error: {exc!r}", **failure_fields(getattr(exc, "errno", None)))
 
     def _drain_wake(self) -> None:
         try:
