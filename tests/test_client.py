@@ -357,3 +357,43 @@ def test_ipv6_and_name(server, client):
     eng2, _ = client()
     eng2.connect("localhost", srv.address[1])
     assert eng2.wait_connected(3)  # tries each getaddrinfo address until one answers
+
+
+def test_reset_races_never_crash_the_engine(server):
+    """Against a reset-on-accept server the RST may land before, between or after our connect checks."""
+    from sockmon.core.client import ClientEngine
+
+    srv = server("reset")
+    for _ in range(40):
+        ev = Events()
+        eng = ClientEngine(on_event=ev)
+        try:
+            eng.connect(*srv.address)
+            eng.wait_connected(3)
+            rst = ev.wait(EventKind.RESET, timeout=3)
+            assert rst.errno_name == "ECONNRESET"
+            assert eng.wait_closed(3)
+            assert not [e for e in ev.of(EventKind.ERROR) if "internal error" in e.detail]
+        finally:
+            eng.stop()
+
+
+def test_a_failing_callback_does_not_stop_the_engine(server):
+    from sockmon.core.client import ClientEngine
+
+    srv = server()
+    seen = []
+
+    def bad_callback(event):
+        seen.append(event)
+        raise RuntimeError("UI bug")
+
+    eng = ClientEngine(on_event=bad_callback)
+    try:
+        eng.connect(*srv.address)
+        assert eng.wait_connected(3)
+        eng.send(b"still works")
+        assert wait_for(lambda: eng.received == b"still works", 3)
+        assert eng.running and len(seen) > 3
+    finally:
+        eng.stop()
