@@ -145,6 +145,8 @@ class ClientEngine(EngineLoop):
             raise BadInput("empty host (use e.g. 127.0.0.1)")
         if not 0 < timeout <= 3600:
             raise BadInput(f"bad connect timeout {timeout}: use more than 0 and at most 3600 s")
+        if self._stopping:
+            raise SockmonError("this client engine is stopped; make a new one")
         with self._lock:
             if self._sock is None and self._settled.is_set():
                 self._connect_ok = False

@@ -53,6 +53,9 @@ class EngineLoop:
         self._thread.start()
 
     def post(self, fn: Callable[[], None]) -> None:
+        """Queue a command for the engine thread (dropped once the engine is stopping)."""
+        if self._stopping:
+            return
         self._cmds.append(fn)
         self._wake()
 

@@ -397,3 +397,15 @@ def test_a_failing_callback_does_not_stop_the_engine(server):
         assert eng.running and len(seen) > 3
     finally:
         eng.stop()
+
+
+def test_connect_on_a_stopped_engine_says_so():
+    from sockmon.core.client import ClientEngine
+    from sockmon.core.errors import SockmonError
+
+    eng = ClientEngine()
+    eng.stop()
+    assert not eng.running
+    with pytest.raises(SockmonError, match="stopped"):
+        eng.connect("127.0.0.1", 80)
+    eng.send(b"dropped")  # other commands are dropped quietly
