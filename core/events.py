@@ -47,7 +47,9 @@ class Event:
             if value not in (None, ""):
                 out[name] = value
         if self.data is not None:
+            # text for people, hex so binary payloads survive JSON unchanged
             out["data"] = self.data.decode("utf-8", "backslashreplace")
+            out["hex"] = self.data.hex()
         return out
 
     def line(self) -> str:
