@@ -46,6 +46,28 @@ FILTER = [
 ]
 
 
+def _binding_rows(bindings) -> list[tuple[str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, Binding) and b.description and b.key != "escape":
+            rows.append((b.key, b.description))
+    return rows
+
+
+def lab_key_sections() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The lab panes' keys, read from their own BINDINGS so help never drifts from what works."""
+    from sockmon.tui.panes.client import ClientPane
+    from sockmon.tui.panes.server import ServerPane
+    from sockmon.tui.panes.timeline import TimelinePane
+
+    note = " (when no input field has focus; Esc leaves a field)"
+    return [
+        ("Client pane (3)" + note, _binding_rows(ClientPane.BINDINGS)),
+        ("Server pane (4)" + note, _binding_rows(ServerPane.BINDINGS)),
+        ("Timeline pane (5)", _binding_rows(TimelinePane.BINDINGS)),
+    ]
+
+
 def help_renderable() -> Table:
     outer = Table.grid(padding=(0, 0))
     outer.add_column()
@@ -70,6 +92,8 @@ def help_renderable() -> Table:
     outer.add_row(panes)
     outer.add_row("")
     section("Keys", KEYS)
+    for title, rows in lab_key_sections():
+        section(title, rows)
     section("Filter (Connections)", FILTER)
     outer.add_row(Text("State colours (the same everywhere)", style="bold underline"))
     legend = Text()
