@@ -136,25 +136,24 @@ _MAX_LAYOUTS = 64
 
 
 class _Layout:
-    __slots__ = ("unpack", "iter_unpack", "check", "expected", "info_at", "cong_at", "length")
+    __slots__ = ("unpack", "iter_unpack", "pairs", "info_at", "cong_at", "length")
 
     def __init__(self, length: int, seq: int, family: int, attrs: list[tuple[int, int, int]]) -> None:
         """``attrs``: (type, nla_len, bytes consumed incl. padding) in message order."""
-        from operator import itemgetter
-
         from sockmon.core.tcpinfo import KEEP_FMT
 
         fmt = "=" + _HEAD_FMT
         idx = 20
-        check = []
-        expected = []
+        # the bytes every message decoded with this layout must have: nlmsg length and type,
+        # sequence number, family, and every attribute header (state, flags, values may differ)
+        fixed = {0: struct.pack("=IH", length, SOCK_DIAG_BY_FAMILY), 8: struct.pack("=I", seq),
+                 16: bytes((family,))}
         self.info_at = -1
         self.cong_at = -1
+        pos = _MSG_LEN
         for atype, alen, used in attrs:
-            fmt += "HH"
-            check += [idx, idx + 1]
-            expected += [alen, atype]
-            idx += 2
+            fixed[pos] = _NLA.pack(alen, atype)
+            fmt += "4x"
             payload = alen - 4
             pad = used - alen
             if atype == INET_DIAG_INFO and payload < TCP_INFO_SIZE:
@@ -169,16 +168,35 @@ class _Layout:
                 idx += 1
             else:
                 fmt += f"{payload + pad}x"
+            pos += used
         st = struct.Struct(fmt)
-        if st.size != length:
+        if st.size != length or pos != length:
             raise ValueError("layout does not cover the message")
         self.unpack = st.unpack_from
         self.iter_unpack = st.iter_unpack
         self.length = length
-        # every message decoded with this layout must have this length, type, sequence number,
-        # family and exactly these attribute headers (state, flags and values may differ)
-        self.check = itemgetter(0, 1, 3, 5, *check)
-        self.expected = (length, SOCK_DIAG_BY_FAMILY, seq, family, *expected)
+        self.pairs = tuple((start + j, raw[j:j + 1]) for start, raw in fixed.items() for j in range(len(raw)))
+
+    def matching(self, data: bytes, off: int, k: int) -> int:
+        """How many of the k message-sized slots from ``off`` on carry this layout's fixed bytes.
+
+        One strided slice per checked byte covers all k slots at once (data[p::length]); only when
+        that bulk check fails are the slots checked one by one to find the first that differs.
+        """
+        length = self.length
+        end = off + k * length
+        for p, b in self.pairs:
+            if data[off + p:end:length] != b * k:
+                break
+        else:
+            return k
+        n = 0
+        while n < k:
+            base = off + n * length
+            if any(data[base + p:base + p + 1] != b for p, b in self.pairs):
+                break
+            n += 1
+        return n
 
 
 class DumpParser:
@@ -208,16 +226,11 @@ class DumpParser:
             lay = layouts.get(data[off:off + _KEY_LEN])
             if lay is not None:
                 length = lay.length
-                run = (size - off) // length * length
-                if run:
-                    # every whole message-sized slot from here on; stop at the first that differs
-                    check = lay.check
-                    expected = lay.expected
+                n = lay.matching(data, off, (size - off) // length)
+                if n:
                     i = lay.info_at
                     c = lay.cong_at
-                    for v in lay.iter_unpack(view[off:off + run]):
-                        if check(v) != expected:
-                            break
+                    for v in lay.iter_unpack(view[off:off + n * length]):
                         family = v[5]
                         cache = addrs[family]
                         s = cache.get(v[11])
@@ -238,14 +251,8 @@ class DumpParser:
                         append(new(Socket, (family, v[6], s, swap[v[9]], d, swap[v[10]], v[16], v[17],
                                             new(Timer, (timer, v[15], v[8])) if timer else None,
                                             v[18], v[19], v[14], v[13], info, cong)))
-                        off += length
-                    else:
-                        continue
-                    if off >= size:
-                        break
-                    lay2 = layouts.get(data[off:off + _KEY_LEN])
-                    if lay2 is not None and lay2 is not lay:
-                        continue  # another known layout starts here
+                    off += n * length
+                    continue  # the next message may start another known layout
             done, off = self._slow(data, off, size, out)
             if done:
                 return True
