@@ -34,6 +34,10 @@ PREFIX = "sockmon-"
 _MARK = ": inet_sock_set_state: "
 _STATE = {f"TCP_{name}": code for name, code in STATE_CODES.items()}
 _FAMILY = {"AF_INET": socket.AF_INET.value, "AF_INET6": socket.AF_INET6.value}
+_FAMILY_TOKEN = {f"family={k}": v for k, v in _FAMILY.items()}
+_OLD_TOKEN = {f"oldstate=TCP_{name}": code for name, code in STATE_CODES.items()}
+_NEW_TOKEN = {f"newstate=TCP_{name}": code for name, code in STATE_CODES.items()}
+DEFAULT_BUFFER_KB = 16384  # per CPU: ~3 s of events at 10k connections/s if the reader is starved
 
 
 class TracingUnavailable(SockmonError):
@@ -172,7 +176,8 @@ def parse_line(line: str) -> tuple | None:
 class TransitionTracer:
     """Context manager over a private tracefs instance; `read()` returns new `Transition`s."""
 
-    def __init__(self, *, port: int | None = None, buffer_kb: int = 4096, root: str | None = None) -> None:
+    def __init__(self, *, port: int | None = None, buffer_kb: int = DEFAULT_BUFFER_KB,
+                 root: str | None = None) -> None:
         ok, why = tracing_available() if root is None else (True, "")
         if not ok:
             raise TracingUnavailable(why)
@@ -237,23 +242,44 @@ class TransitionTracer:
     def read(self) -> list[Transition]:
         """Transitions since the previous call, oldest first, with dwell_ms when known."""
         with self._lock:
-            out = []
+            out: list[Transition] = []
+            append = out.append
             last = self._last
-            mk = Transition
+            new = tuple.__new__
+            mark = _MARK
+            skip = len(_MARK)
+            fam_of = _FAMILY_TOKEN
+            old_of = _OLD_TOKEN
+            new_of = _NEW_TOKEN
+            v4 = socket.AF_INET.value
             for line in self.read_raw():
-                p = parse_line(line)
-                if p is None:
+                i = line.find(mark)
+                if i < 0:
                     continue
-                ts, family, src, sport, dst, dport, old, new = p
+                try:
+                    head = line[:i]
+                    ts = float(head[head.rfind(" ") + 1:])
+                    f = line[i + skip:].split(" ")
+                    family = fam_of[f[0]]
+                    sport = int(f[2][6:])
+                    dport = int(f[3][6:])
+                    if family == v4:
+                        src, dst = f[4][6:], f[5][6:]
+                    else:
+                        src, dst = f[6][8:], f[7][8:]
+                    old = old_of[f[8]]
+                    nw = new_of[f[9]]
+                except (IndexError, KeyError, ValueError):
+                    continue
                 key = (family, src, sport, dst, dport)
                 prev = last.pop(key, None)
                 if prev is None and sport and old != 7:
                     # connect() sets SYN_SENT before the kernel picks the source port
                     prev = last.pop((family, src, 0, dst, dport), None)
                 dwell = (ts - prev[0]) * 1000.0 if prev is not None and prev[1] == old else None
-                if new != 7:  # CLOSE ends the socket's story
-                    last[key] = (ts, new)
-                out.append(mk(ts, family, src, sport, dst, dport, old, new, "tracepoint", dwell, None))
+                if nw != 7:  # CLOSE ends the socket's story
+                    last[key] = (ts, nw)
+                append(new(Transition, (ts, family, src, sport, dst, dport, old, nw, "tracepoint", dwell, None)))
             if len(last) > 500_000:  # sockets whose CLOSE we never saw (e.g. filtered): bound memory
                 last.clear()
             self.events += len(out)
