@@ -8,9 +8,10 @@ exit status and one line naming the errno, its meaning and the action; never a t
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
+
+from sockmon.cli.output import EventPrinter
 
 REPLY_WAIT = 0.5  # after --send, how long to wait for a first reply when --hold is not given
 
@@ -40,26 +41,19 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-class _Recorder:
+class _Recorder(EventPrinter):
     """Prints events as they come and remembers the first failure."""
 
     def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
+        super().__init__(as_json)
         self.failure = None
         self.got_reply = threading.Event()
-        self._lock = threading.Lock()
 
-    def __call__(self, event) -> None:
+    def seen(self, event) -> None:
         from sockmon.core.events import EventKind
 
-        text = json.dumps(event.as_json()) if self.as_json else event.line()
-        with self._lock:
-            try:
-                print(text, flush=True)
-            except (BrokenPipeError, ValueError):
-                pass
-            if event.kind in (EventKind.FAILED, EventKind.RESET, EventKind.ERROR) and self.failure is None:
-                self.failure = event
+        if event.kind in (EventKind.FAILED, EventKind.RESET, EventKind.ERROR) and self.failure is None:
+            self.failure = event
         if event.kind in (EventKind.BYTES_IN, EventKind.PEER_CLOSED, EventKind.RESET):
             self.got_reply.set()
 

@@ -6,10 +6,11 @@ of 0.0.0.0 (127.0.0.1 is the recommended choice).
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
+
+from sockmon.cli.output import EventPrinter
 
 MODES_HELP = ("echo: send back what arrives; discard: read and drop; hold: accept, never read; "
               "no-accept: listen only (the accept queue fills); close: accept then FIN; "
@@ -31,20 +32,6 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def _printer(as_json: bool):
-    lock = threading.Lock()
-
-    def emit(event) -> None:
-        text = json.dumps(event.as_json()) if as_json else event.line()
-        with lock:
-            try:
-                print(text, flush=True)
-            except (BrokenPipeError, ValueError):
-                pass
-
-    return emit
-
-
 def run(args) -> int:
     from sockmon.core.address import parse_endpoint
     from sockmon.core.errors import BadInput
@@ -60,7 +47,7 @@ def run(args) -> int:
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     engine = ServerEngine(endpoint.host, endpoint.port, mode=args.mode, backlog=args.backlog,
-                          reuseaddr=not args.no_reuseaddr, on_event=_printer(args.json))
+                          reuseaddr=not args.no_reuseaddr, on_event=EventPrinter(args.json))
     try:
         engine.start()
         while not stop.wait(0.5):

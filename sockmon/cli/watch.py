@@ -7,12 +7,12 @@ Otherwise: transitions inferred from consecutive snapshots. Never imports Textua
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
 
 from sockmon.cli.ls import _port, fmt_endpoint
+from sockmon.cli.output import fileno_of_stdout, write_all
 
 
 def register(subparsers) -> None:
@@ -34,21 +34,6 @@ def format_transition(t) -> str:
             f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]")
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte, even when a signal interrupts a write blocked on a full pipe.
-
-    (A large ``sys.stdout.write`` blocked on a pipe and interrupted by SIGINT/SIGTERM can lose the
-    rest of its data in CPython's buffered layer; a plain os.write loop keeps partial writes exact.)
-    """
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except InterruptedError:
-            continue
-        view = view[n:]
-
-
 def run(args) -> int:
     from sockmon.core.errors import BadInput
 
@@ -63,8 +48,7 @@ def run(args) -> int:
     old_term = signal.signal(signal.SIGTERM, on_term)
     old_int = signal.signal(signal.SIGINT, on_term)
     as_json = args.json
-    sys.stdout.flush()
-    fd = sys.stdout.fileno()
+    fd = fileno_of_stdout()
 
     def emit(transitions) -> None:
         if not transitions:
@@ -106,15 +90,15 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
 
 
 def _watch_inferred(port, interval, stop, emit) -> int:
-    from sockmon.core.diff import advance_since, diff
-    from sockmon.core.snapshot import take_snapshot
+    """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here)."""
+    from sockmon.core.collector import Collector
 
-    prev = take_snapshot(port=port, with_info=False)
-    since = {s.key: prev.taken_at for s in prev.sockets}
-    while not stop.wait(interval):
-        cur = take_snapshot(port=port, with_info=False)
-        d = diff(prev, cur, since)
-        since = advance_since(since, d, cur)
-        emit(d.transitions)
-        prev = cur
+    def on_update(update) -> None:
+        if update.error:
+            print(f"sockmon watch: {update.error}", file=sys.stderr, flush=True)
+        emit(update.transitions)
+
+    with Collector(interval=interval, port=port, with_info=False, with_owners=False, use_tracepoint=False,
+                   on_update=on_update):
+        stop.wait()
     return 0
