@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from sockmon.core.address import parse_endpoint
     from sockmon.core.client import ClientEngine
     from sockmon.core.errors import BadInput
+    from sockmon.core.events import EventKind
     from sockmon.core.options import Keepalive, Linger
 
     endpoint = parse_endpoint(args.endpoint)
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         engine.connect(endpoint.host, endpoint.port, timeout=args.timeout)
         if not engine.wait_connected(args.timeout + 5.0):
             raise _failure(rec, f"connect to {endpoint}")
-        rec.failure = None  # an earlier address of the name may have failed before this one answered
+        if rec.failure is not None and rec.failure.kind is EventKind.FAILED:
+            # an earlier address of the name failed before this one answered; a RESET or ERROR that
+            # already arrived on the connection itself (reset on accept) must still fail the run
+            rec.failure = None
         if linger is not None:
             engine.set_linger(linger)
         if keepalive is not None:
