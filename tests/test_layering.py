@@ -38,3 +38,4 @@ def test_whole_core_package_does_not_import_textual():
 def test_cli_parser_does_not_import_textual():
     assert not _imports_textual("from sockmon.cli import build_parser\nbuild_parser()")
 
+

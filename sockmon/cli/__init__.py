@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             if args.interval <= 0 or args.interval > 3600:
                 parser.error(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
+            if args.netns is not None:
+                from sockmon.core.netns import open_netns
+
+                os.close(open_netns(args.netns))  # refuse a missing namespace before the screen opens
             from sockmon.tui.app import run_app
 
             return run_app(interval=args.interval, netns=args.netns)
