@@ -13,6 +13,8 @@ import errno
 import os
 import platform
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sockmon.core.errors import BadInput, SockmonError
 
@@ -96,3 +98,20 @@ def duplicate_socket(pid: int, inode: int) -> socket.socket:
     except OSError as exc:
         os.close(fd)
         raise SockmonError.from_os_error(exc, f"fd {target} of pid {pid} is not a usable socket") from None
+
+
+@contextmanager
+def borrowed_socket(pid: int, inode: int) -> Iterator[socket.socket]:
+    """A temporary socket object for process ``pid``'s socket with this inode, closed on exit.
+
+    Our own process: a plain ``dup`` of our fd (no privileges needed). Another process: pidfd_getfd
+    (root). Either way options read or set through it act on the owner's socket, which stays open.
+    """
+    if pid == os.getpid():
+        sock = socket.socket(fileno=os.dup(find_socket_fd(pid, inode)))
+    else:
+        sock = duplicate_socket(pid, inode)
+    try:
+        yield sock
+    finally:
+        sock.close()

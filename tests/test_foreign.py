@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.foreign import duplicate_socket, find_socket_fd
+from sockmon.core.foreign import borrowed_socket, duplicate_socket, find_socket_fd
 from sockmon.core.options import Keepalive, Linger, read_options, set_keepalive, set_linger
 
 pytestmark = pytest.mark.root
@@ -106,3 +106,28 @@ except SockmonError as exc:
     line = out.stdout.strip()
     assert line.split(" |")[0] == ("EPERM" if known_fd else "EACCES"), line
     assert "root" in line and "\n" not in line
+
+
+@needs_root
+def test_borrowed_socket_acts_on_the_owners_socket_and_closes_only_the_copy(child):
+    proc, fd, inode, peer = child
+    with borrowed_socket(proc.pid, inode) as s:
+        assert set_keepalive(s, Keepalive(True, 33, 4, 3)) == Keepalive(True, 33, 4, 3)
+        copy_fd = s.fileno()
+    assert ask(proc, "ka") == "1 33"
+    assert not os.path.exists(f"/proc/self/fd/{copy_fd}") or os.readlink(f"/proc/self/fd/{copy_fd}") != f"socket:[{inode}]"
+    assert ask(proc, "send") == "sent"
+
+
+def test_borrowed_socket_of_our_own_process_needs_no_privileges():
+    own = socket.create_server(("127.0.0.1", 0))
+    try:
+        inode = os.fstat(own.fileno()).st_ino
+        with borrowed_socket(os.getpid(), inode) as s:
+            assert s.fileno() != own.fileno()
+            assert s.getsockname() == own.getsockname()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        assert own.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1  # same kernel socket
+        assert own.fileno() >= 0 and own.getsockname()  # ours is still open
+    finally:
+        own.close()
