@@ -313,3 +313,105 @@ async def test_newest_snapshot_wins_and_no_transition_is_lost():
         assert app.snapshot.taken_at == T0 + 3
         assert app.updates_applied == 1
         assert app.history.total == 4
+
+
+@sync
+async def test_pause_freezes_countdowns_and_the_footer_says_resume():
+    now = [1000.25]
+    app = SockmonApp(collector_factory=None, is_root=True, clock=lambda: now[0])
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.inject_snapshot(snapshot(), (), summary())
+        await pilot.pause()
+        table = app.connections.table
+        timer_col = next(c for c in table.columns if c.key == "timer")
+        row = next(s for s in table.visible_rows() if s.sport == 22 and s.timer is not None)
+
+        def countdown() -> str:
+            return timer_col.fmt(row).plain
+
+        assert countdown() == "keepalive 45s r1"
+        active = {b.action for _, b, enabled, _ in app.screen.active_bindings.values() if enabled}
+        assert "pause" in active and "resume" not in active
+        await pilot.press("p")
+        assert app.paused
+        active = {b.action for _, b, enabled, _ in app.screen.active_bindings.values() if enabled}
+        assert "resume" in active and "pause" not in active
+        now[0] += 20.0  # time passes while paused: the frozen snapshot's timers do not run
+        await pilot.pause()
+        assert countdown() == "keepalive 45s r1"
+        await pilot.press("p")
+        assert not app.paused
+        assert countdown() == "keepalive 25s r1"  # running again, from the real clock
+
+
+@sync
+async def test_palette_lists_every_action_of_every_pane():
+    from sockmon.tui.panes.client import ClientPane
+    from sockmon.tui.panes.server import ServerPane
+    from sockmon.tui.panes.timeline import TimelinePane
+
+    app = SockmonApp(collector_factory=None, is_root=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for pane, name in ((ClientPane, "Client"), (ServerPane, "Server"), (TimelinePane, "Timeline")):
+            for b in pane.BINDINGS:
+                if b.key != "escape":
+                    assert f"{name}: {b.description}" in titles, b
+        for want in ("Sort by next column", "Sort by previous column", "Reverse the sort order"):
+            assert want in titles
+        # a pane command runs the pane's action and shows the pane
+        client = app.query_one(ClientPane)
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Client: Connect")
+        called = []
+        client.action_connect = lambda: called.append("connect")
+        await command.callback()
+        await pilot.pause()
+        assert called == ["connect"] and app.query_one("#tabs").active == "client"
+
+
+@sync
+async def test_keepalive_pane_shows_the_timer_list_row_unless_the_user_picked_a_socket():
+    app = SockmonApp(collector_factory=None, is_root=True)
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.keepalive.reader = lambda sock, owner: (None, "test reader")
+        app.inject_snapshot(snapshot(), (), summary())
+        await pilot.pause()
+        ka = app.keepalive
+        await pilot.press("2")
+        await pilot.pause()
+        assert ka.socket is not None and ka.socket is ka.timers.selected, "the row under the timer list's cursor"
+        assert "keepalive timers" in str(app.query_one("#ka-selected").border_title)
+        # the user picks a socket in Connections: the Keepalive pane keeps showing that one
+        await pilot.press("1")
+        await pilot.pause()
+        table = app.connections.table
+        await pilot.press("down", "down")
+        await pilot.pause()
+        picked = table.cursor_row
+        await pilot.press("2")
+        await pilot.pause()
+        assert ka.socket.key == picked.key
+        assert "Connections" in str(app.query_one("#ka-selected").border_title)
+        # a refresh moving the timer list's cursor does not replace the user's pick
+        app.inject_snapshot(snapshot(), (), summary())
+        await pilot.pause()
+        assert ka.socket.key == picked.key
+
+
+@sync
+async def test_narrow_terminal_shows_whole_titles_banner_and_filter_errors():
+    from sockmon.tui.app import NON_ROOT_BANNER_SHORT
+
+    app = SockmonApp(collector_factory=None, is_root=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.inject_snapshot(snapshot(), (), summary())
+        await pilot.pause()
+        text = screen_text(app)
+        assert NON_ROOT_BANNER_SHORT in text, "the non-root banner fits one 80-column line"
+        assert "Listening [l]" in text and "Connections [c]" in text, "pane titles keep their key"
+        await pilot.press("slash", *"state:bogus")
+        await pilot.pause()
+        assert app.connections.filter_error
+        text = screen_text(app)
+        assert "NEW_SYN_RECV" in text and "not filtering" in text, "the whole reason shows (the last state named), wrapped"

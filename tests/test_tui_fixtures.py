@@ -1,6 +1,8 @@
 """Deterministic socket tables for the TUI tests and SVG snapshots (no kernel involved).
 
-Also holds small async helpers; pytest collects no tests from here.
+Also the one home of the TUI tests' helpers (``run``/``sync``, ``wait_for``, the ``LabHost`` app that
+mounts the three lab panes, ``timeline_text``, the ``echo_server`` fixture); pytest collects no tests
+from here.
 """
 
 from __future__ import annotations
@@ -10,12 +12,24 @@ import functools
 import socket
 from types import MappingProxyType, SimpleNamespace
 
+import pytest
 from sockmon.core import states as S
 from sockmon.core.records import Process, Snapshot, Socket, Timer, Transition
+from sockmon.core.server import ServerEngine
 from sockmon.core.tcpinfo import TcpInfo
+from sockmon.tui.panes.client import ClientPane
+from sockmon.tui.panes.server import ServerPane
+from sockmon.tui.panes.timeline import TimelinePane
+from textual.app import App, ComposeResult
+from textual.widgets import Footer, TabbedContent, TabPane
 
 T0 = 1000.0  # monotonic time of the fixture snapshot
 V4, V6 = socket.AF_INET, socket.AF_INET6
+
+
+def run(coro):
+    """Run one async test scenario on its own event loop."""
+    return asyncio.run(coro)
 
 
 def sync(fn):
@@ -23,19 +37,56 @@ def sync(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
+        return run(fn(*args, **kwargs))
 
     return wrapper
 
 
-async def wait_for(pilot, cond, timeout: float = 10.0, step: float = 0.05) -> bool:
+async def wait_for(pilot, cond, timeout: float = 10.0, what: str = "condition", step: float = 0.05):
+    """Let the app run until ``cond()`` is truthy and return that value; fail the test (AssertionError
+    naming ``what``) if it is still falsy after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        if cond():
-            return True
+        value = cond()
+        if value:
+            return value
         await pilot.pause(step)
-    return bool(cond())
+    value = cond()
+    if value:
+        return value
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class LabHost(App):
+    """The three lab panes (Client, Server, Timeline) as tabs, nothing else."""
+
+    def __init__(self, initial: str = "tab-client") -> None:
+        super().__init__()
+        self.initial = initial
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial=self.initial):
+            with TabPane("Client", id="tab-client"):
+                yield ClientPane()
+            with TabPane("Server", id="tab-server"):
+                yield ServerPane()
+            with TabPane("Timeline", id="tab-timeline"):
+                yield TimelinePane()
+        yield Footer()
+
+
+def timeline_text(app) -> str:
+    return "\n".join(app.query_one(TimelinePane).plain_lines())
+
+
+@pytest.fixture
+def echo_server():
+    """The built-in server engine in echo mode on an ephemeral loopback port."""
+    server = ServerEngine("127.0.0.1", 0, mode="echo", backlog=16)
+    server.start()
+    yield server
+    server.stop()
 
 
 def info(rtt_us=120, cwnd=10, retrans=0, total_retrans=0, **kw) -> TcpInfo:

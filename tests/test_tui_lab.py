@@ -5,52 +5,20 @@ A tiny host app mounts the three panes as tabs (the real SockmonApp is tested in
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 
 import pytest
+import test_tui_fixtures
 from sockmon.core import states as S
 from sockmon.core.server import ServerEngine
 from sockmon.tui.panes.client import ClientPane, hexdump, parse_hex, parse_timeout
 from sockmon.tui.panes.server import ServerPane
 from sockmon.tui.panes.timeline import TimelinePane
-from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Footer, Input, RichLog, Select, Static, TabbedContent, TabPane
+from test_tui_fixtures import LabHost, run, timeline_text, wait_for
+from textual.widgets import DataTable, Input, RichLog, Select, Static, TabbedContent
 
+echo_server = test_tui_fixtures.echo_server  # the shared fixture, for this module's tests
 pytestmark = pytest.mark.timeout(60)
-
-
-class LabHost(App):
-    """The three lab panes as tabs, nothing else."""
-
-    def compose(self) -> ComposeResult:
-        with TabbedContent(initial="tab-client"):
-            with TabPane("Client", id="tab-client"):
-                yield ClientPane()
-            with TabPane("Server", id="tab-server"):
-                yield ServerPane()
-            with TabPane("Timeline", id="tab-timeline"):
-                yield TimelinePane()
-        yield Footer()
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def wait_for(pilot, predicate, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def timeline_text(app) -> str:
-    return "\n".join(app.query_one(TimelinePane).plain_lines())
 
 
 def received_text(app) -> str:
@@ -67,14 +35,6 @@ def table_rows(four_tuple, states=None):
 
     snap = take_snapshot(port=four_tuple[1], with_info=False, states=states)
     return [s for s in snap.sockets if s.four_tuple == four_tuple]
-
-
-@pytest.fixture
-def echo_server():
-    server = ServerEngine("127.0.0.1", 0, mode="echo", backlog=16)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def connect_client(app, pilot, address) -> ClientPane:
@@ -535,5 +495,69 @@ def test_connect_again_replaces_the_connection_cleanly(echo_server):
             assert str(first[1]) not in text and "closed" not in text
             await pilot.press("a")
             await wait_for(pilot, lambda: pane.fd_closed, what="abort")
+
+    run(scenario())
+
+
+def test_enter_in_a_form_field_applies_it_and_gives_the_keys_back(echo_server):
+    async def scenario():
+        app = LabHost()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = app.query_one(ClientPane)
+            target = pane.query_one("#client-target", Input)
+            target.value = f"{echo_server.address[0]}:{echo_server.address[1]}"
+            target.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: pane.state == "ESTABLISHED" and pane.options, what="ESTABLISHED")
+            assert app.focused is pane, "after Enter the one-key actions work again"
+            await pilot.press("i")
+            assert app.focused is pane.query_one("#client-send-text", Input), "i jumps to the data field"
+            await pilot.press("escape")
+            idle = pane.query_one("#client-ka-idle", Input)
+            idle.value = "9"
+            idle.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: pane.options.keepalive.enabled and pane.options.keepalive.idle == 9,
+                           what="keepalive from Enter in the idle field")
+            assert app.focused is pane
+            # a bad value keeps the focus in the field, with the reason shown
+            idle.value = "0"
+            idle.focus()
+            await pilot.press("enter")
+            assert app.focused is idle and "keepalive idle" in (pane.last_error or "")
+
+            app.query_one(TabbedContent).active = "tab-server"
+            server = app.query_one(ServerPane)
+            server.query_one("#server-port", Input).value = "0"
+            backlog = server.query_one("#server-backlog", Input)
+            backlog.value = "4"
+            backlog.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: server.address is not None, what="server started by Enter")
+            assert app.focused is server
+
+    run(scenario())
+
+
+def test_timeline_dates_time_wait_from_the_close_transition():
+    async def scenario():
+        from sockmon.core.records import Transition
+
+        app = LabHost("tab-timeline")
+        async with app.run_test(size=(160, 30)) as pilot:
+            timeline = app.query_one(TimelinePane)
+            local, peer = ("127.0.0.1", 40000), ("127.0.0.1", 8080)
+            timeline.follow_client(new_connection=True)
+            timeline.follow_client(local, peer)
+            timeline.add_transitions([
+                Transition(100.0, socket.AF_INET, *local, *peer, S.ESTABLISHED, S.FIN_WAIT1, "tracepoint", None),
+                Transition(100.5, socket.AF_INET, *local, *peer, S.FIN_WAIT2, S.CLOSE, "tracepoint", 0.1),
+            ])
+            timeline.kernel_row_seen("TIME_WAIT", 102.0)
+            await pilot.pause()
+            last = timeline.plain_lines()[-1]
+            assert "TIME_WAIT" in last
+            assert "(since the → CLOSE at +0.500s: timewait socket)" in last
+            assert "CLOSE for" not in last, "the 4-tuple was never 1.5 s in CLOSE"
 
     run(scenario())

@@ -7,49 +7,22 @@ accept queue grows; bad input refused while the app keeps running.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 
 import pytest
-from sockmon.core.server import ServerEngine
+import test_tui_fixtures
+from sockmon.tui.app import SockmonApp
 from sockmon.tui.panes.client import ClientPane
 from sockmon.tui.panes.server import ServerPane
-from sockmon.tui.panes.timeline import TimelinePane
+from test_tui_fixtures import run, timeline_text, wait_for
 from textual.widgets import Input, Select, Static
 
-app_module = pytest.importorskip("sockmon.tui.app")
+echo_server = test_tui_fixtures.echo_server  # the shared fixture, for this module's tests
 pytestmark = pytest.mark.timeout(90)
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def wait_for(pilot, predicate, timeout: float = 6.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def connections_rows(app, four_tuple):
     return [s for s in app.connections.table.visible_rows() if tuple(s.four_tuple) == tuple(four_tuple)]
-
-
-def timeline_text(app) -> str:
-    return "\n".join(app.query_one(TimelinePane).plain_lines())
-
-
-@pytest.fixture
-def echo_server():
-    server = ServerEngine("127.0.0.1", 0, mode="echo", backlog=16)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def finish(app, pilot) -> None:
@@ -62,7 +35,7 @@ async def finish(app, pilot) -> None:
 
 
 def make_app():
-    return app_module.SockmonApp(interval=0.5)
+    return SockmonApp(interval=0.5)
 
 
 async def connect(app, pilot, address) -> ClientPane:

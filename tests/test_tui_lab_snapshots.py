@@ -15,29 +15,13 @@ from sockmon.core.server import ServerClient
 from sockmon.tui.panes.client import ClientPane
 from sockmon.tui.panes.server import ServerPane, options_summary
 from sockmon.tui.panes.timeline import TimelinePane
-from textual.app import App, ComposeResult
-from textual.widgets import Footer, RichLog, TabbedContent, TabPane
+from test_tui_fixtures import LabHost
+from textual.widgets import RichLog
 
 SIZE = (100, 32)
 T0 = 5000.0
 LOCAL = ("127.0.0.1", 40000)
 PEER = ("127.0.0.1", 8080)
-
-
-class LabHost(App):
-    def __init__(self, initial: str) -> None:
-        super().__init__()
-        self.initial = initial
-
-    def compose(self) -> ComposeResult:
-        with TabbedContent(initial=self.initial):
-            with TabPane("Client", id="tab-client"):
-                yield ClientPane()
-            with TabPane("Server", id="tab-server"):
-                yield ServerPane()
-            with TabPane("Timeline", id="tab-timeline"):
-                yield TimelinePane()
-        yield Footer()
 
 
 def ev(dt: float, kind: EventKind, detail: str = "", **kw) -> Event:

@@ -43,6 +43,7 @@ from sockmon.tui.panes.listening import ListeningPane
 from sockmon.tui.panes.server import ServerPane
 from sockmon.tui.panes.timeline import TimelinePane
 from sockmon.tui.status import StatusBar
+from sockmon.tui.virtual_table import VirtualTable
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -61,6 +62,9 @@ TABS = {
 }
 NON_ROOT_BANNER = ("non-root: owners of other users' sockets hidden (/proc/PID/fd needs root) · transitions "
                    "inferred, not exact (tracefs needs root) · other processes' options unreadable (pidfd_getfd)")
+# the same limits in one line of an 80-column terminal
+NON_ROOT_BANNER_SHORT = "non-root: other users' owners, exact transitions, others' options need root"
+INTERVAL = Binding.Group("Interval", compact=True)
 
 
 def default_collector_factory(*, interval: float, netns: str | None, on_update: Callable[[Any], None]):
@@ -93,10 +97,11 @@ class SockmonApp(App[int]):
         Binding("k", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_k"),
         Binding("t", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_t"),
         Binding("slash", "filter", "Filter", show=True, id="filter"),
-        Binding("p", "toggle_pause", "Pause", show=True, id="pause"),
+        Binding("p", "pause", "Pause", show=True, id="pause"),
+        Binding("p", "resume", "Resume", show=True, id="resume"),  # only one of the two is active: see check_action
         Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
-        Binding("plus,equals_sign", "slower", "Slower", show=True, key_display="+", id="interval.up"),
-        Binding("minus", "faster", "Faster", show=True, key_display="-", id="interval.down"),
+        Binding("plus,equals_sign", "slower", "Slower", show=True, key_display="+", id="interval.up", group=INTERVAL),
+        Binding("minus", "faster", "Faster", show=True, key_display="-", id="interval.down", group=INTERVAL),
         Binding("question_mark,f1", "help", "Help", show=True, key_display="?", id="help"),
         Binding("q", "quit", "Quit", show=True, id="quit"),
     ]
@@ -112,6 +117,7 @@ class SockmonApp(App[int]):
         self.is_root = (os.geteuid() == 0) if is_root is None else is_root
         self.clock = clock
         self.paused = False
+        self._frozen_at: float | None = None  # while paused: the moment every countdown shows
         self.snapshot: Snapshot | None = None
         self.summary = None
         self.history = TransitionHistory()
@@ -126,7 +132,7 @@ class SockmonApp(App[int]):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         if not self.is_root:
-            yield Static(NON_ROOT_BANNER, id="banner")
+            yield Static(NON_ROOT_BANNER, id="banner", markup=False)
         with TabbedContent(initial="sockets", id="tabs"):
             with TabPane(TABS["sockets"], id="sockets"):
                 with Vertical(id="sockets-box"):
@@ -141,7 +147,13 @@ class SockmonApp(App[int]):
             with TabPane(TABS["timeline"], id="timeline"):
                 yield TimelinePane()
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
+
+    def on_resize(self) -> None:
+        if not self.is_root:
+            wide = self.size.width >= len(NON_ROOT_BANNER) + 2
+            for banner in self.query("#banner").results(Static):
+                banner.update(NON_ROOT_BANNER if wide else NON_ROOT_BANNER_SHORT)
 
     @property
     def listening(self) -> ListeningPane:
@@ -273,6 +285,8 @@ class SockmonApp(App[int]):
         if not isinstance(snapshot, Snapshot):
             raise TypeError(f"not a Snapshot: {type(snapshot).__name__}")
         summary = getattr(update, "summary", None)
+        if self._frozen_at is not None:  # paused, refreshed once (r): show this snapshot as it was taken
+            self._frozen_at = max(self._frozen_at, snapshot.taken_at)
         self.snapshot, self.summary = snapshot, summary
         self.updates_applied += 1
         self.listening.show_snapshot(snapshot, summary)
@@ -310,6 +324,23 @@ class SockmonApp(App[int]):
         screen.update_socket(fresh, self.snapshot.owner(fresh) if fresh else None,
                              self.history.for_socket(screen.sock), self.snapshot.taken_at)
 
+    def view_clock(self) -> float:
+        """The time countdowns and row marks are drawn at: frozen while paused, so the screen shows the
+        frozen snapshot as it was (a timer never counts down past what the kernel said)."""
+        return self._frozen_at if self._frozen_at is not None else self.clock()
+
+    def on_base_screen(self) -> bool:
+        return self.screen is self.screen_stack[0]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "pause":
+            return not self.paused
+        if action == "resume":
+            return self.paused
+        if action in ("filter", "show_pane"):
+            return self.on_base_screen()  # not under Detail / Help: nothing there to filter or switch
+        return True
+
     # ------------------------------------------------------------------ selection, detail, engines
     def fresh_record(self, sock: Socket) -> Socket | None:
         """The newest snapshot's record of ``sock`` (same identity), via the tables' key maps: O(1)."""
@@ -333,7 +364,9 @@ class SockmonApp(App[int]):
         sock = message.socket
         self.selected = sock
         try:
-            self.keepalive.show_socket(sock, self.owner_of(sock))
+            keepalive = self.keepalive
+            if keepalive.wants_selection(message.origin, message.by_user):
+                keepalive.show_socket(sock, self.owner_of(sock), origin=message.origin, by_user=message.by_user)
         except Exception as exc:  # noqa: BLE001
             self._report_error(f"keepalive pane: {exc}")
         # The timeline follows what the user points at, not where a cursor lands after a refresh.
@@ -385,6 +418,7 @@ class SockmonApp(App[int]):
             self.listening.focus_table()
         elif name == "keepalive":
             self.keepalive.focus_table()
+            self.keepalive.show_cursor_row()
         else:
             pane = self.query_one(f"#{name}", TabPane)
             for widget in pane.query("*"):
@@ -393,16 +427,30 @@ class SockmonApp(App[int]):
                     break
 
     def action_filter(self) -> None:
+        if not self.on_base_screen():
+            return
         self.action_show_pane("sockets")
         self.call_after_refresh(self.connections.action_focus_filter)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
+        self._frozen_at = self.clock() if self.paused else None
         if self.collector is not None:
             (self.collector.pause if self.paused else self.collector.resume)()
         self.status.show(paused=self.paused)
-        self.notify("collection paused (p resumes, r refreshes once)" if self.paused else "collection resumed",
-                    timeout=2)
+        self.refresh_bindings()  # the footer says Pause or Resume
+        for pane in (self.listening, self.connections, self.keepalive.timers):
+            pane.table.refresh()  # countdowns freeze (or run again) now, not at the next tick
+        self.notify("collection paused, countdowns frozen (p resumes, r refreshes once)" if self.paused
+                    else "collection resumed", timeout=2)
+
+    def action_pause(self) -> None:
+        if not self.paused:
+            self.action_toggle_pause()
+
+    def action_resume(self) -> None:
+        if self.paused:
+            self.action_toggle_pause()
 
     def action_refresh_now(self) -> None:
         self.request_refresh()
@@ -440,14 +488,32 @@ class SockmonApp(App[int]):
         yield SystemCommand("Slower refresh", "increase the interval (+)", self.action_slower)
         yield SystemCommand("Faster refresh", "decrease the interval (-)", self.action_faster)
         yield SystemCommand("Socket detail", "every field of the selected socket (Enter)", self.action_detail)
-        yield SystemCommand("Sort by next column", "in the focused socket list (s)", self._sort_focused)
+        for action, title in (("sort_next", "Sort by next column"), ("sort_prev", "Sort by previous column"),
+                              ("sort_reverse", "Reverse the sort order")):
+            keys = ", ".join(b.key_display or b.key for b in VirtualTable.BINDINGS if b.action == action)
+            yield SystemCommand(title, f"in the focused socket list ({keys})",
+                                lambda a=action: self._sort_focused(a))
         yield SystemCommand("Sockmon help", "panes, keys, filter syntax, colours (?)", self.action_help)
+        # every key of the lab panes, by name (they act on the pane even when its tab is hidden)
+        for pane_cls, tab in ((ClientPane, "client"), (ServerPane, "server"), (TimelinePane, "timeline")):
+            found = self.query(pane_cls)
+            if not found:
+                continue
+            pane = found.first()
+            for b in pane_cls.BINDINGS:
+                if not isinstance(b, Binding) or b.key == "escape":
+                    continue
+                yield SystemCommand(f"{tab.title()}: {b.description}",
+                                    f"{b.tooltip or b.description} (key {b.key} in the {tab.title()} pane)",
+                                    lambda p=pane, a=b.action, t=tab: self._run_pane_action(p, a, t))
 
-    def _sort_focused(self) -> None:
-        from sockmon.tui.virtual_table import VirtualTable
+    async def _run_pane_action(self, pane, action: str, tab: str) -> None:
+        self.action_show_pane(tab)
+        await self.run_action(action, pane)
 
+    def _sort_focused(self, action: str = "sort_next") -> None:
         target = self.focused if isinstance(self.focused, VirtualTable) else self.connections.table
-        target.action_sort_next()
+        getattr(target, f"action_{action}")()
 
 
 def run_app(interval: float = 1.0, netns: str | None = None) -> int:

@@ -186,7 +186,7 @@ class DetailScreen(Screen[None]):
             yield Static(id="detail-tcpinfo", classes="detail-box")
             yield Static(id="detail-sockaddr", classes="detail-box")
             yield Static(id="detail-history", classes="detail-box")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._ready = True
@@ -197,7 +197,8 @@ class DetailScreen(Screen[None]):
         self.render_all()
 
     def _clock(self) -> float:
-        return getattr(self.app, "clock", time.monotonic)()
+        # the app's view clock: frozen while collection is paused, like every other countdown
+        return (getattr(self.app, "view_clock", None) or getattr(self.app, "clock", time.monotonic))()
 
     def _elapsed_ms(self) -> float:
         return 0.0 if self.taken_at is None else max(0.0, (self._clock() - self.taken_at) * 1000.0)

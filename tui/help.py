@@ -27,7 +27,8 @@ KEYS = [
     ("Enter / double click", "Detail screen of the socket under the cursor"),
     ("s / S / < >", "sort by the next column / reverse / previous, next column (or click a header)"),
     ("/", "filter the Connections list as you type (Enter or Esc: back to the table)"),
-    ("p", "pause / resume collection"),
+    ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
+    ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
     ("+ / -", "slower / faster refresh (interval up / down)"),
     ("Ctrl+P", "command palette: every action by name"),
@@ -50,7 +51,7 @@ def _binding_rows(bindings) -> list[tuple[str, str]]:
     rows = []
     for b in bindings:
         if isinstance(b, Binding) and b.description and b.key != "escape":
-            rows.append((b.key, b.description))
+            rows.append((b.key, b.tooltip or b.description))
     return rows
 
 

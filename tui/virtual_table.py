@@ -407,8 +407,8 @@ class VirtualTable(ScrollView, can_focus=True):
         segs: list[Segment] = []
         for col in self.columns:
             label = col.label
-            if col.key == self.sort_column:
-                label = f"{label}{'▼' if self.sort_reverse else '▲'}"
+            if col.key == self.sort_column:  # the arrow always shows: cut the label for it, not the arrow
+                label = f"{label[: max(0, col.width - 1)]}{'▼' if self.sort_reverse else '▲'}"
             segs.extend(self._cell(label, col.width, col.justify, base))
             segs.append(Segment(" ", base))
         return Strip(segs)

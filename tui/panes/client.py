@@ -13,18 +13,24 @@ Lowercase l/c/k/t/p/r/q stay the app's (pane switching, pause, refresh, quit).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.events import Event, EventKind
 from sockmon.tui.messages import EngineEvent
+from sockmon.tui.panes.lab import (
+    LabPane,
+    event_error_line,
+    lifecycle_bindings,
+    request_refresh,
+    stop_in_background,
+)
 from sockmon.tui.panes.timeline import TimelinePane, as_endpoint, endpoint, state_label
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, RichLog, Select, Static
 
@@ -114,15 +120,6 @@ def hexdump(data: bytes, offset: int = 0, width: int = 16) -> list[str]:
     return lines
 
 
-def request_refresh(app) -> None:
-    fn = getattr(app, "request_refresh", None)
-    if callable(fn):
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - the socket table will catch up on its own
-            pass
-
-
 def field_error(pane, inputs: list[Input]) -> str | None:
     """Validate ``inputs``; the first failure is shown inline, notified, and returned (fields keep their text)."""
     for field in inputs:
@@ -135,7 +132,7 @@ def field_error(pane, inputs: list[Input]) -> str | None:
 
 
 # ---------------------------------------------------------------------- the pane
-class ClientPane(Vertical, can_focus=True):
+class ClientPane(LabPane):
     """Built-in client: connect, send, receive, options with one key, lifecycle actions."""
 
     DEFAULT_CSS = """
@@ -155,24 +152,26 @@ class ClientPane(Vertical, can_focus=True):
     ClientPane #client-send-text { width: 1fr; }
     ClientPane Button { margin-right: 1; min-width: 5; }
     ClientPane #client-status, ClientPane #client-options { height: auto; }
-    ClientPane #client-error { height: 1; color: $error; text-style: bold; }
+    ClientPane #client-error { height: auto; min-height: 1; max-height: 3; color: $error; text-style: bold; }
     ClientPane #client-received { height: 1fr; min-height: 3; border: round $primary 50%; }
     """
 
+    TITLE = "Client"
+    PREFIX = "client"
     BINDINGS = [
-        Binding("o", "connect", "Connect", id="client.connect"),
-        Binding("L", "cycle_linger", "Linger off/0/N", id="client.linger"),
-        Binding("K", "toggle_keepalive", "Keepalive", id="client.keepalive"),
-        Binding("n", "toggle_nodelay", "Nodelay", id="client.nodelay"),
-        Binding("u", "toggle_user_timeout", "User timeout", id="client.user_timeout"),
-        Binding("R", "shutdown('rd')", "Shut RD", id="client.shutdown_rd"),
-        Binding("W", "shutdown('wr')", "Shut WR", id="client.shutdown_wr"),
-        Binding("B", "shutdown('rdwr')", "Shut RDWR", id="client.shutdown_rdwr"),
-        Binding("g", "graceful_close", "Graceful close", id="client.graceful_close"),
-        Binding("x", "close", "Close", id="client.close"),
-        Binding("a", "abort", "Abort (RST)", id="client.abort"),
-        Binding("m", "cycle_send_mode", "Send mode", id="client.send_mode", show=False),
-        Binding("escape", "leave_field", "Leave field", id="client.leave_field", show=False),
+        Binding("o", "connect", "Connect", id="client.connect",
+                tooltip="Connect: to Target with the timeout (again: a new connection)"),
+        Binding("L", "cycle_linger", "Linger", id="client.linger", tooltip="Linger: SO_LINGER off → 0 → N s → off"),
+        Binding("K", "toggle_keepalive", "Keepalive", id="client.keepalive",
+                tooltip="Keepalive: SO_KEEPALIVE on (idle / intvl / cnt fields) or off"),
+        Binding("n", "toggle_nodelay", "Nodelay", id="client.nodelay", tooltip="Nodelay: TCP_NODELAY on / off"),
+        Binding("u", "toggle_user_timeout", "User timeout", id="client.user_timeout",
+                tooltip="User timeout: TCP_USER_TIMEOUT from the usr-tmo field, or back to 0"),
+        Binding("g", "graceful_close", "Graceful", id="client.graceful_close",
+                tooltip="Graceful: shutdown WR, read to EOF, then close"),
+        *lifecycle_bindings("client", what="the connection"),
+        Binding("m", "cycle_send_mode", "Send mode", id="client.send_mode", show=False,
+                tooltip="Send mode: text → hex → framed (4-byte length prefix)"),
     ]
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
@@ -189,7 +188,6 @@ class ClientPane(Vertical, can_focus=True):
         self.option_lines: dict[str, str] = {}  # last OPTION event detail per option
         self.bytes_in = 0
         self.bytes_out = 0
-        self.last_error: str | None = None
         self._generation = 0
         self._we_closed = False  # we sent FIN first (graceful close / shutdown WR): the peer's FIN is expected
 
@@ -308,19 +306,6 @@ class ClientPane(Vertical, can_focus=True):
         self.query_one("#client-status", Static).update(self._status_text())
         self.query_one("#client-options", Static).update(self._options_text())
 
-    def show_error(self, message: str, *, notify: bool = True) -> None:
-        """One clear line, inline and as a notification; the app keeps running."""
-        self.last_error = message
-        if self.is_mounted:
-            self.query_one("#client-error", Static).update(message)
-        if notify:
-            self.notify(message, title="Client", severity="error", markup=False, timeout=6)
-
-    def clear_error(self) -> None:
-        self.last_error = None
-        if self.is_mounted:
-            self.query_one("#client-error", Static).update("")
-
     def kernel_state_seen(self, state: str | None, *, closed: bool = False) -> None:
         """The timeline saw the followed connection in the kernel (transition or socket-table row)."""
         self.kernel_state = state or "gone"
@@ -342,43 +327,38 @@ class ClientPane(Vertical, can_focus=True):
         value = self.query_one("#client-send-mode", Select).value
         return value if isinstance(value, str) else "text"
 
-    @on(Input.Changed)
-    def _input_changed(self, event: Input.Changed) -> None:
-        if event.validation_result is not None and not event.validation_result.is_valid:
-            msgs = event.validation_result.failure_descriptions
-            if self.is_mounted:
-                self.query_one("#client-error", Static).update(msgs[0] if msgs else "bad value")
-        elif self.last_error is None and self.is_mounted:
-            self.query_one("#client-error", Static).update("")
-
     @on(Input.Submitted, "#client-target, #client-timeout")
     def _submit_connect(self, event: Input.Submitted) -> None:
         event.stop()
         self.action_connect()
+        self.done_with_field()
 
     @on(Input.Submitted, "#client-send-text")
     def _submit_send(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_send()
+        self.action_send()  # focus stays: type the next line
 
     @on(Input.Submitted, "#client-linger-n")
     def _submit_linger(self, event: Input.Submitted) -> None:
         event.stop()
         if field_error(self, [event.input]) is None:
             self._apply_linger_n()
+            self.done_with_field()
 
     @on(Input.Submitted, "#client-ka-idle, #client-ka-intvl, #client-ka-cnt")
     def _submit_keepalive(self, event: Input.Submitted) -> None:
         event.stop()
         ka = self._keepalive_from_fields()
-        if ka is not None:
+        if ka is not None and self._connected_engine("set SO_KEEPALIVE") is not None:
             self._command("set_keepalive", ka)
+            self.done_with_field()
 
     @on(Input.Submitted, "#client-user-timeout")
     def _submit_user_timeout(self, event: Input.Submitted) -> None:
         event.stop()
-        if field_error(self, [event.input]) is None:
+        if field_error(self, [event.input]) is None and self._connected_engine("set TCP_USER_TIMEOUT") is not None:
             self._command("set_user_timeout", parse_user_timeout(event.value))
+            self.done_with_field()
 
     @on(Select.Changed, "#client-send-mode")
     def _mode_changed(self, event: Select.Changed) -> None:
@@ -402,9 +382,6 @@ class ClientPane(Vertical, can_focus=True):
             fn()
 
     # ------------------------------------------------------------------ actions
-    def action_leave_field(self) -> None:
-        self.focus()
-
     def action_cycle_send_mode(self) -> None:
         select = self.query_one("#client-send-mode", Select)
         order = [v for _, v in SEND_MODES]
@@ -628,9 +605,7 @@ class ClientPane(Vertical, can_focus=True):
         elif ev.kind is EventKind.BYTES_OUT and ev.nbytes:
             self.bytes_out += ev.nbytes
         elif ev.kind in (EventKind.FAILED, EventKind.ERROR, EventKind.RESET):
-            line = ev.detail or ev.kind.value
-            if ev.errno_name:
-                line = f"{line}: {ev.errno_name}: {ev.meaning} ({ev.action})"
+            line = event_error_line(ev)
             # SockmonApp notifies FAILED/ERROR events itself: then show them inline only.
             app_notifies = ev.kind is not EventKind.RESET and hasattr(self.app, "on_engine_event")
             self.show_error(line, notify=not app_notifies)
@@ -672,12 +647,5 @@ class ClientPane(Vertical, can_focus=True):
     def on_unmount(self) -> None:
         engine, self.engine = self.engine, None
         self._generation += 1
-        if engine is not None:  # stop() joins the engine thread: never on the UI thread
-            threading.Thread(target=_quiet_stop, args=(engine,), name="client-pane-stop", daemon=True).start()
-
-
-def _quiet_stop(engine) -> None:
-    try:
-        engine.stop()
-    except Exception:  # noqa: BLE001 - shutting down anyway
-        pass
+        if engine is not None:
+            stop_in_background(engine, "client-pane-stop")

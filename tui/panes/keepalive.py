@@ -79,6 +79,8 @@ class KeepaliveTimersPane(SocketListPane):
 
     TITLE = "Keepalive timers"
     WITH_FILTER = False
+    NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 17}
+    WIDE_WIDTHS = {"local": 22, "peer": 22, "timer": 17}
     INITIAL_SORT = "timer"
     EMPTY_TEXT = "no socket has a keepalive timer running (SO_KEEPALIVE is off by default)"
 
@@ -89,7 +91,7 @@ class KeepaliveTimersPane(SocketListPane):
             self.peer_column(22),
             Column("timer", "Next probe", 17, get=lambda s: s.timer.expires_ms, comparable=True,
                    fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms())),
-            Column("probes", "Probes", 6, get=lambda s: s.timer.retrans if s.timer else 0, justify="right"),
+            Column("probes", "Probes", 7, get=lambda s: s.timer.retrans if s.timer else 0, justify="right"),
             self.owner_column(22),
         ]
 
@@ -109,8 +111,8 @@ class KeepalivePane(Horizontal):
     KeepalivePane #ka-system { border: round $primary 60%; height: auto; padding: 0 1; }
     KeepalivePane #ka-selected { border: round $primary 60%; height: auto; padding: 0 1; }
     KeepalivePane.-narrow { layout: vertical; }
-    KeepalivePane.-narrow #ka-left { width: 1fr; height: 1fr; min-height: 6; }
-    KeepalivePane.-narrow #ka-side { width: 1fr; height: auto; max-height: 70%; }
+    KeepalivePane.-narrow #ka-left { width: 1fr; height: 1fr; min-height: 8; }
+    KeepalivePane.-narrow #ka-side { width: 1fr; height: auto; max-height: 60%; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
@@ -124,6 +126,8 @@ class KeepalivePane(Horizontal):
         self.read_note = ""
         self.reader = read_socket_keepalive  # seam: tests inject a deterministic reader
         self.lookup = None  # sock -> its record in the newest snapshot (set by the app), or None
+        self.origin = ""  # the list the shown socket was selected in
+        self.pinned = False  # the user picked it (a key or click), not a refresh moving a cursor
 
     def compose(self) -> ComposeResult:
         from textual.containers import Vertical
@@ -157,10 +161,34 @@ class KeepalivePane(Horizontal):
                 self.socket = fresh
         self._redraw()
 
-    def show_socket(self, sock: Socket | None, owner: Process | None = None) -> None:
+    TIMERS = "ka-timers"
+    ORIGIN_NAMES = {"ka-timers": "keepalive timers", "connections": "Connections", "listening": "Listening"}
+
+    def wants_selection(self, origin: str, by_user: bool) -> bool:
+        """Whether a cursor move in ``origin`` should replace the socket shown here. A user's pick always
+        does; a refresh moving some list's cursor never replaces a pick, and never the timer list's row."""
+        if by_user or self.socket is None:
+            return True
+        if self.pinned:
+            return origin == self.origin
+        return origin == self.TIMERS or self.origin != self.TIMERS
+
+    def show_cursor_row(self) -> None:
+        """Entering the pane: unless the user picked a socket elsewhere, show the timer list's cursor row."""
+        row = self.timers.selected
+        if row is not None and (not self.pinned or self.origin == self.TIMERS):
+            self.show_socket(row, self.timers.owner_of(row), origin=self.TIMERS, by_user=self.pinned)
+
+    def show_socket(self, sock: Socket | None, owner: Process | None = None, *, origin: str = "",
+                    by_user: bool = False) -> None:
         """The selection changed (in any socket list): read its keepalive options off the UI thread."""
         same = (sock is not None and self.socket is not None and sock.key == self.socket.key)
         self.socket, self.owner = sock, owner
+        self.origin, self.pinned = origin, by_user or (self.pinned and same)
+        if self._ready:
+            where = self.ORIGIN_NAMES.get(origin)
+            self.query_one("#ka-selected", Static).border_title = (
+                f"Selected socket (in {where})" if where else "Selected socket")
         if not same:
             self.keepalive, self.read_note = None, "reading…" if sock is not None else ""
             if sock is not None and sock.state != LISTEN:

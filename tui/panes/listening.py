@@ -47,16 +47,16 @@ class ListeningPane(SocketListPane):
     INITIAL_SORT = "local"
     EMPTY_TEXT = "no listening sockets"
     WITH_FILTER = False
-    NARROW_WIDTHS = {"local": 22}
+    NARROW_WIDTHS = {"local": 20}
     WIDE_WIDTHS = {"local": 30}
 
     def columns(self) -> list[Column]:
         return [
             self.local_column(28),
             Column("family", "Fam", 5, get=lambda s: s.family_name),
-            Column("queue", "Accept queue / backlog", 22, get=queue_fill, fmt=gauge),
-            Column("recv_q", "Queued", 6, get=lambda s: s.recv_q, justify="right"),
-            Column("send_q", "Backlog", 7, get=lambda s: s.send_q, justify="right"),
+            Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge),
+            Column("recv_q", "Queued", 7, get=lambda s: s.recv_q, justify="right"),
+            Column("send_q", "Backlog", 8, get=lambda s: s.send_q, justify="right"),
             self.owner_column(24),
             self.user_column(9),
         ]

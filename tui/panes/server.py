@@ -10,19 +10,25 @@ Keys (when no input field has focus — Escape leaves a field): ``s`` start/stop
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.events import EventKind
 from sockmon.tui.messages import EngineEvent
-from sockmon.tui.panes.client import CoreValidator, _quiet_stop, field_error, parse_int, request_refresh
+from sockmon.tui.panes.client import CoreValidator, field_error, parse_int
+from sockmon.tui.panes.lab import (
+    LabPane,
+    event_error_line,
+    lifecycle_bindings,
+    request_refresh,
+    stop_in_background,
+)
 from sockmon.tui.panes.timeline import TimelinePane, as_endpoint, endpoint, event_text, state_label
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, RichLog, Select, Static, Switch
 
 try:
@@ -86,7 +92,7 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
-class ServerPane(Vertical, can_focus=True):
+class ServerPane(LabPane):
     """Built-in server: form, start/stop, clients with per-client actions, event log."""
 
     DEFAULT_CSS = """
@@ -106,20 +112,19 @@ class ServerPane(Vertical, can_focus=True):
     ServerPane #server-keepalive { width: 10; }
     ServerPane Button { margin-right: 1; min-width: 5; }
     ServerPane #server-status { width: 1fr; height: 1; }
-    ServerPane #server-error { height: 1; color: $error; text-style: bold; }
+    ServerPane #server-error { height: auto; min-height: 1; max-height: 3; color: $error; text-style: bold; }
     ServerPane #server-clients { height: 1fr; min-height: 3; }
     ServerPane #server-log { height: 6; border: round $primary 50%; }
     """
 
+    TITLE = "Server"
+    PREFIX = "server"
     BINDINGS = [
-        Binding("s", "toggle_server", "Start/stop", id="server.toggle"),
-        Binding("m", "cycle_mode", "Mode", id="server.mode"),
-        Binding("R", "shutdown('rd')", "Shut RD", id="server.shutdown_rd"),
-        Binding("W", "shutdown('wr')", "Shut WR", id="server.shutdown_wr"),
-        Binding("B", "shutdown('rdwr')", "Shut RDWR", id="server.shutdown_rdwr"),
-        Binding("x", "close_client", "Close client", id="server.close"),
-        Binding("a", "abort_client", "Abort client", id="server.abort"),
-        Binding("escape", "leave_field", "Leave field", id="server.leave_field", show=False),
+        Binding("s", "toggle_server", "Start/stop", id="server.toggle",
+                tooltip="Start/stop: the server on host:port with backlog, mode and SO_REUSEADDR"),
+        Binding("m", "cycle_mode", "Mode", id="server.mode",
+                tooltip="Mode: echo → discard → hold → no-accept → close → reset (also while running)"),
+        *lifecycle_bindings("server", what="the selected client"),
     ]
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
@@ -131,7 +136,6 @@ class ServerPane(Vertical, can_focus=True):
         self.mode = "echo"
         self.clients: list = []
         self._options: dict[str, str] = {}  # client id -> options read back from the kernel
-        self.last_error: str | None = None
         self._starting = False
         self._generation = 0
 
@@ -215,18 +219,6 @@ class ServerPane(Vertical, can_focus=True):
         self.query_one("#server-status", Static).update(self._status_text())
         self.query_one("#server-start", Button).label = "Stop (s)" if self.engine is not None else "Start (s)"
 
-    def show_error(self, message: str, *, notify: bool = True) -> None:
-        self.last_error = message
-        if self.is_mounted:
-            self.query_one("#server-error", Static).update(message)
-        if notify:
-            self.notify(message, title="Server", severity="error", markup=False, timeout=6)
-
-    def clear_error(self) -> None:
-        self.last_error = None
-        if self.is_mounted:
-            self.query_one("#server-error", Static).update("")
-
     def _fill_table(self) -> None:
         table = self.query_one("#server-clients", DataTable)
         selected = self.selected_client_id()
@@ -269,20 +261,12 @@ class ServerPane(Vertical, can_focus=True):
         return None
 
     # ------------------------------------------------------------------ inputs and buttons
-    @on(Input.Changed)
-    def _input_changed(self, event: Input.Changed) -> None:
-        result = event.validation_result
-        if result is not None and not result.is_valid:
-            msgs = result.failure_descriptions
-            self.query_one("#server-error", Static).update(msgs[0] if msgs else "bad value")
-        elif self.last_error is None:
-            self.query_one("#server-error", Static).update("")
-
     @on(Input.Submitted, "#server-host, #server-port, #server-backlog")
     def _submit_form(self, event: Input.Submitted) -> None:
         event.stop()
         if self.engine is None:
             self.action_toggle_server()
+        self.done_with_field()
 
     @on(Input.Submitted, "#server-send-text")
     def _submit_send(self, event: Input.Submitted) -> None:
@@ -320,7 +304,7 @@ class ServerPane(Vertical, can_focus=True):
             "server-shut-rd": lambda: self.action_shutdown("rd"),
             "server-shut-wr": lambda: self.action_shutdown("wr"),
             "server-shut-rdwr": lambda: self.action_shutdown("rdwr"),
-            "server-close": self.action_close_client, "server-abort": self.action_abort_client,
+            "server-close": self.action_close, "server-abort": self.action_abort,
             "server-set-linger": self.action_set_linger, "server-set-keepalive": self.action_set_keepalive,
         }
         fn = actions.get(event.button.id or "")
@@ -329,9 +313,6 @@ class ServerPane(Vertical, can_focus=True):
             fn()
 
     # ------------------------------------------------------------------ actions
-    def action_leave_field(self) -> None:
-        self.focus()
-
     def action_cycle_mode(self) -> None:
         select = self.query_one("#server-mode", Select)
         current = select.value if select.value in MODES else MODES[0]
@@ -443,12 +424,12 @@ class ServerPane(Vertical, can_focus=True):
         if cid is not None:
             self._call(self.engine, "shutdown", cid, how)
 
-    def action_close_client(self) -> None:
+    def action_close(self) -> None:
         cid = self._need_client("close")
         if cid is not None:
             self._call(self.engine, "close", cid)
 
-    def action_abort_client(self) -> None:
+    def action_abort(self) -> None:
         cid = self._need_client("abort")
         if cid is not None:
             self._call(self.engine, "abort", cid)
@@ -528,10 +509,7 @@ class ServerPane(Vertical, can_focus=True):
         if self.is_mounted:
             self.query_one("#server-log", RichLog).write(self._log_line(ev))
         if ev.kind in (EventKind.FAILED, EventKind.ERROR):
-            line = ev.detail or ev.kind.value
-            if ev.errno_name:
-                line = f"{line}: {ev.errno_name}: {ev.meaning} ({ev.action})"
-            self.show_error(line, notify=not hasattr(self.app, "on_engine_event"))  # SockmonApp notifies
+            self.show_error(event_error_line(ev), notify=not hasattr(self.app, "on_engine_event"))  # SockmonApp notifies
         if ev.kind in (EventKind.ACCEPTED, EventKind.CLOSED, EventKind.RESET, EventKind.PEER_CLOSED,
                        EventKind.BYTES_IN, EventKind.BYTES_OUT, EventKind.OPTION, EventKind.STATE):
             self._poll_clients()
@@ -550,5 +528,5 @@ class ServerPane(Vertical, can_focus=True):
 
     def on_unmount(self) -> None:
         engine, self.engine = self.engine, None
-        if engine is not None:  # stop() joins the engine thread: never on the UI thread
-            threading.Thread(target=_quiet_stop, args=(engine,), name="server-pane-stop", daemon=True).start()
+        if engine is not None:
+            stop_in_background(engine, "server-pane-stop")

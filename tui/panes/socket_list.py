@@ -21,6 +21,7 @@ from sockmon.tui.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.widgets import Input, Static
 
 # Identity of a socket row across snapshots: Socket.key = (family, src, sport, dst, dport, cookie) as one
@@ -51,7 +52,8 @@ class SocketListPane(Vertical):
     SocketListPane .filter-row { height: 1; }
     SocketListPane .filter-row Input { border: none; height: 1; padding: 0 1; width: 1fr; background: $boost; }
     SocketListPane .filter-row Input:focus { background: $accent 20%; }
-    SocketListPane .filter-error { width: auto; max-width: 60%; height: 1; padding: 0 1; }
+    SocketListPane .filter-error { height: auto; max-height: 3; padding: 0 1; display: none; }
+    SocketListPane .filter-error.-shown { display: block; }
     """
 
     TITLE = "Sockets"
@@ -94,12 +96,14 @@ class SocketListPane(Vertical):
             with Horizontal(classes="filter-row"):
                 yield Input(placeholder="/ filter: state port addr:… proc:… (e.g. established 8080)",
                             id=f"{self.id}-filter", select_on_focus=False)
-                yield Static("", id=f"{self.id}-filter-error", classes="filter-error")
+            # its own line under the filter, wrapped: the reason is never cut off in a narrow terminal
+            yield Static("", id=f"{self.id}-filter-error", classes="filter-error")
         yield self.table
 
     def on_mount(self) -> None:
         self._ready = True
-        self.border_title = f"{self.TITLE} [{self.KEY_HINT}]" if self.KEY_HINT else self.TITLE
+        # Content, not markup: "[l]" would otherwise be read as a style tag and vanish
+        self.border_title = Content(f"{self.TITLE} [{self.KEY_HINT}]" if self.KEY_HINT else self.TITLE)
         self.set_interval(0.5, self._tick)
         self._refresh_info()
 
@@ -117,12 +121,13 @@ class SocketListPane(Vertical):
 
     # ------------------------------------------------------------ data in
     def clock(self) -> float:
-        """The app's clock (frozen in snapshot tests), for countdowns and row marks."""
+        """The app's view clock, for countdowns and row marks: frozen while paused (and in snapshot tests)."""
         try:
             app = self.app
         except Exception:  # noqa: BLE001 - not mounted yet
             return time.monotonic()
-        return getattr(app, "clock", time.monotonic)()
+        view = getattr(app, "view_clock", None) or getattr(app, "clock", time.monotonic)
+        return view()
 
     def elapsed_ms(self) -> float:
         if self.snapshot is None:
@@ -161,11 +166,13 @@ class SocketListPane(Vertical):
             # Keep the typed text, say why, and show everything rather than a stale filter.
             self.filter_error = str(exc)
             err.update(Text(f"✗ {exc} — not filtering", style=ERROR_STYLE))
+            err.add_class("-shown")
             self.table.set_filter(None)
             self._refresh_info()
             return False
         self.filter_error = None
         err.update("")
+        err.remove_class("-shown")
         self.table.set_filter(pred)
         self._refresh_info()
         return True

@@ -201,6 +201,7 @@ class TimelinePane(Vertical, can_focus=True):
         self.socket: Socket | None = None
         self.kernel_state: str | None = None
         self._t0: float | None = None
+        self._exact = False  # tracepoint transitions seen for what we follow: engine samples are dropped
         self.bytes_in = 0
         self.bytes_out = 0
         self._watch_stop: threading.Event | None = None
@@ -331,6 +332,8 @@ class TimelinePane(Vertical, can_focus=True):
     # ------------------------------------------------------------------ rendering
     def _show_event(self, ev: Event) -> None:
         if ev.kind is EventKind.STATE:
+            if self._exact:
+                return  # the tracepoint already reports every state change of this connection
             before = self._state_before(ev.ts)
             if before is not None and before[0] == ev.state:
                 return  # periodic sample, nothing new
@@ -349,6 +352,14 @@ class TimelinePane(Vertical, can_focus=True):
             if before is not None and before[0] == tr.old_name:
                 dwell = max(0.0, (tr.ts - before[1]) * 1000.0)
         self._add(tr.ts, transition_text(tr, dwell), key=None, state=tr.new_name)
+        if tr.source == "tracepoint" and not self._exact:
+            # Exact kernel transitions from here on: the engine's periodic TCP_INFO samples only add noise
+            # (a sample read a moment before a transition arrives stamped after it: "FIN_WAIT1" after CLOSE).
+            self._exact = True
+            if any(e.sample for e in self._entries):
+                self._entries = [e for e in self._entries if not e.sample]
+                self.kernel_state = self._latest_state()
+                self._redraw()
         if self.following_client:
             self._tell_client(self.kernel_state)
 
@@ -407,7 +418,7 @@ class TimelinePane(Vertical, can_focus=True):
             return
         log = self.query_one("#timeline-log", RichLog)
         if in_order:
-            log.write(self._line(entry, self._state_before(ts, exclude=entry)))
+            log.write(self._line(entry, self._state_before(ts, exclude=entry)), width=self._wrap_width(log))
         else:
             self._entries.sort()
             self._redraw()
@@ -417,7 +428,13 @@ class TimelinePane(Vertical, can_focus=True):
         out = Text(f"+{rel:9.3f}s ", "dim")
         out.append_text(entry.text)
         if entry.dwell and before is not None and before[0] != entry.state:
-            out.append(self._dwell_text(before, entry.ts), "dim")
+            if entry.state == "TIME_WAIT" and before[0] == "CLOSE":
+                # tcp_time_wait(): the full socket goes to CLOSE and a timewait socket takes over the
+                # 4-tuple at that moment (no tracepoint for it): TIME_WAIT began there, not now
+                since = before[1] - (self._t0 or before[1])
+                out.append(f"  (since the → CLOSE at +{since:.3f}s: timewait socket)", "dim")
+            else:
+                out.append(self._dwell_text(before, entry.ts), "dim")
         if entry.tag:
             out.append(entry.tag, "dim")
         return out
@@ -445,17 +462,27 @@ class TimelinePane(Vertical, can_focus=True):
             return
         log = self.query_one("#timeline-log", RichLog)
         log.clear()
+        width = self._wrap_width(log)
         for line in self._lines():
-            log.write(line)
+            log.write(line, width=width)
+
+    def _wrap_width(self, log: RichLog) -> int:
+        """The width to wrap lines at: the log's own, or (tab hidden: no size) the terminal's less the
+        scrollbar, not RichLog's 78-column fallback."""
+        return log.scrollable_content_region.width or max(20, self.app.size.width - 1)
 
     def on_mount(self) -> None:
         self._redraw()
         self._refresh_header()
 
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._redraw)  # wrap again for the new width
+
     def on_unmount(self) -> None:
         self._stop_watch()
 
     def _reset_view(self) -> None:
+        self._exact = False
         self._entries.clear()
         self._t0 = None
         self.kernel_state = None
