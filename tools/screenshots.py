@@ -126,27 +126,43 @@ async def shoot(out: str, size: tuple[int, int]) -> list[str]:
 
             await until(lambda: any(s.sport == scene["keepalive"] for s in rows()))
 
-            # lab panes: start the built-in server, connect the built-in client, send a line
-            try:
-                await pilot.press("4")
-                await pilot.pause(0.3)
-                server = app.query_one("ServerPane")
-                server.query_one("#server-port").value = "9000"
-                server.action_toggle_server()
-                await pilot.pause(1.0)
-                await pilot.press("3")
-                await pilot.pause(0.3)
-                client = app.query_one("ClientPane")
-                client.query_one("#client-target").value = "127.0.0.1:9000"
-                client.action_connect()
-                await pilot.pause(1.0)
-                client.query_one("#client-send-text").value = "hello, sockmon"
-                client.action_send()
-                await pilot.pause(1.0)
-            except Exception as exc:  # noqa: BLE001 - the lab panes may change; the monitor shots still come
-                print(f"lab panes not driven: {exc}", file=sys.stderr)
+            # lab panes, driven with their keys: the built-in server in echo mode, the built-in client
+            # connected to it, a line sent and echoed, options toggled and read back from the kernel
+            from sockmon.tui.panes.client import ClientPane
+            from sockmon.tui.panes.server import ServerPane
+
+            server = app.query_one(ServerPane)
+            client = app.query_one(ClientPane)
+            await pilot.press("4")
+            server.query_one("#server-port").value = "9000"
+            server.focus()
+            await pilot.press("s")
+            if not await until(lambda: server.address is not None):
+                raise SystemExit(f"the built-in server did not start: {server.last_error}")
+            await pilot.press("3")
+            client.query_one("#client-target").value = "127.0.0.1:9000"
+            client.focus()
+            await pilot.press("o")
+            if not await until(lambda: client.state == "ESTABLISHED" and client.options is not None):
+                raise SystemExit(f"the built-in client did not connect: {client.last_error}")
+            await pilot.press("i", *"hello, sockmon", "enter", "escape")
+            await until(lambda: client.bytes_in > 0)
+            await pilot.press("K")
+            await until(lambda: client.options.keepalive.enabled)
+            await pilot.press("n")
+            await until(lambda: client.options.nodelay)
+            await pilot.press("L")
+            await until(lambda: client.options.linger.enabled)
+            await pilot.press("L")  # off → 0 → N seconds
+            await until(lambda: client.options.linger.seconds > 0)
+            # the server side of that connection: keepalive set on the selected client, read back
+            await pilot.press("4")
+            await until(lambda: server.selected_client_id() is not None)
+            server.query_one("#server-set-keepalive").press()
+            await until(lambda: any("ka 60/10/3" in o for o in server._options.values()))
             app.request_refresh()
-            await pilot.pause(1.0)
+            await until(lambda: any(s.sport == 9000 and s.state == 1 for s in rows()))
+            await pilot.pause(1.2)  # the server pane polls its clients (and their options) every second
 
             await pilot.press("1")
             await pilot.pause(0.5)
@@ -165,7 +181,8 @@ async def shoot(out: str, size: tuple[int, int]) -> list[str]:
             if target is not None:
                 ka.focus()
                 ka.move_cursor_to_key(ka.key_fn(target))
-            await pilot.pause(1.0)
+            await until(lambda: app.keepalive.keepalive is not None)
+            await pilot.pause(0.5)
             save("keepalive")
 
             # detail of the stalled connection
@@ -180,13 +197,24 @@ async def shoot(out: str, size: tuple[int, int]) -> list[str]:
                     await pilot.press("escape")
                     await pilot.pause(0.2)
 
-            timeline = app.timeline
-            if timeline is not None:
-                timeline.action_follow_client()  # the built-in client's life, not the last detail
-            for key, name in (("3", "client"), ("4", "server"), ("5", "timeline")):
+            # the client connected with its options read back, the server with that client
+            for key, name in (("3", "client"), ("4", "server")):
                 await pilot.press(key)
                 await pilot.pause(0.5)
                 save(name)
+
+            # graceful close: the timeline follows the 4-tuple into TIME_WAIT after the fd is gone
+            timeline = app.timeline
+            if timeline is not None:
+                timeline.action_follow_client()  # the built-in client's life, not the last detail
+            await pilot.press("3")
+            client.focus()
+            await pilot.press("g")
+            await until(lambda: client.fd_closed)
+            await until(lambda: timeline is not None and "TIME_WAIT" in "\n".join(timeline.plain_lines()))
+            await pilot.press("5")
+            await pilot.pause(0.5)
+            save("timeline")
             await pilot.press("1")
             await pilot.press("question_mark")
             await pilot.pause(0.3)

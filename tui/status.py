@@ -46,7 +46,7 @@ def status_text(info: StatusInfo) -> Text:
     if info.overruns:
         out.append(f" lost {info.overruns}", style=ERROR_STYLE)
     out.append(" │ ", style="dim")
-    out.append(f"{info.total} ", style="bold")
+    out.append(f"{info.total} sockets: ", style="bold")  # not "22 LISTEN 4": the total is no LISTEN count
     out.append_text(counts_text(info.counts, sep=" "))
     if info.error:
         out.append(" │ ", style="dim")
