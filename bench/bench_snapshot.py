@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import resource
-import secrets
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from connpool import print_banner, reexec_in_private_netns  # noqa: E402
 
 
 # --------------------------------------------------------------------------------- workers
@@ -162,22 +163,11 @@ def main() -> int:
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
         return 0
-    if not args.no_netns and os.geteuid() == 0 and not os.environ.get("SOCKMON_BENCH_NS"):
-        ns = f"smbench{secrets.token_hex(3)}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        try:
-            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-            env = dict(os.environ, SOCKMON_BENCH_NS=ns)
-            return subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
-                                   "--sizes", args.sizes, "--runs", str(args.runs)], env=env).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", ns], check=True)
-    print(f"# sockmon snapshot benchmark — {os.cpu_count()} CPUs, Linux {os.uname().release}, "
-          f"Python {sys.version.split()[0]}, netns {os.environ.get('SOCKMON_BENCH_NS', '(current)')}, "
-          f"min of {args.runs} runs, each path in a fresh process")
-    print()
-    print("| N sockets | path | rows | wall ms | × ss -tanoi | CPU ms | CPU × ss -tanoi | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    rc = None if args.no_netns else reexec_in_private_netns("smbench", "SOCKMON_BENCH_NS", sys.argv[1:])
+    if rc is not None:
+        return rc
+    print_banner("sockmon snapshot benchmark", f"min of {args.runs} runs, each path in a fresh process",
+                 ["N sockets", "path", "rows", "wall ms", "× ss -tanoi", "CPU ms", "CPU × ss -tanoi", "peak RSS MB"])
 
     def f(x, fmt):
         return "" if x is None else format(x, fmt)

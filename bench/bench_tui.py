@@ -21,14 +21,14 @@ import argparse
 import asyncio
 import os
 import resource
-import secrets
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+from connpool import print_banner, reexec_in_private_netns  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -55,6 +55,7 @@ async def bench_app(n: int, runs: int) -> list[tuple[str, float, float]]:
         app.apply_update(first)
         await pilot.pause()
         total = len(first.snapshot.sockets)
+        del first  # the app holds what it needs: a third 60k snapshot alive here would inflate RSS
         full, collect, apply_, paint = [], [], [], []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -123,22 +124,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
     args = ap.parse_args()
-    if not args.no_netns and os.geteuid() == 0 and not os.environ.get("SOCKMON_BENCH_NS"):
-        ns = f"smtui{secrets.token_hex(3)}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        try:
-            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-            env = dict(os.environ, SOCKMON_BENCH_NS=ns)
-            return subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
-                                   "--sizes", args.sizes, "--runs", str(args.runs)], env=env).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", ns], check=True)
-    print(f"# sockmon TUI benchmark — {os.cpu_count()} CPUs, Linux {os.uname().release}, "
-          f"Python {sys.version.split()[0]}, netns {os.environ.get('SOCKMON_BENCH_NS', '(current)')}, "
-          f"{args.runs} runs, headless 200×50")
-    print()
-    print("| N sockets | measure | min ms | median ms |")
-    print("|---|---|---|---|")
+    rc = None if args.no_netns else reexec_in_private_netns("smtui", "SOCKMON_BENCH_NS", sys.argv[1:])
+    if rc is not None:
+        return rc
+    print_banner("sockmon TUI benchmark", f"{args.runs} runs, headless 200×50",
+                 ["N sockets", "measure", "min ms", "median ms"])
     for n in (int(x) for x in args.sizes.split(",")):
         for size, name, best, med in bench_size(n, args.runs):
             if best != best:  # nan: an info row

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import secrets
 import signal
 import socket
 import struct
@@ -43,6 +44,35 @@ def child_main(count: int) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, zero)
         c.close()
         s.close()
+
+
+def reexec_in_private_netns(prefix: str, env_var: str, argv: list[str]) -> int | None:
+    """Run this script again inside a fresh network namespace with only ``lo`` up; remove it after.
+
+    Returns the child's exit code, or None when nothing was done (not root, or already inside: the
+    child finds ``env_var`` set to the namespace's name). ``argv`` are the script's own arguments.
+    Only the benchmark's sockets are then seen, and nothing is left behind.
+    """
+    if os.geteuid() != 0 or os.environ.get(env_var):
+        return None
+    ns = f"{prefix}{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        env = dict(os.environ, **{env_var: ns})
+        return subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(sys.argv[0]), *argv],
+                              env=env).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+
+
+def print_banner(title: str, how: str, header: list[str]) -> None:
+    """The first lines of a benchmark's Markdown output: what ran where, then the table header."""
+    print(f"# {title} — {os.cpu_count()} CPUs, Linux {os.uname().release}, Python {sys.version.split()[0]}, "
+          f"netns {os.environ.get('SOCKMON_BENCH_NS', '(current)')}, {how}")
+    print()
+    print("| " + " | ".join(header) + " |")
+    print("|---" * len(header) + "|")
 
 
 class ConnPool:

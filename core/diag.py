@@ -136,7 +136,7 @@ _MAX_LAYOUTS = 64
 
 
 class _Layout:
-    __slots__ = ("unpack", "iter_unpack", "pairs", "info_at", "cong_at", "length")
+    __slots__ = ("unpack", "iter_unpack", "pairs", "info_at", "cong_at", "length", "family")
 
     def __init__(self, length: int, seq: int, family: int, attrs: list[tuple[int, int, int]]) -> None:
         """``attrs``: (type, nla_len, bytes consumed incl. padding) in message order."""
@@ -150,6 +150,7 @@ class _Layout:
                  16: bytes((family,))}
         self.info_at = -1
         self.cong_at = -1
+        self.family = family  # one of the fixed bytes: every message of the layout has it
         pos = _MSG_LEN
         for atype, alen, used in attrs:
             fixed[pos] = _NLA.pack(alen, atype)
@@ -230,9 +231,29 @@ class DumpParser:
                 if n:
                     i = lay.info_at
                     c = lay.cong_at
-                    for v in lay.iter_unpack(view[off:off + n * length]):
-                        family = v[5]
-                        cache = addrs[family]
+                    family = lay.family
+                    cache = addrs[family]
+                    rows = lay.iter_unpack(view[off:off + n * length])
+                    if i >= 0 and c >= 0:  # the usual layout (tcp_info and congestion): fewer steps
+                        i6, i7, i45 = i + 6, i + 7, i + 45
+                        for v in rows:
+                            s = cache.get(v[11])
+                            if s is None:
+                                s = _addr(family, v[11])
+                            d = cache.get(v[12])
+                            if d is None:
+                                d = _addr(family, v[12])
+                            cong = cong_cache.get(v[c])
+                            if cong is None:
+                                cong = _cong(v[c])
+                            timer = v[7]
+                            append(new(Socket, (family, v[6], s, swap[v[9]], d, swap[v[10]], v[16], v[17],
+                                                new(Timer, (timer, v[15], v[8])) if timer else None,
+                                                v[18], v[19], v[14], v[13],
+                                                new(TcpInfo, v[i:i6] + ws[v[i6]] + v[i7:i45]), cong)))
+                        off += n * length
+                        continue
+                    for v in rows:
                         s = cache.get(v[11])
                         if s is None:
                             s = _addr(family, v[11])

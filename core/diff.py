@@ -1,24 +1,44 @@
 """Pure diff of two snapshots: added / removed / changed sockets and inferred state transitions.
 
-Identity is `Socket.key` = (family, src, sport, dst, dport, cookie). Inferred transitions:
+Identity of a socket across snapshots: its family, 4-tuple and kernel cookie — (family, src, sport,
+dst, dport, cookie) — as DESIGN.md §3 says. `Socket.key` (the key of ``since`` maps) is the cookie
+alone when the socket has one (netlink: unique per socket object) and that whole 6-tuple otherwise
+(/proc/net/tcp has no cookies); a cookie found in both snapshots whose family or 4-tuple differs is
+two sockets (the old one removed, the new one added), exactly as with the 6-tuple.
+
+Inferred transitions:
 - a socket in both snapshots whose state differs: old → new;
 - a socket that vanished while a socket with the same family and 4-tuple appeared (the kernel hands a
   closing connection to a TIME_WAIT mini-socket with a new cookie): old state → new state;
 - any other vanished socket: state → CLOSE; any other new socket: CLOSE → state.
 Intermediate states between two snapshots are invisible here (that is what the tracepoint is for).
 Timestamps are the new snapshot's `taken_at`; dwell_ms is known when the caller passes ``since``
-(socket key → monotonic time it was first seen in its current state; see `advance_since`).
+(`Socket.key` → monotonic time it was first seen in its current state; see `advance_since`).
+
+Speed (60k sockets every second): the per-socket work runs in C — dicts built with
+``dict(zip(keys, sockets))``, keys and the compared fields taken with `operator.itemgetter`, one
+tuple comparison of fields 0-8 (family, state, 4-tuple, queues, timer) per socket present in both
+snapshots. Python code only runs for the sockets that differ there. The index of the newer snapshot
+is kept for the next call, where it is the older one (a memo keyed by the identity of the immutable
+sockets tuple: results only ever depend on the arguments).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress, filterfalse, repeat
+from operator import itemgetter, ne
 
 from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.core.states import CLOSE
 
-Key = tuple
+Key = int | tuple  # Socket.key: the cookie, or (family, src, sport, dst, dport, 0) without one
+
+_COOKIE = itemgetter(11)
+_IDENTITY = itemgetter(0, 2, 3, 4, 5, 11)  # (family, src, sport, dst, dport, cookie)
+_HEAD = itemgetter(slice(0, 9))  # family, state, src, sport, dst, dport, recv_q, send_q, timer
+_ABSENT = (object(),) * 9  # stands for "no old socket with this key": never equal to a _HEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +53,35 @@ class SnapshotDiff:
         return not (self.added or self.removed or self.changed)
 
 
+def socket_keys(sockets: Sequence[Socket]) -> list[Key]:
+    """``[s.key for s in sockets]``, in C when every socket has a cookie (the netlink case)."""
+    last = _last_index
+    if last is not None and last[0] is sockets and last[1] and last[2] is not None:
+        return list(last[2])  # the cookie index of these very sockets: its keys, in their order
+    keys = list(map(_COOKIE, sockets))
+    if keys and not all(keys):
+        return [s.key for s in sockets]
+    return keys
+
+
+# The index built for the newer snapshot of the last diff, kept for the next diff (where that snapshot
+# is the older one): (sockets tuple, by_cookie, index). Keyed by the identity of an immutable tuple,
+# so it can only ever answer for exactly those sockets; one entry, replaced by every diff.
+_last_index: tuple[Sequence[Socket], bool, dict | None] | None = None
+
+
+def _index(sockets: Sequence[Socket], by_cookie: bool) -> dict | None:
+    """Identity → socket (the last of duplicates, like a dict comprehension). By cookie only when
+    every socket has a distinct nonzero cookie, else None (the caller then keys by the 6-tuple)."""
+    last = _last_index
+    if last is not None and last[0] is sockets and last[1] == by_cookie:
+        return last[2]
+    if by_cookie:
+        idx = dict(zip(map(_COOKIE, sockets), sockets, strict=False))
+        return idx if len(idx) == len(sockets) and 0 not in idx else None
+    return dict(zip(map(_IDENTITY, sockets), sockets, strict=False))
+
+
 def _material(a: Socket, b: Socket) -> bool:
     ta, tb = a.timer, b.timer
     return (a.state != b.state or a.recv_q != b.recv_q or a.send_q != b.send_q
@@ -41,8 +90,16 @@ def _material(a: Socket, b: Socket) -> bool:
 
 
 def diff(prev: Snapshot, cur: Snapshot, since: Mapping[Key, float] | None = None) -> SnapshotDiff:
-    old = {s.key: s for s in prev.sockets}
-    new = {s.key: s for s in cur.sockets}
+    old = _index(prev.sockets, True)
+    new = _index(cur.sockets, True) if old is not None else None
+    if new is None:  # no cookies (procfs) or a cookie seen twice in one dump: the full 6-tuple
+        old = _index(prev.sockets, False)
+        new = _index(cur.sockets, False)
+        by_cookie = False
+    else:
+        by_cookie = True
+    global _last_index
+    _last_index = (cur.sockets, by_cookie, new)
     ts = cur.taken_at
     since = since or {}
 
@@ -54,16 +111,34 @@ def diff(prev: Snapshot, cur: Snapshot, since: Mapping[Key, float] | None = None
         return Transition(ts, sock.family, sock.src, sock.sport, sock.dst, sock.dport, o, n, "inferred",
                           dwell(key) if key is not None else None, cookie)
 
-    added = [s for k, s in new.items() if k not in old]
-    removed = [s for k, s in old.items() if k not in new]
+    new_socks = list(new.values())
+    olds = list(map(old.get, new, repeat(_ABSENT)))
+    # positions (in new's order) whose fields 0-8 differ from the old socket's, or that have none
+    differ = compress(range(len(new_socks)), map(ne, map(_HEAD, olds), map(_HEAD, new_socks)))
+    added = []
     changed = []
     transitions = []
-    for k, s in new.items():
-        o = old.get(k)
-        if o is not None and _material(o, s):
+    rekeyed = []  # old sockets whose cookie came back with another family / 4-tuple
+    for i in differ:
+        o = olds[i]
+        s = new_socks[i]
+        if o is _ABSENT:
+            added.append(s)
+        elif o[0] != s[0] or o[2:6] != s[2:6]:
+            added.append(s)
+            rekeyed.append(o)
+        elif _material(o, s):
             changed.append((o, s))
             if o.state != s.state:
-                transitions.append(tr(s, o.state, s.state, k, s.cookie))
+                transitions.append(tr(s, o.state, s.state, s.key, s.cookie))
+    matched = len(new) - len(added) + len(rekeyed)  # keys of new also in old
+    if rekeyed:
+        gone = {id(o) for o in rekeyed}
+        removed = [o for k, o in old.items() if k not in new or id(o) in gone]
+    elif matched == len(old):
+        removed = []
+    else:
+        removed = list(map(old.__getitem__, filterfalse(new.__contains__, old)))
     by_tuple: dict[tuple, Socket] = {}
     for s in added:
         by_tuple.setdefault((s.family, s.src, s.sport, s.dst, s.dport), s)
@@ -82,11 +157,15 @@ def diff(prev: Snapshot, cur: Snapshot, since: Mapping[Key, float] | None = None
 
 
 def advance_since(since: Mapping[Key, float], d: SnapshotDiff, cur: Snapshot) -> dict[Key, float]:
-    """The ``since`` map for the next diff: keys of ``cur`` → when first seen in their state (pure)."""
-    out = {}
-    moved = {n.key for o, n in d.changed if o.state != n.state}
-    for s in cur.sockets:
-        k = s.key
-        t0 = since.get(k)
-        out[k] = cur.taken_at if (t0 is None or k in moved) else t0
+    """The ``since`` map for the next diff: `Socket.key` of each socket of ``cur`` → when it was first
+    seen in its current state (pure). New sockets and those whose state changed start at
+    ``cur.taken_at``; the others keep their time from ``since``."""
+    ts = cur.taken_at
+    keys = socket_keys(cur.sockets)
+    out = dict(zip(keys, map(since.get, keys, repeat(ts)), strict=False))
+    for o, n in d.changed:
+        if o.state != n.state:
+            out[n.key] = ts
+    for s in d.added:
+        out[s.key] = ts
     return out

@@ -105,6 +105,11 @@ def dump(sock: socket.socket, msg_type: int, payload: bytes, handle: Callable[[b
     """
     seq = next_seq()
     sock.send(build_message(msg_type, NLM_F_REQUEST | NLM_F_DUMP, payload, seq))
+    _receive_until_done(sock, seq, handle)
+
+
+def _receive_until_done(sock: socket.socket, seq: int, handle: Callable[[bytes, int], bool]) -> None:
+    """recv() datagrams of the dump ``seq`` (blocking) and hand each to ``handle`` until it says done."""
     while True:
         data = sock.recv(RECV_SIZE)
         if not data:
@@ -160,12 +165,8 @@ def dump_overlapped(sock: socket.socket, msg_type: int, payload: bytes,
             data = items.get()
             if data is _STOPPED:  # the reader guessed the end too early: go on ourselves
                 sock.setblocking(True)
-                while True:
-                    data = sock.recv(RECV_SIZE)
-                    if not data:
-                        raise NetlinkFormatError("netlink: empty datagram in the middle of a dump")
-                    if handle(data, seq):
-                        return
+                _receive_until_done(sock, seq, handle)
+                return
             if isinstance(data, BaseException):
                 raise data
             if not data:

@@ -16,6 +16,7 @@ import pwd
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress
 
 import psutil
 from sockmon.core.records import Process
@@ -119,11 +120,14 @@ class OwnerCache:
         self._inode_pid: dict[int, int] = {}
         self.scans = 0  # pids whose fds were listed (for tests / the benchmark)
         self.last_rescanned = 0
+        self._changes = 0  # bumped whenever inode → pid or a pid's record changes
+        self._memo: tuple[int, list[int], dict[int, Process]] | None = None  # (changes, inodes, answer)
 
     def _forget(self, pid: int) -> None:
         st = self._pids.pop(pid, None)
         if st is None:
             return
+        self._changes += 1
         for ino in st.inodes:
             if self._inode_pid.get(ino) == pid:
                 del self._inode_pid[ino]
@@ -132,20 +136,29 @@ class OwnerCache:
         return {int(n) for n in os.listdir(_PROC) if n.isdigit()}
 
     def resolve(self, inodes: Iterable[int]) -> dict[int, Process]:
-        """The owner of each inode that some process holds open (inode 0 / unowned ones are absent)."""
+        """The owner of each inode that some process holds open (inode 0 / unowned ones are absent).
+
+        Per-inode work is C-level (``map`` over dict methods) and Python code runs per owning pid,
+        not per socket. When the inodes are the very list of the previous call, all of them had a known
+        owner, and no pid went or was rescanned since, the previous answer is returned (as a new dict).
+        """
         with self._lock:
-            wanted = [i for i in inodes if i]
+            wanted = list(filter(None, inodes))
             live = self._live_pids()
             for pid in [p for p in self._pids if p not in live]:
                 self._forget(pid)
-            inode_pid = self._inode_pid
             self.last_rescanned = 0
-            if any(i not in inode_pid for i in wanted):
+            memo = self._memo
+            if memo is not None and memo[0] == self._changes and memo[1] == wanted:
+                return dict(memo[2])
+            inode_pid = self._inode_pid
+            pid_of = list(map(inode_pid.get, wanted))
+            if not all(pid_of):  # an inode we do not know (pids are > 0): rescan changed pids
                 self._rescan(live)
-            result: dict[int, Process] = {}
+                pid_of = list(map(inode_pid.get, wanted))
+            proc_of: dict[int, Process] = {}
             pids = self._pids
-            for ino in wanted:
-                pid = inode_pid.get(ino)
+            for pid in dict.fromkeys(pid_of):  # each owning pid once, in order of first use
                 if pid is None:
                     continue
                 st = pids[pid]
@@ -154,8 +167,15 @@ class OwnerCache:
                     if st.proc is None or _start_time(pid) != st.start:  # exited or reused meanwhile
                         self._forget(pid)
                         continue
-                result[ino] = st.proc
-            return result
+                proc_of[pid] = st.proc
+            procs = list(map(proc_of.get, pid_of))
+            if all(procs):  # every inode owned (Process records are always true)
+                result = dict(zip(wanted, procs, strict=True))
+            else:
+                result = dict(compress(zip(wanted, procs, strict=True), procs))
+            # reusable only when every inode was known: else the next call must look for it again
+            self._memo = (self._changes, wanted, result) if all(pid_of) else None
+            return dict(result)
 
     def _rescan(self, live: set[int]) -> None:
         for pid in live:
@@ -179,6 +199,7 @@ class OwnerCache:
                 continue
             self.scans += 1
             self.last_rescanned += 1
+            self._changes += 1
             if st is None:
                 st = self._pids[pid] = _PidState(start, n, set())
             for ino in st.inodes - found:
@@ -197,3 +218,5 @@ class OwnerCache:
         with self._lock:
             self._pids.clear()
             self._inode_pid.clear()
+            self._changes += 1
+            self._memo = None

@@ -58,9 +58,13 @@ class Socket(NamedTuple):
     cong: str | None = None
 
     @property
-    def key(self) -> tuple[int, str, int, str, int, int]:
-        """Identity across snapshots: (family, src, sport, dst, dport, cookie)."""
-        return (self.family, self.src, self.sport, self.dst, self.dport, self.cookie)
+    def key(self) -> int | tuple[int, str, int, str, int, int]:
+        """Key of this socket across snapshots (``since`` maps, tables): the kernel's cookie when it
+        has one (netlink: unique per socket object, an int hashes fast), else (family, src, sport,
+        dst, dport, 0) (/proc/net/tcp has no cookies). Identity in `sockmon.core.diff` is
+        (family, src, sport, dst, dport, cookie): a cookie back with another 4-tuple is another socket.
+        """
+        return self[11] or (self[0], self[2], self[3], self[4], self[5], 0)
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:

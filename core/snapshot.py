@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno as _errno
 import gc
+import operator
 import socket
 import time
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from sockmon.core.owners import OwnerCache
 
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_INODE = operator.itemgetter(10)  # Socket.inode
 # errnos meaning "sock_diag is not there" (module missing / protocol unsupported): fall back to /proc
 _UNAVAILABLE = {_errno.EPROTONOSUPPORT, _errno.EAFNOSUPPORT, _errno.ENOENT, _errno.EOPNOTSUPP}
 
@@ -110,7 +112,7 @@ def take_snapshot(*, netns: str | int | None = None, states: Iterable[int] | Non
             return _procfs_dump(st, port, netns is not None)
 
     sockets = run_in_netns(netns, collect)
-    owner_map = MappingProxyType(owners.resolve(s.inode for s in sockets if s.inode)) if owners else None
+    owner_map = MappingProxyType(owners.resolve(filter(None, map(_INODE, sockets)))) if owners else None
     return Snapshot(
         sockets=tuple(sockets), taken_at=taken_at, wall_time=wall, source=source,
         netns=None if netns is None else str(netns),

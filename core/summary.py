@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import MappingProxyType
 
 from sockmon.core.netns import run_in_netns
-from sockmon.core.records import Snapshot
+from sockmon.core.records import FAMILY_NAMES, Snapshot
 from sockmon.core.states import state_name
 
 _EMPTY: Mapping = MappingProxyType({})
+_FAMILY = itemgetter(0)  # Socket.family
+_STATE = itemgetter(1)  # Socket.state
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +99,8 @@ def read_keepalive_sysctls(netns: str | int | None = None) -> tuple[int | None, 
 
 def summarize(snapshot: Snapshot, *, read_system: bool = True) -> Summary:
     """Counts from the snapshot; with ``read_system`` also the namespace's counters and sysctls."""
-    states = Counter(s.state for s in snapshot.sockets)
-    fams = Counter(s.family_name for s in snapshot.sockets)
+    states = Counter(map(_STATE, snapshot.sockets))  # counted in C: no per-socket Python call
+    fams = {FAMILY_NAMES.get(f, str(f)): n for f, n in Counter(map(_FAMILY, snapshot.sockets)).items()}
     by_state = {state_name(code): n for code, n in sorted(states.items())}
     lo = ld = kt = ki = kp = None
     sockstat: dict[str, int] = {}
@@ -112,4 +115,4 @@ def summarize(snapshot: Snapshot, *, read_system: bool = True) -> Summary:
                     _read_int(k + "intvl"), _read_int(k + "probes"), _read_sockstat(base))
         lo, ld, kt, ki, kp, sockstat = run_in_netns(ns, read)
     return Summary(len(snapshot.sockets), MappingProxyType(by_state), lo, ld, kt, ki, kp,
-                   MappingProxyType(sockstat), MappingProxyType(dict(fams)))
+                   MappingProxyType(sockstat), MappingProxyType(fams))

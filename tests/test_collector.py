@@ -157,3 +157,23 @@ def test_errors_go_to_on_update_and_the_thread_survives(monkeypatch):
     errs = [u for u in sink.updates if u.error]
     assert len(errs) == 1 and "Operation not permitted" in errs[0].error and errs[0].snapshot is None
     assert sink.updates[-1].error is None and sink.updates[-1].snapshot is not None
+
+
+def test_a_tick_leaves_the_gc_on_nothing_frozen_and_thresholds_only_raised():
+    import gc
+
+    before = gc.get_threshold()
+    c = Collector(interval=3600, on_update=lambda u: None, use_tracepoint=False, start=False)
+    try:
+        assert all(now >= was for now, was in zip(gc.get_threshold(), before, strict=True))
+        for _ in range(3):
+            assert c.collect_once().error is None
+            assert gc.isenabled() and gc.get_freeze_count() == 0
+        gc.disable()
+        try:  # a caller that runs with the GC off keeps it off
+            assert c.collect_once().error is None and not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        c.stop()
+        gc.set_threshold(*before)

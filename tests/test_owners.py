@@ -130,3 +130,24 @@ def test_unreadable_pid_dirs_are_skipped(monkeypatch):
         assert OwnerCache().resolve([inode_of(s), 0, 123456789012])[inode_of(s)].pid == os.getpid()
     finally:
         s.close()
+
+
+def test_same_inodes_again_gives_a_fresh_equal_answer_until_an_owner_exits(child):
+    proc, port = child
+    snap = take_snapshot(port=port)
+    ino = next(s.inode for s in snap.sockets if s.state == 10)
+    mine = socket.socket()
+    try:
+        wanted = [ino, inode_of(mine), 0]
+        cache = OwnerCache()
+        first = cache.resolve(wanted)
+        assert first[ino].pid == proc.pid and first[inode_of(mine)].pid == os.getpid() and 0 not in first
+        first.clear()  # the caller's dict: changing it changes nothing in the cache
+        again = cache.resolve(iter(wanted))
+        assert again == cache.resolve(wanted) and again[ino].pid == proc.pid and len(again) == 2
+        proc.kill()
+        proc.wait()
+        after = cache.resolve(wanted)  # the owner is gone: its inode is not answered from before
+        assert ino not in after and after[inode_of(mine)].pid == os.getpid()
+    finally:
+        mine.close()

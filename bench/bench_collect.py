@@ -1,0 +1,181 @@
+"""Benchmark: the phases of one `Collector.collect_once` at N sockets (not a test).
+
+Runs in a private network namespace (as root; removed at the end), opens N loopback sockets over
+helper processes (bench/connpool.py), times `ss -tanoi` in the same run, then in a fresh process per
+code tree runs the real ``Collector.collect_once`` (tcp_info, warm OwnerCache, inferred transitions)
+R times after two warm-up ticks, timing each phase through thin wrappers around the functions the
+collector calls: snapshot (the dump, owners excluded), owners (``OwnerCache.resolve``), diff,
+advance (``advance_since``), summary (``summarize``), GC (time the cyclic collector ran during the
+tick and in the collections its garbage triggers right after it, via ``gc.callbacks``) and the
+total. ``rest`` = total − snapshot: what the collector adds. The previous update is held by the
+benchmark (like a UI) during the tick and dropped after it: ``free prev`` is the time that takes
+(freeing a 60k snapshot), ``total+free+gc`` adds it and the GC work that ran right after the tick.
+
+    sudo python3 bench/bench_collect.py [--sizes 20000,60000] [--runs 7] [--compare HEAD~1]
+
+``--compare REV`` also runs the core of git revision REV (exported to a temporary directory) in the
+same run, for a before/after table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from connpool import print_banner, reexec_in_private_netns  # noqa: E402
+
+PHASES = ("snapshot", "owners", "diff", "advance", "summary", "gc", "rest", "total", "free prev", "total+free+gc")
+
+
+def worker(runs: int) -> dict:
+    from sockmon.core import collector as cmod
+    from sockmon.core import owners as omod
+
+    acc: dict[str, float] = {}
+
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                acc[name] = acc.get(name, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    cmod.take_snapshot = timed("snapshot+owners", cmod.take_snapshot)
+    cmod.diff = timed("diff", cmod.diff)
+    cmod.advance_since = timed("advance", cmod.advance_since)
+    cmod.summarize = timed("summary", cmod.summarize)
+    omod.OwnerCache.resolve = timed("owners", omod.OwnerCache.resolve)
+    gc_t0 = [0.0]
+    gen2 = [0]
+    bucket = ["gc"]  # "gc": during the tick, "gc_after": triggered by the tick's garbage after it
+
+    def on_gc(phase, info):
+        if phase == "start":
+            gc_t0[0] = time.perf_counter()
+        else:
+            acc[bucket[0]] = acc.get(bucket[0], 0.0) + time.perf_counter() - gc_t0[0]
+            gen2[0] += info["generation"] == 2
+
+    gc.callbacks.append(on_gc)
+    col = cmod.Collector(interval=3600, use_tracepoint=False, on_update=lambda u: None, start=False)
+    samples: dict[str, list[float]] = {p: [] for p in PHASES}
+    count = 0
+    u = None
+    for i in range(runs + 2):
+        acc.clear()
+        bucket[0] = "gc"
+        t0 = time.perf_counter()
+        nu = col.collect_once()  # a consumer (the UI) still holds the previous update meanwhile
+        total = time.perf_counter() - t0
+        bucket[0] = "gc_after"
+        t1 = time.perf_counter()
+        u = nu  # the consumer drops the previous update: its snapshot is freed here
+        free = time.perf_counter() - t1
+        del nu
+        if u.error:
+            raise SystemExit(u.error)
+        count = len(u.snapshot.sockets)
+        # the tick's garbage is the GC's next work, wherever it runs: allocate a little so the
+        # collections it triggers happen now and are counted with this tick
+        junk = [[] for _ in range(5000)]
+        del junk
+        if i < 2:  # warm-up: owner cache, first diff baseline
+            continue
+        snap = acc.get("snapshot+owners", 0.0) - acc.get("owners", 0.0)
+        vals = {"snapshot": snap, "owners": acc.get("owners", 0.0), "diff": acc.get("diff", 0.0),
+                "advance": acc.get("advance", 0.0), "summary": acc.get("summary", 0.0),
+                "gc": acc.get("gc", 0.0) + acc.get("gc_after", 0.0), "rest": total - snap, "total": total,
+                "free prev": free, "total+free+gc": total + free + acc.get("gc_after", 0.0)}
+        for p in PHASES:
+            samples[p].append(vals[p] * 1000.0)
+    col.stop()
+    import resource
+
+    return {"count": count, "gen2": gen2[0], "min": {p: min(v) for p, v in samples.items()},
+            "median": {p: statistics.median(v) for p, v in samples.items()},
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def export_tree(rev: str) -> str:
+    """The sockmon package of git revision ``rev`` laid out for PYTHONPATH (sockmon/, sockmon/core/)."""
+    tmp = tempfile.mkdtemp(prefix="sockmon-rev-")
+    arch = subprocess.run(["git", "-C", ROOT, "archive", rev, "core", "sockmon/__init__.py"],
+                          capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
+    os.makedirs(os.path.join(tmp, "pkg"))
+    shutil.move(os.path.join(tmp, "sockmon"), os.path.join(tmp, "pkg", "sockmon"))
+    shutil.move(os.path.join(tmp, "core"), os.path.join(tmp, "pkg", "sockmon", "core"))
+    return tmp
+
+
+def run_worker(runs: int, tree: str | None) -> dict:
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.path.join(tree, "pkg")
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", str(runs)],
+                         capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="20000,60000")
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--compare", metavar="REV", help="also time the core of this git revision")
+    ap.add_argument("--worker", type=int, metavar="RUNS", help=argparse.SUPPRESS)
+    ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker)))
+        return 0
+    rc = None if args.no_netns else reexec_in_private_netns("smcoll", "SOCKMON_BENCH_NS", sys.argv[1:])
+    if rc is not None:
+        return rc
+    from bench_snapshot import run_ss
+    from connpool import ConnPool
+
+    trees: list[tuple[str, str | None]] = []
+    if args.compare:
+        trees.append((args.compare, export_tree(args.compare)))
+    trees.append(("working tree", None))
+    print_banner("sockmon collect_once phases", f"{args.runs} ticks after 2 warm-up ticks, one fresh process "
+                 "per code tree; ms, min (median)",
+                 ["N", "code", *PHASES, "snapshot × ss -tanoi", "total × ss -tanoi", "gen-2 GCs", "peak RSS MB"])
+    try:
+        for n in (int(x) for x in args.sizes.split(",")):
+            with ConnPool(n):
+                time.sleep(0.2)
+                ss = run_ss(["-tanoi"], args.runs)
+                ss_ms = min(ss["times"]) * 1000.0
+                ss_cells = " | ".join(f"{ss_ms:.1f} ({statistics.median(ss['times']) * 1000:.1f})"
+                                      if p in ("snapshot", "total") else "" for p in PHASES)
+                print(f"| {n} | `ss -tanoi` ({ss['count']} rows) | {ss_cells} | 1.00 | 1.00 | | "
+                      f"{ss['maxrss_kb'] / 1024:.0f} |", flush=True)
+                for label, tree in trees:
+                    r = run_worker(args.runs, tree)
+                    cells = " | ".join(f"{r['min'][p]:.1f} ({r['median'][p]:.1f})" for p in PHASES)
+                    print(f"| {n} | {label} ({r['count']} rows) | {cells} | {r['min']['snapshot'] / ss_ms:.2f} | "
+                          f"{r['min']['total'] / ss_ms:.2f} | {r['gen2']} | {r['maxrss_mb']:.0f} |", flush=True)
+    finally:
+        for _label, tree in trees:
+            if tree is not None:
+                shutil.rmtree(tree, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
