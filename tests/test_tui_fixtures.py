@@ -80,6 +80,21 @@ def timeline_text(app) -> str:
     return "\n".join(app.query_one(TimelinePane).plain_lines())
 
 
+async def connect_client(app, pilot, address, *, tab_key: str | None = None) -> ClientPane:
+    """Connect the Client pane to ``address`` with its ``o`` key and wait for ESTABLISHED with the options
+    read back. ``tab_key`` first switches to the Client tab with that key (the real app: "3")."""
+    pane = app.query_one(ClientPane)
+    if tab_key is not None:
+        await pilot.press(tab_key)
+        await wait_for(pilot, lambda: app.focused is not None and pane in app.focused.ancestors_with_self,
+                       what="focus in the client pane")
+    pane.query_one("#client-target").value = f"{address[0]}:{address[1]}"
+    pane.focus()
+    await pilot.press("o")
+    await wait_for(pilot, lambda: pane.state == "ESTABLISHED" and pane.local and pane.options, what="ESTABLISHED")
+    return pane
+
+
 @pytest.fixture
 def echo_server():
     """The built-in server engine in echo mode on an ephemeral loopback port."""

@@ -14,7 +14,7 @@ from sockmon.core.server import ServerEngine
 from sockmon.tui.panes.client import ClientPane, hexdump, parse_hex, parse_timeout
 from sockmon.tui.panes.server import ServerPane
 from sockmon.tui.panes.timeline import TimelinePane
-from test_tui_fixtures import LabHost, run, timeline_text, wait_for
+from test_tui_fixtures import LabHost, connect_client, run, timeline_text, wait_for
 from textual.widgets import DataTable, Input, RichLog, Select, Static, TabbedContent
 
 echo_server = test_tui_fixtures.echo_server  # the shared fixture, for this module's tests
@@ -35,15 +35,6 @@ def table_rows(four_tuple, states=None):
 
     snap = take_snapshot(port=four_tuple[1], with_info=False, states=states)
     return [s for s in snap.sockets if s.four_tuple == four_tuple]
-
-
-async def connect_client(app, pilot, address) -> ClientPane:
-    pane = app.query_one(ClientPane)
-    pane.query_one("#client-target", Input).value = f"{address[0]}:{address[1]}"
-    pane.focus()
-    await pilot.press("o")
-    await wait_for(pilot, lambda: pane.state == "ESTABLISHED" and pane.local and pane.options, what="ESTABLISHED")
-    return pane
 
 
 # ---------------------------------------------------------------------- pure helpers

@@ -14,7 +14,7 @@ import test_tui_fixtures
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.panes.client import ClientPane
 from sockmon.tui.panes.server import ServerPane
-from test_tui_fixtures import run, timeline_text, wait_for
+from test_tui_fixtures import connect_client, run, timeline_text, wait_for
 from textual.widgets import Input, Select, Static
 
 echo_server = test_tui_fixtures.echo_server  # the shared fixture, for this module's tests
@@ -38,23 +38,11 @@ def make_app():
     return SockmonApp(interval=0.5)
 
 
-async def connect(app, pilot, address) -> ClientPane:
-    await pilot.press("3")  # the Client tab
-    pane = app.query_one(ClientPane)
-    await wait_for(pilot, lambda: app.focused is not None and pane in app.focused.ancestors_with_self,
-                   what="focus in the client pane")
-    pane.query_one("#client-target", Input).value = f"{address[0]}:{address[1]}"
-    pane.focus()
-    await pilot.press("o")
-    await wait_for(pilot, lambda: pane.state == "ESTABLISHED" and pane.local and pane.options, what="ESTABLISHED")
-    return pane
-
-
 def test_app_client_established_then_time_wait_in_timeline_and_connections(echo_server):
     async def scenario():
         app = make_app()
         async with app.run_test(size=(160, 50)) as pilot:
-            pane = await connect(app, pilot, echo_server.address)
+            pane = await connect_client(app, pilot, echo_server.address, tab_key="3")
             tup = (*pane.local, *pane.peer)
             await wait_for(pilot, lambda: any(s.state_name == "ESTABLISHED" for s in connections_rows(app, tup)),
                            what="ESTABLISHED row in Connections")
@@ -73,7 +61,7 @@ def test_app_linger_zero_then_close_leaves_no_time_wait_and_keepalive_reads_back
     async def scenario():
         app = make_app()
         async with app.run_test(size=(160, 50)) as pilot:
-            pane = await connect(app, pilot, echo_server.address)
+            pane = await connect_client(app, pilot, echo_server.address, tab_key="3")
             tup = (*pane.local, *pane.peer)
             await pilot.press("K")
             await wait_for(pilot, lambda: pane.options.keepalive.enabled, what="keepalive read back")

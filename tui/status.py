@@ -46,8 +46,11 @@ def status_text(info: StatusInfo) -> Text:
     if info.overruns:
         out.append(f" lost {info.overruns}", style=ERROR_STYLE)
     out.append(" │ ", style="dim")
-    out.append(f"{info.total} sockets: ", style="bold")  # not "22 LISTEN 4": the total is no LISTEN count
-    out.append_text(counts_text(info.counts, sep=" "))
+    if info.collect_ms is None and not info.total:
+        out.append("waiting for the first snapshot…", style="dim italic")
+    else:
+        out.append(f"{info.total} sockets: ", style="bold")  # not "22 LISTEN 4": the total is no LISTEN count
+        out.append_text(counts_text(info.counts, sep=" "))
     if info.error:
         out.append(" │ ", style="dim")
         out.append(f"⚠ {info.error}", style=ERROR_STYLE)

@@ -73,8 +73,10 @@ class LabPane(Vertical, can_focus=True):
     PREFIX = "lab"  # widget id prefix: #<prefix>-error, #<prefix>-send-text
 
     def __init__(self, *, name: str | None = None, id: str | None = None,  # noqa: A002
-                 classes: str | None = None) -> None:
+                 classes: str | None = None, engine_factory=None) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self.engine = None
+        self._engine_factory = engine_factory  # seam: tests hand in a fake engine
         self.last_error: str | None = None
 
     def _error_line(self) -> Static:

@@ -129,9 +129,7 @@ class ServerPane(LabPane):
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
                  engine_factory: Callable | None = None) -> None:
-        super().__init__(name=name, id=id, classes=classes)
-        self.engine = None
-        self._engine_factory = engine_factory
+        super().__init__(name=name, id=id, classes=classes, engine_factory=engine_factory)
         self.address = None
         self.mode = "echo"
         self.clients: list = []
