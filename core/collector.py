@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sockmon.core.diff import SnapshotDiff, advance_since, diff, socket_keys
 from sockmon.core.owners import OwnerCache
 from sockmon.core.records import Snapshot, Transition
-from sockmon.core.snapshot import take_snapshot
+from sockmon.core.snapshot import promote_young_objects, take_snapshot
 from sockmon.core.summary import Summary, summarize
 
 DRAIN_EVERY = 0.1  # seconds between tracepoint drains (DESIGN.md §3)
@@ -208,8 +208,7 @@ class Collector:
             self._ticks_since_full_gc = 0
             gc.collect()
         elif gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
+            promote_young_objects()
 
     def _collect(self, t0: float, source: str) -> Update:
         try:

@@ -131,3 +131,17 @@ def test_procnet_line_parsing():
     assert (s.src, s.sport, s.dst, s.dport, s.state) == ("::1", 80, "::ffff:127.0.0.1", 40960, ESTABLISHED)
     assert s.timer.name == "keepalive" and s.timer.expires_ms == 0xBB8 * 10
     assert procnet.parse_line("  sl  local_address rem_address   st", socket.AF_INET) is None
+
+
+def test_snapshot_leaves_the_gc_on_and_nothing_frozen():
+    import gc
+
+    assert gc.isenabled()
+    snap = take_snapshot()
+    assert gc.isenabled() and gc.get_freeze_count() == 0 and snap.source in ("netlink", "procfs")
+    gc.disable()
+    try:  # a caller running with the GC off keeps it off
+        take_snapshot()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
