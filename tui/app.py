@@ -36,6 +36,7 @@ from sockmon.tui.messages import (
     SocketSelected,
     TransitionsSeen,
 )
+from sockmon.tui.options_screen import SocketOptionsScreen
 from sockmon.tui.panes.client import ClientPane
 from sockmon.tui.panes.connections import ConnectionsPane
 from sockmon.tui.panes.keepalive import KeepalivePane
@@ -100,6 +101,9 @@ class SockmonApp(App[int]):
         Binding("p", "pause", "Pause", show=True, id="pause"),
         Binding("p", "resume", "Resume", show=True, id="resume"),  # only one of the two is active: see check_action
         Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
+        Binding("o", "socket_options", "Options", show=True, id="socket.options",
+                tooltip="Options: change SO_LINGER / keepalive of the selected socket (another process's after "
+                        "confirmation, as root)"),
         Binding("plus,equals_sign", "slower", "Slower", show=True, key_display="+", id="interval.up", group=INTERVAL),
         Binding("minus", "faster", "Faster", show=True, key_display="-", id="interval.down", group=INTERVAL),
         Binding("question_mark,f1", "help", "Help", show=True, key_display="?", id="help"),
@@ -389,6 +393,14 @@ class SockmonApp(App[int]):
         taken = self.snapshot.taken_at if self.snapshot is not None else None
         self.push_screen(DetailScreen(sock, self.owner_of(sock), self.history.for_socket(sock), taken))
 
+    def open_options(self, sock: Socket | None = None) -> None:
+        """SO_LINGER / keepalive of a socket in the table: ours directly, another process's after confirming."""
+        sock = sock or self.selected
+        if sock is None:
+            self.notify("no socket selected: pick one in Connections, Listening or Keepalive", severity="warning")
+            return
+        self.push_screen(SocketOptionsScreen(sock, self.owner_of(sock)))
+
     def on_engine_event(self, message: EngineEvent) -> None:
         ev = message.event
         timeline = self.timeline
@@ -476,6 +488,10 @@ class SockmonApp(App[int]):
     def action_detail(self) -> None:
         self.open_detail()
 
+    def action_socket_options(self) -> None:
+        if self.on_base_screen():
+            self.open_options()
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         panes = [("Show Listening", "listening"), ("Show Connections", "connections"), ("Show Keepalive", "keepalive"),
@@ -488,6 +504,8 @@ class SockmonApp(App[int]):
         yield SystemCommand("Slower refresh", "increase the interval (+)", self.action_slower)
         yield SystemCommand("Faster refresh", "decrease the interval (-)", self.action_faster)
         yield SystemCommand("Socket detail", "every field of the selected socket (Enter)", self.action_detail)
+        yield SystemCommand("Socket options", "change SO_LINGER / keepalive of the selected socket (o)",
+                            self.open_options)
         for action, title in (("sort_next", "Sort by next column"), ("sort_prev", "Sort by previous column"),
                               ("sort_reverse", "Reverse the sort order")):
             keys = ", ".join(b.key_display or b.key for b in VirtualTable.BINDINGS if b.action == action)

@@ -165,6 +165,7 @@ class DetailScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", show=True),
         Binding("q", "app.pop_screen", "Back", show=False),
+        Binding("o", "options", "Options", show=True, tooltip="Options: change SO_LINGER / keepalive of this socket"),
     ]
 
     def __init__(self, sock: Socket, owner: Process | None, history: list[Transition],
@@ -195,6 +196,9 @@ class DetailScreen(Screen[None]):
             self.query_one(f"#detail-{wid}", Static).border_title = title
         self.set_interval(0.5, self._refresh_timer)
         self.render_all()
+
+    def action_options(self) -> None:
+        self.app.open_options(self.sock)
 
     def _clock(self) -> float:
         # the app's view clock: frozen while collection is paused, like every other countdown

@@ -25,6 +25,8 @@ KEYS = [
     ("↑ ↓ PgUp PgDn Home End", "move the cursor in a socket list"),
     ("← →", "scroll a wide table sideways"),
     ("Enter / double click", "Detail screen of the socket under the cursor"),
+    ("o", "socket options: SO_LINGER / keepalive of the selected socket, read back from the kernel "
+          "(another process's after confirmation, as root)"),
     ("s / S / < >", "sort by the next column / reverse / previous, next column (or click a header)"),
     ("/", "filter the Connections list as you type (Enter or Esc: back to the table)"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),

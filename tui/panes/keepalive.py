@@ -5,7 +5,6 @@ running timer and when a dead peer would be detected (idle + intvl × cnt)."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable
 
 from rich.table import Table
@@ -23,24 +22,9 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 
-def _find_fd(pid: int, inode: int) -> int | None:
-    target = f"socket:[{inode}]"
-    base = f"/proc/{pid}/fd"
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return None
-    for name in names:
-        try:
-            if os.readlink(f"{base}/{name}") == target:
-                return int(name)
-        except OSError:
-            continue
-    return None
-
-
 def read_socket_keepalive(sock: Socket, owner: Process | None):
     """(Keepalive | None, how it was read or why not). Blocking (/proc scan, syscalls): call off the UI."""
+    from sockmon.core.foreign import borrowed_socket
     from sockmon.core.options import read_keepalive
 
     if sock.state == TIME_WAIT or not sock.inode:
@@ -49,29 +33,16 @@ def read_socket_keepalive(sock: Socket, owner: Process | None):
         if os.geteuid() == 0:
             return None, "no owning process found (it may have exited, or the socket waits in an accept queue)"
         return None, "owner unknown (another user's process needs root to see)"
-    if owner.pid == os.getpid():
-        fd = _find_fd(owner.pid, sock.inode)
-        if fd is None:
-            return None, "our own socket, but its fd is already closed"
-        dup = socket.socket(fileno=os.dup(fd))
-        try:
-            return read_keepalive(dup), f"read with getsockopt from our own fd {fd}"
-        finally:
-            dup.close()
+    own = owner.pid == os.getpid()
     try:
-        from sockmon.core.foreign import duplicate_socket
-    except ImportError:
-        return None, "reading another process's options needs sockmon.core.foreign (not available)"
-    try:
-        dup = duplicate_socket(owner.pid, sock.inode)
+        with borrowed_socket(owner.pid, sock.inode) as dup:
+            ka = read_keepalive(dup)
     except SockmonError as exc:
         return None, str(exc)
     except OSError as exc:
         return None, str(SockmonError.from_os_error(exc, f"pidfd_getfd(pid {owner.pid})"))
-    try:
-        return read_keepalive(dup), f"read via pidfd_getfd from pid {owner.pid} (root)"
-    finally:
-        dup.close()
+    return ka, ("read with getsockopt from our own fd (a dup of it)" if own
+                else f"read via pidfd_getfd from pid {owner.pid} (root)")
 
 
 class KeepaliveTimersPane(SocketListPane):
