@@ -27,7 +27,9 @@ _TABLE: dict[int, tuple[str, str]] = {
     _errno.ECONNABORTED: ("connection aborted locally (e.g. killed with SOCK_DESTROY)", "close the socket"),
     _errno.EPIPE: ("broken pipe: write after the peer closed", "stop writing and close"),
     _errno.ENOTCONN: ("socket is not connected", "connect first"),
-    _errno.EADDRINUSE: ("address already in use", "use SO_REUSEADDR, another port, or wait for TIME_WAIT"),
+    _errno.EADDRINUSE: ("address already in use (another socket is bound to it)",
+                        "stop the other listener or pick another port; if only TIME_WAIT is left, SO_REUSEADDR "
+                        "lets you bind"),
     _errno.EADDRNOTAVAIL: ("address not available on this host", "bind an address this host owns"),
     _errno.EACCES: ("permission denied", "use a port >= 1024 or run as root"),
     _errno.EPERM: ("operation not permitted", "run as root"),
