@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import socket
-import subprocess
 import sys
 from contextlib import ExitStack
 
@@ -229,16 +227,13 @@ def main() -> int:
     ap.add_argument("--size", default="160x45")
     ap.add_argument("--no-netns", action="store_true", help="use the current namespace (shows every socket)")
     args = ap.parse_args()
-    if not args.no_netns and os.geteuid() == 0 and not os.environ.get("SOCKMON_SHOTS_NS"):
-        ns = f"smshots{secrets.token_hex(3)}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        try:
-            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-            env = dict(os.environ, SOCKMON_SHOTS_NS=ns)
-            return subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
-                                   "--out", args.out, "--size", args.size], env=env).returncode
-        finally:
-            subprocess.run(["ip", "netns", "del", ns], check=True)
+    if not args.no_netns:
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        from connpool import reexec_in_private_netns
+
+        rc = reexec_in_private_netns("smshots", "SOCKMON_SHOTS_NS", ["--out", args.out, "--size", args.size])
+        if rc is not None:
+            return rc
     w, h = (int(x) for x in args.size.lower().split("x"))
     os.makedirs(args.out, exist_ok=True)
     for path in asyncio.run(shoot(args.out, (w, h))):

@@ -24,9 +24,10 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
-# Identity of a socket row across snapshots: Socket.key = (family, src, sport, dst, dport, cookie) as one
-# C-level call (Socket is a NamedTuple). With netlink every socket has a unique cookie, which alone is a
-# cheaper key (an int hashes much faster than a 6-tuple at 60k rows); /proc/net/tcp has no cookies.
+# Identity of a socket row across snapshots, as one C-level call (Socket is a NamedTuple): the 6-tuple
+# (family, src, sport, dst, dport, cookie) — the identity core/diff uses — or, with netlink where every
+# socket has a unique cookie, the cookie alone (an int hashes much faster than a 6-tuple at 60k rows);
+# /proc/net/tcp has no cookies. (Socket.key is the cookie when there is one, else the 6-tuple.)
 socket_key = operator.itemgetter(0, 2, 3, 4, 5, 11)
 cookie_key = operator.itemgetter(11)
 
