@@ -59,6 +59,17 @@ def conn_rows(app, port):
     return [s for s in app.connections.table.visible_rows() if port in (s.sport, s.dport)]
 
 
+def own_rows(app, lb):
+    """The fixture's own four connection ends, by exact 4-tuple: a TIME_WAIT left by an earlier test may
+    share a port number with our listener (ephemeral ports are reused), but never a whole 4-tuple."""
+    ends = set()
+    for s in (lb.client, lb.server, lb.queued):
+        (src, sport), (dst, dport) = s.getsockname()[:2], s.getpeername()[:2]
+        ends.add((src, sport, dst, dport))
+        ends.add((dst, dport, src, sport))  # the other end, including the unaccepted queued one
+    return [s for s in app.connections.table.visible_rows() if tuple(s.four_tuple) in ends]
+
+
 @sync
 async def test_listener_and_established_pair_show_up(loopback):
     app = make_app()
@@ -69,10 +80,10 @@ async def test_listener_and_established_pair_show_up(loopback):
         assert row.send_q == 7  # backlog
         assert await wait_for(pilot, lambda: listening_row(app, loopback.port).recv_q == 1)  # queued client
         assert app.listening.owner_of(row).name.startswith("python")
-        assert await wait_for(pilot, lambda: len(conn_rows(app, loopback.port)) >= 4)
-        states = {s.state for s in conn_rows(app, loopback.port)}
+        assert await wait_for(pilot, lambda: len(own_rows(app, loopback)) == 4)
+        states = {s.state for s in own_rows(app, loopback)}
         assert states == {ESTABLISHED}
-        ours = [s for s in conn_rows(app, loopback.port) if s.sport == loopback.client.getsockname()[1]]
+        ours = [s for s in own_rows(app, loopback) if s.sport == loopback.client.getsockname()[1]]
         assert ours and ours[0].tcp_info is not None
         assert app.status.info.total >= 5
         assert app.status.info.counts.get(ESTABLISHED, 0) >= 4
