@@ -76,6 +76,20 @@ class LabHost(App):
         yield Footer()
 
 
+async def start_server_from_pane(pilot, pane, *, mode: str, backlog: int = 8) -> tuple[str, int]:
+    """Fill the Server pane's form (port 0 = any), press `s`, wait until it listens; its (host, port)."""
+    from textual.widgets import Input, Select
+
+    pane.query_one("#server-port", Input).value = "0"
+    pane.query_one("#server-backlog", Input).value = str(backlog)
+    pane.query_one("#server-mode", Select).value = mode
+    await pilot.pause()
+    pane.focus()
+    await pilot.press("s")
+    await wait_for(pilot, lambda: pane.address is not None, what="the built-in server listening")
+    return pane.address
+
+
 def timeline_text(app) -> str:
     return "\n".join(app.query_one(TimelinePane).plain_lines())
 

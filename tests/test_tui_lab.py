@@ -14,7 +14,7 @@ from sockmon.core.server import ServerEngine
 from sockmon.tui.panes.client import ClientPane, hexdump, parse_hex, parse_timeout
 from sockmon.tui.panes.server import ServerPane
 from sockmon.tui.panes.timeline import TimelinePane
-from test_tui_fixtures import LabHost, connect_client, run, timeline_text, wait_for
+from test_tui_fixtures import LabHost, connect_client, run, start_server_from_pane, timeline_text, wait_for
 from textual.widgets import DataTable, Input, RichLog, Select, Static, TabbedContent
 
 echo_server = test_tui_fixtures.echo_server  # the shared fixture, for this module's tests
@@ -187,14 +187,7 @@ def test_server_no_accept_queue_grows_then_echo_and_per_client_actions():
         async with app.run_test(size=(120, 40)) as pilot:
             app.query_one(TabbedContent).active = "tab-server"
             pane = app.query_one(ServerPane)
-            pane.query_one("#server-port", Input).value = "0"
-            pane.query_one("#server-backlog", Input).value = "8"
-            pane.query_one("#server-mode", Select).value = "no-accept"
-            await pilot.pause()
-            pane.focus()
-            await pilot.press("s")
-            await wait_for(pilot, lambda: pane.address is not None, what="listening")
-            host, port = pane.address
+            host, port = await start_server_from_pane(pilot, pane, mode="no-accept")
             assert host == "127.0.0.1"
             assert "LISTEN" in static_text(app, "#server-status")
             peers = [socket.create_connection((host, port), timeout=2) for _ in range(3)]

@@ -14,8 +14,8 @@ import test_tui_fixtures
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.panes.client import ClientPane
 from sockmon.tui.panes.server import ServerPane
-from test_tui_fixtures import connect_client, run, timeline_text, wait_for
-from textual.widgets import Input, Select, Static
+from test_tui_fixtures import connect_client, run, start_server_from_pane, timeline_text, wait_for
+from textual.widgets import Input, Static
 
 echo_server = test_tui_fixtures.echo_server  # the shared fixture, for this module's tests
 pytestmark = pytest.mark.timeout(90)
@@ -87,14 +87,7 @@ def test_app_server_no_accept_fills_the_listening_accept_queue():
         async with app.run_test(size=(160, 50)) as pilot:
             await pilot.press("4")  # the Server tab
             pane = app.query_one(ServerPane)
-            pane.query_one("#server-port", Input).value = "0"
-            pane.query_one("#server-backlog", Input).value = "8"
-            pane.query_one("#server-mode", Select).value = "no-accept"
-            await pilot.pause()
-            pane.focus()
-            await pilot.press("s")
-            await wait_for(pilot, lambda: pane.address is not None, what="listening")
-            host, port = pane.address
+            host, port = await start_server_from_pane(pilot, pane, mode="no-accept")
             peers = []
             try:
                 def queue() -> list[int]:

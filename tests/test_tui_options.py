@@ -12,10 +12,9 @@ import pytest
 from sockmon.core.records import Process
 from sockmon.core.snapshot import take_snapshot
 from sockmon.tui.options_screen import SocketOptionsScreen
+from test_tui_fixtures import sync, wait_for
 from textual.app import App
 from textual.widgets import Input
-
-from tests.test_tui_fixtures import sync, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing another process's socket needs root")
 
