@@ -40,8 +40,8 @@ PHASES = ("snapshot", "owners", "diff", "advance", "summary", "gc", "rest", "tot
 
 
 def worker(runs: int) -> dict:
-    from sockmon.core import collector as cmod
-    from sockmon.core import owners as omod
+    from sockmon.core.table import collector as cmod
+    from sockmon.core.table import owners as omod
 
     acc: dict[str, float] = {}
 

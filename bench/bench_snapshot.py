@@ -45,9 +45,9 @@ def worker(variant: str, runs: int) -> dict:
     times, cpus = [], []
     count = 0
     if variant.startswith("sockmon"):
-        from sockmon.core import snapshot as snapshot_mod
-        from sockmon.core.owners import OwnerCache
-        from sockmon.core.snapshot import take_snapshot
+        from sockmon.core.table import snapshot as snapshot_mod
+        from sockmon.core.table.owners import OwnerCache
+        from sockmon.core.table.snapshot import take_snapshot
 
         if variant == "sockmon-serial":
             snapshot_mod.OVERLAPPED_RECV = False

@@ -49,7 +49,7 @@ def generator(rate: float, seconds: float) -> None:
 
 def reader(ports: set[int], drain: float) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from sockmon.core.tracepoint import TransitionTracer
+    from sockmon.core.table.tracepoint import TransitionTracer
 
     stop = False
 

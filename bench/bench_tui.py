@@ -44,7 +44,7 @@ def repaint(app) -> None:
 
 
 async def bench_app(n: int, runs: int) -> list[tuple[str, float, float]]:
-    from sockmon.core.collector import Collector
+    from sockmon.core.table.collector import Collector
     from sockmon.tui.app import SockmonApp
 
     rows: list[tuple[str, float, float]] = []

@@ -61,7 +61,7 @@ class Socket(NamedTuple):
     def key(self) -> int | tuple[int, str, int, str, int, int]:
         """Key of this socket across snapshots (``since`` maps, tables): the kernel's cookie when it
         has one (netlink: unique per socket object, an int hashes fast), else (family, src, sport,
-        dst, dport, 0) (/proc/net/tcp has no cookies). Identity in `sockmon.core.diff` is
+        dst, dport, 0) (/proc/net/tcp has no cookies). Identity in `sockmon.core.table.diff` is
         (family, src, sport, dst, dport, cookie): a cookie back with another 4-tuple is another socket.
         """
         return self[11] or (self[0], self[2], self[3], self[4], self[5], 0)

@@ -122,7 +122,7 @@ _HEAD = operator.itemgetter(0, 1, 2, 3, 4, 5)
 
 # The same 248 bytes with the fields TcpInfo does not keep skipped ('x'): unpacks to exactly the 45
 # values of TcpInfo in order, with the shared wscale byte at index 6 (split by the caller). Used by
-# the sock_diag reader inside one larger per-message struct (see sockmon.core.diag).
+# the sock_diag reader inside one larger per-message struct (see sockmon.core.table.diag).
 KEEP_FMT = (
     "7Bx"  # state ca_state retransmits probes backoff options wscale | app_limited/fastopen
     "8I4x"  # rto ato snd_mss rcv_mss unacked sacked lost retrans | fackets

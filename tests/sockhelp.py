@@ -77,6 +77,6 @@ class Events:
         return found[0]
 
     def states(self, conn=None) -> list[str]:
-        from sockmon.core.events import EventKind
+        from sockmon.core.lab.events import EventKind
 
         return [e.state for e in self.of(EventKind.STATE, conn)]

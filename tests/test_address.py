@@ -1,8 +1,8 @@
 import socket
 
 import pytest
-from sockmon.core.address import Endpoint, format_endpoint, parse_endpoint, parse_port, resolve
 from sockmon.core.errors import BadInput
+from sockmon.core.lab.address import Endpoint, format_endpoint, parse_endpoint, parse_port, resolve
 
 
 @pytest.mark.parametrize("text, host, port", [

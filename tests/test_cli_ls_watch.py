@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from sockmon.core.tracepoint import list_instances, tracing_available
+from sockmon.core.table.tracepoint import list_instances, tracing_available
 
 OK, WHY = tracing_available()
 SOCKMON = [sys.executable, "-m", "sockmon"]
@@ -95,7 +95,7 @@ def test_bad_input_is_one_line_exit_2(args, needle):
 def test_ls_and_watch_do_not_import_textual():
     code = ("import sys\nfrom sockmon.cli import ls, watch\nimport argparse\np=argparse.ArgumentParser()\n"
             "s=p.add_subparsers()\nls.register(s); watch.register(s)\na=p.parse_args(['ls','--port','1'])\n"
-            "a.run(a)\nimport sockmon.core.collector, sockmon.core.tracepoint\n"
+            "a.run(a)\nimport sockmon.core.table.collector, sockmon.core.table.tracepoint\n"
             "print(any(m.split('.')[0]=='textual' for m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip().splitlines()[-1] == "False"

@@ -6,9 +6,9 @@ import time
 import pytest
 from sockhelp import Events, ss_rows, ss_states, wait_for
 from sockmon.core.errors import BadInput
-from sockmon.core.events import EventKind
-from sockmon.core.options import Keepalive, Linger, SocketOptions
-from sockmon.core.server import ServerEngine
+from sockmon.core.lab.events import EventKind
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
+from sockmon.core.lab.server import ServerEngine
 from sockmon.core.tcpinfo import TcpInfo
 
 C = "client"
@@ -38,7 +38,7 @@ def client():
         made.append(eng)
         return eng, ev
 
-    from sockmon.core.client import ClientEngine
+    from sockmon.core.lab.client import ClientEngine
 
     yield make
     for eng in made:
@@ -82,7 +82,7 @@ def test_events_come_from_the_engine_thread(server, client):
     srv = server()
     threads = set()
     ev = Events()
-    from sockmon.core.client import ClientEngine
+    from sockmon.core.lab.client import ClientEngine
 
     eng = ClientEngine(on_event=lambda e: (threads.add(threading.current_thread().name), ev(e)))
     try:
@@ -361,7 +361,7 @@ def test_ipv6_and_name(server, client):
 
 def test_reset_races_never_crash_the_engine(server):
     """Against a reset-on-accept server the RST may land before, between or after our connect checks."""
-    from sockmon.core.client import ClientEngine
+    from sockmon.core.lab.client import ClientEngine
 
     srv = server("reset")
     for _ in range(40):
@@ -379,7 +379,7 @@ def test_reset_races_never_crash_the_engine(server):
 
 
 def test_a_failing_callback_does_not_stop_the_engine(server):
-    from sockmon.core.client import ClientEngine
+    from sockmon.core.lab.client import ClientEngine
 
     srv = server()
     seen = []
@@ -400,8 +400,8 @@ def test_a_failing_callback_does_not_stop_the_engine(server):
 
 
 def test_connect_on_a_stopped_engine_says_so():
-    from sockmon.core.client import ClientEngine
     from sockmon.core.errors import SockmonError
+    from sockmon.core.lab.client import ClientEngine
 
     eng = ClientEngine()
     eng.stop()

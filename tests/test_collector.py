@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
-from sockmon.core import collector as collector_mod
-from sockmon.core.collector import Collector, Update
-from sockmon.core.tracepoint import list_instances, tracing_available
+from sockmon.core.table import collector as collector_mod
+from sockmon.core.table.collector import Collector, Update
+from sockmon.core.table.tracepoint import list_instances, tracing_available
 
 OK, WHY = tracing_available()
 

@@ -13,10 +13,10 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sockmon.core import diag, netlink
-from sockmon.core.netlink import NetlinkFormatError
 from sockmon.core.records import Socket, Timer
 from sockmon.core.states import LISTEN
+from sockmon.core.table import diag, netlink
+from sockmon.core.table.netlink import NetlinkFormatError
 from sockmon.core.tcpinfo import TCP_INFO_SIZE, decode_tcp_info
 
 SEQ = 7

@@ -18,8 +18,6 @@ import time
 
 import pytest
 from sockmon.core.netns import run_in_netns
-from sockmon.core.owners import OwnerCache
-from sockmon.core.snapshot import take_snapshot
 from sockmon.core.states import (
     CLOSE_WAIT,
     ESTABLISHED,
@@ -30,6 +28,8 @@ from sockmon.core.states import (
     TIME_WAIT,
     parse_state,
 )
+from sockmon.core.table.owners import OwnerCache
+from sockmon.core.table.snapshot import take_snapshot
 
 pytestmark = pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2 `ss`")
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces")

@@ -6,10 +6,10 @@ import dataclasses
 import socket
 import time
 
-from sockmon.core.diff import SnapshotDiff, advance_since, diff
 from sockmon.core.records import Snapshot, Socket, Timer
-from sockmon.core.snapshot import take_snapshot
 from sockmon.core.states import CLOSE, CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, TIME_WAIT
+from sockmon.core.table.diff import SnapshotDiff, advance_since, diff
+from sockmon.core.table.snapshot import take_snapshot
 
 
 def _trans(d: SnapshotDiff, cport: int | None = None) -> set:

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.foreign import borrowed_socket, duplicate_socket, find_socket_fd
-from sockmon.core.options import Keepalive, Linger, read_options, set_keepalive, set_linger
+from sockmon.core.lab.foreign import borrowed_socket, duplicate_socket, find_socket_fd
+from sockmon.core.lab.options import Keepalive, Linger, read_options, set_keepalive, set_linger
 
 pytestmark = pytest.mark.root
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="pidfd_getfd on another process needs root")
@@ -90,7 +90,7 @@ def test_without_privileges_explains_why(child, known_fd):
     proc, fd, inode, peer = child
     code = f"""
 import os
-from sockmon.core import foreign
+from sockmon.core.lab import foreign
 from sockmon.core.errors import SockmonError
 if {known_fd}:
     foreign.find_socket_fd = lambda pid, inode: {fd}

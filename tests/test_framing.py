@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sockmon.core.framing import FrameDecoder, FrameTooLarge, Partial, encode_frame
+from sockmon.core.lab.framing import FrameDecoder, FrameTooLarge, Partial, encode_frame
 
 FRAMES = [b"hello", b"", b"x" * 300, bytes(range(256)), b"\x00\x00\x00\x05"]
 STREAM = b"".join(encode_frame(f) for f in FRAMES)

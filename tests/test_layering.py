@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-CORE_MODULES = ["records", "states", "tcpinfo", "errors", "events"]
+CORE_MODULES = ["records", "states", "tcpinfo", "errors", "lab.events", "table.collector"]
 
 
 def _imports_textual(code: str) -> bool:
@@ -30,7 +30,8 @@ def test_whole_core_package_does_not_import_textual():
     import sockmon.core
 
     pkg = pathlib.Path(sockmon.core.__file__).parent
-    mods = sorted(p.stem for p in pkg.glob("*.py") if p.stem != "__init__")
+    mods = sorted(".".join(p.relative_to(pkg).with_suffix("").parts) for p in pkg.rglob("*.py")
+                  if p.stem != "__init__")
     code = "\n".join(f"import sockmon.core.{m}" for m in mods)
     assert not _imports_textual(code)
 
@@ -39,3 +40,52 @@ def test_cli_parser_does_not_import_textual():
     assert not _imports_textual("from sockmon.cli import build_parser\nbuild_parser()")
 
 
+
+
+# -- import contracts (pyproject.toml [tool.importlinter]) -------------------------------------------
+# sockmon.core and sockmon.tui are installed from the top-level core/ and tui/ through package-dir, so
+# the package is assembled in a temporary folder the way it is installed, and lint-imports reads it.
+
+import pathlib  # noqa: E402
+import shutil  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _assemble(dest: pathlib.Path) -> pathlib.Path:
+    pkg = dest / "sockmon"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "sockmon", pkg, ignore=ignore)
+    shutil.copytree(ROOT / "core", pkg / "core", ignore=ignore)
+    shutil.copytree(ROOT / "tui", pkg / "tui", ignore=ignore)
+    return pkg
+
+
+def _lint_imports(tree: pathlib.Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("lint-imports")
+    assert exe, "import-linter is a test extra; install with .[test]"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)}
+    return subprocess.run([exe, "--no-cache", str(ROOT / "pyproject.toml")], cwd=tree,
+                          capture_output=True, text=True, env=env)
+
+
+def test_import_contracts_are_kept(tmp_path):
+    _assemble(tmp_path)
+    out = _lint_imports(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 kept, 0 broken" in out.stdout
+
+
+@pytest.mark.parametrize("where,line", [
+    ("core/table/diff.py", "import sockmon.core.lab.options"),
+    ("core/lab/options.py", "import textual"),
+    ("tui/table/listening.py", "import sockmon.tui.lab.client"),
+    ("sockmon/cli/ls.py", "import sockmon.tui.fmt"),
+])
+def test_import_contracts_catch_a_violation(tmp_path, where, line):
+    pkg = _assemble(tmp_path)
+    target = pkg / where.removeprefix("sockmon/")
+    target.write_text(target.read_text() + f"\n{line}\n")
+    out = _lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert "BROKEN" in out.stdout and " 0 broken" not in out.stdout

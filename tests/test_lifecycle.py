@@ -5,7 +5,7 @@ import time
 import pytest
 from sockhelp import ss_states, tcp_pair, wait_for
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.lifecycle import (
+from sockmon.core.lab.lifecycle import (
     abort,
     close_in_background,
     graceful_close,
@@ -14,7 +14,7 @@ from sockmon.core.lifecycle import (
     plain_close,
     shutdown,
 )
-from sockmon.core.options import Linger, set_linger
+from sockmon.core.lab.options import Linger, set_linger
 
 
 def ports(cli, srv):

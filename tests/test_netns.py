@@ -11,7 +11,7 @@ import time
 import pytest
 from sockmon.core.errors import BadInput
 from sockmon.core.netns import netns_path, run_in_netns
-from sockmon.core.snapshot import take_snapshot
+from sockmon.core.table.snapshot import take_snapshot
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creating network namespaces")
 

@@ -4,7 +4,7 @@ import subprocess
 import pytest
 from sockhelp import tcp_pair, wait_for
 from sockmon.core.errors import BadInput
-from sockmon.core.options import (
+from sockmon.core.lab.options import (
     Keepalive,
     Linger,
     SocketOptions,

@@ -9,9 +9,9 @@ import sys
 
 import psutil
 import pytest
-from sockmon.core import owners as owners_mod
-from sockmon.core.owners import OwnerCache
-from sockmon.core.snapshot import take_snapshot
+from sockmon.core.table import owners as owners_mod
+from sockmon.core.table.owners import OwnerCache
+from sockmon.core.table.snapshot import take_snapshot
 
 CHILD = ("import socket,sys,time\ns=socket.socket();s.bind(('127.0.0.1',0));s.listen()\n"
          "print(s.getsockname()[1],flush=True);sys.stdin.read()")

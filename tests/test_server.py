@@ -9,9 +9,9 @@ import time
 import pytest
 from sockhelp import Events, ss_rows, ss_states, wait_for
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.events import EventKind
-from sockmon.core.options import Keepalive, Linger
-from sockmon.core.server import MODES, ServerEngine
+from sockmon.core.lab.events import EventKind
+from sockmon.core.lab.options import Keepalive, Linger
+from sockmon.core.lab.server import MODES, ServerEngine
 
 
 @pytest.fixture

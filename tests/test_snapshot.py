@@ -7,10 +7,10 @@ import socket
 import struct
 
 import pytest
-from sockmon.core import diag, netlink, procnet, snapshot
 from sockmon.core.errors import BadInput
-from sockmon.core.snapshot import take_snapshot
 from sockmon.core.states import CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, LISTEN, TIME_WAIT
+from sockmon.core.table import diag, netlink, procnet, snapshot
+from sockmon.core.table.snapshot import take_snapshot
 
 
 @pytest.fixture

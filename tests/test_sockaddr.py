@@ -3,7 +3,7 @@ import socket
 
 import pytest
 from sockmon.core.errors import BadInput
-from sockmon.core.sockaddr import sockaddr_bytes, sockaddr_fields, sockaddr_of
+from sockmon.core.lab.sockaddr import sockaddr_bytes, sockaddr_fields, sockaddr_of
 
 _libc = ctypes.CDLL(None, use_errno=True)
 

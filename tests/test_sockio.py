@@ -9,7 +9,7 @@ import time
 import pytest
 from sockhelp import tcp_pair
 from sockmon.core.errors import SockmonError
-from sockmon.core.sockio import IncompleteRead, recv_exact, send_all
+from sockmon.core.lab.sockio import IncompleteRead, recv_exact, send_all
 
 SIZE = 8 * 1024 * 1024
 
@@ -116,7 +116,7 @@ import signal, socket, sys, time
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 from sockhelp import tcp_pair
-from sockmon.core.sockio import send_all
+from sockmon.core.lab.sockio import send_all
 from sockmon.core.errors import SockmonError
 lst, cli, srv = tcp_pair()
 srv.close()

@@ -11,8 +11,8 @@ import time
 import pytest
 from sockmon.core.netns import run_in_netns
 from sockmon.core.records import Snapshot, Socket
-from sockmon.core.snapshot import take_snapshot
-from sockmon.core.summary import read_keepalive_sysctls, read_listen_counters, summarize
+from sockmon.core.table.snapshot import take_snapshot
+from sockmon.core.table.summary import read_keepalive_sysctls, read_listen_counters, summarize
 
 
 def test_counts_per_state_without_system_reads():

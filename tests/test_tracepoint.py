@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from sockmon.core import tracepoint
-from sockmon.core.tracepoint import (
+from sockmon.core.table import tracepoint
+from sockmon.core.table.tracepoint import (
     TransitionTracer,
     cleanup_stale_instances,
     list_instances,
@@ -111,7 +111,7 @@ def test_instance_removed_on_exception():
 
 @needs_tracing
 def test_stale_instance_of_a_killed_run_is_cleaned_up():
-    code = ("from sockmon.core.tracepoint import TransitionTracer\nimport time\n"
+    code = ("from sockmon.core.table.tracepoint import TransitionTracer\nimport time\n"
             "t=TransitionTracer()\nprint(t.name,flush=True)\ntime.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     name = proc.stdout.readline().strip()
@@ -126,7 +126,7 @@ def test_stale_instance_of_a_killed_run_is_cleaned_up():
 
 @needs_tracing
 def test_atexit_removes_the_instance():
-    code = ("from sockmon.core.tracepoint import TransitionTracer\n"
+    code = ("from sockmon.core.table.tracepoint import TransitionTracer\n"
             "t=TransitionTracer()\nprint(t.name,flush=True)\n")
     name = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert name.startswith("sockmon-") and name not in list_instances()

@@ -6,13 +6,13 @@ import socket
 from types import SimpleNamespace
 
 import pytest
-from sockmon.core.collector import Collector
-from sockmon.core.events import EventKind, make_event
+from sockmon.core.lab.events import EventKind, make_event
 from sockmon.core.states import ESTABLISHED, LISTEN
+from sockmon.core.table.collector import Collector
 from sockmon.tui.app import SockmonApp
-from sockmon.tui.detail import DetailScreen
-from sockmon.tui.help import HelpScreen
 from sockmon.tui.messages import EngineEvent
+from sockmon.tui.screens.detail import DetailScreen
+from sockmon.tui.screens.help import HelpScreen
 from test_tui_fixtures import snapshot, summary, sync, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -357,9 +357,9 @@ async def test_pause_freezes_countdowns_and_the_footer_says_resume():
 
 @sync
 async def test_palette_lists_every_action_of_every_pane():
-    from sockmon.tui.panes.client import ClientPane
-    from sockmon.tui.panes.server import ServerPane
-    from sockmon.tui.panes.timeline import TimelinePane
+    from sockmon.tui.lab.client import ClientPane
+    from sockmon.tui.lab.server import ServerPane
+    from sockmon.tui.lab.timeline import TimelinePane
 
     app = SockmonApp(collector_factory=None, is_root=True)
     async with app.run_test(size=(120, 40)) as pilot:

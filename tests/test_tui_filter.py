@@ -3,7 +3,7 @@
 import pytest
 from sockmon.core import states as S
 from sockmon.core.errors import BadInput
-from sockmon.tui.socket_filter import parse_filter
+from sockmon.tui.table.socket_filter import parse_filter
 from test_tui_fixtures import PROCS, sockets
 
 

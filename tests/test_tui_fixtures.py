@@ -14,12 +14,12 @@ from types import MappingProxyType, SimpleNamespace
 
 import pytest
 from sockmon.core import states as S
+from sockmon.core.lab.server import ServerEngine
 from sockmon.core.records import Process, Snapshot, Socket, Timer, Transition
-from sockmon.core.server import ServerEngine
 from sockmon.core.tcpinfo import TcpInfo
-from sockmon.tui.panes.client import ClientPane
-from sockmon.tui.panes.server import ServerPane
-from sockmon.tui.panes.timeline import TimelinePane
+from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.server import ServerPane
+from sockmon.tui.lab.timeline import TimelinePane
 from textual.app import App, ComposeResult
 from textual.widgets import Footer, TabbedContent, TabPane
 

@@ -1,9 +1,9 @@
 """The help screen lists every lab-pane key from the panes' own bindings."""
 
 from rich.console import Console
-from sockmon.tui.help import help_renderable
-from sockmon.tui.panes.client import ClientPane
-from sockmon.tui.panes.server import ServerPane
+from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.server import ServerPane
+from sockmon.tui.screens.help import help_renderable
 
 
 def _help_text() -> str:

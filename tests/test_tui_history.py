@@ -2,9 +2,9 @@
 
 import socket
 
-from sockmon.core.history import TransitionHistory
 from sockmon.core.records import Transition
 from sockmon.core.states import CLOSE_WAIT, ESTABLISHED, LAST_ACK, SYN_SENT
+from sockmon.core.table.history import TransitionHistory
 
 
 def tr(ts, sport, old, new, src="127.0.0.1"):

@@ -10,10 +10,10 @@ import socket
 import pytest
 import test_tui_fixtures
 from sockmon.core import states as S
-from sockmon.core.server import ServerEngine
-from sockmon.tui.panes.client import ClientPane, hexdump, parse_hex, parse_timeout
-from sockmon.tui.panes.server import ServerPane
-from sockmon.tui.panes.timeline import TimelinePane
+from sockmon.core.lab.server import ServerEngine
+from sockmon.tui.lab.client import ClientPane, hexdump, parse_hex, parse_timeout
+from sockmon.tui.lab.server import ServerPane
+from sockmon.tui.lab.timeline import TimelinePane
 from test_tui_fixtures import LabHost, connect_client, run, start_server_from_pane, timeline_text, wait_for
 from textual.widgets import DataTable, Input, RichLog, Select, Static, TabbedContent
 
@@ -31,7 +31,7 @@ def static_text(app, selector: str) -> str:
 
 
 def table_rows(four_tuple, states=None):
-    from sockmon.core.snapshot import take_snapshot
+    from sockmon.core.table.snapshot import take_snapshot
 
     snap = take_snapshot(port=four_tuple[1], with_info=False, states=states)
     return [s for s in snap.sockets if s.four_tuple == four_tuple]
@@ -132,7 +132,7 @@ def test_client_keepalive_nodelay_user_timeout_read_back(echo_server):
             assert "SO_KEEPALIVE on idle 7 intvl 3 cnt 2" in text
             assert "13 s after the last data" in text  # 7 + 3 × 2
             # the kernel's own socket: SO_KEEPALIVE set on the real socket
-            from sockmon.core.snapshot import take_snapshot
+            from sockmon.core.table.snapshot import take_snapshot
 
             snap = take_snapshot(port=pane.local[1], with_info=False)
             row = [s for s in snap.sockets if s.four_tuple == (*pane.local, *pane.peer)][0]
@@ -192,7 +192,7 @@ def test_server_no_accept_queue_grows_then_echo_and_per_client_actions():
             assert "LISTEN" in static_text(app, "#server-status")
             peers = [socket.create_connection((host, port), timeout=2) for _ in range(3)]
             try:
-                from sockmon.core.snapshot import take_snapshot
+                from sockmon.core.table.snapshot import take_snapshot
 
                 def accept_queue():
                     snap = take_snapshot(port=port, states=[S.LISTEN], with_info=False)
@@ -431,7 +431,7 @@ def test_client_connect_timeout_against_a_full_accept_queue():
 
 
 def test_timeline_follows_a_selected_socket_and_back():
-    from sockmon.core.events import Event, EventKind
+    from sockmon.core.lab.events import Event, EventKind
     from sockmon.core.records import Socket, Transition
 
     async def scenario():

@@ -12,8 +12,8 @@ import socket
 import pytest
 import test_tui_fixtures
 from sockmon.tui.app import SockmonApp
-from sockmon.tui.panes.client import ClientPane
-from sockmon.tui.panes.server import ServerPane
+from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.server import ServerPane
 from test_tui_fixtures import connect_client, run, start_server_from_pane, timeline_text, wait_for
 from textual.widgets import Input, Static
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import socket
 
 from sockmon.core import states as S
-from sockmon.core.events import Event, EventKind
-from sockmon.core.options import Keepalive, Linger, SocketOptions
+from sockmon.core.lab.events import Event, EventKind
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
+from sockmon.core.lab.server import ServerClient
 from sockmon.core.records import Transition
-from sockmon.core.server import ServerClient
-from sockmon.tui.panes.client import ClientPane
-from sockmon.tui.panes.server import ServerPane, options_summary
-from sockmon.tui.panes.timeline import TimelinePane
+from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.server import ServerPane, options_summary
+from sockmon.tui.lab.timeline import TimelinePane
 from test_tui_fixtures import LabHost
 from textual.widgets import RichLog
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 from sockmon.core.records import Process
-from sockmon.core.snapshot import take_snapshot
-from sockmon.tui.options_screen import SocketOptionsScreen
+from sockmon.core.table.snapshot import take_snapshot
+from sockmon.tui.screens.options import SocketOptionsScreen
 from test_tui_fixtures import sync, wait_for
 from textual.app import App
 from textual.widgets import Input

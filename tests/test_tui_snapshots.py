@@ -6,7 +6,7 @@ Update the baselines with ``pytest tests/test_tui_snapshots.py --snapshot-update
 from __future__ import annotations
 
 from sockmon.core import states as S
-from sockmon.core.options import Keepalive
+from sockmon.core.lab.options import Keepalive
 from sockmon.tui.app import SockmonApp
 from test_tui_fixtures import frozen_clock, snapshot, sockets, summary, transitions
 

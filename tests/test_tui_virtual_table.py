@@ -7,7 +7,7 @@ import functools
 import time
 
 import pytest
-from sockmon.tui.virtual_table import Column, VirtualTable
+from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import App, ComposeResult
 
 

@@ -98,7 +98,7 @@ def open_scene(stack: ExitStack) -> dict:
 
 async def shoot(out: str, size: tuple[int, int]) -> list[str]:
     from sockmon.tui.app import SockmonApp
-    from sockmon.tui.detail import DetailScreen
+    from sockmon.tui.screens.detail import DetailScreen
 
     saved: list[str] = []
     with ExitStack() as stack:
@@ -126,8 +126,8 @@ async def shoot(out: str, size: tuple[int, int]) -> list[str]:
 
             # lab panes, driven with their keys: the built-in server in echo mode, the built-in client
             # connected to it, a line sent and echoed, options toggled and read back from the kernel
-            from sockmon.tui.panes.client import ClientPane
-            from sockmon.tui.panes.server import ServerPane
+            from sockmon.tui.lab.client import ClientPane
+            from sockmon.tui.lab.server import ServerPane
 
             server = app.query_one(ServerPane)
             client = app.query_one(ClientPane)

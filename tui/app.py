@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
 
-from sockmon.core.events import EventKind
-from sockmon.core.history import TransitionHistory
+from sockmon.core.lab.events import EventKind
 from sockmon.core.records import Snapshot, Socket, Transition
-from sockmon.tui.detail import DetailScreen
-from sockmon.tui.help import HelpScreen
+from sockmon.core.table.history import TransitionHistory
+from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.server import ServerPane
+from sockmon.tui.lab.timeline import TimelinePane
 from sockmon.tui.messages import (
     CollectionFailed,
     EngineEvent,
@@ -36,15 +37,14 @@ from sockmon.tui.messages import (
     SocketSelected,
     TransitionsSeen,
 )
-from sockmon.tui.options_screen import SocketOptionsScreen
-from sockmon.tui.panes.client import ClientPane
-from sockmon.tui.panes.connections import ConnectionsPane
-from sockmon.tui.panes.keepalive import KeepalivePane
-from sockmon.tui.panes.listening import ListeningPane
-from sockmon.tui.panes.server import ServerPane
-from sockmon.tui.panes.timeline import TimelinePane
-from sockmon.tui.status import StatusBar
-from sockmon.tui.virtual_table import VirtualTable
+from sockmon.tui.screens.detail import DetailScreen
+from sockmon.tui.screens.help import HelpScreen
+from sockmon.tui.screens.options import SocketOptionsScreen
+from sockmon.tui.table.connections import ConnectionsPane
+from sockmon.tui.table.keepalive import KeepalivePane
+from sockmon.tui.table.listening import ListeningPane
+from sockmon.tui.widgets.status import StatusBar
+from sockmon.tui.widgets.virtual_table import VirtualTable
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -69,7 +69,7 @@ INTERVAL = Binding.Group("Interval", compact=True)
 
 
 def default_collector_factory(*, interval: float, netns: str | None, on_update: Callable[[Any], None]):
-    from sockmon.core.collector import Collector
+    from sockmon.core.table.collector import Collector
 
     return Collector(interval=interval, netns=netns, on_update=on_update)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sockmon.core.events import Event
+from sockmon.core.lab.events import Event
 from sockmon.core.records import Snapshot, Socket, Transition
 from textual.message import Message
 

@@ -50,7 +50,7 @@ class _Recorder(EventPrinter):
         self.got_reply = threading.Event()
 
     def seen(self, event) -> None:
-        from sockmon.core.events import EventKind
+        from sockmon.core.lab.events import EventKind
 
         if event.kind in (EventKind.FAILED, EventKind.RESET, EventKind.ERROR) and self.failure is None:
             self.failure = event
@@ -60,7 +60,7 @@ class _Recorder(EventPrinter):
 
 def _payload(args) -> bytes | None:
     from sockmon.core.errors import BadInput
-    from sockmon.core.framing import encode_frame
+    from sockmon.core.lab.framing import encode_frame
 
     if args.send is not None:
         return args.send.encode()
@@ -75,11 +75,11 @@ def _payload(args) -> bytes | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sockmon.core.address import parse_endpoint
-    from sockmon.core.client import ClientEngine
     from sockmon.core.errors import BadInput
-    from sockmon.core.events import EventKind
-    from sockmon.core.options import Keepalive, Linger
+    from sockmon.core.lab.address import parse_endpoint
+    from sockmon.core.lab.client import ClientEngine
+    from sockmon.core.lab.events import EventKind
+    from sockmon.core.lab.options import Keepalive, Linger
 
     endpoint = parse_endpoint(args.endpoint)
     linger = Linger.parse(args.linger) if args.linger is not None else None

@@ -81,9 +81,9 @@ def format_table(snapshot) -> list[str]:
 
 
 def run(args) -> int:
-    from sockmon.core.owners import OwnerCache
-    from sockmon.core.snapshot import normalize_states, take_snapshot
     from sockmon.core.states import LISTEN
+    from sockmon.core.table.owners import OwnerCache
+    from sockmon.core.table.snapshot import normalize_states, take_snapshot
 
     states = normalize_states(args.state) if args.state else None
     if args.listening:

@@ -18,7 +18,7 @@ MODES_HELP = ("echo: send back what arrives; discard: read and drop; hold: accep
 
 
 def register(subparsers) -> None:
-    from sockmon.core.server import MODES
+    from sockmon.core.lab.server import MODES
 
     p = subparsers.add_parser(
         "serve", help="run a TCP server (echo, discard, hold, no-accept, close, reset) and print its events",
@@ -33,9 +33,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from sockmon.core.address import parse_endpoint
     from sockmon.core.errors import BadInput
-    from sockmon.core.server import ServerEngine
+    from sockmon.core.lab.address import parse_endpoint
+    from sockmon.core.lab.server import ServerEngine
 
     endpoint = parse_endpoint(args.endpoint)
     if not 0 <= args.backlog <= 65535:

@@ -60,7 +60,7 @@ def run(args) -> int:
         write_all(fd, text.encode())
 
     try:
-        from sockmon.core.tracepoint import TransitionTracer, tracing_available
+        from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
 
         ok, why = (False, "--inferred given") if args.inferred else tracing_available()
         if ok:
@@ -91,7 +91,7 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
 
 def _watch_inferred(port, interval, stop, emit) -> int:
     """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here)."""
-    from sockmon.core.collector import Collector
+    from sockmon.core.table.collector import Collector
 
     def on_update(update) -> None:
         if update.error:

@@ -11,15 +11,15 @@ from collections.abc import Iterable
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from sockmon.core import diag, netlink
 from sockmon.core.errors import SockmonError
 from sockmon.core.netns import run_in_netns
-from sockmon.core.procnet import read_procnet
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import STATE_NAMES, SYN_RECV, parse_state
+from sockmon.core.table import diag, netlink
+from sockmon.core.table.procnet import read_procnet
 
 if TYPE_CHECKING:
-    from sockmon.core.owners import OwnerCache
+    from sockmon.core.table.owners import OwnerCache
 
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _INODE = operator.itemgetter(10)  # Socket.inode

@@ -19,15 +19,15 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from sockmon.core import lifecycle
-from sockmon.core.address import format_endpoint, resolve
-from sockmon.core.engine import EngineLoop, OnEvent, failure_fields
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.events import EventKind
-from sockmon.core.options import Keepalive, Linger, SocketOptions, read_options
-from sockmon.core.options import set_keepalive as _set_keepalive
-from sockmon.core.options import set_linger as _set_linger
-from sockmon.core.sockio import MSG_NOSIGNAL
+from sockmon.core.lab import lifecycle
+from sockmon.core.lab.address import format_endpoint, resolve
+from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields
+from sockmon.core.lab.events import EventKind
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions, read_options
+from sockmon.core.lab.options import set_keepalive as _set_keepalive
+from sockmon.core.lab.options import set_linger as _set_linger
+from sockmon.core.lab.sockio import MSG_NOSIGNAL
 from sockmon.core.states import state_name
 from sockmon.core.tcpinfo import read_tcp_info
 

@@ -13,9 +13,9 @@ from sockmon.core.errors import SockmonError
 from sockmon.core.records import Process, Snapshot, Socket
 from sockmon.core.states import LISTEN, TIME_WAIT, TIMER_KEEPALIVE
 from sockmon.tui import fmt
-from sockmon.tui.panes.socket_list import SocketListPane
+from sockmon.tui.table.socket_list import SocketListPane
 from sockmon.tui.theme import state_text
-from sockmon.tui.virtual_table import Column
+from sockmon.tui.widgets.virtual_table import Column
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -24,8 +24,8 @@ from textual.widgets import Static
 
 def read_socket_keepalive(sock: Socket, owner: Process | None):
     """(Keepalive | None, how it was read or why not). Blocking (/proc scan, syscalls): call off the UI."""
-    from sockmon.core.foreign import borrowed_socket
-    from sockmon.core.options import read_keepalive
+    from sockmon.core.lab.foreign import borrowed_socket
+    from sockmon.core.lab.options import read_keepalive
 
     if sock.state == TIME_WAIT or not sock.inode:
         return None, "no file descriptor (TIME_WAIT or orphaned): nothing to read options from"
@@ -194,7 +194,7 @@ class KeepalivePane(Horizontal):
         cnt = getattr(s, "keepalive_probes", None)
         if idle is None:
             try:
-                from sockmon.core.options import system_keepalive
+                from sockmon.core.lab.options import system_keepalive
 
                 k = system_keepalive()
                 idle, intvl, cnt = k.idle, k.intvl, k.cnt

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from sockmon.core.errors import errno_info
-from sockmon.core.events import Event, EventKind, make_event
+from sockmon.core.lab.events import Event, EventKind, make_event
 
 log = logging.getLogger(__name__)
 OnEvent = Callable[[Event], None]

@@ -91,9 +91,9 @@ def owner_section(owner: Process | None, sock: Socket) -> Table | Text:
 
 def sockaddr_section(sock: Socket) -> Group | Text:
     try:
-        from sockmon.core.sockaddr import sockaddr_fields
+        from sockmon.core.lab.sockaddr import sockaddr_fields
     except ImportError:
-        return Text("sockmon.core.sockaddr is not available", style="dim")
+        return Text("sockmon.core.lab.sockaddr is not available", style="dim")
     parts = []
     for label, host, port in (("local", sock.src, sock.sport), ("peer", sock.dst, sock.dport)):
         try:

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import LISTEN
-from sockmon.tui.panes.socket_list import SocketListPane
-from sockmon.tui.virtual_table import Column
+from sockmon.tui.table.socket_list import SocketListPane
+from sockmon.tui.widgets.virtual_table import Column
 
 GAUGE_CELLS = 10
 

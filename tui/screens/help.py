@@ -59,9 +59,9 @@ def _binding_rows(bindings) -> list[tuple[str, str]]:
 
 def lab_key_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     """The lab panes' keys, read from their own BINDINGS so help never drifts from what works."""
-    from sockmon.tui.panes.client import ClientPane
-    from sockmon.tui.panes.server import ServerPane
-    from sockmon.tui.panes.timeline import TimelinePane
+    from sockmon.tui.lab.client import ClientPane
+    from sockmon.tui.lab.server import ServerPane
+    from sockmon.tui.lab.timeline import TimelinePane
 
     note = " (when no input field has focus; Esc leaves a field)"
     return [

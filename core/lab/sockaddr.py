@@ -12,8 +12,8 @@ import struct
 import sys
 from dataclasses import dataclass
 
-from sockmon.core.address import parse_port
 from sockmon.core.errors import BadInput
+from sockmon.core.lab.address import parse_port
 
 _HOST_ORDER = "<" if sys.byteorder == "little" else ">"
 

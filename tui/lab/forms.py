@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from sockmon.core.events import Event
+from sockmon.core.lab.events import Event
 from textual import on
 from textual.binding import Binding
 from textual.containers import Vertical

@@ -22,16 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 
-from sockmon.core import lifecycle
-from sockmon.core import options as opts
-from sockmon.core.address import format_endpoint, parse_port, resolve
-from sockmon.core.engine import EngineLoop, OnEvent, failure_fields
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.events import EventKind
-from sockmon.core.framing import encode_frame
-from sockmon.core.options import Keepalive, Linger, SocketOptions
-from sockmon.core.sockaddr import SockaddrField, sockaddr_fields
-from sockmon.core.sockio import MSG_NOSIGNAL
+from sockmon.core.lab import lifecycle
+from sockmon.core.lab import options as opts
+from sockmon.core.lab.address import format_endpoint, parse_port, resolve
+from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields
+from sockmon.core.lab.events import EventKind
+from sockmon.core.lab.framing import encode_frame
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
+from sockmon.core.lab.sockaddr import SockaddrField, sockaddr_fields
+from sockmon.core.lab.sockio import MSG_NOSIGNAL
 from sockmon.core.states import state_name
 from sockmon.core.tcpinfo import TcpInfo, read_tcp_info
 

@@ -12,10 +12,10 @@ import socket
 import struct
 from collections.abc import Iterable
 
-from sockmon.core import netlink
-from sockmon.core.netlink import NetlinkFormatError
 from sockmon.core.records import Socket, Timer
 from sockmon.core.states import ALL_STATES_MASK, NEW_SYN_RECV, SYN_RECV
+from sockmon.core.table import netlink
+from sockmon.core.table.netlink import NetlinkFormatError
 from sockmon.core.tcpinfo import TCP_INFO_SIZE, TcpInfo, decode_tcp_info, decode_tcp_info_from
 
 SOCK_DIAG_BY_FAMILY = 20

@@ -13,7 +13,7 @@ import os
 from rich.table import Table
 from rich.text import Text
 from sockmon.core.errors import SockmonError
-from sockmon.core.options import Keepalive, Linger, SocketOptions
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
 from sockmon.core.records import Process, Socket
 from sockmon.core.states import TIME_WAIT
 from sockmon.tui import fmt
@@ -39,8 +39,8 @@ def why_not_changeable(sock: Socket, owner: Process | None) -> str | None:
 
 def read_socket_options(pid: int, inode: int) -> SocketOptions:
     """Blocking (/proc scan, syscalls): call from a worker thread."""
-    from sockmon.core.foreign import borrowed_socket
-    from sockmon.core.options import read_options
+    from sockmon.core.lab.foreign import borrowed_socket
+    from sockmon.core.lab.options import read_options
 
     with borrowed_socket(pid, inode) as s:
         return read_options(s)
@@ -48,8 +48,8 @@ def read_socket_options(pid: int, inode: int) -> SocketOptions:
 
 def apply_socket_options(pid: int, inode: int, linger: Linger, keepalive: Keepalive) -> SocketOptions:
     """Set both options on process ``pid``'s socket, then read everything back. Blocking."""
-    from sockmon.core.foreign import borrowed_socket
-    from sockmon.core.options import read_options, set_keepalive, set_linger
+    from sockmon.core.lab.foreign import borrowed_socket
+    from sockmon.core.lab.options import read_options, set_keepalive, set_linger
 
     with borrowed_socket(pid, inode) as s:
         set_linger(s, linger)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from sockmon.core import states as S
-from sockmon.core.events import Event, EventKind
+from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.records import Socket, Transition
 from sockmon.core.states import STATE_CODES
 from textual.app import ComposeResult
@@ -533,7 +533,7 @@ class TimelinePane(Vertical, can_focus=True):
         if not self.following_client or not self.is_mounted:
             return
         try:
-            from sockmon.tui.panes.client import ClientPane
+            from sockmon.tui.lab.client import ClientPane
 
             for pane in self.screen.query(ClientPane):
                 pane.kernel_state_seen(state, closed=self.client_closed)
@@ -551,7 +551,7 @@ class TimelinePane(Vertical, can_focus=True):
 
         def poll() -> None:
             try:
-                from sockmon.core.snapshot import take_snapshot
+                from sockmon.core.table.snapshot import take_snapshot
             except ImportError:
                 return
             deadline = time.monotonic() + 90.0

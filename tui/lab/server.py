@@ -1,6 +1,6 @@
 """Server pane (lab): start/stop the built-in server, see its clients and act on each one.
 
-The engine (``sockmon.core.server.ServerEngine``) runs its own selector thread; this pane sends it
+The engine (``sockmon.core.lab.server.ServerEngine``) runs its own selector thread; this pane sends it
 commands from worker threads and shows what it reports (``EngineEvent`` messages, origin "server").
 The host defaults to 127.0.0.1, never 0.0.0.0. The mode can be changed while running.
 
@@ -14,17 +14,17 @@ from collections.abc import Callable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.events import EventKind
-from sockmon.tui.messages import EngineEvent
-from sockmon.tui.panes.client import CoreValidator, field_error, parse_int
-from sockmon.tui.panes.lab import (
+from sockmon.core.lab.events import EventKind
+from sockmon.tui.lab.client import CoreValidator, field_error, parse_int
+from sockmon.tui.lab.forms import (
     LabPane,
     event_error_line,
     lifecycle_bindings,
     request_refresh,
     stop_in_background,
 )
-from sockmon.tui.panes.timeline import TimelinePane, as_endpoint, endpoint, event_text, state_label
+from sockmon.tui.lab.timeline import TimelinePane, as_endpoint, endpoint, event_text, state_label
+from sockmon.tui.messages import EngineEvent
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -32,7 +32,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Label, RichLog, Select, Static, Switch
 
 try:
-    from sockmon.core.server import MODES as _ENGINE_MODES
+    from sockmon.core.lab.server import MODES as _ENGINE_MODES
 except Exception:  # noqa: BLE001 - engine not there yet
     _ENGINE_MODES = ("echo", "discard", "hold", "no-accept", "close", "reset")
 
@@ -58,7 +58,7 @@ def parse_host(text: str) -> str:
 
 
 def parse_server_port(text: str) -> int:
-    from sockmon.core.address import parse_port
+    from sockmon.core.lab.address import parse_port
 
     return parse_port(text)
 
@@ -68,13 +68,13 @@ def parse_backlog(text: str) -> int:
 
 
 def parse_linger_text(text: str):
-    from sockmon.core.options import Linger
+    from sockmon.core.lab.options import Linger
 
     return Linger.parse(text)
 
 
 def parse_keepalive_text(text: str):
-    from sockmon.core.options import Keepalive
+    from sockmon.core.lab.options import Keepalive
 
     return Keepalive.parse(text)
 
@@ -346,7 +346,7 @@ class ServerPane(LabPane):
                 engine = self._engine_factory(host, port, mode=mode, backlog=backlog, reuseaddr=reuse,
                                               on_event=on_event)
             else:
-                from sockmon.core.server import ServerEngine
+                from sockmon.core.lab.server import ServerEngine
 
                 engine = ServerEngine(host, port, mode=mode, backlog=backlog, reuseaddr=reuse, on_event=on_event)
         except SockmonError as exc:

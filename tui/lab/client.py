@@ -1,6 +1,6 @@
 """Client pane (lab): connect the built-in client, send, read, and toggle socket options with one key.
 
-The engine (``sockmon.core.client.ClientEngine``) owns the socket and does every socket call in its own
+The engine (``sockmon.core.lab.client.ClientEngine``) owns the socket and does every socket call in its own
 thread; this pane only sends it commands (from worker threads, so the UI never waits on a socket) and
 shows what it reports. Every option shown is the value read back from the kernel (OPTION events and
 ``options()``), never what we asked for.
@@ -17,16 +17,16 @@ from collections.abc import Callable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.events import Event, EventKind
-from sockmon.tui.messages import EngineEvent
-from sockmon.tui.panes.lab import (
+from sockmon.core.lab.events import Event, EventKind
+from sockmon.tui.lab.forms import (
     LabPane,
     event_error_line,
     lifecycle_bindings,
     request_refresh,
     stop_in_background,
 )
-from sockmon.tui.panes.timeline import TimelinePane, as_endpoint, endpoint, state_label
+from sockmon.tui.lab.timeline import TimelinePane, as_endpoint, endpoint, state_label
+from sockmon.tui.messages import EngineEvent
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -73,13 +73,13 @@ def parse_hex(text: str) -> bytes:
 
 
 def parse_endpoint_text(text: str):
-    from sockmon.core.address import parse_endpoint
+    from sockmon.core.lab.address import parse_endpoint
 
     return parse_endpoint(text)
 
 
 def parse_linger_seconds(text: str) -> int:
-    from sockmon.core.options import MAX_LINGER
+    from sockmon.core.lab.options import MAX_LINGER
 
     return parse_int(text, "linger seconds", 1, MAX_LINGER)
 
@@ -89,7 +89,7 @@ def parse_user_timeout(text: str) -> int:
 
 
 def parse_keep(what: str) -> Callable[[str], int]:
-    from sockmon.core.options import MAX_KEEPCNT, MAX_KEEPIDLE, MAX_KEEPINTVL
+    from sockmon.core.lab.options import MAX_KEEPCNT, MAX_KEEPIDLE, MAX_KEEPINTVL
 
     top = {"idle": MAX_KEEPIDLE, "intvl": MAX_KEEPINTVL, "cnt": MAX_KEEPCNT}[what]
     return lambda text: parse_int(text, f"keepalive {what}", 1, top)
@@ -440,7 +440,7 @@ class ClientPane(LabPane):
 
         if self._engine_factory is not None:
             return self._engine_factory(on_event)
-        from sockmon.core.client import ClientEngine
+        from sockmon.core.lab.client import ClientEngine
 
         return ClientEngine(on_event, sample_interval=0.2)
 
@@ -464,7 +464,7 @@ class ClientPane(LabPane):
         self._command("send_framed" if mode == "framed" else "send", payload)
 
     def action_cycle_linger(self) -> None:
-        from sockmon.core.options import Linger
+        from sockmon.core.lab.options import Linger
 
         if self._connected_engine("set SO_LINGER") is None:
             return
@@ -477,7 +477,7 @@ class ClientPane(LabPane):
             self._command("set_linger", Linger(False, 0))
 
     def _apply_linger_n(self) -> None:
-        from sockmon.core.options import Linger
+        from sockmon.core.lab.options import Linger
 
         field = self.query_one("#client-linger-n", Input)
         if field_error(self, [field]) is not None:
@@ -487,7 +487,7 @@ class ClientPane(LabPane):
         self._command("set_linger", Linger(True, parse_linger_seconds(field.value)))
 
     def _keepalive_from_fields(self):
-        from sockmon.core.options import Keepalive
+        from sockmon.core.lab.options import Keepalive
 
         fields = [self.query_one(f"#client-ka-{n}", Input) for n in ("idle", "intvl", "cnt")]
         if field_error(self, fields) is not None:
@@ -499,7 +499,7 @@ class ClientPane(LabPane):
             return None
 
     def action_toggle_keepalive(self) -> None:
-        from sockmon.core.options import Keepalive
+        from sockmon.core.lab.options import Keepalive
 
         if self._connected_engine("set SO_KEEPALIVE") is None:
             return

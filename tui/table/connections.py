@@ -9,8 +9,8 @@ from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import LISTEN
 from sockmon.tui import fmt
-from sockmon.tui.panes.socket_list import SocketListPane
-from sockmon.tui.virtual_table import Column
+from sockmon.tui.table.socket_list import SocketListPane
+from sockmon.tui.widgets.virtual_table import Column
 
 
 def _rtt(s: Socket) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.options import Linger, read_linger, set_linger
+from sockmon.core.lab.options import Linger, read_linger, set_linger
 
 HOW = {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}
 HOW_NAMES = {socket.SHUT_RD: "SHUT_RD", socket.SHUT_WR: "SHUT_WR", socket.SHUT_RDWR: "SHUT_RDWR"}

@@ -15,9 +15,9 @@ from sockmon.core.records import Process, Snapshot, Socket
 from sockmon.core.states import ESTABLISHED
 from sockmon.tui import fmt
 from sockmon.tui.messages import SocketActivated, SocketSelected
-from sockmon.tui.socket_filter import parse_filter
+from sockmon.tui.table.socket_filter import parse_filter
 from sockmon.tui.theme import ERROR_STYLE, counts_text, state_style
-from sockmon.tui.virtual_table import Column, VirtualTable
+from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical

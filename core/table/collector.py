@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sockmon.core.diff import SnapshotDiff, advance_since, diff, socket_keys
-from sockmon.core.owners import OwnerCache
 from sockmon.core.records import Snapshot, Transition
-from sockmon.core.snapshot import promote_young_objects, take_snapshot
-from sockmon.core.summary import Summary, summarize
+from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
+from sockmon.core.table.owners import OwnerCache
+from sockmon.core.table.snapshot import promote_young_objects, take_snapshot
+from sockmon.core.table.summary import Summary, summarize
 
 DRAIN_EVERY = 0.1  # seconds between tracepoint drains (DESIGN.md §3)
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
@@ -72,7 +72,7 @@ class Collector:
         # The tracepoint sees every namespace; with a netns we would mislabel: use inference there.
         want = use_tracepoint if use_tracepoint is not None else netns is None
         if want:
-            from sockmon.core.tracepoint import TransitionTracer, tracing_available
+            from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
 
             ok, why = tracing_available()
             if ok:

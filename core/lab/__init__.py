@@ -1,0 +1,1 @@
+"""The socket lab: lifecycle calls, options, and the client and server engines."""

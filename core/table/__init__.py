@@ -1,0 +1,1 @@
+"""The kernel socket table: netlink dumps, owners, diffs, transitions, the collector."""

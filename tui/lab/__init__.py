@@ -1,0 +1,1 @@
+"""Views of the socket lab: Client, Server, Timeline."""

@@ -1,0 +1,1 @@
+"""Modal screens: Detail, socket options, help."""

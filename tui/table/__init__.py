@@ -1,0 +1,1 @@
+"""Views of the socket table: Listening, Connections, Keepalive."""

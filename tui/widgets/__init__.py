@@ -1,0 +1,1 @@
+"""Widgets shared by every pane: the virtual table and the status bar."""
