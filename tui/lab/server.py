@@ -463,7 +463,7 @@ class ServerPane(LabPane):
             self.app.call_from_thread(self.show_error, f"{method} failed: {exc}")
             return
         if method in ("set_linger", "set_keepalive") and result is not None:
-            self.app.call_from_thread(self.notify, f"read back: {result}", title="Server", markup=False)
+            self.app.call_from_thread(self.notify, f"read back: {result}", title="Server", markup=False)  # ours
         self.app.call_from_thread(request_refresh, self.app)
         self.app.call_from_thread(self._poll_clients)
 
