@@ -10,7 +10,6 @@ and what it draws must hold no raw control character and show the markup literal
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from types import SimpleNamespace

@@ -14,9 +14,11 @@ import termios
 import time
 
 import pytest
+import test_tui_fixtures
 from sockmon.core.table.tracepoint import list_instances, tracing_available
 
 pytestmark = pytest.mark.timeout(90)
+echo_server = test_tui_fixtures.echo_server  # the shared fixture, for this module's tests
 
 LEAVE_ALT_SCREEN = b"\x1b[?1049l"
 MOUSE_OFF = b"\x1b[?1000l"
@@ -124,3 +126,39 @@ def test_sighup_after_the_terminal_is_gone_still_removes_the_tracefs_instance():
         tui.close()
     assert status == 0
     assert _instances_of(pid) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# The built-in client's socket is closed by the time the app has exited (not left to a daemon thread).
+
+def _client_side_state(local, peer):
+    from sockmon.core.table.snapshot import take_snapshot
+
+    snap = take_snapshot(port=local[1], with_info=False)
+    for s in snap.sockets:
+        if (s.src, s.sport, s.dst, s.dport) == (local[0], local[1], peer[0], peer[1]):
+            return s.state_name
+    return None
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM"])
+def test_exit_closes_the_built_in_clients_socket(echo_server, how):
+    from sockmon.tui.app import SockmonApp
+    from test_tui_fixtures import connect_client, run
+
+    async def scenario():
+        app = SockmonApp(collector_factory=None, is_root=True)
+        async with app.run_test(size=(160, 48)) as pilot:
+            pane = await connect_client(app, pilot, echo_server.address, tab_key="3")
+            local, peer = tuple(pane.local[:2]), tuple(pane.peer[:2])
+            assert _client_side_state(local, peer) == "ESTABLISHED"
+            if how == "q":
+                await pilot.press("q")
+            else:
+                app.exit_on_signal(signal.SIGTERM)
+        return app, local, peer
+
+    app, local, peer = run(scenario())
+    assert app.return_code == 0
+    # our end went through close(): FIN_WAIT*/TIME_WAIT (or gone), never still ESTABLISHED
+    assert _client_side_state(local, peer) in (None, "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSING")
