@@ -10,6 +10,7 @@ and what it draws must hold no raw control character and show the markup literal
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -167,3 +168,75 @@ async def test_tui_survives_and_shows_hostile_names_inert(hostile):
         text = assert_inert(app, "Detail (red)")
         assert RESTYLE in text
         assert app.is_running
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lab panes: what a peer sends and what an error says are shown inert too.
+PEER_BYTES = (TITLE + CLEAR + CRASH + RESTYLE).encode() + b"\xc2\x9b\xe2\x80\xae\xff"  # + C1 CSI, RLO, bad UTF-8
+
+
+@pytest.fixture
+def hostile_peer():
+    """A loopback server that sends PEER_BYTES to whoever connects, then stays open."""
+    import threading
+
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    held = []
+
+    def serve():
+        try:
+            conn, _ = lst.accept()
+        except OSError:
+            return
+        held.append(conn)
+        conn.sendall(PEER_BYTES)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield lst.getsockname()[:2]
+    lst.close()
+    t.join(5)
+    for c in held:
+        c.close()
+
+
+@sync
+async def test_lab_panes_show_peer_bytes_and_errors_inert(hostile_peer):
+    from sockmon.tui.lab.timeline import TimelinePane
+    from test_tui_fixtures import LabHost, connect_client
+
+    app = LabHost()
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = await connect_client(app, pilot, hostile_peer)
+        log = app.query_one("#client-received")
+        await wait_for(pilot, lambda: any("[/x]" in strip.text for strip in log.lines), what="the peer's bytes")
+        pane.show_error(f"connect failed: {EVIL_COMM} {RESTYLE}")  # an error carrying outside text
+        await pilot.pause()
+        text = assert_inert(app, "Client pane")
+        assert "\\x1b]0;X\\x07\\x1b[2J[/x][bold red]X" in text  # the received line, escaped and literal
+        assert f"connect failed: {inert(EVIL_COMM)} {RESTYLE}" in text  # the error line
+        timeline = app.query_one(TimelinePane)
+        await wait_for(pilot, lambda: any("bytes" in line and "[/x]" in line for line in timeline.plain_lines()),
+                       what="the bytes line in the timeline")
+        app.query_one("TabbedContent").active = "tab-timeline"
+        await pilot.pause()
+        assert_inert(app, "Timeline pane")
+
+
+def test_headless_event_lines_are_inert_and_json_stays_lossless(capfd):
+    """`sockmon connect` / `serve` print engine events; their details carry peer text and errors."""
+    import json
+
+    from sockmon.core.lab.events import EventKind, make_event
+
+    from sockmon.cli.output import EventPrinter
+
+    ev = make_event(EventKind.ERROR, f"peer said {EVIL_COMM}\u202e")
+    EventPrinter(as_json=False)(ev)
+    EventPrinter(as_json=True)(ev)
+    text_line, json_line = capfd.readouterr().out.splitlines()
+    assert not RAW_CONTROL.search(text_line) and "\u202e" not in text_line
+    assert f"peer said {inert(EVIL_COMM)}\\u202e" in text_line
+    assert json.loads(json_line)["detail"] == f"peer said {EVIL_COMM}\u202e"  # lossless
