@@ -240,3 +240,22 @@ def test_headless_event_lines_are_inert_and_json_stays_lossless(capfd):
     assert not RAW_CONTROL.search(text_line) and "\u202e" not in text_line
     assert f"peer said {inert(EVIL_COMM)}\\u202e" in text_line
     assert json.loads(json_line)["detail"] == f"peer said {EVIL_COMM}\u202e"  # lossless
+
+
+@sync
+async def test_detail_shows_link_local_addresses_whole():
+    """Rich markup would read "[fe80::1]" as a style tag and drop it: addresses must be literal too."""
+    from sockmon.core import states as S
+    from test_tui_fixtures import V6, sk, snapshot
+
+    sock = sk(V6, S.ESTABLISHED, "fe80::1", 22, "fe80::2", 51000, cookie=99)
+    app = SockmonApp(collector_factory=None, is_root=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.inject_snapshot(snapshot([sock]))
+        await pilot.pause()
+        app.open_detail(sock)
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the Detail screen")
+        await pilot.pause()
+        text = screen_chars(app)
+        assert re.search(r"local\s+\[fe80::1\]:22 +│", text), text  # the Socket box row, not the sockaddr head
+        assert re.search(r"peer\s+\[fe80::2\]:51000 +│", text), text
