@@ -9,14 +9,22 @@ Data flow (message-only thread boundary):
 Engines (built-in client/server) post EngineEvent from their panes; the app forwards them to the
 timeline and turns failures into notifications. Nothing here blocks on I/O.
 
+Shutdown: every way out (``q``, the palette, SIGTERM / SIGHUP / SIGINT) goes through `shutdown()`, which
+stops the collector (its thread, and the tracefs instance it made) and the lab engines (their sockets)
+before the app exits; Textual then leaves the alternate screen, turns mouse reporting off and shows the
+cursor. `run_app` turns the three signals into that clean exit (status 0).
+
 Test seam: ``SockmonApp(collector_factory=None)`` starts no collector; feed it with
 ``app.apply_update(update)`` (any object with the Update attributes) or ``app.inject_snapshot(snapshot)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import os
+import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -26,7 +34,9 @@ from typing import Any
 from sockmon.core.lab.events import EventKind
 from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.core.table.history import TransitionHistory
+from sockmon.core.text import inert
 from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.forms import LabPane, quiet_stop
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
 from sockmon.tui.messages import (
@@ -66,6 +76,9 @@ NON_ROOT_BANNER = ("non-root: owners of other users' sockets hidden (/proc/PID/f
 # the same limits in one line of an 80-column terminal
 NON_ROOT_BANNER_SHORT = "non-root: other users' owners, exact transitions, others' options need root"
 INTERVAL = Binding.Group("Interval", compact=True)
+# SIGTERM (kill, systemd), SIGHUP (the terminal went away), SIGINT (kill -INT; Ctrl+C is a key in raw mode)
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+ENGINE_STOP_TIMEOUT = 3.0  # seconds for all lab engines together (a lingering close may block)
 
 
 def default_collector_factory(*, interval: float, netns: str | None, on_update: Callable[[Any], None]):
@@ -112,8 +125,11 @@ class SockmonApp(App[int]):
 
     def __init__(self, *, interval: float = 1.0, netns: str | None = None,
                  collector_factory: Callable[..., Any] | None = default_collector_factory,
-                 is_root: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 is_root: bool | None = None, clock: Callable[[], float] = time.monotonic,
+                 handle_signals: bool = False) -> None:
         super().__init__()
+        self.handle_signals = handle_signals  # run_app: SIGTERM/SIGHUP/SIGINT exit cleanly (tests: off)
+        self.exit_signal: int | None = None  # the signal that ended the app, if one did
         self.interval = float(interval)
         self.netns = netns
         self.collector_factory = collector_factory
@@ -181,6 +197,11 @@ class SockmonApp(App[int]):
         return self.query_one("#status", StatusBar)
 
     def on_mount(self) -> None:
+        if self.handle_signals:
+            self._install_signal_handlers()
+        if self.exit_signal is not None:  # a signal arrived while the app was starting
+            self.exit_on_signal(self.exit_signal)
+            return
         self.status.show(interval=self.interval, is_root=self.is_root, netns=self.netns,
                          transition_source=None if self.collector_factory else "injected")
         self.connections.focus_table()
@@ -208,7 +229,7 @@ class SockmonApp(App[int]):
         note = getattr(collector, "tracer_note", "")
         self.status.show(transition_source=source)
         if note and self.is_root:
-            self.notify(note, title="transitions", severity="warning")
+            self.notify(inert(note), title="transitions", severity="warning", markup=False)
 
     def _stop_collector(self) -> None:
         collector, self.collector = self.collector, None
@@ -218,9 +239,47 @@ class SockmonApp(App[int]):
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
 
-    async def action_quit(self) -> None:
+    def _stop_engines(self) -> None:
+        """Stop the built-in client and server now (they close their sockets), in parallel, bounded."""
+        engines = []
+        for pane in self.query(LabPane):
+            engine, pane.engine = getattr(pane, "engine", None), None
+            if engine is not None:
+                engines.append(engine)
+        threads = [threading.Thread(target=quiet_stop, args=(e,), name="sockmon-engine-stop", daemon=True)
+                   for e in engines]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + ENGINE_STOP_TIMEOUT
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def shutdown(self) -> None:
+        """Stop everything that holds kernel state (collector + tracefs instance, engines + sockets).
+        Idempotent; every exit path calls it before the app exits."""
         self._stop_collector()
+        try:
+            self._stop_engines()
+        except Exception:  # noqa: BLE001 - no DOM any more: the panes stopped their engines on unmount
+            pass
+
+    async def action_quit(self) -> None:
+        self.shutdown()
         self.exit(0)
+
+    def exit_on_signal(self, signum: int) -> None:
+        """SIGTERM / SIGHUP / SIGINT: the same clean exit as ``q``, status 0."""
+        self.exit_signal = signum
+        self.shutdown()
+        self.exit(0)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in EXIT_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.exit_on_signal, sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: leave it be
+                pass
 
     def on_unmount(self) -> None:
         self._stop_collector()
@@ -318,7 +377,7 @@ class SockmonApp(App[int]):
             return
         if error != self._last_error:
             self._last_error = error
-            self.notify(error, title="sockmon", severity="error", timeout=8, markup=False)
+            self.notify(inert(error), title="sockmon", severity="error", timeout=8, markup=False)
 
     def _update_detail(self) -> None:
         screen = self.screen
@@ -413,7 +472,7 @@ class SockmonApp(App[int]):
             line = ev.detail or ev.kind.value
             if ev.errno_name:
                 line = f"{line}: {ev.errno_name}: {ev.meaning} → {ev.action}"
-            self.notify(line, title=message.origin, severity="error", timeout=8, markup=False)
+            self.notify(inert(line), title=message.origin, severity="error", timeout=8, markup=False)
 
     # ------------------------------------------------------------------ actions
     def action_show_pane(self, name: str) -> None:
@@ -535,6 +594,15 @@ class SockmonApp(App[int]):
 
 
 def run_app(interval: float = 1.0, netns: str | None = None) -> int:
-    app = SockmonApp(interval=interval, netns=netns)
-    result = app.run()
+    app = SockmonApp(interval=interval, netns=netns, handle_signals=True)
+    # Until the app's event loop takes the signals over (on mount), remember one and exit at mount.
+    previous = {}
+    for sig in EXIT_SIGNALS:
+        previous[sig] = signal.signal(sig, lambda signum, _frame: setattr(app, "exit_signal", signum))
+    try:
+        result = app.run()
+    finally:
+        app.shutdown()  # idempotent: whatever ended the run, no tracefs instance and no engine outlives it
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return int(result or app.return_code or 0)

@@ -1,13 +1,34 @@
-"""Small formatters shared by the socket panes and the detail screen (no widgets here)."""
+"""Small formatters shared by the socket panes and the detail screen (no widgets here).
+
+Untrusted text — process names and command lines, user and namespace names, peer bytes, error strings
+(they carry addresses and names) — reaches the screen only through this module's funnel: `inert` for a
+plain ``str`` that goes into a `VirtualTable` cell or a `rich.text.Text`, `safe_text` for a Rich
+renderable (a ``str`` handed to a Rich ``Table`` or to Textual's ``Static``/``Label`` is parsed as
+markup: ``[/x]`` raises, ``[bold red]`` restyles), and `cell` for table values of either kind.
+"""
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.text import Text
 from sockmon.core.records import Process, Socket, Timer
 from sockmon.core.states import TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
+from sockmon.core.text import inert
 
 _TIMER_STYLE = {TIMER_ON: "#e5c07b", TIMER_KEEPALIVE: "#56b6c2", TIMER_TIMEWAIT: "#9e9e9e",
                 TIMER_PERSIST: "#c678dd"}
+
+
+def safe_text(text: object, style: str = "") -> Text:
+    """Outside text as a Rich renderable: control characters shown as visible escapes, never markup."""
+    return Text(inert("" if text is None else str(text)), style=style)
+
+
+def cell(value: RenderableType | None) -> RenderableType:
+    """A value for a Rich ``Table`` cell: a ``str`` becomes literal, inert `Text`; renderables pass."""
+    if value is None or isinstance(value, str):
+        return safe_text(value)
+    return value
 
 
 def endpoint(host: str, port: int) -> str:
@@ -37,12 +58,21 @@ def user_name(uid: int) -> str:
             name = pwd.getpwuid(uid).pw_name
         except (KeyError, ImportError):
             name = str(uid)
+        name = inert(name)
+        if len(_USERS) >= 4096:  # bounded: uids seen on a host are few, but never trust that
+            _USERS.clear()
         _USERS[uid] = name
     return name
 
 
 def owner_text(proc: Process | None) -> str:
-    return "" if proc is None else f"{proc.pid}/{proc.name}"
+    """``pid/name``, inert (a plain ``str``: wrap it with `safe_text` before a Rich table sees it)."""
+    return "" if proc is None else f"{proc.pid}/{inert(proc.name)}"
+
+
+def user_text(proc: Process | None, uid: int) -> str:
+    """The owner's user name, else the uid's login name; inert."""
+    return inert(proc.user) if proc is not None and proc.user else user_name(uid)
 
 
 def seconds(ms: float) -> str:

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from sockmon.core.errors import SockmonError
+from sockmon.core.text import inert
 
 COMMANDS = ("serve", "connect", "ls", "watch")
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_app(interval=args.interval, netns=args.netns)
         return int(args.run(args) or 0)
     except SockmonError as exc:
-        print(f"sockmon: {exc}", file=sys.stderr)
+        print(f"sockmon: {inert(str(exc))}", file=sys.stderr)  # errors carry names and addresses
         return exc.exit_status
     except KeyboardInterrupt:
         return 130

@@ -63,14 +63,22 @@ def socket_json(sock, owner) -> dict:
     }
 
 
+def owner_cell(owner) -> str:
+    """``name,pid=N,user=U`` with the process and user names made inert (they are anyone's choice)."""
+    from sockmon.core.text import inert
+
+    return f"{inert(owner.name)},pid={owner.pid},user={inert(owner.user)}" if owner else ""
+
+
 def format_table(snapshot) -> list[str]:
+    """The aligned text table. Every outside string is inert: no control byte reaches the terminal."""
     header = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer", "Process")
     rows = []
     for s in sorted(snapshot.sockets, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
         owner = snapshot.owner(s)
         rows.append((s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport),
                      fmt_endpoint(s.family, s.dst, s.dport), fmt_timer(s.timer),
-                     f"{owner.name},pid={owner.pid},user={owner.user}" if owner else ""))
+                     owner_cell(owner)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     right = {1, 2}
     out = []
@@ -99,7 +107,9 @@ def run(args) -> int:
             raise
         raise SockmonError.from_os_error(exc, "netlink sock_diag dump") from None
     if snap.note:
-        print(f"sockmon: {snap.note}", file=sys.stderr)
+        from sockmon.core.text import inert
+
+        print(f"sockmon: {inert(snap.note)}", file=sys.stderr)
     out = sys.stdout
     if args.json:
         for s in snap.sockets:

@@ -7,6 +7,8 @@ import os
 import sys
 import threading
 
+from sockmon.core.text import inert
+
 
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte, even when a signal interrupts a write blocked on a full pipe.
@@ -31,7 +33,8 @@ class EventPrinter:
         self._lock = threading.Lock()
 
     def __call__(self, event) -> None:
-        text = json.dumps(event.as_json()) if self.as_json else event.line()
+        # JSON escapes and stays lossless; a text line carries peer bytes, addresses and errors: inert
+        text = json.dumps(event.as_json()) if self.as_json else inert(event.line())
         with self._lock:
             try:
                 print(text, flush=True)

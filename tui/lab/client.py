@@ -18,6 +18,7 @@ from collections.abc import Callable
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab.events import Event, EventKind
+from sockmon.core.text import inert
 from sockmon.tui.lab.forms import (
     LabPane,
     event_error_line,
@@ -630,7 +631,7 @@ class ClientPane(LabPane):
     def _show_received(self, data: bytes) -> None:
         log = self.query_one("#client-received", RichLog)
         text = data.decode("utf-8", "backslashreplace")
-        log.write(Text(f"◀ {len(data)} B  {text!r}", style="#56b6c2"))
+        log.write(Text(f"◀ {len(data)} B  {inert(repr(text))}", style="#56b6c2"))  # peer bytes: inert
         for line in hexdump(data, self.bytes_in - len(data))[:64]:
             log.write(Text("   " + line, style="dim"))
 

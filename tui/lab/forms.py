@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 
+from rich.text import Text
 from sockmon.core.lab.events import Event
+from sockmon.core.text import inert
 from textual import on
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -86,9 +88,9 @@ class LabPane(Vertical, can_focus=True):
         """One clear line, inline and as a notification; the app keeps running."""
         self.last_error = message
         if self.is_mounted:
-            self._error_line().update(message)
+            self._error_line().update(Text(inert(message)))  # errors carry names and typed text: never markup
         if notify:
-            self.notify(message, title=self.TITLE, severity="error", markup=False, timeout=6)
+            self.notify(inert(message), title=self.TITLE, severity="error", markup=False, timeout=6)
 
     def clear_error(self) -> None:
         self.last_error = None
@@ -102,7 +104,7 @@ class LabPane(Vertical, can_focus=True):
         result = event.validation_result
         if result is not None and not result.is_valid:
             msgs = result.failure_descriptions
-            self._error_line().update(msgs[0] if msgs else "bad value")
+            self._error_line().update(Text(inert(msgs[0] if msgs else "bad value")))
         elif self.last_error is None:
             self._error_line().update("")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab.events import EventKind
+from sockmon.core.text import inert
 from sockmon.tui.lab.client import CoreValidator, field_error, parse_int
 from sockmon.tui.lab.forms import (
     LabPane,
@@ -234,9 +235,11 @@ class ServerPane(LabPane):
             if pending:
                 flags.append(f"{pending} B queued")
             name = endpoint(*peer) if peer else cid
-            table.add_row(name, endpoint(*local) if local else "", state_cell,
-                          _cell(getattr(cl, "bytes_in", "")), _cell(getattr(cl, "bytes_out", "")),
-                          ", ".join(flags), self._options.get(cid, ""), key=cid)
+            cells = (name, endpoint(*local) if local else "", state_cell,
+                     _cell(getattr(cl, "bytes_in", "")), _cell(getattr(cl, "bytes_out", "")),
+                     ", ".join(flags), self._options.get(cid, ""))
+            # DataTable parses str cells as markup: "[fe80::1]:80" would lose its address. Text is literal.
+            table.add_row(*(c if isinstance(c, Text) else Text(inert(str(c))) for c in cells), key=cid)
             if selected is not None and cid == str(selected):
                 cursor = i
         if self.clients:
@@ -463,7 +466,7 @@ class ServerPane(LabPane):
             self.app.call_from_thread(self.show_error, f"{method} failed: {exc}")
             return
         if method in ("set_linger", "set_keepalive") and result is not None:
-            self.app.call_from_thread(self.notify, f"read back: {result}", title="Server", markup=False)
+            self.app.call_from_thread(self.notify, f"read back: {result}", title="Server", markup=False)  # ours
         self.app.call_from_thread(request_refresh, self.app)
         self.app.call_from_thread(self._poll_clients)
 

@@ -23,6 +23,7 @@ from sockmon.core import states as S
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.records import Socket, Transition
 from sockmon.core.states import STATE_CODES
+from sockmon.core.text import inert
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -116,7 +117,7 @@ def event_text(ev: Event) -> Text:
         out.append("state  ", "dim")
         out.append_text(state_label(ev.state))
         if ev.detail:
-            out.append(f"  {ev.detail}", "dim")
+            out.append(f"  {inert(ev.detail)}", "dim")
         return out
     label = {
         EventKind.CALL: "call   ", EventKind.RETURNED: "ok     ", EventKind.FAILED: "FAILED ",
@@ -129,11 +130,11 @@ def event_text(ev: Event) -> Text:
         out.append(f"{ev.nbytes} bytes", style)
         if ev.data:
             preview = ev.data[:24].decode("utf-8", "backslashreplace")
-            out.append(f"  {preview!r}" + ("…" if len(ev.data) > 24 else ""), "dim")
+            out.append(f"  {inert(repr(preview))}" + ("…" if len(ev.data) > 24 else ""), "dim")
         if ev.detail:
-            out.append(f"  {ev.detail}", "dim")
-    elif ev.detail:
-        out.append(ev.detail, style if ev.kind is not EventKind.CALL else "bold")
+            out.append(f"  {inert(ev.detail)}", "dim")
+    elif ev.detail:  # details carry peer addresses, names and error text: inert
+        out.append(inert(ev.detail), style if ev.kind is not EventKind.CALL else "bold")
     if ev.kind is EventKind.PEER_CLOSED and not ev.detail:
         out.append("recv() returned 0: the peer closed its side (FIN)", style)
     if ev.state and ev.kind is not EventKind.STATE:

@@ -48,11 +48,12 @@ def tcp_info_value(name: str, value: int) -> str:
 
 
 def _kv_table(rows, key_width: int | None = None) -> Table:
+    """Key/value rows; every ``str`` value is shown literally and inert (names, cmdlines: never markup)."""
     t = Table.grid(padding=(0, 1))
     t.add_column(style="dim", no_wrap=True, min_width=key_width)
     t.add_column()
     for k, v in rows:
-        t.add_row(k, v)
+        t.add_row(fmt.cell(k), fmt.cell(v))
     return t
 
 
@@ -85,7 +86,7 @@ def owner_section(owner: Process | None, sock: Socket) -> Table | Text:
         why = ("TIME_WAIT and orphaned sockets belong to no process" if not sock.inode
                else "not found (another user's process needs root, or it just exited)")
         return Text(why, style="dim italic")
-    cmd = " ".join(owner.cmdline) if owner.cmdline else "—"
+    cmd = " ".join(owner.cmdline) if owner.cmdline else "—"  # _kv_table makes every value inert
     return _kv_table([("pid", str(owner.pid)), ("name", owner.name), ("user", owner.user), ("cmdline", cmd)], 10)
 
 
@@ -99,7 +100,7 @@ def sockaddr_section(sock: Socket) -> Group | Text:
         try:
             fields = sockaddr_fields(sock.family, host, port)
         except Exception as exc:  # noqa: BLE001 - shown, never fatal
-            parts.append(Text(f"{label}: {exc}", style="red"))
+            parts.append(fmt.safe_text(f"{label}: {exc}", style="red"))
             continue
         total = sum(len(f.raw) for f in fields)
         struct = "sockaddr_in6" if total == 28 else "sockaddr_in"
@@ -110,7 +111,7 @@ def sockaddr_section(sock: Socket) -> Group | Text:
         t.add_column("bytes", style="#e5c07b", no_wrap=True)
         t.add_column("meaning")
         for f in fields:
-            t.add_row(f.name, str(f.offset), f.hex, f.meaning)
+            t.add_row(*map(fmt.cell, (f.name, str(f.offset), f.hex, f.meaning)))
         allhex = Text("  " + " ".join(f.hex for f in fields), style="#e5c07b")
         parts.extend([head, t, allhex, Text("")])
     return Group(*parts)
@@ -131,7 +132,7 @@ def tcp_info_section(sock: Socket) -> Table | Text:
         row = []
         for k, v in (items[i], items[i + half] if i + half < len(items) else ("", None)):
             row += [k, "" if v is None else tcp_info_value(k, v)]
-        t.add_row(*row)
+        t.add_row(*map(fmt.cell, row))
     return t
 
 
@@ -148,7 +149,7 @@ def history_section(transitions: list[Transition], now: float) -> Table | Text:
     for tr in transitions:
         dwell = "" if tr.dwell_ms is None else f"{tr.dwell_ms:.1f} ms"
         t.add_row(f"{max(0.0, now - tr.ts):.1f}s", Text(tr.old_name, style=state_style(tr.old)), "→",
-                  Text(tr.new_name, style=state_style(tr.new, bold=True)), dwell, tr.source)
+                  Text(tr.new_name, style=state_style(tr.new, bold=True)), dwell, fmt.safe_text(tr.source))
     return t
 
 

@@ -135,7 +135,7 @@ class SocketOptionsScreen(ModalScreen[None]):
         t.append("owner: ", style="dim")
         t.append(fmt.owner_text(self.owner) or "—")
         if self.blocked:
-            t.append(f"\n{self.blocked}", style="bold #e5c07b")
+            t.append(f"\n{fmt.inert(self.blocked)}", style="bold #e5c07b")
         elif self.foreign:
             t.append("\nanother process's socket: borrowed with pidfd_getfd (root); changes need confirmation",
                      style="#e5c07b")
@@ -184,19 +184,19 @@ class SocketOptionsScreen(ModalScreen[None]):
 
     def _say(self, text: str, style: str = "") -> None:
         self.message = text
-        self.query_one("#opt-message", Static).update(Text(text, style=style))
+        self.query_one("#opt-message", Static).update(fmt.safe_text(text, style=style))
 
     def _failed(self, line: str) -> None:
         self._armed = None
         self._say(line, "bold #ff6b6b")
-        self.notify(line, title="socket options", severity="error", timeout=8, markup=False)
+        self.notify(fmt.inert(line), title="socket options", severity="error", timeout=8, markup=False)
 
     def _applied(self, opts: SocketOptions) -> None:
         self._armed = None
         self._show_current(opts)
         line = f"applied — kernel reads back: {opts.linger}; {opts.keepalive}"
         self._say(line, "bold #4ec94e")
-        self.notify(line, title="socket options", timeout=5, markup=False)
+        self.notify(fmt.inert(line), title="socket options", timeout=5, markup=False)
         refresh = getattr(self.app, "request_refresh", None)
         if callable(refresh):
             refresh()

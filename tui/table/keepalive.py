@@ -231,7 +231,7 @@ class KeepalivePane(Horizontal):
         t.add_column()
         t.add_row("socket", Text(f"{fmt.local_of(sock)} → {fmt.peer_of(sock)}"))
         t.add_row("state", state_text(sock.state, bold=True))
-        t.add_row("owner", fmt.owner_text(self.owner) or "—")
+        t.add_row("owner", fmt.safe_text(fmt.owner_text(self.owner) or "—"))
         ka = self.keepalive
         if ka is not None:
             t.add_row("SO_KEEPALIVE", Text("on", style="bold #4ec94e") if ka.enabled else Text("off", style="bold #e5c07b"))
@@ -243,7 +243,7 @@ class KeepalivePane(Horizontal):
                                                   style="bold"))
             else:
                 t.add_row("dead peer", Text("never noticed by keepalive (only when sending times out)", style="italic"))
-        t.add_row("read", Text(self.read_note or "—", style="dim"))
+        t.add_row("read", fmt.safe_text(self.read_note or "—", style="dim"))
         timer = sock.timer
         elapsed = self.timers.elapsed_ms()
         if timer is not None and timer.kind == TIMER_KEEPALIVE:

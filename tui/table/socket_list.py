@@ -166,7 +166,7 @@ class SocketListPane(Vertical):
         except BadInput as exc:
             # Keep the typed text, say why, and show everything rather than a stale filter.
             self.filter_error = str(exc)
-            err.update(Text(f"✗ {exc} — not filtering", style=ERROR_STYLE))
+            err.update(fmt.safe_text(f"✗ {exc} — not filtering", style=ERROR_STYLE))
             err.add_class("-shown")
             self.table.set_filter(None)
             self._refresh_info()
@@ -242,8 +242,7 @@ class SocketListPane(Vertical):
 
     def user_column(self, width: int = 9) -> Column:
         def user(s: Socket) -> str:
-            p = self.owner_of(s)
-            return p.user if p is not None else fmt.user_name(s.uid)
+            return fmt.user_text(self.owner_of(s), s.uid)
 
         return Column("user", "User", width, get=user)
 

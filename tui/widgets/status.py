@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from sockmon.core.text import inert
 from sockmon.tui.theme import ERROR_STYLE, counts_text
 from textual.widgets import Static
 
@@ -37,7 +38,7 @@ def status_text(info: StatusInfo) -> Text:
     out.append(" │ ", style="dim")
     out.append("root" if info.is_root else "non-root", style="bold #4ec94e" if info.is_root else "bold #e5c07b")
     if info.netns:
-        out.append(f" netns {info.netns}", style="bold")
+        out.append(f" netns {inert(info.netns)}", style="bold")  # a name someone else chose
     if info.source and info.source != "netlink":
         out.append(f" {info.source}", style="bold #e5c07b")
     out.append(" │ ", style="dim")
@@ -53,7 +54,7 @@ def status_text(info: StatusInfo) -> Text:
         out.append_text(counts_text(info.counts, sep=" "))
     if info.error:
         out.append(" │ ", style="dim")
-        out.append(f"⚠ {info.error}", style=ERROR_STYLE)
+        out.append(f"⚠ {inert(info.error)}", style=ERROR_STYLE)  # errors carry names and addresses
     return out
 
 

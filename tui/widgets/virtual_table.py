@@ -19,6 +19,7 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from sockmon.core.text import inert
 from sockmon.tui.theme import NEW_ROW_STYLE, VANISHING_STYLE
 from textual import events
 from textual.binding import Binding
@@ -378,8 +379,13 @@ class VirtualTable(ScrollView, can_focus=True):
     # --------------------------------------------------------------- drawing
     def _cell(self, text: CellValue, width: int, justify: str, style: Style,
               overflow: str = "end") -> list[Segment]:
+        # Cells hold outside text (process names, users): whatever a formatter forgot, no control
+        # character reaches the terminal (Segments are written as they are; inert() is one scan).
         if isinstance(text, Text):
             plain = text.plain
+            if inert(plain) is not plain:
+                text = Text(inert(plain), style=text.style)
+                plain = text.plain
             if len(plain) > width:
                 if overflow == "start":
                     text = Text("…") + text[len(plain) - width + 1:]
@@ -394,6 +400,7 @@ class VirtualTable(ScrollView, can_focus=True):
                     text.append(" " * pad)
             return [Segment(s.text, style + s.style if s.style else style)
                     for s in text.render(self.app.console)]
+        text = inert(text)
         if len(text) > width:
             if overflow == "start":
                 text = "…" + text[len(text) - width + 1:]
