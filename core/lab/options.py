@@ -235,3 +235,85 @@ def system_keepalive(root: Path = SYSCTL_DIR) -> Keepalive:
     except (OSError, ValueError) as exc:
         raise SockmonError(f"cannot read keepalive sysctls under {root}: {exc}") from None
     return Keepalive(False, idle, intvl, cnt)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadPeer:
+    """When the kernel will give up on a silent peer, as the keepalive timer code decides it.
+
+    ``at_s``: seconds after the last segment received (data or ACK) at which the connection fails with
+    ETIMEDOUT; ``remaining_s``: seconds from now; ``formula`` says how it was computed; ``note`` adds a
+    caveat (e.g. unacknowledged data: then retransmissions, not keepalive, decide). ``at_s`` is None when
+    keepalive is off (a silent peer is then never noticed while the connection is idle).
+    """
+
+    at_s: float | None
+    remaining_s: float | None
+    formula: str
+    note: str = ""
+
+
+def dead_peer(ka: Keepalive, *, since_recv_ms: float | None = None, user_timeout_ms: int = 0,
+              probes_out: int = 0, timer_remaining_ms: float | None = None, unacked: int = 0) -> DeadPeer:
+    """What the kernel will do if the peer went silent now (net/ipv4/tcp_timer.c, tcp_keepalive_timer).
+
+    The keepalive timer measures idleness from the last segment received (tcp_info ``last_data_recv`` /
+    ``last_ack_recv``, the smaller of the two): after ``idle`` s it sends a probe, then one every ``intvl``
+    s; an answered probe counts as a received segment and starts the idle time again. When ``cnt`` probes
+    are unanswered at the next firing, the connection fails with ETIMEDOUT: ``idle + intvl × cnt`` s after
+    the last segment received. With TCP_USER_TIMEOUT set, the count is replaced by that timeout (checked
+    at each firing once a probe is out). ``probes_out`` / ``timer_remaining_ms`` (the socket table's
+    keepalive timer) refine the figure once probing has started.
+    """
+    if not ka.enabled:
+        if user_timeout_ms:
+            return DeadPeer(None, None, "keepalive off",
+                            f"not noticed while idle; unacknowledged data gives up after {user_timeout_ms / 1000:g} s "
+                            "(TCP_USER_TIMEOUT)")
+        return DeadPeer(None, None, "keepalive off", "not noticed while idle (only when sending times out)")
+    note = ""
+    if unacked:
+        note = (f"{unacked} segment(s) unacknowledged: retransmissions decide first "
+                "(tcp_retries2 or TCP_USER_TIMEOUT); keepalive probes only an idle connection")
+    since = None if since_recv_ms is None else max(0.0, since_recv_ms / 1000.0)
+    if user_timeout_ms:
+        ut = user_timeout_ms / 1000.0
+        # firings at idle, idle + intvl, ...: fails at the first firing after a probe that is ≥ ut idle
+        k = max(1, -(-max(0.0, ut - ka.idle) // ka.intvl))
+        at = ka.idle + ka.intvl * k
+        formula = f"idle {ka.idle} + {int(k)} × intvl {ka.intvl} (first probe firing ≥ user timeout {ut:g} s)"
+    else:
+        at = float(ka.dead_peer_seconds)
+        formula = f"idle {ka.idle} + intvl {ka.intvl} × cnt {ka.cnt} = {ka.dead_peer_seconds} s after the last " \
+                  "segment received"
+    if since is None:
+        return DeadPeer(at, None, formula, note)
+    remaining = at - since
+    if probes_out and timer_remaining_ms is not None and not user_timeout_ms:
+        # probing has started: the next firing sends probe probes_out + 1; cnt unanswered → fail
+        remaining = timer_remaining_ms / 1000.0 + ka.intvl * max(0, ka.cnt - probes_out)
+        formula += f"; {probes_out} probe(s) already unanswered"
+    elif timer_remaining_ms is not None and since < ka.idle:
+        # the timer fires at the later of its expiry and (last received + idle)
+        first = max(ka.idle - since, timer_remaining_ms / 1000.0)
+        remaining = first + (at - ka.idle)
+    elif timer_remaining_ms is not None:
+        remaining = timer_remaining_ms / 1000.0 + (at - ka.idle)
+    return DeadPeer(since + max(0.0, remaining), max(0.0, remaining), formula, note)
+
+
+def timed_out_meaning(ka: Keepalive | None, user_timeout_ms: int, unacked: int) -> tuple[str, str] | None:
+    """(meaning, action) for an ETIMEDOUT on an established connection, from its options; None: no context."""
+    if unacked or ka is None or not ka.enabled:
+        if user_timeout_ms:
+            return (f"timed out: data stayed unacknowledged longer than TCP_USER_TIMEOUT {user_timeout_ms} ms",
+                    "the peer or the path to it is gone: close and reconnect")
+        if unacked:
+            return ("timed out: retransmissions of unacknowledged data gave up (tcp_retries2)",
+                    "the peer or the path to it is gone: close and reconnect")
+        return None
+    if user_timeout_ms:
+        return (f"keepalive gave up: probes unanswered for TCP_USER_TIMEOUT {user_timeout_ms} ms "
+                f"(idle {ka.idle} s, intvl {ka.intvl} s)", "the peer or the path to it is gone: close and reconnect")
+    return (f"keepalive gave up after {ka.cnt} unanswered probes (idle {ka.idle} s + {ka.cnt} × {ka.intvl} s "
+            "with nothing received)", "the peer or the path to it is gone: close and reconnect")
