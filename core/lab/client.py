@@ -70,6 +70,7 @@ class ClientEngine(EngineLoop):
         self._connect_started = 0.0
         self._options: SocketOptions | None = None  # newest read, engine thread only writes it
         self._unacked = 0  # tcp_info unacked at the last sample
+        self.last_received_at: float | None = None  # monotonic; from tcp_info at the newest sample
         self._close_deadline: float | None = None
         self._out = bytearray()
         self._mask = 0
@@ -568,6 +569,8 @@ class ClientEngine(EngineLoop):
                 return
         self._next_sample = time.monotonic() + self.sample_interval
         self._unacked = info.unacked
+        # when the last segment arrived (data or ACK): the keepalive timer's idle clock starts there
+        self.last_received_at = time.monotonic() - min(info.last_data_recv, info.last_ack_recv) / 1000.0
         if self._phase in ("connected", "closing"):
             try:
                 fresh = opts.read_options(sock)

@@ -242,7 +242,8 @@ class DeadPeer:
     """When the kernel will give up on a silent peer, as the keepalive timer code decides it.
 
     ``at_s``: seconds after the last segment received (data or ACK) at which the connection fails with
-    ETIMEDOUT; ``remaining_s``: seconds from now; ``formula`` says how it was computed; ``note`` adds a
+    ETIMEDOUT (the kernel's rule); ``remaining_s``: seconds from now, refined by the running keepalive timer
+    when known (keepalive turned on late, probes already out); ``formula`` says how it was computed; ``note`` adds a
     caveat (e.g. unacknowledged data: then retransmissions, not keepalive, decide). ``at_s`` is None when
     keepalive is off (a silent peer is then never noticed while the connection is idle).
     """
@@ -299,7 +300,7 @@ def dead_peer(ka: Keepalive, *, since_recv_ms: float | None = None, user_timeout
         remaining = first + (at - ka.idle)
     elif timer_remaining_ms is not None:
         remaining = timer_remaining_ms / 1000.0 + (at - ka.idle)
-    return DeadPeer(since + max(0.0, remaining), max(0.0, remaining), formula, note)
+    return DeadPeer(at, max(0.0, remaining), formula, note)
 
 
 def timed_out_meaning(ka: Keepalive | None, user_timeout_ms: int, unacked: int) -> tuple[str, str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from sockmon.core.text import inert
 from sockmon.tui.theme import ERROR_STYLE, counts_text
 from textual.widgets import Static
 
@@ -22,6 +23,7 @@ class StatusInfo:
     paint_ms: float | None = None
     source: str | None = None  # snapshot source: "netlink" | "procfs"
     netns: str | None = None
+    lab_netns: str | None = None  # where the built-in client and server create their sockets
     error: str | None = None
     collecting: bool = False
 
@@ -37,7 +39,9 @@ def status_text(info: StatusInfo) -> Text:
     out.append(" │ ", style="dim")
     out.append("root" if info.is_root else "non-root", style="bold #4ec94e" if info.is_root else "bold #e5c07b")
     if info.netns:
-        out.append(f" netns {info.netns}", style="bold")
+        out.append(f" netns {inert(info.netns)}", style="bold")
+    if info.lab_netns:
+        out.append(f" · lab in netns {inert(info.lab_netns)}", style="bold #56b6c2")
     if info.source and info.source != "netlink":
         out.append(f" {info.source}", style="bold #e5c07b")
     out.append(" │ ", style="dim")
