@@ -26,9 +26,15 @@ def test_tiny_connect_timeout_never_reports_a_completed_handshake():
     lst = socket.create_server(("127.0.0.1", 0), backlog=64)
     lst.setblocking(False)
     outcomes = []
+
+    class SlowEvents(Events):  # an event consumer as slow as a UI's message queue under load
+        def __call__(self, event) -> None:
+            time.sleep(0.002)
+            super().__call__(event)
+
     try:
         for _ in range(25):
-            ev = Events()
+            ev = SlowEvents()
             eng = ClientEngine(on_event=ev, sample_interval=0.05)
             try:
                 eng.connect(*lst.getsockname(), timeout=0.001)
