@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from sockhelp import Events, wait_for
+from sockhelp import Events
 from sockmon.core.errors import BadInput
 from sockmon.core.lab.client import ClientEngine
 from sockmon.core.lab.events import EventKind
@@ -38,8 +38,7 @@ def test_tiny_connect_timeout_never_reports_a_completed_handshake():
             eng = ClientEngine(on_event=ev, sample_interval=0.05)
             try:
                 eng.connect(*lst.getsockname(), timeout=0.001)
-                eng.wait_connected(3)
-                assert wait_for(lambda: eng._settled.is_set(), 3)
+                eng.wait_connected(3)  # returns once the connect succeeded or failed
                 timed_out = [e for e in ev.of(EventKind.FAILED) if e.errno_name == "ETIMEDOUT"]
                 try:
                     accepted, _ = lst.accept()  # the kernel's own word: the handshake completed
@@ -96,7 +95,9 @@ def test_dead_peer_prediction_is_the_kernels_rule():
     assert dp.remaining_s == 5 + 10 * 2
     # keepalive turned on late: the timer fires a full idle after that, not idle after the last data
     dp = dead_peer(ka, since_recv_ms=100_000, timer_remaining_ms=40_000)
-    assert dp.remaining_s == 40 + 30
+    assert dp.remaining_s == 40 + 30 and dp.at_s == 170 and "late" in dp.note
+    # turned on by sockmon after a long idle time: the first probe goes at once (TCP_KEEPIDLE set last)
+    assert dead_peer(ka, since_recv_ms=100_000).remaining_s == 30
     assert dead_peer(Keepalive(False), since_recv_ms=0).at_s is None
     assert "unacknowledged" in dead_peer(ka, since_recv_ms=0, unacked=2).note
 
@@ -193,3 +194,33 @@ def test_option_commands_run_in_the_engine_thread_and_carry_options():
         eng.stop()
         lst.close()
     assert set(threads) == {"sockmon-client"}
+
+
+@needs_netns
+@pytest.mark.slow
+def test_keepalive_turned_on_for_an_idle_connection_probes_at_once(two_netns):
+    """Idle for longer than the idle time, peer already silent, then keepalive 2/1/2: the kernel probes at
+    once and gives up intvl × cnt = 2 s later — what dead_peer() predicts at that moment."""
+    a, b, silence = two_netns
+    srv = ServerEngine("10.214.0.2", 7002, mode="echo", netns=b).start()
+    ev = Events()
+    eng = ClientEngine(on_event=ev, sample_interval=0.05, netns=a)
+    try:
+        eng.connect("10.214.0.2", 7002, timeout=3)
+        assert eng.wait_connected(5), [e.line() for e in ev.snapshot()]
+        eng.send(b"ping")
+        last = ev.wait(EventKind.BYTES_IN)
+        silence()
+        time.sleep(2.5)  # longer than the idle time below
+        assert eng.set_keepalive(Keepalive(True, 2, 1, 2)).result(3) == Keepalive(True, 2, 1, 2)
+        enabled = time.monotonic()
+        predicted = dead_peer(Keepalive(True, 2, 1, 2), since_recv_ms=(enabled - last.ts) * 1000)
+        failed = ev.wait(EventKind.ERROR, timeout=10, where=lambda e: e.errno_name == "ETIMEDOUT")
+        took = failed.ts - enabled
+        print(failed.line(), f"{took:.2f} s after keepalive was turned on; predicted {predicted}")
+        assert predicted.remaining_s == 2
+        assert abs(took - predicted.remaining_s) < 0.7, took
+        assert "keepalive gave up after 2 unanswered probes" in failed.meaning
+    finally:
+        eng.stop()
+        srv.stop()

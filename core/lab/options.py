@@ -7,6 +7,7 @@ reports after the change (e.g. Linux doubles buffer sizes); bad values raise Bad
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 from dataclasses import dataclass
@@ -170,13 +171,21 @@ def set_linger(sock: socket.socket, linger: Linger) -> Linger:
 
 
 def set_keepalive(sock: socket.socket, keepalive: Keepalive) -> Keepalive:
-    """Sets the three timers, then SO_KEEPALIVE on/off (timers are kept when turning it off)."""
+    """Sets SO_KEEPALIVE on/off and the three timers (kept when turning it off).
+
+    Order matters for when the first probe goes: turning SO_KEEPALIVE on arms the timer a full idle time
+    from *now*, while setting TCP_KEEPIDLE on a socket with keepalive on re-arms it from the last segment
+    received (tcp_sock_set_keepidle_locked). So SO_KEEPALIVE goes first and TCP_KEEPIDLE last: the kernel
+    then notices a dead peer idle + intvl × cnt after the last segment received, as ``dead_peer`` says,
+    also when keepalive is turned on for a connection that was already idle (first probe at once)."""
     try:
         if keepalive.enabled:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive.idle)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, keepalive.intvl)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, keepalive.cnt)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(keepalive.enabled))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive.idle)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
         return read_keepalive(sock)
     except OSError as exc:
         raise _wrap(exc, "setsockopt(SO_KEEPALIVE)") from None
@@ -242,8 +251,8 @@ class DeadPeer:
     """When the kernel will give up on a silent peer, as the keepalive timer code decides it.
 
     ``at_s``: seconds after the last segment received (data or ACK) at which the connection fails with
-    ETIMEDOUT (the kernel's rule); ``remaining_s``: seconds from now, refined by the running keepalive timer
-    when known (keepalive turned on late, probes already out); ``formula`` says how it was computed; ``note`` adds a
+    ETIMEDOUT; ``remaining_s``: seconds from now (both refined by the running keepalive timer when known:
+    probes already out, keepalive turned on late); ``formula`` says how it was computed; ``note`` adds a
     caveat (e.g. unacknowledged data: then retransmissions, not keepalive, decide). ``at_s`` is None when
     keepalive is off (a silent peer is then never noticed while the connection is idle).
     """
@@ -277,30 +286,39 @@ def dead_peer(ka: Keepalive, *, since_recv_ms: float | None = None, user_timeout
         note = (f"{unacked} segment(s) unacknowledged: retransmissions decide first "
                 "(tcp_retries2 or TCP_USER_TIMEOUT); keepalive probes only an idle connection")
     since = None if since_recv_ms is None else max(0.0, since_recv_ms / 1000.0)
-    if user_timeout_ms:
-        ut = user_timeout_ms / 1000.0
-        # firings at idle, idle + intvl, ...: fails at the first firing after a probe that is ≥ ut idle
-        k = max(1, -(-max(0.0, ut - ka.idle) // ka.intvl))
-        at = ka.idle + ka.intvl * k
-        formula = f"idle {ka.idle} + {int(k)} × intvl {ka.intvl} (first probe firing ≥ user timeout {ut:g} s)"
+    ut = user_timeout_ms / 1000.0
+    if ut:
+        # firings at idle, idle + intvl, ...: fails at the first firing, once a probe is out, ≥ ut idle
+        k = max(1, math.ceil(max(0.0, ut - ka.idle) / ka.intvl))
+        at = float(ka.idle + ka.intvl * k)
+        formula = f"idle {ka.idle} + {k} × intvl {ka.intvl} (the first probe firing ≥ user timeout {ut:g} s)"
     else:
         at = float(ka.dead_peer_seconds)
-        formula = f"idle {ka.idle} + intvl {ka.intvl} × cnt {ka.cnt} = {ka.dead_peer_seconds} s after the last " \
-                  "segment received"
+        formula = (f"idle {ka.idle} + intvl {ka.intvl} × cnt {ka.cnt} = {ka.dead_peer_seconds} s after the last "
+                   "segment received")
     if since is None:
         return DeadPeer(at, None, formula, note)
-    remaining = at - since
-    if probes_out and timer_remaining_ms is not None and not user_timeout_ms:
-        # probing has started: the next firing sends probe probes_out + 1; cnt unanswered → fail
-        remaining = timer_remaining_ms / 1000.0 + ka.intvl * max(0, ka.cnt - probes_out)
+    # The next firing that probes: the running timer's when probes are out; otherwise when the idle time
+    # is reached (sockmon arms it from the last segment received, see set_keepalive), or later if the
+    # timer was armed later (SO_KEEPALIVE turned on after the idle time had passed, by someone else).
+    if probes_out and timer_remaining_ms is not None:
+        next_fire, sent = timer_remaining_ms / 1000.0, probes_out
         formula += f"; {probes_out} probe(s) already unanswered"
-    elif timer_remaining_ms is not None and since < ka.idle:
-        # the timer fires at the later of its expiry and (last received + idle)
-        first = max(ka.idle - since, timer_remaining_ms / 1000.0)
-        remaining = first + (at - ka.idle)
-    elif timer_remaining_ms is not None:
-        remaining = timer_remaining_ms / 1000.0 + (at - ka.idle)
-    return DeadPeer(at, max(0.0, remaining), formula, note)
+    else:
+        next_fire, sent = max(ka.idle - since, 0.0), 0
+        if timer_remaining_ms is not None:
+            next_fire = max(next_fire, timer_remaining_ms / 1000.0)
+    if ut:
+        first = 0 if sent else 1
+        j = max(first, math.ceil(max(0.0, ut - since - next_fire) / ka.intvl))
+        remaining = next_fire + ka.intvl * j
+    else:
+        remaining = next_fire + ka.intvl * max(0, ka.cnt - sent)
+    remaining = max(0.0, remaining)
+    if since + remaining > at + 0.5:
+        note = "; ".join(x for x in (note, "the keepalive timer started after the last segment received "
+                                     "(keepalive turned on later): probing starts later than idle after it") if x)
+    return DeadPeer(since + remaining, remaining, formula, note)
 
 
 def timed_out_meaning(ka: Keepalive | None, user_timeout_ms: int, unacked: int) -> tuple[str, str] | None:
