@@ -294,8 +294,7 @@ def dead_peer(ka: Keepalive, *, since_recv_ms: float | None = None, user_timeout
         formula = f"idle {ka.idle} + {k} × intvl {ka.intvl} (the first probe firing ≥ user timeout {ut:g} s)"
     else:
         at = float(ka.dead_peer_seconds)
-        formula = (f"idle {ka.idle} + intvl {ka.intvl} × cnt {ka.cnt} = {ka.dead_peer_seconds} s after the last "
-                   "segment received")
+        formula = f"idle {ka.idle} + intvl {ka.intvl} × cnt {ka.cnt}"
     if since is None:
         return DeadPeer(at, None, formula, note)
     # The next firing that probes: the running timer's when probes are out; otherwise when the idle time
@@ -303,7 +302,7 @@ def dead_peer(ka: Keepalive, *, since_recv_ms: float | None = None, user_timeout
     # timer was armed later (SO_KEEPALIVE turned on after the idle time had passed, by someone else).
     if probes_out and timer_remaining_ms is not None:
         next_fire, sent = timer_remaining_ms / 1000.0, probes_out
-        formula += f"; {probes_out} probe(s) already unanswered"
+        note = "; ".join(x for x in (note, f"{probes_out} probe(s) already sent unanswered") if x)
     else:
         next_fire, sent = max(ka.idle - since, 0.0), 0
         if timer_remaining_ms is not None:

@@ -304,7 +304,7 @@ class ClientPane(LabPane):
         since_ms = None if not isinstance(last, float) else max(0.0, (time.monotonic() - last) * 1000.0)
         dp = dead_peer(ka, user_timeout_ms=ut, since_recv_ms=since_ms)
         text = (f"if the peer went silent, the kernel gives up {dp.at_s:g} s after the last segment received "
-                f"({dp.formula.split(' = ')[0]}) with ETIMEDOUT")
+                f"({dp.formula}) with ETIMEDOUT")
         if ut:
             text += "; TCP_USER_TIMEOUT replaces the probe count"
         if dp.remaining_s is not None and not self.fd_closed:

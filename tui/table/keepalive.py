@@ -228,7 +228,7 @@ class KeepalivePane(Horizontal):
             return Text(f"never noticed by keepalive ({dp.note})", style="italic")
         out = Text()
         out.append(f"ETIMEDOUT {dp.at_s:.0f} s after the last segment received", style="bold")
-        out.append(f"\n= {dp.formula.split(' = ')[0]}", style="dim")
+        out.append(f"\n= {dp.formula}", style="dim")
         if dp.remaining_s is not None and since is not None:
             out.append(f"\nlast received {since / 1000:.1f} s ago → in ≈ {dp.remaining_s:.0f} s if silent from now",
                        style="bold")
