@@ -224,3 +224,28 @@ def test_keepalive_turned_on_for_an_idle_connection_probes_at_once(two_netns):
     finally:
         eng.stop()
         srv.stop()
+
+
+@needs_netns
+@pytest.mark.slow
+def test_server_side_keepalive_etimedout_is_explained(two_netns):
+    """The built-in server (namespace A) sets keepalive 1/1/2 on an accepted client (namespace B) through an
+    engine command; the client's link goes down: the server's recv fails with ETIMEDOUT, explained."""
+    a, b, silence = two_netns
+    sev = Events()
+    srv = ServerEngine("10.214.0.1", 7003, mode="echo", on_event=sev, netns=a).start()
+    eng = ClientEngine(sample_interval=0.05, netns=b)
+    try:
+        eng.connect("10.214.0.1", 7003, timeout=3)
+        assert eng.wait_connected(5)
+        accepted = sev.wait(EventKind.ACCEPTED)
+        assert accepted.options is not None and accepted.peer is not None
+        assert srv.set_keepalive(accepted.conn, Keepalive(True, 1, 1, 2)).result(3) == Keepalive(True, 1, 1, 2)
+        opt = sev.wait(EventKind.OPTION, conn=accepted.conn)
+        assert opt.options.keepalive == Keepalive(True, 1, 1, 2) and srv.options(accepted.conn) == opt.options
+        silence()
+        failed = sev.wait(EventKind.ERROR, timeout=10, where=lambda e: e.errno_name == "ETIMEDOUT")
+        assert "keepalive gave up after 2 unanswered probes" in failed.meaning, failed.line()
+    finally:
+        eng.stop()
+        srv.stop()

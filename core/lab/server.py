@@ -30,7 +30,7 @@ from sockmon.core.lab import lifecycle
 from sockmon.core.lab.address import format_endpoint, resolve
 from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields
 from sockmon.core.lab.events import EventKind
-from sockmon.core.lab.options import Keepalive, Linger, SocketOptions, read_options
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions, read_options, timed_out_meaning
 from sockmon.core.lab.options import set_keepalive as _set_keepalive
 from sockmon.core.lab.options import set_linger as _set_linger
 from sockmon.core.lab.sockio import MSG_NOSIGNAL
@@ -79,6 +79,7 @@ class _Conn:
     mask: int = 0
     state: str = ""
     options: SocketOptions | None = None
+    unacked: int = 0  # tcp_info unacked at the last sample
 
 
 def _check_mode(mode: str) -> str:
@@ -241,6 +242,21 @@ class ServerEngine(EngineLoop):
         self.emit(EventKind.OPTION, str(value), conn=cid, options=conn.options, local=conn.local, peer=conn.peer)
         return value
 
+    def _failure_fields(self, conn: _Conn, code: int | None) -> dict:
+        """An ETIMEDOUT on an accepted connection comes from keepalive or retransmissions: say which."""
+        fields = failure_fields(code)
+        if code != errno.ETIMEDOUT:
+            return fields
+        try:
+            current = read_options(conn.sock)
+        except SockmonError:
+            current = conn.options
+        if current is not None:
+            said = timed_out_meaning(current.keepalive, current.user_timeout_ms, conn.unacked)
+            if said is not None:
+                fields["meaning"], fields["action"] = said
+        return fields
+
     def _read_options(self, conn: _Conn) -> None:
         """Re-read the options; an OPTION event when someone else changed them since the last read."""
         try:
@@ -351,7 +367,7 @@ class ServerEngine(EngineLoop):
             self._close(conn, "close() after reset")
             return
         except OSError as exc:
-            self.emit(EventKind.ERROR, "recv() failed", conn=conn.id, **failure_fields(exc.errno))
+            self.emit(EventKind.ERROR, "recv() failed", conn=conn.id, **self._failure_fields(conn, exc.errno))
             self._close(conn, "close() after error")
             return
         if not data:
@@ -393,7 +409,7 @@ class ServerEngine(EngineLoop):
                 self._close(conn, "close() after a failed send")
                 return
             except OSError as exc:
-                self.emit(EventKind.ERROR, "send() failed", conn=conn.id, **failure_fields(exc.errno))
+                self.emit(EventKind.ERROR, "send() failed", conn=conn.id, **self._failure_fields(conn, exc.errno))
                 self._close(conn, "close() after a failed send")
                 return
             del conn.out[:n]
@@ -470,9 +486,11 @@ class ServerEngine(EngineLoop):
 
     def _sample(self, conn: _Conn) -> None:
         try:
-            st = state_name(read_tcp_info(conn.sock).state)
+            info = read_tcp_info(conn.sock)
         except OSError:
             return
+        st = state_name(info.state)
+        conn.unacked = info.unacked
         if st != conn.state:
             conn.state = st
             self.emit(EventKind.STATE, conn=conn.id, state=st)
