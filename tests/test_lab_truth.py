@@ -184,7 +184,8 @@ def test_option_commands_run_in_the_engine_thread_and_carry_options():
         from sockmon.core.lab.foreign import borrowed_socket
         from sockmon.core.table.snapshot import take_snapshot
 
-        inode = next(s.inode for s in take_snapshot(port=eng.local[1]).sockets if s.sport == eng.local[1])
+        inode = next(s.inode for s in take_snapshot(port=eng.local[1]).sockets
+                     if tuple(s.four_tuple) == (*eng.local, *eng.peer))  # exact 4-tuple: ports get reused
         with borrowed_socket(os.getpid(), inode) as dup:
             dup.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         outside = ev.wait(EventKind.OPTION, where=lambda e: "not by this engine" in e.detail)
