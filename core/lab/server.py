@@ -109,6 +109,7 @@ class ServerEngine(EngineLoop):
         self.max_pending = max_pending
         self.sample_interval = sample_interval
         self._listener: socket.socket | None = None
+        self._listener_options: SocketOptions | None = None
         self._listening_registered = False
         self._paused_until = 0.0
         self._conns: dict[str, _Conn] = {}
@@ -157,6 +158,10 @@ class ServerEngine(EngineLoop):
             raise SockmonError.from_os_error(exc, f"bind/listen {where}") from None
         self._listener = sock
         self._address = tuple(sock.getsockname()[:2])
+        try:
+            self._listener_options = read_options(sock)
+        except SockmonError:
+            self._listener_options = None
         self.queue_event(EventKind.RETURNED, "listen", state="LISTEN")
         self.queue_event(EventKind.INFO, f"listening on {format_endpoint(*self._address)}, mode {self.mode}")
         self._update_listener()
@@ -216,8 +221,8 @@ class ServerEngine(EngineLoop):
         return self._known(cid).options
 
     def listener_options(self) -> SocketOptions | None:
-        with self._lock:
-            return read_options(self._listener) if self._listener is not None else None
+        """The listener's options as read right after listen() (no syscall, no lock here)."""
+        return self._listener_options
 
     def _known(self, cid: str) -> _Conn:
         with self._lock:
