@@ -1,8 +1,8 @@
 """Client pane (lab): connect the built-in client, send, read, and toggle socket options with one key.
 
 The engine (``sockmon.core.lab.client.ClientEngine``) owns the socket and does every socket call in its own
-thread; this pane only sends it commands (from worker threads, so the UI never waits on a socket) and
-shows what it reports. Every option shown is the value read back from the kernel, carried by the engine's
+thread; this pane only queues commands (a queue append and a wake-up byte: the UI never waits on a socket;
+connecting, which may stop an old engine, runs in a worker) and shows what it reports. Every option shown is the value read back from the kernel, carried by the engine's
 events (``Event.options``: after a change, after connect, and whenever the engine's periodic re-read sees
 that someone else changed them); the pane never reads a socket itself.
 
