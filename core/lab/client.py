@@ -601,7 +601,7 @@ class ClientEngine(EngineLoop):
             except OSError:
                 kernel_state = None
             if err or kernel_state not in ("SYN_SENT", None):
-                if err:  # give the error back to the socket for _connect_result to read
+                if err:  # reading SO_ERROR cleared it: hand it on
                     self._connect_result_with(err)
                 else:
                     self._connect_result()
