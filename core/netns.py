@@ -105,3 +105,18 @@ def run_in_netns(netns: str | int | None, fn: Callable[[], T]) -> T:
     if "err" in box:
         raise box["err"]  # type: ignore[misc]
     return box["ok"]  # type: ignore[return-value]
+
+
+def enter_netns_here(netns: str | int) -> None:
+    """Move the *calling thread* into ``netns`` for good. Only for a thread that exists to work there
+    (an engine thread): every socket it creates afterwards belongs to that namespace."""
+    fd = open_netns(netns)
+    try:
+        _setns(fd, CLONE_NEWNET)
+    except OSError as exc:
+        if exc.errno in (_errno.EPERM, _errno.EACCES):
+            raise SockmonError(f"enter network namespace {netns!r}: {_errno.errorcode[exc.errno]}: "
+                               "needs root (CAP_SYS_ADMIN)", errno=exc.errno) from None
+        raise SockmonError.from_os_error(exc, f"enter network namespace {netns!r}") from None
+    finally:
+        os.close(fd)

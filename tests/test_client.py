@@ -163,9 +163,9 @@ def test_bad_port_and_host_raise_synchronously(client):
 
 def test_commands_while_not_connected_are_failed_events(client):
     eng, ev = client()
-    assert eng.set_linger(Linger.ABORT) is None
-    assert eng.set_keepalive(Keepalive(True, 10, 5, 3)) is None
-    assert eng.set_nodelay(True) is None
+    assert eng.set_linger(Linger.ABORT).result(3) is None
+    assert eng.set_keepalive(Keepalive(True, 10, 5, 3)).result(3) is None
+    assert eng.set_nodelay(True).result(3) is None
     assert eng.options() is None and eng.tcp_info() is None
     eng.send(b"x")
     eng.shutdown("wr")
@@ -182,11 +182,11 @@ def test_options_read_back_and_reported(server, client):
     eng, ev = client()
     eng.connect(*srv.address)
     assert eng.wait_connected(3)
-    assert eng.set_keepalive(Keepalive.parse("60,10,3")) == Keepalive(True, 60, 10, 3)
-    assert eng.set_linger(Linger.after(4)) == Linger(True, 4)
-    assert eng.set_nodelay(True) is True
-    assert eng.set_user_timeout(2500) == 2500
-    assert eng.set_buffers(rcvbuf=50000) == (100000, eng.options().sndbuf)
+    assert eng.set_keepalive(Keepalive.parse("60,10,3")).result(3) == Keepalive(True, 60, 10, 3)
+    assert eng.set_linger(Linger.after(4)).result(3) == Linger(True, 4)
+    assert eng.set_nodelay(True).result(3) is True
+    assert eng.set_user_timeout(2500).result(3) == 2500
+    assert eng.set_buffers(rcvbuf=50000).result(3) == (100000, eng.options().sndbuf)
     opts = eng.options()
     assert isinstance(opts, SocketOptions)
     assert (opts.keepalive.dead_peer_seconds, opts.linger, opts.nodelay, opts.user_timeout_ms) == \
@@ -211,7 +211,7 @@ def test_options_from_another_thread_while_sending(server, client):
     def toggler():
         try:
             for i in range(200):
-                assert eng.set_nodelay(bool(i % 2)) is bool(i % 2)
+                assert eng.set_nodelay(bool(i % 2)).result(3) is bool(i % 2)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -313,7 +313,7 @@ def test_lingering_close_does_not_block_the_caller(client):
     eng.close()
     assert time.monotonic() - t0 < 0.05
     ev.wait(EventKind.INFO, where=lambda e: "SO_LINGER on" in e.detail)
-    assert eng.set_nodelay(True) is None  # the fd is handed off; the engine still answers at once
+    assert eng.set_nodelay(True).result(3) is None  # the fd is handed off; the engine still answers at once
     ev.wait(EventKind.FAILED, where=lambda e: e.errno_name == "ENOTCONN")
     assert not ev.of(EventKind.CLOSED)  # ...while the close is still lingering
     closed = ev.wait(EventKind.CLOSED, timeout=4)

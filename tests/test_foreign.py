@@ -93,7 +93,7 @@ import os
 from sockmon.core.lab import foreign
 from sockmon.core.errors import SockmonError
 if {known_fd}:
-    foreign.find_socket_fd = lambda pid, inode: {fd}
+    foreign.find_socket_fd = lambda pid, inode, hint=None: {fd}
 os.setgid(65534); os.setuid(65534)
 try:
     foreign.duplicate_socket({proc.pid}, {inode})

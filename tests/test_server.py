@@ -196,8 +196,8 @@ def test_per_client_actions(make_server):
     wait_for(lambda: eng.clients(), 2)
     eng.send(cid, b"from server")
     assert c.recv(100) == b"from server"
-    assert eng.set_keepalive(cid, Keepalive(True, 30, 5, 2)) == Keepalive(True, 30, 5, 2)
-    assert eng.set_linger(cid, Linger.after(1)) == Linger(True, 1)
+    assert eng.set_keepalive(cid, Keepalive(True, 30, 5, 2)).result(3) == Keepalive(True, 30, 5, 2)
+    assert eng.set_linger(cid, Linger.after(1)).result(3) == Linger(True, 1)
     opts = eng.options(cid)
     assert opts.keepalive.idle == 30 and opts.linger == Linger(True, 1)
     ev.wait(EventKind.OPTION, conn=cid)

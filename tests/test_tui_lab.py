@@ -130,7 +130,7 @@ def test_client_keepalive_nodelay_user_timeout_read_back(echo_server):
             assert (ka.idle, ka.intvl, ka.cnt) == (7, 3, 2)
             text = static_text(app, "#client-options")
             assert "SO_KEEPALIVE on idle 7 intvl 3 cnt 2" in text
-            assert "13 s after the last data" in text  # 7 + 3 × 2
+            assert "13 s after the last segment received (idle 7 + intvl 3 × cnt 2)" in text  # 7 + 3 × 2
             # the kernel's own socket: SO_KEEPALIVE set on the real socket
             from sockmon.core.table.snapshot import take_snapshot
 

@@ -66,7 +66,7 @@ def test_app_linger_zero_then_close_leaves_no_time_wait_and_keepalive_reads_back
             await pilot.press("K")
             await wait_for(pilot, lambda: pane.options.keepalive.enabled, what="keepalive read back")
             assert "SO_KEEPALIVE on idle 60 intvl 10 cnt 3" in str(pane.query_one("#client-options", Static).render())
-            assert "90 s after the last data" in str(pane.query_one("#client-options", Static).render())
+            assert "90 s after the last segment received" in str(pane.query_one("#client-options", Static).render())
             await pilot.press("L")
             await wait_for(pilot, lambda: pane.options.linger.enabled and pane.options.linger.seconds == 0)
             await wait_for(pilot, lambda: connections_rows(app, tup), what="row in Connections")

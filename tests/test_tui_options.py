@@ -38,7 +38,8 @@ class Host(App):
 
 
 def kernel_record(port: int):
-    found = [s for s in take_snapshot(port=port, with_info=False).sockets if s.sport == port]
+    # s.inode: only sockets with an fd (a busy host's TIME_WAITs may reuse the port number)
+    found = [s for s in take_snapshot(port=port, with_info=False).sockets if s.sport == port and s.inode]
     assert len(found) == 1, found
     return found[0]
 

@@ -161,9 +161,13 @@ class SockmonApp(App[int]):
             with TabPane(TABS["keepalive"], id="keepalive"):
                 yield KeepalivePane(id="keepalive-pane")
             with TabPane(TABS["client"], id="client"):
-                yield ClientPane()
+                client = ClientPane()
+                client.netns = self.netns  # the lab follows the namespace shown
+                yield client
             with TabPane(TABS["server"], id="server"):
-                yield ServerPane()
+                server = ServerPane()
+                server.netns = self.netns
+                yield server
             with TabPane(TABS["timeline"], id="timeline"):
                 yield TimelinePane()
         yield StatusBar(id="status")
@@ -202,7 +206,7 @@ class SockmonApp(App[int]):
         if self.exit_signal is not None:  # a signal arrived while the app was starting
             self.exit_on_signal(self.exit_signal)
             return
-        self.status.show(interval=self.interval, is_root=self.is_root, netns=self.netns,
+        self.status.show(interval=self.interval, is_root=self.is_root, netns=self.netns, lab_netns=self.netns,
                          transition_source=None if self.collector_factory else "injected")
         self.connections.focus_table()
         if self.collector_factory is not None:

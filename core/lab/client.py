@@ -7,10 +7,17 @@ STATE event whenever the kernel state changes (SYN_SENT → ESTABLISHED → FIN_
 
 Threading: ``connect``/``send``/``send_framed``/``shutdown``/``graceful_close``/``close``/``abort`` queue
 a command and return None immediately; failures arrive as FAILED/ERROR/RESET events. Option setters
-(``set_linger``, ``set_keepalive``, ``set_nodelay``, ``set_user_timeout``, ``set_buffers``) run the
-setsockopt in the caller's thread (it never blocks), return the value read back from the kernel (None
-when there is no socket) and also report it in an OPTION event. Bad values raise BadInput at once.
-Every event is delivered from the engine thread.
+(``set_linger``, ``set_keepalive``, ``set_nodelay``, ``set_user_timeout``, ``set_buffers``) are engine
+commands too: they return a Future of the value read back from the kernel (None when there is no
+socket), and the OPTION event carries every option read back (``Event.options``). The engine re-reads the
+options at each sample, so a change made by anyone else (another process through pidfd_getfd, sockmon's
+options screen) arrives as an OPTION event too; ``options()`` returns the newest read without a syscall.
+Bad values raise BadInput at once. Every event is delivered from the engine thread.
+
+The connect timeout measures the kernel's connect only: its clock starts at the connect() call, and
+before a timeout is declared SO_ERROR and the state are read once more (a handshake that completed is a
+success, never a timeout). An ETIMEDOUT on an established connection is explained from its options
+(keepalive gave up after CNT unanswered probes, or retransmissions / TCP_USER_TIMEOUT gave up).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab import lifecycle
@@ -44,8 +52,8 @@ class ClientEngine(EngineLoop):
     name = "sockmon-client"
 
     def __init__(self, on_event: OnEvent | None = None, *, sample_interval: float = 0.2,
-                 max_received: int = 65536, graceful_timeout: float = 5.0) -> None:
-        super().__init__(on_event)
+                 max_received: int = 65536, graceful_timeout: float = 5.0, netns: str | None = None) -> None:
+        super().__init__(on_event, netns=netns)
         if not 0 < sample_interval <= 60:
             raise BadInput(f"bad sample interval {sample_interval}: use more than 0 and at most 60 s")
         self.sample_interval = sample_interval
@@ -58,6 +66,11 @@ class ClientEngine(EngineLoop):
         self._target = ""
         self._deadline = 0.0
         self._connect_timeout = 0.0
+        self._budget = 0.0  # connect timeout left for the remaining addresses (time inside connect only)
+        self._connect_started = 0.0
+        self._options: SocketOptions | None = None  # newest read, engine thread only writes it
+        self._unacked = 0  # tcp_info unacked at the last sample
+        self.last_received_at: float | None = None  # monotonic; from tcp_info at the newest sample
         self._close_deadline: float | None = None
         self._out = bytearray()
         self._mask = 0
@@ -125,13 +138,8 @@ class ClientEngine(EngineLoop):
                 return None
 
     def options(self) -> SocketOptions | None:
-        with self._lock:
-            if self._sock is None:
-                return None
-            try:
-                return opts.read_options(self._sock)
-            except SockmonError:
-                return None
+        """The options as the engine thread last read them from the kernel (no syscall, no lock)."""
+        return self._options if self._sock is not None else None
 
     def sockaddr(self, *, peer: bool = False) -> list[SockaddrField] | None:
         """The local (or peer) address as the kernel's sockaddr bytes, field by field."""
@@ -178,42 +186,47 @@ class ClientEngine(EngineLoop):
         """SO_LINGER on, 0 s, then close: RST, no TIME_WAIT."""
         self.post(lambda: self._do_close("abort: setsockopt(SO_LINGER, on, 0) + close() → RST", abort=True))
 
-    # -- option setters (any thread; synchronous read-back) ---------------------------------------------
-    def set_linger(self, linger: Linger) -> Linger | None:
+    # -- option setters (any thread; engine commands, a Future of the value read back) -----------------
+    def set_linger(self, linger: Linger) -> Future:
         return self._option("SO_LINGER", lambda s: opts.set_linger(s, linger))
 
-    def set_keepalive(self, keepalive: Keepalive) -> Keepalive | None:
+    def set_keepalive(self, keepalive: Keepalive) -> Future:
         return self._option("SO_KEEPALIVE", lambda s: opts.set_keepalive(s, keepalive))
 
-    def set_nodelay(self, on: bool) -> bool | None:
+    def set_nodelay(self, on: bool) -> Future:
         return self._option("TCP_NODELAY", lambda s: opts.set_nodelay(s, on))
 
-    def set_user_timeout(self, ms: int) -> int | None:
+    def set_user_timeout(self, ms: int) -> Future:
         if isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= 2**31 - 1:
             raise BadInput(f"bad user timeout {ms!r}: use 0-2147483647 ms")
         return self._option("TCP_USER_TIMEOUT", lambda s: opts.set_user_timeout(s, ms))
 
-    def set_buffers(self, rcvbuf: int | None = None, sndbuf: int | None = None) -> tuple[int, int] | None:
+    def set_buffers(self, rcvbuf: int | None = None, sndbuf: int | None = None) -> Future:
+        for name, value in (("rcvbuf", rcvbuf), ("sndbuf", sndbuf)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 < value <= 2**30):
+                raise BadInput(f"bad {name} {value!r}: use 1-{2**30} bytes")
         return self._option("SO_RCVBUF/SO_SNDBUF", lambda s: opts.set_buffers(s, rcvbuf, sndbuf))
 
-    def _option(self, what: str, fn: Callable[[socket.socket], object]):
-        with self._lock:
-            sock = self._sock
-            if sock is None:
-                self.queue_event(EventKind.FAILED, f"setsockopt({what}): not connected", conn=CONN,
-                                 **failure_fields(errno.ENOTCONN))
-                return None
-            try:
-                value = fn(sock)
-            except BadInput:
-                raise
-            except SockmonError as exc:
-                self.queue_event(EventKind.FAILED, f"setsockopt({what})", conn=CONN, **failure_fields(exc.errno))
-                return None
+    def _option(self, what: str, fn: Callable[[socket.socket], object]) -> Future:
+        return self.call(lambda: self._do_option(what, fn))
+
+    def _do_option(self, what: str, fn: Callable[[socket.socket], object]):
+        sock = self._sock
+        if sock is None:
+            self.emit(EventKind.FAILED, f"setsockopt({what}): not connected", conn=CONN,
+                      **failure_fields(errno.ENOTCONN))
+            return None
+        try:
+            value = fn(sock)
+            self._options = opts.read_options(sock)
+        except SockmonError as exc:
+            self.emit(EventKind.FAILED, f"setsockopt({what})", conn=CONN, **failure_fields(exc.errno))
+            return None
         detail = f"{what}: {value}" if what in ("TCP_NODELAY", "TCP_USER_TIMEOUT", "SO_RCVBUF/SO_SNDBUF") \
             else str(value)
-        self.queue_event(EventKind.OPTION, detail, conn=CONN)
-        self.post(self._sample)
+        self.emit(EventKind.OPTION, detail, conn=CONN, options=self._options)
+        self._sample()
         return value
 
     # -- engine thread ----------------------------------------------------------------------------------
@@ -246,7 +259,7 @@ class ClientEngine(EngineLoop):
         self.emit(EventKind.RETURNED, "getaddrinfo → " + ", ".join(a[1][0] for a in addrs), conn=CONN)
         self._addrs = list(addrs)
         self._connect_timeout = timeout
-        self._deadline = time.monotonic() + timeout
+        self._budget = timeout
         with self._lock:
             self._received.clear()
         self._try_next()
@@ -268,6 +281,8 @@ class ClientEngine(EngineLoop):
                 self._state = None
                 self._local = self._peer = None
             self.emit(EventKind.CALL, f"connect({self._where})", conn=CONN)
+            self._connect_started = time.monotonic()  # the timeout measures the kernel's connect only
+            self._deadline = self._connect_started + self._budget
             err = sock.connect_ex(sockaddr)
             if err == 0:
                 self._connected_ok()
@@ -284,7 +299,10 @@ class ClientEngine(EngineLoop):
         self._connect_failed()
 
     def _connect_result(self) -> None:
-        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._connect_result_with(self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+    def _connect_result_with(self, err: int) -> None:
+        self._budget = max(0.0, self._budget - (time.monotonic() - self._connect_started))
         if err == 0:
             self._connected_ok()
             return
@@ -314,7 +332,12 @@ class ClientEngine(EngineLoop):
         self._phase = "connected"
         self._local, self._peer = local, peer
         self._addrs = []
-        self.emit(EventKind.RETURNED, f"connect({self._where}) from {format_endpoint(*self._local)}", conn=CONN)
+        try:
+            self._options = opts.read_options(sock)
+        except SockmonError:
+            self._options = None
+        self.emit(EventKind.RETURNED, f"connect({self._where}) from {format_endpoint(*self._local)}", conn=CONN,
+                  options=self._options, local=local, peer=peer)
         self._sample()
         self._connect_ok = True
         self._settled.set()
@@ -376,7 +399,7 @@ class ClientEngine(EngineLoop):
             self._finish_close("close() after the reset")
             return
         except OSError as exc:
-            self.emit(EventKind.ERROR, "recv() failed", conn=CONN, **failure_fields(exc.errno))
+            self.emit(EventKind.ERROR, "recv() failed", conn=CONN, **self._failure_fields(exc.errno))
             self._finish_close("close() after the error")
             return
         if not data:
@@ -393,6 +416,23 @@ class ClientEngine(EngineLoop):
             if len(self._received) > self.max_received:
                 del self._received[:len(self._received) - self.max_received]
         self.emit(EventKind.BYTES_IN, conn=CONN, nbytes=len(data), data=data[:EVENT_DATA_MAX])
+
+    def _failure_fields(self, code: int | None) -> dict:
+        """failure_fields, with the context the errno table cannot know: an ETIMEDOUT on an established
+        connection comes from keepalive (or retransmissions / TCP_USER_TIMEOUT), not from an address."""
+        fields = failure_fields(code)
+        if code != errno.ETIMEDOUT or self._sock is None:
+            return fields
+        try:
+            current = opts.read_options(self._sock)
+        except SockmonError:
+            current = self._options
+        if current is None:
+            return fields
+        said = opts.timed_out_meaning(current.keepalive, current.user_timeout_ms, self._unacked)
+        if said is not None:
+            fields["meaning"], fields["action"] = said
+        return fields
 
     def _not_connected(self, what: str) -> bool:
         if self._sock is None or self._phase not in ("connected", "closing"):
@@ -424,7 +464,7 @@ class ClientEngine(EngineLoop):
                 return
             except OSError as exc:
                 self.emit(EventKind.FAILED, f"send(): {len(self._out)} bytes not sent", conn=CONN,
-                          **failure_fields(exc.errno))
+                          **self._failure_fields(exc.errno))
                 self._out.clear()
                 break
             del self._out[:n]
@@ -489,6 +529,7 @@ class ClientEngine(EngineLoop):
         self._set_mask(0)
         with self._lock:
             sock, self._sock = self._sock, None
+            self._options = None
             self._phase = "closed"
             self._out.clear()
             self._close_deadline = None
@@ -527,6 +568,20 @@ class ClientEngine(EngineLoop):
             except OSError:
                 return
         self._next_sample = time.monotonic() + self.sample_interval
+        self._unacked = info.unacked
+        # when the last segment arrived (data or ACK): the keepalive timer's idle clock starts there
+        self.last_received_at = time.monotonic() - min(info.last_data_recv, info.last_ack_recv) / 1000.0
+        if self._phase in ("connected", "closing"):
+            try:
+                fresh = opts.read_options(sock)
+            except SockmonError:
+                fresh = None
+            if fresh is not None and self._options is not None and fresh != self._options:
+                self._options = fresh
+                self.emit(EventKind.OPTION, "options changed (read back from the kernel; not by this engine)",
+                          conn=CONN, options=fresh)
+            elif fresh is not None:
+                self._options = fresh
         name = state_name(info.state)
         if name != self._state:
             self._state = name
@@ -538,9 +593,23 @@ class ClientEngine(EngineLoop):
         if self._sock is None:
             return
         if self._phase == "connecting" and now >= self._deadline:
+            # Before declaring a timeout, ask the kernel once more: the handshake may have completed
+            # (or failed) after the last select round.
+            err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            try:
+                kernel_state = state_name(read_tcp_info(self._sock).state)
+            except OSError:
+                kernel_state = None
+            if err or kernel_state not in ("SYN_SENT", None):
+                if err:  # reading SO_ERROR cleared it: hand it on
+                    self._connect_result_with(err)
+                else:
+                    self._connect_result()
+                return
             self._sample()
-            self.emit(EventKind.FAILED, f"connect({self._where}) timed out after {self._connect_timeout:g} s",
-                      conn=CONN, **failure_fields(errno.ETIMEDOUT))
+            self.emit(EventKind.FAILED, f"connect({self._where}) timed out after {self._connect_timeout:g} s "
+                      "(kernel still in SYN_SENT: no SYN-ACK arrived)", conn=CONN,
+                      **failure_fields(errno.ETIMEDOUT))
             self._addrs = []
             self._drop_socket()
             self._connect_failed()

@@ -3,6 +3,10 @@
 Commands from any thread are queued (``post``) and run in the engine thread; events produced anywhere
 are queued (``queue_event``) and handed to ``on_event`` only from the engine thread, in order.
 Nothing here blocks a caller: posting is an append plus one byte written to a non-blocking socketpair.
+``call`` posts a command and returns a Future of its result (option changes: the value read back).
+
+``netns``: the engine thread enters that network namespace before it does anything else, so every socket
+it creates lives there (setns moves only the calling thread; a socket keeps its namespace for life).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 
 from sockmon.core.errors import errno_info
 from sockmon.core.lab.events import Event, EventKind, make_event
@@ -33,8 +38,9 @@ def failure_fields(code: int | None) -> dict:
 class EngineLoop:
     name = "sockmon-engine"
 
-    def __init__(self, on_event: OnEvent | None) -> None:
+    def __init__(self, on_event: OnEvent | None, *, netns: str | None = None) -> None:
         self._on_event = on_event
+        self.netns = netns
         self._cmds: collections.deque[Callable[[], None]] = collections.deque()
         self._events: collections.deque[Event] = collections.deque()
         self._sel = selectors.DefaultSelector()
@@ -49,15 +55,65 @@ class EngineLoop:
 
     # -- any thread -------------------------------------------------------------------------------------
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
+        """Start the engine thread; with ``netns`` it enters the namespace first (failure raises here)."""
+        entered = threading.Event()
+        box: list[BaseException] = []
 
-    def post(self, fn: Callable[[], None]) -> None:
-        """Queue a command for the engine thread (dropped once the engine is stopping)."""
+        def run() -> None:
+            if self.netns is not None:
+                from sockmon.core.netns import enter_netns_here
+
+                try:
+                    enter_netns_here(self.netns)
+                except BaseException as exc:  # re-raised in the starting thread
+                    box.append(exc)
+                    entered.set()
+                    self._sel.close()
+                    self._wake_r.close()
+                    self._wake_w.close()
+                    return
+            entered.set()
+            self._run()
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+        entered.wait()
+        if box:
+            self._stopping = True
+            raise box[0]
+
+    def post(self, fn: Callable[[], None]) -> bool:
+        """Queue a command for the engine thread (dropped once the engine is stopping: returns False)."""
         if self._stopping:
-            return
+            return False
         self._cmds.append(fn)
         self._wake()
+        return True
+
+    def call(self, fn: Callable[[], object]) -> Future:
+        """Run ``fn`` in the engine thread; a Future of its result (None at once if the engine stopped).
+
+        Never blocks the caller; wait with ``.result(timeout)`` only off the UI thread. Called from the
+        engine thread itself (an on_event callback), it runs at once.
+        """
+        fut: Future = Future()
+
+        def run() -> None:
+            if fut.done() or not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # the caller sees it in .result()
+                fut.set_exception(exc)
+
+        if threading.current_thread() is self._thread:
+            run()
+        elif not self.post(run) or not self.running:
+            try:  # nobody will run it: the engine stopped (a race with its last round is harmless here)
+                fut.set_result(None)
+            except InvalidStateError:
+                pass
+        return fut
 
     def queue_event(self, kind: EventKind, detail: str = "", **kw) -> None:
         self._events.append(make_event(kind, detail, **kw))

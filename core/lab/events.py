@@ -9,6 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sockmon.core.lab.options import SocketOptions
 
 
 class EventKind(StrEnum):
@@ -39,6 +43,11 @@ class Event:
     errno_name: str | None = None
     meaning: str | None = None
     action: str | None = None
+    # typed payloads (added last, with defaults): options as read back from the kernel in the engine thread
+    # (OPTION events, and RETURNED for a connect/accept), and the connection's endpoints when known
+    options: SocketOptions | None = None
+    local: tuple[str, int] | None = None
+    peer: tuple[str, int] | None = None
 
     def as_json(self) -> dict:
         out: dict = {"ts": round(self.ts, 6), "kind": self.kind.value}
@@ -46,6 +55,12 @@ class Event:
             value = getattr(self, name)
             if value not in (None, ""):
                 out[name] = value
+        if self.local is not None:
+            out["local"] = list(self.local)
+        if self.peer is not None:
+            out["peer"] = list(self.peer)
+        if self.options is not None:
+            out["options"] = options_json(self.options)
         if self.data is not None:
             # text for people, hex so binary payloads survive JSON unchanged
             out["data"] = self.data.decode("utf-8", "backslashreplace")
@@ -66,6 +81,14 @@ class Event:
         if self.errno_name:
             parts.append(f"{self.errno_name}: {self.meaning} ({self.action})")
         return " ".join(parts)
+
+
+def options_json(o: SocketOptions) -> dict:
+    ka = o.keepalive
+    return {"linger": {"enabled": o.linger.enabled, "seconds": o.linger.seconds},
+            "keepalive": {"enabled": ka.enabled, "idle": ka.idle, "intvl": ka.intvl, "cnt": ka.cnt},
+            "user_timeout_ms": o.user_timeout_ms, "reuseaddr": o.reuseaddr, "nodelay": o.nodelay,
+            "rcvbuf": o.rcvbuf, "sndbuf": o.sndbuf}
 
 
 def make_event(kind: EventKind, detail: str = "", **kw) -> Event:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sockmon.core.errors import BadInput, SockmonError
+from sockmon.core.lab.options import SocketOptions, read_options
 
 # Syscall numbers: 434/438 on every architecture that uses the unified table (x86_64, aarch64, ...).
 SYS_PIDFD_OPEN = 434
@@ -46,10 +47,17 @@ def pidfd_getfd(pidfd: int, target_fd: int) -> int:
     return _syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)
 
 
-def find_socket_fd(pid: int, inode: int) -> int:
-    """The fd number under /proc/PID/fd that links to ``socket:[INODE]``."""
+def find_socket_fd(pid: int, inode: int, hint: int | None = None) -> int:
+    """The fd number under /proc/PID/fd that links to ``socket:[INODE]`` (``hint``: try that fd first, so
+    a re-read of the same socket costs one readlink instead of a scan of every fd of the process)."""
     want = f"socket:[{inode}]"
     fd_dir = f"/proc/{pid}/fd"
+    if hint is not None:
+        try:
+            if os.readlink(f"{fd_dir}/{hint}") == want:
+                return hint
+        except OSError:
+            pass
     try:
         names = os.listdir(fd_dir)
     except FileNotFoundError:
@@ -66,7 +74,7 @@ def find_socket_fd(pid: int, inode: int) -> int:
     raise SockmonError(f"process {pid} holds no fd for socket inode {inode}", errno=errno.ENOENT)
 
 
-def duplicate_socket(pid: int, inode: int) -> socket.socket:
+def duplicate_socket(pid: int, inode: int, fd_hint: int | None = None) -> socket.socket:
     """A socket object for our own duplicate of process ``pid``'s socket with this inode."""
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise BadInput(f"bad pid {pid!r}")
@@ -74,7 +82,7 @@ def duplicate_socket(pid: int, inode: int) -> socket.socket:
         raise BadInput(f"bad socket inode {inode!r} (TIME_WAIT and orphaned sockets have no owner)")
     if _ALPHA:
         raise SockmonError("pidfd_getfd is not supported on this architecture")
-    target = find_socket_fd(pid, inode)
+    target = find_socket_fd(pid, inode, fd_hint)
     try:
         pidfd = pidfd_open(pid)
     except OSError as exc:
@@ -101,17 +109,25 @@ def duplicate_socket(pid: int, inode: int) -> socket.socket:
 
 
 @contextmanager
-def borrowed_socket(pid: int, inode: int) -> Iterator[socket.socket]:
+def borrowed_socket(pid: int, inode: int, fd_hint: int | None = None) -> Iterator[socket.socket]:
     """A temporary socket object for process ``pid``'s socket with this inode, closed on exit.
 
     Our own process: a plain ``dup`` of our fd (no privileges needed). Another process: pidfd_getfd
     (root). Either way options read or set through it act on the owner's socket, which stays open.
     """
     if pid == os.getpid():
-        sock = socket.socket(fileno=os.dup(find_socket_fd(pid, inode)))
+        sock = socket.socket(fileno=os.dup(find_socket_fd(pid, inode, fd_hint)))
     else:
-        sock = duplicate_socket(pid, inode)
+        sock = duplicate_socket(pid, inode, fd_hint)
     try:
         yield sock
     finally:
         sock.close()
+
+
+def read_options_of(pid: int, inode: int, fd_hint: int | None = None) -> tuple[SocketOptions, int]:
+    """Every option of process ``pid``'s socket with this inode, read now from the kernel, and the fd
+    number it has in that process (pass it back as ``fd_hint`` for the next read)."""
+    fd = find_socket_fd(pid, inode, fd_hint)
+    with borrowed_socket(pid, inode, fd) as dup:
+        return read_options(dup), fd

@@ -7,6 +7,7 @@ reports after the change (e.g. Linux doubles buffer sizes); bad values raise Bad
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 from dataclasses import dataclass
@@ -170,13 +171,21 @@ def set_linger(sock: socket.socket, linger: Linger) -> Linger:
 
 
 def set_keepalive(sock: socket.socket, keepalive: Keepalive) -> Keepalive:
-    """Sets the three timers, then SO_KEEPALIVE on/off (timers are kept when turning it off)."""
+    """Sets SO_KEEPALIVE on/off and the three timers (kept when turning it off).
+
+    Order matters for when the first probe goes: turning SO_KEEPALIVE on arms the timer a full idle time
+    from *now*, while setting TCP_KEEPIDLE on a socket with keepalive on re-arms it from the last segment
+    received (tcp_sock_set_keepidle_locked). So SO_KEEPALIVE goes first and TCP_KEEPIDLE last: the kernel
+    then notices a dead peer idle + intvl × cnt after the last segment received, as ``dead_peer`` says,
+    also when keepalive is turned on for a connection that was already idle (first probe at once)."""
     try:
         if keepalive.enabled:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive.idle)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, keepalive.intvl)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, keepalive.cnt)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(keepalive.enabled))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive.idle)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
         return read_keepalive(sock)
     except OSError as exc:
         raise _wrap(exc, "setsockopt(SO_KEEPALIVE)") from None
@@ -235,3 +244,94 @@ def system_keepalive(root: Path = SYSCTL_DIR) -> Keepalive:
     except (OSError, ValueError) as exc:
         raise SockmonError(f"cannot read keepalive sysctls under {root}: {exc}") from None
     return Keepalive(False, idle, intvl, cnt)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadPeer:
+    """When the kernel will give up on a silent peer, as the keepalive timer code decides it.
+
+    ``at_s``: seconds after the last segment received (data or ACK) at which the connection fails with
+    ETIMEDOUT; ``remaining_s``: seconds from now (both refined by the running keepalive timer when known:
+    probes already out, keepalive turned on late); ``formula`` says how it was computed; ``note`` adds a
+    caveat (e.g. unacknowledged data: then retransmissions, not keepalive, decide). ``at_s`` is None when
+    keepalive is off (a silent peer is then never noticed while the connection is idle).
+    """
+
+    at_s: float | None
+    remaining_s: float | None
+    formula: str
+    note: str = ""
+
+
+def dead_peer(ka: Keepalive, *, since_recv_ms: float | None = None, user_timeout_ms: int = 0,
+              probes_out: int = 0, timer_remaining_ms: float | None = None, unacked: int = 0) -> DeadPeer:
+    """What the kernel will do if the peer went silent now (net/ipv4/tcp_timer.c, tcp_keepalive_timer).
+
+    The keepalive timer measures idleness from the last segment received (tcp_info ``last_data_recv`` /
+    ``last_ack_recv``, the smaller of the two): after ``idle`` s it sends a probe, then one every ``intvl``
+    s; an answered probe counts as a received segment and starts the idle time again. When ``cnt`` probes
+    are unanswered at the next firing, the connection fails with ETIMEDOUT: ``idle + intvl × cnt`` s after
+    the last segment received. With TCP_USER_TIMEOUT set, the count is replaced by that timeout (checked
+    at each firing once a probe is out). ``probes_out`` / ``timer_remaining_ms`` (the socket table's
+    keepalive timer) refine the figure once probing has started.
+    """
+    if not ka.enabled:
+        if user_timeout_ms:
+            return DeadPeer(None, None, "keepalive off",
+                            f"not noticed while idle; unacknowledged data gives up after {user_timeout_ms / 1000:g} s "
+                            "(TCP_USER_TIMEOUT)")
+        return DeadPeer(None, None, "keepalive off", "not noticed while idle (only when sending times out)")
+    note = ""
+    if unacked:
+        note = (f"{unacked} segment(s) unacknowledged: retransmissions decide first "
+                "(tcp_retries2 or TCP_USER_TIMEOUT); keepalive probes only an idle connection")
+    since = None if since_recv_ms is None else max(0.0, since_recv_ms / 1000.0)
+    ut = user_timeout_ms / 1000.0
+    if ut:
+        # firings at idle, idle + intvl, ...: fails at the first firing, once a probe is out, ≥ ut idle
+        k = max(1, math.ceil(max(0.0, ut - ka.idle) / ka.intvl))
+        at = float(ka.idle + ka.intvl * k)
+        formula = f"idle {ka.idle} + {k} × intvl {ka.intvl} (the first probe firing ≥ user timeout {ut:g} s)"
+    else:
+        at = float(ka.dead_peer_seconds)
+        formula = f"idle {ka.idle} + intvl {ka.intvl} × cnt {ka.cnt}"
+    if since is None:
+        return DeadPeer(at, None, formula, note)
+    # The next firing that probes: the running timer's when probes are out; otherwise when the idle time
+    # is reached (sockmon arms it from the last segment received, see set_keepalive), or later if the
+    # timer was armed later (SO_KEEPALIVE turned on after the idle time had passed, by someone else).
+    if probes_out and timer_remaining_ms is not None:
+        next_fire, sent = timer_remaining_ms / 1000.0, probes_out
+        note = "; ".join(x for x in (note, f"{probes_out} probe(s) already sent unanswered") if x)
+    else:
+        next_fire, sent = max(ka.idle - since, 0.0), 0
+        if timer_remaining_ms is not None:
+            next_fire = max(next_fire, timer_remaining_ms / 1000.0)
+    if ut:
+        first = 0 if sent else 1
+        j = max(first, math.ceil(max(0.0, ut - since - next_fire) / ka.intvl))
+        remaining = next_fire + ka.intvl * j
+    else:
+        remaining = next_fire + ka.intvl * max(0, ka.cnt - sent)
+    remaining = max(0.0, remaining)
+    if since + remaining > at + 0.5:
+        note = "; ".join(x for x in (note, "the keepalive timer started after the last segment received "
+                                     "(keepalive turned on later): probing starts later than idle after it") if x)
+    return DeadPeer(since + remaining, remaining, formula, note)
+
+
+def timed_out_meaning(ka: Keepalive | None, user_timeout_ms: int, unacked: int) -> tuple[str, str] | None:
+    """(meaning, action) for an ETIMEDOUT on an established connection, from its options; None: no context."""
+    if unacked or ka is None or not ka.enabled:
+        if user_timeout_ms:
+            return (f"timed out: data stayed unacknowledged longer than TCP_USER_TIMEOUT {user_timeout_ms} ms",
+                    "the peer or the path to it is gone: close and reconnect")
+        if unacked:
+            return ("timed out: retransmissions of unacknowledged data gave up (tcp_retries2)",
+                    "the peer or the path to it is gone: close and reconnect")
+        return None
+    if user_timeout_ms:
+        return (f"keepalive gave up: probes unanswered for TCP_USER_TIMEOUT {user_timeout_ms} ms "
+                f"(idle {ka.idle} s, intvl {ka.intvl} s)", "the peer or the path to it is gone: close and reconnect")
+    return (f"keepalive gave up after {ka.cnt} unanswered probes (idle {ka.idle} s + {ka.cnt} × {ka.intvl} s "
+            "with nothing received)", "the peer or the path to it is gone: close and reconnect")

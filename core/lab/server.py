@@ -7,8 +7,13 @@ socket is writable, so a client that connects and sends nothing never delays any
 
 Per-client actions take the client id ("127.0.0.1:51234") and may be called from any thread:
 ``send``/``shutdown``/``close``/``abort`` are queued to the engine thread and return at once;
-``set_linger``/``set_keepalive``/``options`` run a setsockopt/getsockopt immediately and return the
-value read back from the kernel. An unknown id raises SockmonError.
+``set_linger``/``set_keepalive`` are engine commands too: they return a Future of the value read back
+from the kernel, and their OPTION event carries every option read back (``Event.options``). The engine
+re-reads each client's options at every sample (an OPTION event when someone else changed them), so
+``options(cid)`` and ``clients()`` report the newest read without a syscall in the caller's thread.
+An unknown id raises SockmonError.
+
+``netns``: the listener and every accepted socket live in that network namespace.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import errno
 import selectors
 import socket
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from sockmon.core.errors import BadInput, SockmonError
@@ -24,7 +30,7 @@ from sockmon.core.lab import lifecycle
 from sockmon.core.lab.address import format_endpoint, resolve
 from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields
 from sockmon.core.lab.events import EventKind
-from sockmon.core.lab.options import Keepalive, Linger, SocketOptions, read_options
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions, read_options, timed_out_meaning
 from sockmon.core.lab.options import set_keepalive as _set_keepalive
 from sockmon.core.lab.options import set_linger as _set_linger
 from sockmon.core.lab.sockio import MSG_NOSIGNAL
@@ -52,6 +58,7 @@ class ServerClient:
     write_shut: bool
     peer_closed: bool = False
     pending_out: int = 0  # bytes queued in the engine, not yet accepted by the kernel
+    options: SocketOptions | None = None  # as the engine thread last read them from the kernel
 
 
 @dataclass(eq=False)
@@ -71,6 +78,8 @@ class _Conn:
     shutdown_after_flush: bool = False
     mask: int = 0
     state: str = ""
+    options: SocketOptions | None = None
+    unacked: int = 0  # tcp_info unacked at the last sample
 
 
 def _check_mode(mode: str) -> str:
@@ -84,11 +93,11 @@ class ServerEngine(EngineLoop):
 
     def __init__(self, host: str, port: int, *, mode: str = "echo", backlog: int = 128, reuseaddr: bool = True,
                  on_event: OnEvent | None = None, close_on_eof: bool = True, max_pending: int = 1 << 20,
-                 sample_interval: float = 0.5) -> None:
+                 sample_interval: float = 0.5, netns: str | None = None) -> None:
         """``close_on_eof``: in echo/discard mode, close a client once it has closed and our output is
         flushed (False keeps it in CLOSE_WAIT until ``close(cid)``). ``max_pending``: stop reading from
         an echo client whose unsent output exceeds this (back-pressure)."""
-        super().__init__(on_event)
+        super().__init__(on_event, netns=netns)
         self.host = host
         self.port = port
         self.mode = _check_mode(mode)
@@ -100,6 +109,7 @@ class ServerEngine(EngineLoop):
         self.max_pending = max_pending
         self.sample_interval = sample_interval
         self._listener: socket.socket | None = None
+        self._listener_options: SocketOptions | None = None
         self._listening_registered = False
         self._paused_until = 0.0
         self._conns: dict[str, _Conn] = {}
@@ -120,7 +130,18 @@ class ServerEngine(EngineLoop):
             raise SockmonError("server already started")
         family, sockaddr = resolve(self.host, self.port, passive=True)[0]
         where = format_endpoint(sockaddr[0], sockaddr[1])
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if self.netns is not None:
+                from sockmon.core.netns import run_in_netns
+
+                sock = run_in_netns(self.netns, lambda: socket.socket(family, socket.SOCK_STREAM))
+            else:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+        except BaseException:
+            self._sel.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            raise
         try:
             if self.reuseaddr:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -137,10 +158,18 @@ class ServerEngine(EngineLoop):
             raise SockmonError.from_os_error(exc, f"bind/listen {where}") from None
         self._listener = sock
         self._address = tuple(sock.getsockname()[:2])
+        try:
+            self._listener_options = read_options(sock)
+        except SockmonError:
+            self._listener_options = None
         self.queue_event(EventKind.RETURNED, "listen", state="LISTEN")
         self.queue_event(EventKind.INFO, f"listening on {format_endpoint(*self._address)}, mode {self.mode}")
         self._update_listener()
-        self._start_thread()
+        try:
+            self._start_thread()
+        except BaseException:
+            sock.close()
+            raise
         return self
 
     def set_mode(self, mode: str) -> None:
@@ -158,7 +187,7 @@ class ServerEngine(EngineLoop):
                 except OSError:
                     st = "CLOSED"
                 out.append(ServerClient(c.id, c.peer, c.local, c.bytes_in, c.bytes_out, st, c.read_shut,
-                                        c.write_shut, c.peer_closed, len(c.out)))
+                                        c.write_shut, c.peer_closed, len(c.out), c.options))
         return out
 
     def send(self, cid: str, data: bytes) -> None:
@@ -179,25 +208,21 @@ class ServerEngine(EngineLoop):
         self._known(cid)
         self.post(lambda: self._with(cid, "abort", lambda c: self._close(c, "abort", abort=True)))
 
-    def set_linger(self, cid: str, linger: Linger) -> Linger:
-        with self._lock:
-            value = _set_linger(self._known(cid).sock, linger)
-        self.queue_event(EventKind.OPTION, str(value), conn=cid)
-        return value
+    def set_linger(self, cid: str, linger: Linger) -> Future:
+        self._known(cid)
+        return self.call(lambda: self._do_option(cid, "SO_LINGER", lambda s: _set_linger(s, linger)))
 
-    def set_keepalive(self, cid: str, keepalive: Keepalive) -> Keepalive:
-        with self._lock:
-            value = _set_keepalive(self._known(cid).sock, keepalive)
-        self.queue_event(EventKind.OPTION, str(value), conn=cid)
-        return value
+    def set_keepalive(self, cid: str, keepalive: Keepalive) -> Future:
+        self._known(cid)
+        return self.call(lambda: self._do_option(cid, "SO_KEEPALIVE", lambda s: _set_keepalive(s, keepalive)))
 
-    def options(self, cid: str) -> SocketOptions:
-        with self._lock:
-            return read_options(self._known(cid).sock)
+    def options(self, cid: str) -> SocketOptions | None:
+        """The client's options as the engine thread last read them (no syscall here)."""
+        return self._known(cid).options
 
     def listener_options(self) -> SocketOptions | None:
-        with self._lock:
-            return read_options(self._listener) if self._listener is not None else None
+        """The listener's options as read right after listen() (no syscall, no lock here)."""
+        return self._listener_options
 
     def _known(self, cid: str) -> _Conn:
         with self._lock:
@@ -207,6 +232,48 @@ class ServerEngine(EngineLoop):
             return conn
 
     # -- engine thread ----------------------------------------------------------------------------------
+    def _do_option(self, cid: str, what: str, fn):
+        conn = self._conns.get(cid)
+        if conn is None or conn.closed:
+            self.emit(EventKind.FAILED, f"setsockopt({what}): no client {cid} (already closed)", conn=cid,
+                      **failure_fields(errno.ENOTCONN))
+            return None
+        try:
+            value = fn(conn.sock)
+            conn.options = read_options(conn.sock)
+        except SockmonError as exc:
+            self.emit(EventKind.FAILED, f"setsockopt({what})", conn=cid, **failure_fields(exc.errno))
+            return None
+        self.emit(EventKind.OPTION, str(value), conn=cid, options=conn.options, local=conn.local, peer=conn.peer)
+        return value
+
+    def _failure_fields(self, conn: _Conn, code: int | None) -> dict:
+        """An ETIMEDOUT on an accepted connection comes from keepalive or retransmissions: say which."""
+        fields = failure_fields(code)
+        if code != errno.ETIMEDOUT:
+            return fields
+        try:
+            current = read_options(conn.sock)
+        except SockmonError:
+            current = conn.options
+        if current is not None:
+            said = timed_out_meaning(current.keepalive, current.user_timeout_ms, conn.unacked)
+            if said is not None:
+                fields["meaning"], fields["action"] = said
+        return fields
+
+    def _read_options(self, conn: _Conn) -> None:
+        """Re-read the options; an OPTION event when someone else changed them since the last read."""
+        try:
+            fresh = read_options(conn.sock)
+        except SockmonError:
+            return
+        if conn.options is not None and fresh != conn.options:
+            conn.options = fresh
+            self.emit(EventKind.OPTION, "options changed (read back from the kernel; not by this engine)",
+                      conn=conn.id, options=fresh, local=conn.local, peer=conn.peer)
+        conn.options = fresh
+
     def _with(self, cid: str, what: str, fn) -> None:
         conn = self._conns.get(cid)
         if conn is None or conn.closed:
@@ -261,9 +328,14 @@ class ServerEngine(EngineLoop):
             local = tuple(sock.getsockname()[:2])
             cid = format_endpoint(*peer)
             conn = _Conn(sock, cid, peer, local)
+            try:
+                conn.options = read_options(sock)
+            except SockmonError:
+                conn.options = None
             with self._lock:
                 self._conns[cid] = conn
-            self.emit(EventKind.ACCEPTED, f"accept() → {cid} on {format_endpoint(*local)}", conn=cid)
+            self.emit(EventKind.ACCEPTED, f"accept() → {cid} on {format_endpoint(*local)}", conn=cid,
+                      options=conn.options, local=local, peer=peer)
             self._sample(conn)
             if self.mode == "close":
                 self._close(conn, "close() on accept (mode close): FIN")
@@ -300,7 +372,7 @@ class ServerEngine(EngineLoop):
             self._close(conn, "close() after reset")
             return
         except OSError as exc:
-            self.emit(EventKind.ERROR, "recv() failed", conn=conn.id, **failure_fields(exc.errno))
+            self.emit(EventKind.ERROR, "recv() failed", conn=conn.id, **self._failure_fields(conn, exc.errno))
             self._close(conn, "close() after error")
             return
         if not data:
@@ -342,7 +414,7 @@ class ServerEngine(EngineLoop):
                 self._close(conn, "close() after a failed send")
                 return
             except OSError as exc:
-                self.emit(EventKind.ERROR, "send() failed", conn=conn.id, **failure_fields(exc.errno))
+                self.emit(EventKind.ERROR, "send() failed", conn=conn.id, **self._failure_fields(conn, exc.errno))
                 self._close(conn, "close() after a failed send")
                 return
             del conn.out[:n]
@@ -419,9 +491,11 @@ class ServerEngine(EngineLoop):
 
     def _sample(self, conn: _Conn) -> None:
         try:
-            st = state_name(read_tcp_info(conn.sock).state)
+            info = read_tcp_info(conn.sock)
         except OSError:
             return
+        st = state_name(info.state)
+        conn.unacked = info.unacked
         if st != conn.state:
             conn.state = st
             self.emit(EventKind.STATE, conn=conn.id, state=st)
@@ -436,6 +510,8 @@ class ServerEngine(EngineLoop):
             for conn in list(self._conns.values()):
                 if not conn.closed:
                     self._sample(conn)
+                if not conn.closed:
+                    self._read_options(conn)
 
     def _teardown(self) -> None:
         for conn in list(self._conns.values()):

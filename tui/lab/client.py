@@ -1,9 +1,10 @@
 """Client pane (lab): connect the built-in client, send, read, and toggle socket options with one key.
 
 The engine (``sockmon.core.lab.client.ClientEngine``) owns the socket and does every socket call in its own
-thread; this pane only sends it commands (from worker threads, so the UI never waits on a socket) and
-shows what it reports. Every option shown is the value read back from the kernel (OPTION events and
-``options()``), never what we asked for.
+thread; this pane only queues commands (a queue append and a wake-up byte: the UI never waits on a socket;
+connecting, which may stop an old engine, runs in a worker) and shows what it reports. Every option shown is the value read back from the kernel, carried by the engine's
+events (``Event.options``: after a change, after connect, and whenever the engine's periodic re-read sees
+that someone else changed them); the pane never reads a socket itself.
 
 Keys (when no input field has focus — Escape leaves a field): ``o`` connect, ``L`` cycle SO_LINGER
 off → 0 → N, ``K`` keepalive on/off (idle/intvl/cnt fields), ``n`` TCP_NODELAY, ``u`` TCP_USER_TIMEOUT,
@@ -183,7 +184,8 @@ class ClientPane(LabPane):
         self.fd_closed = False
         self.local = None
         self.peer = None
-        self.options = None  # SocketOptions read back from the kernel
+        self.options = None  # SocketOptions read back from the kernel (from the newest event carrying them)
+        self.netns: str | None = None  # the app's --netns: the engine runs there
         self.option_lines: dict[str, str] = {}  # last OPTION event detail per option
         self.bytes_in = 0
         self.bytes_out = 0
@@ -294,10 +296,28 @@ class ClientPane(LabPane):
             if ut:
                 text += f"; unacknowledged data gives up after {ut / 1000:g} s (TCP_USER_TIMEOUT)"
             return text
+        import time
+
+        from sockmon.core.lab.options import dead_peer
+
+        # the engine's newest tcp_info sample: when the last segment (data or ACK) arrived
+        last = getattr(self.engine, "last_received_at", None) if self.engine is not None else None
+        since_ms = None if not isinstance(last, float) else max(0.0, (time.monotonic() - last) * 1000.0)
+        dp = dead_peer(ka, user_timeout_ms=ut, since_recv_ms=since_ms)
+        text = (f"if the peer went silent, the kernel gives up {dp.at_s:g} s after the last segment received "
+                f"({dp.formula}) with ETIMEDOUT")
         if ut:
-            return (f"≈ {ka.idle + ut / 1000:g} s after the last data (idle {ka.idle} + user timeout "
-                    f"{ut / 1000:g} s; TCP_USER_TIMEOUT replaces the probe count)")
-        return f"{ka.dead_peer_seconds} s after the last data (idle {ka.idle} + {ka.intvl} × {ka.cnt})"
+            text += "; TCP_USER_TIMEOUT replaces the probe count"
+        if dp.remaining_s is not None and not self.fd_closed:
+            text += f"; last received {since_ms / 1000:.1f} s ago → in {dp.remaining_s:.0f} s"
+        return text
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick_display)
+
+    def _tick_display(self) -> None:
+        if self.options is not None and self.options.keepalive.enabled:
+            self._refresh_display()  # the dead-peer countdown
 
     def _refresh_display(self) -> None:
         if not self.is_mounted:
@@ -443,7 +463,7 @@ class ClientPane(LabPane):
             return self._engine_factory(on_event)
         from sockmon.core.lab.client import ClientEngine
 
-        return ClientEngine(on_event, sample_interval=0.2)
+        return ClientEngine(on_event, sample_interval=0.2, netns=self.netns)
 
     def _connected_engine(self, what: str):
         if self.engine is None:
@@ -548,41 +568,24 @@ class ClientPane(LabPane):
             self._command("abort")
 
     def _command(self, method: str, *args) -> None:
-        """Run one engine command off the UI thread, then read the options back from the kernel."""
+        """Queue one engine command (it runs in the engine thread; its event carries the read-back)."""
         self.clear_error()
-        self._run_command(self.engine, self._generation, method, args)
-
-    @work(thread=True, group="client-command", exit_on_error=False)
-    def _run_command(self, engine, generation: int, method: str, args: tuple) -> None:
+        engine = self.engine
         try:
-            getattr(engine, method)(*args)
+            getattr(engine, method)(*args)  # queues and returns at once (option setters: a Future)
         except SockmonError as exc:
-            self.app.call_from_thread(self.show_error, str(exc))
-        except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
-            self.app.call_from_thread(self.show_error, f"{method} failed: {exc}")
-        self._read_back(engine, generation)
-        self.app.call_from_thread(request_refresh, self.app)
-
-    def _read_back(self, engine, generation: int) -> None:
-        """Engine thread-safe getsockopt read-back; run from a worker thread only."""
-        try:
-            opts = engine.options()
-        except Exception:  # noqa: BLE001 - closed socket: keep the last values shown
-            opts = None
-        local = getattr(engine, "local", None)
-        peer = getattr(engine, "peer", None)
-        self.app.call_from_thread(self._apply_read_back, generation, opts, local, peer)
-
-    def _apply_read_back(self, generation: int, opts, local, peer) -> None:
-        if generation != self._generation:
+            self.show_error(str(exc))
             return
-        if opts is not None:
-            self.options = opts
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+            self.show_error(f"{method} failed: {exc}")
+            return
+        request_refresh(self.app)
+
+    def _endpoints_known(self, local, peer) -> None:
         if local is not None and peer is not None and (self.local is None or self.peer is None):
-            self.local, self.peer = local, peer
+            self.local, self.peer = tuple(local), tuple(peer)
             for timeline in self._timelines():
-                timeline.follow_client(local, peer)
-        self._refresh_display()
+                timeline.follow_client(self.local, self.peer)
 
     # ------------------------------------------------------------------ engine events (UI thread)
     def on_engine_event(self, message: EngineEvent) -> None:
@@ -592,7 +595,6 @@ class ClientPane(LabPane):
             message.stop()  # queued before a new connect: neither this pane nor the timeline shows it
             return
         ev = message.event
-        engine = self.engine
         for timeline in self._timelines():
             timeline.add_events([ev])
         if ev.state:
@@ -616,17 +618,13 @@ class ClientPane(LabPane):
         elif ev.kind is EventKind.PEER_CLOSED and not self._we_closed:
             self.notify("peer closed its side (recv returned 0): close or shut down WR",
                         title="Client", markup=False)
-        if ev.kind in (EventKind.RETURNED, EventKind.OPTION) or (
-                ev.kind is EventKind.STATE and (self.local is None or self.options is None)):
-            if engine is not None:
-                self._refresh_from_engine(engine, self._generation)
+        options = getattr(ev, "options", None)
+        if options is not None:
+            self.options = options
+        self._endpoints_known(getattr(ev, "local", None), getattr(ev, "peer", None))
         if ev.kind is EventKind.RETURNED:
             request_refresh(self.app)
         self._refresh_display()
-
-    @work(thread=True, group="client-readback", exit_on_error=False)
-    def _refresh_from_engine(self, engine, generation: int) -> None:
-        self._read_back(engine, generation)
 
     def _show_received(self, data: bytes) -> None:
         log = self.query_one("#client-received", RichLog)

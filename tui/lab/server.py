@@ -137,6 +137,7 @@ class ServerPane(LabPane):
         self._options: dict[str, str] = {}  # client id -> options read back from the kernel
         self._starting = False
         self._generation = 0
+        self.netns: str | None = None  # the app's --netns: the server listens there
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="lab-row"):
@@ -351,7 +352,8 @@ class ServerPane(LabPane):
             else:
                 from sockmon.core.lab.server import ServerEngine
 
-                engine = ServerEngine(host, port, mode=mode, backlog=backlog, reuseaddr=reuse, on_event=on_event)
+                engine = ServerEngine(host, port, mode=mode, backlog=backlog, reuseaddr=reuse, on_event=on_event,
+                                      netns=self.netns)
         except SockmonError as exc:
             self.show_error(str(exc))
             return
@@ -465,8 +467,16 @@ class ServerPane(LabPane):
         except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
             self.app.call_from_thread(self.show_error, f"{method} failed: {exc}")
             return
-        if method in ("set_linger", "set_keepalive") and result is not None:
-            self.app.call_from_thread(self.notify, f"read back: {result}", title="Server", markup=False)  # ours
+        if method in ("set_linger", "set_keepalive") and hasattr(result, "add_done_callback"):
+            # an engine command: its OPTION event carries the read-back; say it when it is done
+            def done(fut) -> None:
+                value = None if fut.cancelled() or fut.exception() is not None else fut.result()
+                if value is not None:
+                    self.app.call_from_thread(self.notify, f"read back: {value}", title="Server", markup=False)
+
+            result.add_done_callback(done)
+        elif method in ("set_linger", "set_keepalive") and result is not None:
+            self.app.call_from_thread(self.notify, f"read back: {result}", title="Server", markup=False)
         self.app.call_from_thread(request_refresh, self.app)
         self.app.call_from_thread(self._poll_clients)
 
@@ -487,8 +497,10 @@ class ServerPane(LabPane):
             return
         options: dict[str, str] = {}
         for cl in clients:
-            try:
-                options[str(cl.id)] = options_summary(engine.options(cl.id))
+            try:  # as the engine thread last read them from the kernel (no syscall here)
+                opts = getattr(cl, "options", None) or engine.options(cl.id)
+                if opts is not None:
+                    options[str(cl.id)] = options_summary(opts)
             except Exception:  # noqa: BLE001 - the client went away meanwhile
                 continue
         self.app.call_from_thread(self._set_clients, generation, clients, options)

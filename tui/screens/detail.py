@@ -1,5 +1,7 @@
 """Detail screen for one socket: every tcp_info field, the timer, the sockaddr bytes of both ends
-field by field, the owner process and the socket's transition history. Updated live while open."""
+field by field, the owner process, its socket options and its transition history. Updated live while
+open: the options are re-read from the kernel at every refresh, off the UI thread (ours through a dup of
+our fd, another process's through pidfd_getfd as root)."""
 
 from __future__ import annotations
 
@@ -117,6 +119,29 @@ def sockaddr_section(sock: Socket) -> Group | Text:
     return Group(*parts)
 
 
+def options_section(opts, note: str) -> Table | Text:
+    if opts is None:
+        return Text(note or "reading…", style="dim italic")
+    ka = opts.keepalive
+    linger = opts.linger
+    if not linger.enabled:
+        linger_text = "off"
+    else:
+        linger_text = "on, 0 s (close sends RST)" if linger.seconds == 0 else f"on, {linger.seconds} s"
+    ka_text = (f"on  idle {ka.idle} s  intvl {ka.intvl} s  cnt {ka.cnt}" if ka.enabled
+               else f"off  (idle {ka.idle} s  intvl {ka.intvl} s  cnt {ka.cnt} if turned on)")
+    return _kv_table([
+        ("SO_KEEPALIVE", ka_text),
+        ("SO_LINGER", linger_text),
+        ("TCP_NODELAY", "on" if opts.nodelay else "off"),
+        ("TCP_USER_TIMEOUT", f"{opts.user_timeout_ms} ms" if opts.user_timeout_ms else "0 (default)"),
+        ("SO_REUSEADDR", "on" if opts.reuseaddr else "off"),
+        ("SO_RCVBUF", str(opts.rcvbuf)),
+        ("SO_SNDBUF", str(opts.sndbuf)),
+        ("read", Text(note, style="dim")),
+    ], 16)
+
+
 def tcp_info_section(sock: Socket) -> Table | Text:
     info = sock.tcp_info
     if info is None:
@@ -178,6 +203,10 @@ class DetailScreen(Screen[None]):
         self.history = history
         self.taken_at = taken_at
         self.gone = False
+        self.options = None  # SocketOptions read at the latest refresh
+        self.options_note = ""
+        self.reader = None  # seam: (sock, owner) -> (SocketOptions | None, note)
+        self._reads = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
@@ -185,6 +214,7 @@ class DetailScreen(Screen[None]):
             with Horizontal(id="detail-row"):
                 yield Static(id="detail-socket", classes="detail-box")
                 yield Static(id="detail-owner", classes="detail-box")
+            yield Static(id="detail-options", classes="detail-box")
             yield Static(id="detail-tcpinfo", classes="detail-box")
             yield Static(id="detail-sockaddr", classes="detail-box")
             yield Static(id="detail-history", classes="detail-box")
@@ -192,7 +222,13 @@ class DetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._ready = True
-        for wid, title in (("socket", "Socket"), ("owner", "Owner process"), ("tcpinfo", "tcp_info (all fields)"),
+        from sockmon.tui.widgets.options_reader import OptionsReader
+
+        self._reads = OptionsReader(self.app, self._options_read, self.reader)
+        self._request_options()
+        for wid, title in (("socket", "Socket"), ("owner", "Owner process"),
+                           ("options", "Socket options (read from the kernel at each refresh)"),
+                           ("tcpinfo", "tcp_info (all fields)"),
                            ("sockaddr", "sockaddr bytes, field by field"), ("history", "Transition history")):
             self.query_one(f"#detail-{wid}", Static).border_title = title
         self.set_interval(0.5, self._refresh_timer)
@@ -217,7 +253,24 @@ class DetailScreen(Screen[None]):
             self.gone = False
             self.sock, self.owner, self.taken_at = sock, owner or self.owner, taken_at
         self.history = history
+        self._request_options()
         self.render_all()
+
+    def _request_options(self) -> None:
+        if self._reads is None:
+            return
+        if self.gone:
+            self.options, self.options_note = None, "the socket is gone: no options to read"
+            return
+        self._reads.reader = self.reader
+        self._reads.request_any(self.sock, self.owner)
+
+    def _options_read(self, sock: Socket, result, note: str, seq: int) -> None:
+        if sock.key != self.sock.key or (self._reads is not None and seq < self._reads.seq and self.options):
+            return
+        self.options, self.options_note = result, note
+        if self._ready:
+            self.query_one("#detail-options", Static).update(options_section(self.options, self.options_note))
 
     def _refresh_timer(self) -> None:
         if self._ready:
@@ -236,6 +289,7 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-title", Static).update(title)
         self.query_one("#detail-socket", Static).update(socket_section(s, self._elapsed_ms()))
         self.query_one("#detail-owner", Static).update(owner_section(self.owner, s))
+        self.query_one("#detail-options", Static).update(options_section(self.options, self.options_note))
         self.query_one("#detail-tcpinfo", Static).update(tcp_info_section(s))
         self.query_one("#detail-sockaddr", Static).update(sockaddr_section(s))
         self.query_one("#detail-history", Static).update(history_section(self.history, self._clock()))

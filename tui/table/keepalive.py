@@ -1,48 +1,33 @@
 """Keepalive pane: the system's keepalive sysctls, every socket with a running keepalive timer, and for
 the selected socket whether SO_KEEPALIVE is on, its idle / interval / count read from the kernel, the
-running timer and when a dead peer would be detected (idle + intvl × cnt)."""
+running timer and when the kernel would give up on a silent peer (idle + intvl × cnt after the last
+segment received, with the time left).
+
+The selected socket's options are re-read at every refresh (off the UI thread, one read at a time, the
+newest wins: ``tui/widgets/options_reader.py``), so a change made by anyone — sockmon, or the process that
+owns the socket — shows within one refresh."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 from rich.table import Table
 from rich.text import Text
-from sockmon.core.errors import SockmonError
 from sockmon.core.records import Process, Snapshot, Socket
-from sockmon.core.states import LISTEN, TIME_WAIT, TIMER_KEEPALIVE
+from sockmon.core.states import LISTEN, TIMER_KEEPALIVE
 from sockmon.tui import fmt
 from sockmon.tui.table.socket_list import SocketListPane
 from sockmon.tui.theme import state_text
+from sockmon.tui.widgets.options_reader import OptionsReader, read_socket_options
 from sockmon.tui.widgets.virtual_table import Column
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
 
 def read_socket_keepalive(sock: Socket, owner: Process | None):
-    """(Keepalive | None, how it was read or why not). Blocking (/proc scan, syscalls): call off the UI."""
-    from sockmon.core.lab.foreign import borrowed_socket
-    from sockmon.core.lab.options import read_keepalive
-
-    if sock.state == TIME_WAIT or not sock.inode:
-        return None, "no file descriptor (TIME_WAIT or orphaned): nothing to read options from"
-    if owner is None:
-        if os.geteuid() == 0:
-            return None, "no owning process found (it may have exited, or the socket waits in an accept queue)"
-        return None, "owner unknown (another user's process needs root to see)"
-    own = owner.pid == os.getpid()
-    try:
-        with borrowed_socket(owner.pid, sock.inode) as dup:
-            ka = read_keepalive(dup)
-    except SockmonError as exc:
-        return None, str(exc)
-    except OSError as exc:
-        return None, str(SockmonError.from_os_error(exc, f"pidfd_getfd(pid {owner.pid})"))
-    return ka, ("read with getsockopt from our own fd (a dup of it)" if own
-                else f"read via pidfd_getfd from pid {owner.pid} (root)")
+    """(SocketOptions | None, how it was read or why not). Blocking: call off the UI thread."""
+    return read_socket_options(sock, owner)
 
 
 class KeepaliveTimersPane(SocketListPane):
@@ -93,9 +78,11 @@ class KeepalivePane(Horizontal):
         self.socket: Socket | None = None
         self.owner: Process | None = None
         self.summary = None
-        self.keepalive = None  # Keepalive read from the kernel for self.socket
+        self.keepalive = None  # Keepalive read from the kernel for self.socket (at the latest refresh)
+        self.options = None  # every option read with it (SocketOptions), when the reader gives them
         self.read_note = ""
-        self.reader = read_socket_keepalive  # seam: tests inject a deterministic reader
+        self.reader = None  # seam: tests inject a deterministic reader (sock, owner) -> (options, note)
+        self._reads: OptionsReader | None = None
         self.lookup = None  # sock -> its record in the newest snapshot (set by the app), or None
         self.origin = ""  # the list the shown socket was selected in
         self.pinned = False  # the user picked it (a key or click), not a refresh moving a cursor
@@ -111,6 +98,7 @@ class KeepalivePane(Horizontal):
 
     def on_mount(self) -> None:
         self._ready = True
+        self._reads = OptionsReader(self.app, self._read_done)
         self.query_one("#ka-system", Static).border_title = "System defaults (sysctl)"
         self.query_one("#ka-selected", Static).border_title = "Selected socket"
         self.set_interval(0.5, self._render_selected)
@@ -130,6 +118,8 @@ class KeepalivePane(Horizontal):
             fresh = self.lookup(self.socket) if self.lookup is not None else None
             if fresh is not None:
                 self.socket = fresh
+            if self.socket.state != LISTEN:
+                self._read(self.socket, self.owner)  # every refresh: a change by anyone shows at once
         self._redraw()
 
     TIMERS = "ka-timers"
@@ -172,17 +162,19 @@ class KeepalivePane(Horizontal):
         if self.socket is not None:
             self._read(self.socket, self.owner)
 
-    @work(thread=True, exclusive=True, group="keepalive-read")
     def _read(self, sock: Socket, owner: Process | None) -> None:
-        try:
-            ka, note = self.reader(sock, owner)
-        except Exception as exc:  # noqa: BLE001 - shown in the pane, never fatal
-            ka, note = None, f"could not read options: {exc}"
-        self.app.call_from_thread(self._read_done, sock, ka, note)
+        if self._reads is None:
+            return
+        self._reads.reader = self.reader
+        self._reads.request(sock, owner)
 
-    def _read_done(self, sock: Socket, ka, note: str) -> None:
+    def _read_done(self, sock: Socket, result, note: str, seq: int = 0) -> None:
         if self.socket is None or sock.key != self.socket.key:
             return
+        if self._reads is not None and seq and seq < self._reads.seq and self.keepalive is not None:
+            return  # a newer read is under way: keep what is shown until it lands
+        ka = getattr(result, "keepalive", result)  # SocketOptions, or a bare Keepalive from a test reader
+        self.options = result if hasattr(result, "keepalive") else None
         self.keepalive, self.read_note = ka, note
         self._redraw()
 
@@ -218,6 +210,32 @@ class KeepalivePane(Horizontal):
         self.query_one("#ka-system", Static).update(t)
         self._render_selected()
 
+    @staticmethod
+    def _dead_peer_text(ka, ut: int, sock: Socket, timer, elapsed_ms: float) -> Text:
+        """What the kernel will do if the peer went silent now: the formula and the time left."""
+        from sockmon.core.lab.options import dead_peer
+
+        info = sock.tcp_info
+        since = None
+        if info is not None:  # the keepalive idle clock runs from the last segment received (data or ACK)
+            since = min(info.last_data_recv, info.last_ack_recv) + elapsed_ms
+        ka_timer = timer if timer is not None and timer.kind == TIMER_KEEPALIVE else None
+        dp = dead_peer(ka, since_recv_ms=since, user_timeout_ms=ut,
+                       probes_out=ka_timer.retrans if ka_timer else 0,
+                       timer_remaining_ms=fmt.timer_remaining_ms(ka_timer, elapsed_ms) if ka_timer else None,
+                       unacked=info.unacked if info is not None else 0)
+        if dp.at_s is None:
+            return Text(f"never noticed by keepalive ({dp.note})", style="italic")
+        out = Text()
+        out.append(f"ETIMEDOUT {dp.at_s:.0f} s after the last segment received", style="bold")
+        out.append(f"\n= {dp.formula}", style="dim")
+        if dp.remaining_s is not None and since is not None:
+            out.append(f"\nlast received {since / 1000:.1f} s ago → in ≈ {dp.remaining_s:.0f} s if silent from now",
+                       style="bold")
+        if dp.note:
+            out.append(f"\n{dp.note}", style="italic #e5c07b")
+        return out
+
     def _render_selected(self) -> None:
         if not self._ready:
             return
@@ -233,28 +251,22 @@ class KeepalivePane(Horizontal):
         t.add_row("state", state_text(sock.state, bold=True))
         t.add_row("owner", fmt.safe_text(fmt.owner_text(self.owner) or "—"))
         ka = self.keepalive
+        timer = sock.timer
+        elapsed = self.timers.elapsed_ms()
         if ka is not None:
             t.add_row("SO_KEEPALIVE", Text("on", style="bold #4ec94e") if ka.enabled else Text("off", style="bold #e5c07b"))
             t.add_row("TCP_KEEPIDLE", f"{ka.idle} s")
             t.add_row("TCP_KEEPINTVL", f"{ka.intvl} s")
             t.add_row("TCP_KEEPCNT", str(ka.cnt))
-            if ka.enabled:
-                t.add_row("dead peer after", Text(f"{ka.dead_peer_seconds} s idle (= {ka.idle} + {ka.intvl} × {ka.cnt})",
-                                                  style="bold"))
-            else:
-                t.add_row("dead peer", Text("never noticed by keepalive (only when sending times out)", style="italic"))
+            ut = self.options.user_timeout_ms if self.options is not None else 0
+            if ut:
+                t.add_row("TCP_USER_TIMEOUT", f"{ut} ms")
+            t.add_row("dead peer", self._dead_peer_text(ka, ut, sock, timer, elapsed))
         t.add_row("read", fmt.safe_text(self.read_note or "—", style="dim"))
-        timer = sock.timer
-        elapsed = self.timers.elapsed_ms()
         if timer is not None and timer.kind == TIMER_KEEPALIVE:
             remaining = fmt.timer_remaining_ms(timer, elapsed) or 0.0
-            t.add_row("keepalive timer", Text(f"next probe in {fmt.seconds(remaining)}, {timer.retrans} sent unanswered",
-                                              style="#56b6c2"))
-            if ka is not None and ka.enabled:
-                left = max(0, ka.cnt - timer.retrans)
-                detect = remaining / 1000 + ka.intvl * left
-                t.add_row("if the peer died now", Text(f"detected in ≈ {detect:.0f} s "
-                                                       f"(next probe + {left} × {ka.intvl} s)", style="bold"))
+            t.add_row("keepalive timer", Text(f"next firing in {fmt.seconds(remaining)}, {timer.retrans} probe(s) "
+                                              "unanswered", style="#56b6c2"))
         elif timer is not None and timer.kind:
             t.add_row("timer", fmt.timer_text(timer, elapsed))
         else:

@@ -23,6 +23,7 @@ class StatusInfo:
     paint_ms: float | None = None
     source: str | None = None  # snapshot source: "netlink" | "procfs"
     netns: str | None = None
+    lab_netns: str | None = None  # where the built-in client and server create their sockets
     error: str | None = None
     collecting: bool = False
 
@@ -39,6 +40,8 @@ def status_text(info: StatusInfo) -> Text:
     out.append("root" if info.is_root else "non-root", style="bold #4ec94e" if info.is_root else "bold #e5c07b")
     if info.netns:
         out.append(f" netns {inert(info.netns)}", style="bold")  # a name someone else chose
+    if info.lab_netns:
+        out.append(f" · lab in netns {inert(info.lab_netns)}", style="bold #56b6c2")
     if info.source and info.source != "netlink":
         out.append(f" {info.source}", style="bold #e5c07b")
     out.append(" │ ", style="dim")
