@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from sockmon.core.lab.events import EventKind, make_event
 from sockmon.core.states import ESTABLISHED, LISTEN
-from sockmon.core.table.collector import Collector
+from sockmon.core.table.collector import Collector, Update
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.messages import EngineEvent
 from sockmon.tui.screens.detail import DetailScreen
@@ -229,8 +229,7 @@ async def test_injected_updates_errors_and_engine_events_never_kill_the_app():
         assert app.connections.table.total_count == 14
         assert app.listening.table.total_count == 4
         # a failed collection: notification + status, the old data stays
-        app.apply_update(SimpleNamespace(snapshot=None, transitions=(), error="OSError: netlink gone",
-                                         duration_ms=1.0, transition_source="inferred", overruns=0))
+        app.apply_update(Update(None, None, (), None, 1.0, 0, "inferred", "OSError: netlink gone"))
         await pilot.pause()
         assert app.status.info.error == "OSError: netlink gone"
         assert any("netlink gone" in str(n.message) for n in app._notifications)

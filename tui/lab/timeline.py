@@ -48,8 +48,8 @@ def line_text(line: Line, before: tuple[str, float] | None, t0: float | None) ->
     else:  # a socket-table row
         out.append("kernel ", "bold #c8c8c8")
         out.append_text(state_label(line.state))
-        if line.socket is not None and not line.socket.inode and line.state in ("TIME_WAIT", "FIN_WAIT2"):
-            out.append("  timewait socket (no fd)", "dim")
+        if line.socket is not None and not line.socket.inode and line.state == "FIN_WAIT2":
+            out.append("  orphaned after close(): the kernel waits for the peer's FIN (no fd)", "dim")
     if line.dwell and before is not None and before[0] != line.state:
         if line.state == "TIME_WAIT" and before[0] == "CLOSE":
             # tcp_time_wait(): the full socket goes to CLOSE and a timewait socket takes over the
