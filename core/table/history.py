@@ -1,7 +1,9 @@
 """Per-socket transition history, keyed by 4-tuple (pure, no I/O, no Textual).
 
 The collector delivers transitions for every socket; the detail screen asks for one socket's life.
-Bounded: at most ``max_sockets`` 4-tuples (oldest forgotten first) and ``per_socket`` transitions each.
+Bounded: at most ``max_sockets`` 4-tuples (least recently changed forgotten first), ``per_socket``
+transitions each, and a 4-tuple with no transition for ``max_age`` seconds (by the transitions' own
+clock) is forgotten as newer ones arrive.
 IPv4-mapped IPv6 addresses (``::ffff:127.0.0.1``) are folded to IPv4 so both views of a socket meet.
 """
 
@@ -24,9 +26,10 @@ def four_tuple_key(src: str, sport: int, dst: str, dport: int) -> FourTuple:
 
 
 class TransitionHistory:
-    def __init__(self, max_sockets: int = 20_000, per_socket: int = 32) -> None:
+    def __init__(self, max_sockets: int = 20_000, per_socket: int = 32, max_age: float = 300.0) -> None:
         self.max_sockets = max_sockets
         self.per_socket = per_socket
+        self.max_age = max_age
         self._by_tuple: OrderedDict[FourTuple, deque[Transition]] = OrderedDict()
         self.total = 0
 
@@ -47,7 +50,19 @@ class TransitionHistory:
             q.append(tr)
             n += 1
         self.total += n
+        if n:
+            self._evict_old(tr.ts)
         return n
+
+    def _evict_old(self, now: float) -> None:
+        # least recently changed first: stop at the first 4-tuple young enough
+        limit = now - self.max_age
+        by_tuple = self._by_tuple
+        while by_tuple:
+            key, q = next(iter(by_tuple.items()))
+            if not q or q[-1].ts >= limit:
+                break
+            del by_tuple[key]
 
     def get(self, src: str, sport: int, dst: str, dport: int) -> list[Transition]:
         """Transitions of that socket, oldest first (by timestamp)."""
