@@ -202,8 +202,8 @@ def test_timeline_byte_counts_are_the_followed_sockets_own(server_factory):
                 want = ss_bytes(tup)
                 text = f"bytes_received {want[0]}  bytes_acked {want[1]}"
                 await wait_for(pilot, lambda t=text: t in header(app), what=f"{text} in {header(app)!r}")
-                await pilot.press("f")  # the timeline back on the client (Timeline key, via the app)
-                app.lab.model.follow_client()
+                app.timeline.action_follow_client()  # the Timeline's `f`: back on the client
+                assert "in 5 B  out 5 B" in header(app)
             # the other end: the server's accepted socket (peer and local swapped), its own counters
             other = (tup[2], tup[3], tup[0], tup[1])
             await select_row(app, pilot, other)
