@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from sockmon.core.lab.events import EventKind, make_event
 from sockmon.core.states import ESTABLISHED, LISTEN
-from sockmon.core.table.collector import Collector
+from sockmon.core.table.collector import Collector, Update
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.messages import EngineEvent
 from sockmon.tui.screens.detail import DetailScreen
@@ -229,8 +229,7 @@ async def test_injected_updates_errors_and_engine_events_never_kill_the_app():
         assert app.connections.table.total_count == 14
         assert app.listening.table.total_count == 4
         # a failed collection: notification + status, the old data stays
-        app.apply_update(SimpleNamespace(snapshot=None, transitions=(), error="OSError: netlink gone",
-                                         duration_ms=1.0, transition_source="inferred", overruns=0))
+        app.apply_update(Update(None, None, (), None, 1.0, 0, "inferred", "OSError: netlink gone"))
         await pilot.pause()
         assert app.status.info.error == "OSError: netlink gone"
         assert any("netlink gone" in str(n.message) for n in app._notifications)
@@ -253,16 +252,15 @@ async def test_injected_updates_errors_and_engine_events_never_kill_the_app():
 async def test_selection_transitions_and_events_reach_the_timeline():
     app = SockmonApp(collector_factory=None, is_root=True)
     async with app.run_test(size=(120, 40)) as pilot:
-        tl = app.timeline
-        shown, added_tr, added_ev = [], [], []
-        tl.show_socket = shown.append
-        tl.add_transitions = added_tr.extend
-        tl.add_events = added_ev.extend
+        model = app.lab.model  # the one timeline model, fed by the app (tui/lab/wiring.py)
+        shown = []
+        follow = app.lab.follow_socket
+        app.lab.follow_socket = lambda sock: (shown.append(sock), follow(sock))
         from test_tui_fixtures import transitions
 
         app.inject_snapshot(snapshot(), transitions(), summary())
         await pilot.pause()
-        assert len(added_tr) == 4
+        assert model.sizes()["transitions"] == 4
         assert len(app.history.get("127.0.0.1", 51006, "127.0.0.1", 8080)) == 2
         assert shown == []  # a cursor landing on row 0 after a refresh is not a user's selection
         table = app.connections.table
@@ -270,10 +268,11 @@ async def test_selection_transitions_and_events_reach_the_timeline():
         await pilot.press("down")
         await pilot.pause()
         assert shown and shown[-1] is table.cursor_row
+        assert model.socket is table.cursor_row and not model.following_client
         ev = make_event(EventKind.INFO, "listening", conn=None)
         app.post_message(EngineEvent(ev, "server"))
         await pilot.pause()
-        assert added_ev == [ev]
+        assert list(model._events) == [ev], "each engine event reaches the model exactly once"
 
 
 @sync

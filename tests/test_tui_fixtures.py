@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
-from types import MappingProxyType, SimpleNamespace
+from types import MappingProxyType
 
 import pytest
 from sockmon.core import states as S
 from sockmon.core.lab.server import ServerEngine
 from sockmon.core.records import Process, Snapshot, Socket, Timer, Transition
+from sockmon.core.table.summary import Summary, summarize
 from sockmon.core.tcpinfo import TcpInfo
 from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
+from sockmon.tui.lab.wiring import LabWiring
+from sockmon.tui.messages import ClientConnecting, ClientEndpointsKnown, ClientFdClosed, EngineEvent
+from textual import on
 from textual.app import App, ComposeResult
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -59,11 +63,16 @@ async def wait_for(pilot, cond, timeout: float = 10.0, what: str = "condition", 
 
 
 class LabHost(App):
-    """The three lab panes (Client, Server, Timeline) as tabs, nothing else."""
+    """The three lab panes (Client, Server, Timeline) as tabs, routed like SockmonApp routes them (one
+    LabWiring), and, with ``collect``, a real collector feeding the timeline model its snapshots and
+    transitions (how it sees FIN_WAIT2 / TIME_WAIT after the client's fd is closed)."""
 
-    def __init__(self, initial: str = "tab-client") -> None:
+    def __init__(self, initial: str = "tab-client", *, collect: bool = True) -> None:
         super().__init__()
         self.initial = initial
+        self.lab = LabWiring(self)
+        self.collect = collect
+        self.collector = None
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=self.initial):
@@ -72,8 +81,44 @@ class LabHost(App):
             with TabPane("Server", id="tab-server"):
                 yield ServerPane()
             with TabPane("Timeline", id="tab-timeline"):
-                yield TimelinePane()
+                yield TimelinePane(self.lab.model)
         yield Footer()
+
+    def on_mount(self) -> None:
+        if self.collect:
+            from sockmon.core.table.collector import Collector
+
+            self.collector = Collector(interval=0.25, on_update=self._from_collector, with_owners=False)
+
+    def on_unmount(self) -> None:
+        if self.collector is not None:
+            self.collector.stop()
+
+    def _from_collector(self, update) -> None:  # collector thread
+        try:
+            self.call_from_thread(self.lab.update, update.snapshot, update.transitions)
+        except Exception:  # noqa: BLE001 - the app is gone
+            pass
+
+    def request_refresh(self) -> None:
+        if self.collector is not None:
+            self.collector.refresh_now()
+
+    @on(ClientConnecting)
+    def _client_connecting(self, message) -> None:
+        self.lab.client_connecting()
+
+    @on(ClientEndpointsKnown)
+    def _client_endpoints(self, message) -> None:
+        self.lab.client_endpoints(message.local, message.peer)
+
+    @on(ClientFdClosed)
+    def _client_fd_closed(self, message) -> None:
+        self.lab.client_fd_closed()
+
+    @on(EngineEvent)
+    def _engine_event(self, message) -> None:
+        self.lab.engine_event(message.event)
 
 
 async def start_server_from_pane(pilot, pane, *, mode: str, backlog: int = 8) -> tuple[str, int]:
@@ -186,9 +231,11 @@ def snapshot(socks=None, taken_at: float = T0) -> Snapshot:
     return Snapshot(tuple(socks), taken_at, 1_763_780_000.0, "netlink", None, MappingProxyType(owners))
 
 
-def summary():
-    return SimpleNamespace(listen_overflows=7, listen_drops=7, keepalive_time=7200, keepalive_intvl=75,
-                           keepalive_probes=9, by_state={}, total=0)
+def summary(snap: Snapshot | None = None) -> Summary:
+    """The core's Summary of ``snap`` (default: the fixture snapshot) with fixed system counters."""
+    base = summarize(snap if snap is not None else snapshot(), read_system=False)
+    return Summary(total=base.total, by_state=base.by_state, listen_overflows=7, listen_drops=7,
+                   keepalive_time=7200, keepalive_intvl=75, keepalive_probes=9, families=base.families)
 
 
 def transitions() -> list[Transition]:

@@ -11,7 +11,8 @@ import pytest
 import test_tui_fixtures
 from sockmon.core import states as S
 from sockmon.core.lab.server import ServerEngine
-from sockmon.tui.lab.client import ClientPane, hexdump, parse_hex, parse_timeout
+from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.forms import hexdump, parse_hex, parse_timeout
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
 from test_tui_fixtures import LabHost, connect_client, run, start_server_from_pane, timeline_text, wait_for
@@ -435,18 +436,20 @@ def test_timeline_follows_a_selected_socket_and_back():
     from sockmon.core.records import Socket, Transition
 
     async def scenario():
-        app = LabHost()
+        app = LabHost(collect=False)
         async with app.run_test(size=(120, 40)) as pilot:
             timeline = app.query_one(TimelinePane)
-            timeline.follow_client(("127.0.0.1", 40000), ("127.0.0.1", 8080), new_connection=True)
-            timeline.add_events([Event(EventKind.CALL, "connect(127.0.0.1:8080)", 10.0, conn="client")])
+            model = timeline.model
+            model.follow_client_connecting()
+            model.client_endpoints(("127.0.0.1", 40000), ("127.0.0.1", 8080))
+            model.add_events([Event(EventKind.CALL, "connect(127.0.0.1:8080)", 10.0, conn="client")])
             # the server side of another connection: accepted socket 127.0.0.1:8080 ← 127.0.0.1:41000
             srv = Socket(socket.AF_INET, S.ESTABLISHED, "127.0.0.1", 8080, "127.0.0.1", 41000, 0, 0, None, 0, 1, 7)
-            timeline.add_events([Event(EventKind.BYTES_IN, "", 11.0, conn="127.0.0.1:41000", nbytes=3, data=b"abc")])
-            timeline.add_transitions([Transition(12.0, socket.AF_INET, "127.0.0.1", 8080, "127.0.0.1", 41000,
+            model.add_events([Event(EventKind.BYTES_IN, "", 11.0, conn="127.0.0.1:41000", nbytes=3, data=b"abc")])
+            model.add_transitions([Transition(12.0, socket.AF_INET, "127.0.0.1", 8080, "127.0.0.1", 41000,
                                                  S.ESTABLISHED, S.CLOSE_WAIT, "tracepoint", 2000.0)])
             assert "41000" not in "\n".join(timeline.plain_lines())
-            timeline.show_socket(srv)
+            model.follow_socket(srv)
             text = "\n".join(timeline.plain_lines())
             assert "in     3 bytes" in text and "ESTABLISHED → CLOSE_WAIT  (ESTABLISHED for 2.00 s)" in text
             assert "connect(127.0.0.1:8080)" not in text
@@ -455,8 +458,8 @@ def test_timeline_follows_a_selected_socket_and_back():
             await pilot.press("f")
             text = "\n".join(timeline.plain_lines())
             assert "connect(127.0.0.1:8080)" in text and "CLOSE_WAIT" not in text
-            timeline.show_socket(srv)
-            timeline.show_socket(None)
+            model.follow_socket(srv)
+            model.follow_socket(None)
             assert timeline.following_client
 
     run(scenario())
@@ -525,19 +528,23 @@ def test_enter_in_a_form_field_applies_it_and_gives_the_keys_back(echo_server):
 
 def test_timeline_dates_time_wait_from_the_close_transition():
     async def scenario():
-        from sockmon.core.records import Transition
+        from sockmon.core.records import Snapshot, Socket, Transition
 
-        app = LabHost("tab-timeline")
+        app = LabHost("tab-timeline", collect=False)
         async with app.run_test(size=(160, 30)) as pilot:
             timeline = app.query_one(TimelinePane)
             local, peer = ("127.0.0.1", 40000), ("127.0.0.1", 8080)
-            timeline.follow_client(new_connection=True)
-            timeline.follow_client(local, peer)
-            timeline.add_transitions([
+            model = timeline.model
+            model.follow_client_connecting()
+            model.client_endpoints(local, peer)
+            model.add_transitions([
                 Transition(100.0, socket.AF_INET, *local, *peer, S.ESTABLISHED, S.FIN_WAIT1, "tracepoint", None),
                 Transition(100.5, socket.AF_INET, *local, *peer, S.FIN_WAIT2, S.CLOSE, "tracepoint", 0.1),
             ])
-            timeline.kernel_row_seen("TIME_WAIT", 102.0)
+            model.client_fd_closed()
+            tw = Socket(socket.AF_INET, S.TIME_WAIT, *local, *peer, 0, 0, None, 0, 0, 99)  # no inode, new cookie
+            model.observe(Snapshot((tw,), 102.0, 0.0, "netlink"))
+            timeline.refresh_view()
             await pilot.pause()
             last = timeline.plain_lines()[-1]
             assert "TIME_WAIT" in last

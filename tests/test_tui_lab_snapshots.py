@@ -11,7 +11,7 @@ from sockmon.core import states as S
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
 from sockmon.core.lab.server import ServerClient
-from sockmon.core.records import Transition
+from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.server import ServerPane, options_summary
 from sockmon.tui.lab.timeline import TimelinePane
@@ -56,13 +56,15 @@ CLIENT_TRANSITIONS = [
 
 async def fill_timeline(pilot) -> None:
     timeline = pilot.app.query_one(TimelinePane)
-    timeline.follow_client(new_connection=True)
-    timeline.follow_client(LOCAL, PEER)
-    timeline.add_events(CLIENT_EVENTS)
-    timeline.add_transitions(CLIENT_TRANSITIONS)
-    timeline.client_closed = True  # as after CLOSED, without the live socket-table watch
-    timeline.kernel_row_seen("TIME_WAIT", T0 + 2.004)
-    timeline._refresh_header()
+    model = timeline.model
+    model.follow_client_connecting()
+    model.client_endpoints(LOCAL, PEER)
+    model.add_events(CLIENT_EVENTS)  # ends with CLOSED: the fd is closed
+    model.add_transitions(CLIENT_TRANSITIONS)
+    # the socket table then holds the 4-tuple as a timewait socket (no inode, another cookie)
+    tw = Socket(socket.AF_INET, S.TIME_WAIT, *LOCAL, *PEER, 0, 0, None, 0, 0, 4242)
+    model.observe(Snapshot((tw,), T0 + 2.004, 0.0, "netlink"))
+    timeline.refresh_view()
     timeline.focus()
     await pilot.pause()
 
@@ -128,12 +130,12 @@ async def fill_server(pilot) -> None:
 
 
 def test_snapshot_client_pane(snap_compare):
-    assert snap_compare(LabHost("tab-client"), terminal_size=SIZE, run_before=fill_client)
+    assert snap_compare(LabHost("tab-client", collect=False), terminal_size=SIZE, run_before=fill_client)
 
 
 def test_snapshot_server_pane(snap_compare):
-    assert snap_compare(LabHost("tab-server"), terminal_size=SIZE, run_before=fill_server)
+    assert snap_compare(LabHost("tab-server", collect=False), terminal_size=SIZE, run_before=fill_server)
 
 
 def test_snapshot_timeline_pane(snap_compare):
-    assert snap_compare(LabHost("tab-timeline"), terminal_size=SIZE, run_before=fill_timeline)
+    assert snap_compare(LabHost("tab-timeline", collect=False), terminal_size=SIZE, run_before=fill_timeline)

@@ -47,7 +47,7 @@ def test_row_marks_new_and_vanishing(snap_compare):
         await feed(pilot)
         socks = [s for s in sockets() if s.sport != 51010]  # one TIME_WAIT leaves
         socks.append(socks[4]._replace(sport=51020, cookie=99))  # a new connection arrives
-        pilot.app.inject_snapshot(snapshot(socks), (), summary(), duration_ms=11.0, transition_source="tracepoint")
+        pilot.app.inject_snapshot(snapshot(socks), (), summary(snapshot(socks)), duration_ms=11.0, transition_source="tracepoint")
         pilot.app.connections.table.sort_by("local")
         await pilot.pause()
 

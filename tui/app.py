@@ -1,13 +1,16 @@
 """The sockmon terminal UI.
 
-Data flow (message-only thread boundary):
+Data flow (message-only thread boundary; ARCHITECTURE.md "Data path"):
 
-    Collector thread --on_update(Update)--> _from_collector: keep it as the newest, queue its transitions,
-    post SnapshotReady --(UI thread)--> on_snapshot_ready: drop it if a newer one exists (newest wins),
-    else apply_update → panes, status bar, history, timeline, open detail screen.
+    Collector thread --on_update(Update)--> _from_collector: keep it as the newest, queue its transitions
+    (bounded, lossless unless the UI stalls), post SnapshotReady(update) (can_replace: the newest wins)
+    --(UI thread)--> on_snapshot_ready → apply_update: history, the lab's timeline model (transitions and
+    the snapshot), Listening / Connections (row marks from the core's diff), Keepalive, the status bar
+    (counts from Summary.by_state), an open detail screen.
 
-Engines (built-in client/server) post EngineEvent from their panes; the app forwards them to the
-timeline and turns failures into notifications. Nothing here blocks on I/O.
+The lab panes post facts (EngineEvent, ClientConnecting, ClientEndpointsKnown, ClientFdClosed); the
+``@on`` handlers here hand them to one LabWiring (tui/lab/wiring.py), which feeds the timeline model and
+refreshes its views. No pane calls another. Nothing here blocks on I/O.
 
 Shutdown: every way out (``q``, the palette, SIGTERM / SIGHUP / SIGINT) goes through `shutdown()`, which
 stops the collector (its thread, and the tracefs instance it made) and the lab engines (their sockets)
@@ -15,37 +18,43 @@ before the app exits; Textual then leaves the alternate screen, turns mouse repo
 cursor. `run_app` turns the three signals into that clean exit (status 0).
 
 Test seam: ``SockmonApp(collector_factory=None)`` starts no collector; feed it with
-``app.apply_update(update)`` (any object with the Update attributes) or ``app.inject_snapshot(snapshot)``.
+``app.apply_update(update)`` (a core.table.collector.Update, e.g. from ``make_update``) or
+``app.inject_snapshot(snapshot)``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import operator
 import os
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
-from types import SimpleNamespace
 from typing import Any
 
 from sockmon.core.lab.events import EventKind
 from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.states import STATE_CODES
+from sockmon.core.table.collector import Update
+from sockmon.core.table.diff import diff as snapshot_diff
 from sockmon.core.table.history import TransitionHistory
+from sockmon.core.table.summary import Summary, summarize
 from sockmon.core.text import inert
 from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.forms import LabPane, quiet_stop
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
+from sockmon.tui.lab.wiring import LabWiring
 from sockmon.tui.messages import (
+    ClientConnecting,
+    ClientEndpointsKnown,
+    ClientFdClosed,
     CollectionFailed,
     EngineEvent,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
-    TransitionsSeen,
 )
 from sockmon.tui.screens.detail import DetailScreen
 from sockmon.tui.screens.help import HelpScreen
@@ -55,7 +64,7 @@ from sockmon.tui.table.keepalive import KeepalivePane
 from sockmon.tui.table.listening import ListeningPane
 from sockmon.tui.widgets.status import StatusBar
 from sockmon.tui.widgets.virtual_table import VirtualTable
-from textual import work
+from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -79,6 +88,9 @@ INTERVAL = Binding.Group("Interval", compact=True)
 # SIGTERM (kill, systemd), SIGHUP (the terminal went away), SIGINT (kill -INT; Ctrl+C is a key in raw mode)
 EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 ENGINE_STOP_TIMEOUT = 3.0  # seconds for all lab engines together (a lingering close may block)
+# Transitions handed over by the collector thread and not yet shown: a stalled UI drops the oldest
+# beyond this (counted with the overruns in the status bar).
+MAX_PENDING_TRANSITIONS = 200_000
 
 
 def default_collector_factory(*, interval: float, netns: str | None, on_update: Callable[[Any], None]):
@@ -87,17 +99,21 @@ def default_collector_factory(*, interval: float, netns: str | None, on_update: 
     return Collector(interval=interval, netns=netns, on_update=on_update)
 
 
-def make_update(snapshot: Snapshot, transitions: Iterable[Transition] = (), summary=None, *,
-                duration_ms: float = 0.0, transition_source: str = "inferred", overruns: int = 0,
-                error: str | None = None) -> SimpleNamespace:
-    """An Update-shaped record for tests and tools that feed the app without a collector."""
-    return SimpleNamespace(snapshot=snapshot, diff=None, transitions=tuple(transitions), summary=summary,
-                           duration_ms=duration_ms, overruns=overruns, transition_source=transition_source,
-                           error=error, note="", dropped_transitions=0)
+def make_update(snapshot: Snapshot, transitions: Iterable[Transition] = (), summary: Summary | None = None, *,
+                prev: Snapshot | None = None, duration_ms: float = 0.0, transition_source: str = "inferred",
+                overruns: int = 0, error: str | None = None) -> Update:
+    """A collector `Update` for tests and tools that feed the app without a collector: the diff against
+    ``prev`` and the summary (without the system counters) computed by the core, as the collector does."""
+    d = snapshot_diff(prev, snapshot) if prev is not None else None
+    if summary is None:
+        summary = summarize(snapshot, read_system=False)
+    return Update(snapshot, d, tuple(transitions), summary, duration_ms, overruns, transition_source, error,
+                  base_taken_at=prev.taken_at if prev is not None else None)
 
 
 class SockmonApp(App[int]):
     TITLE = "sockmon"
+    NOTIFIES_ENGINE_FAILURES = True  # the lab panes show FAILED / ERROR inline only: the app notifies
     CSS_PATH = "app.tcss"
 
     BINDINGS = [
@@ -145,9 +161,10 @@ class SockmonApp(App[int]):
         self.updates_applied = 0
         self.last_apply_ms: float | None = None
         self._latest = None  # newest Update handed over by the collector thread
-        self._pending_transitions: deque[Transition] = deque()
+        self._pending_transitions: deque[Transition] = deque(maxlen=MAX_PENDING_TRANSITIONS)
+        self._dropped_transitions = 0  # by the bound above, since the last update shown
         self._last_error: str | None = None
-        self._owners_by_inode: dict = {}
+        self.lab = LabWiring(self)  # the lab panes' timeline model and its routes
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -169,7 +186,7 @@ class SockmonApp(App[int]):
                 server.netns = self.netns
                 yield server
             with TabPane(TABS["timeline"], id="timeline"):
-                yield TimelinePane()
+                yield TimelinePane(self.lab.model)
         yield StatusBar(id="status")
         yield Footer(compact=True)
 
@@ -209,6 +226,7 @@ class SockmonApp(App[int]):
         self.status.show(interval=self.interval, is_root=self.is_root, netns=self.netns, lab_netns=self.netns,
                          transition_source=None if self.collector_factory else "injected")
         self.connections.focus_table()
+        self.keepalive.lookup = self.fresh_record
         if self.collector_factory is not None:
             self._start_collector()
 
@@ -292,7 +310,11 @@ class SockmonApp(App[int]):
     def _from_collector(self, update) -> None:
         """Collector thread: hand over, never touch widgets. Transitions are never dropped."""
         if update.transitions:
-            self._pending_transitions.extend(update.transitions)
+            pending = self._pending_transitions
+            over = len(pending) + len(update.transitions) - MAX_PENDING_TRANSITIONS
+            if over > 0:
+                self._dropped_transitions += over  # the deque drops the oldest
+            pending.extend(update.transitions)
         self._latest = update
         self.post_message(SnapshotReady(update))
 
@@ -314,9 +336,10 @@ class SockmonApp(App[int]):
         if self.collector is not None:
             self.collector.refresh_now()
 
-    def inject_snapshot(self, snapshot: Snapshot, transitions: Iterable[Transition] = (), summary=None,
-                        **kw) -> None:
-        self.apply_update(make_update(snapshot, transitions, summary, **kw))
+    def inject_snapshot(self, snapshot: Snapshot, transitions: Iterable[Transition] = (),
+                        summary: Summary | None = None, **kw) -> None:
+        """Show ``snapshot`` as if collected now, diffed against the snapshot shown (row marks)."""
+        self.apply_update(make_update(snapshot, transitions, summary, prev=self.snapshot, **kw))
 
     def apply_update(self, update, transitions: Iterable[Transition] | None = None) -> None:
         """Show one Update (UI thread). Never raises: a bug here becomes a notification."""
@@ -327,42 +350,40 @@ class SockmonApp(App[int]):
             self._report_error(f"display failed: {type(exc).__name__}: {exc}")
         self.last_apply_ms = (time.perf_counter() - t0) * 1000.0
 
-    def _apply(self, update, transitions: list[Transition]) -> None:
-        error = getattr(update, "error", None)
-        snapshot = getattr(update, "snapshot", None)
+    def _apply(self, update: Update, transitions: list[Transition]) -> None:
+        snapshot = update.snapshot
         if transitions:
             self.history.add(transitions)
-            timeline = self.timeline
-            if timeline is not None:
-                timeline.add_transitions(transitions)
-            self.post_message(TransitionsSeen(transitions))
-        status = dict(collect_ms=getattr(update, "duration_ms", None),
-                      transition_source=getattr(update, "transition_source", None),
-                      overruns=int(getattr(update, "overruns", 0) or 0) + int(getattr(update, "dropped_transitions", 0) or 0))
-        if error:
-            self._report_error(error)
+        dropped, self._dropped_transitions = self._dropped_transitions, 0
+        status = dict(collect_ms=update.duration_ms, transition_source=update.transition_source,
+                      overruns=update.overruns + update.dropped_transitions + dropped)
+        if update.error:
+            self.lab.update(None, transitions)
+            self._report_error(update.error)
             self.status.show(**status)
             return
         if self._last_error is not None:
             self._last_error = None
             status["error"] = None
         if snapshot is None:
+            self.lab.update(None, transitions)
             self.status.show(**status)
             return
-        if not isinstance(snapshot, Snapshot):
-            raise TypeError(f"not a Snapshot: {type(snapshot).__name__}")
-        summary = getattr(update, "summary", None)
+        summary = update.summary
+        # the core's diff gives the row marks when it is against the snapshot shown (none was skipped)
+        shown = self.snapshot
+        d = update.diff if (shown is not None and update.base_taken_at == shown.taken_at) else None
         if self._frozen_at is not None:  # paused, refreshed once (r): show this snapshot as it was taken
             self._frozen_at = max(self._frozen_at, snapshot.taken_at)
         self.snapshot, self.summary = snapshot, summary
         self.updates_applied += 1
-        self.listening.show_snapshot(snapshot, summary)
-        self.connections.show_snapshot(snapshot, summary)
-        self.keepalive.lookup = self.fresh_record
+        self.listening.show_snapshot(snapshot, summary, d)
+        self.connections.show_snapshot(snapshot, summary, d)
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
-        counts = Counter(map(operator.itemgetter(1), snapshot.sockets))
-        self.status.show(counts=dict(counts), total=len(snapshot.sockets), source=snapshot.source, **status)
+        self.lab.update(snapshot, transitions)
+        counts = {STATE_CODES[name]: n for name, n in summary.by_state.items() if name in STATE_CODES}
+        self.status.show(counts=counts, total=summary.total, source=snapshot.source, **status)
         self._update_detail()
 
     def _size_listening(self) -> None:
@@ -412,8 +433,7 @@ class SockmonApp(App[int]):
     def fresh_record(self, sock: Socket) -> Socket | None:
         """The newest snapshot's record of ``sock`` (same identity), via the tables' key maps: O(1)."""
         for pane in (self.connections, self.listening):
-            table = pane.table
-            row = table._rows.get(table.key_fn(sock))
+            row = pane.table.rows.find(sock)
             if row is not None:
                 return row
         return None
@@ -438,9 +458,7 @@ class SockmonApp(App[int]):
             self._report_error(f"keepalive pane: {exc}")
         # The timeline follows what the user points at, not where a cursor lands after a refresh.
         if message.by_user and message.origin in ("connections", "listening"):
-            timeline = self.timeline
-            if timeline is not None:
-                timeline.show_socket(sock)
+            self.lab.follow_socket(sock)
 
     def on_socket_activated(self, message: SocketActivated) -> None:
         self.open_detail(message.socket)
@@ -450,9 +468,7 @@ class SockmonApp(App[int]):
         if sock is None:
             self.notify("no socket selected", severity="warning")
             return
-        timeline = self.timeline
-        if timeline is not None:
-            timeline.show_socket(sock)
+        self.lab.follow_socket(sock)
         taken = self.snapshot.taken_at if self.snapshot is not None else None
         self.push_screen(DetailScreen(sock, self.owner_of(sock), self.history.for_socket(sock), taken))
 
@@ -464,14 +480,26 @@ class SockmonApp(App[int]):
             return
         self.push_screen(SocketOptionsScreen(sock, self.owner_of(sock)))
 
-    def on_engine_event(self, message: EngineEvent) -> None:
+    # ------------------------------------------------------------------ the lab panes' facts (one route each)
+    @on(ClientConnecting)
+    def _client_connecting(self, message: ClientConnecting) -> None:
+        self.lab.client_connecting()
+
+    @on(ClientEndpointsKnown)
+    def _client_endpoints_known(self, message: ClientEndpointsKnown) -> None:
+        self.lab.client_endpoints(message.local, message.peer)
+
+    @on(ClientFdClosed)
+    def _client_fd_closed(self, message: ClientFdClosed) -> None:
+        self.lab.client_fd_closed()
+
+    @on(EngineEvent)
+    def _engine_event(self, message: EngineEvent) -> None:
         ev = message.event
-        timeline = self.timeline
-        if timeline is not None:
-            try:
-                timeline.add_events([ev])
-            except Exception as exc:  # noqa: BLE001
-                self._report_error(f"timeline: {exc}")
+        try:
+            self.lab.engine_event(ev)
+        except Exception as exc:  # noqa: BLE001
+            self._report_error(f"timeline: {exc}")
         if ev.kind in (EventKind.FAILED, EventKind.ERROR):
             line = ev.detail or ev.kind.value
             if ev.errno_name:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from rich.console import RenderableType
 from rich.text import Text
-from sockmon.core.records import Process, Socket, Timer
+from sockmon.core.lab.events import Event, EventKind
+from sockmon.core.records import Process, Socket, Timer, Transition
 from sockmon.core.states import TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
 from sockmon.core.text import inert
+from sockmon.tui.theme import KIND_STYLE, state_label
 
 _TIMER_STYLE = {TIMER_ON: "#e5c07b", TIMER_KEEPALIVE: "#56b6c2", TIMER_TIMEWAIT: "#9e9e9e",
                 TIMER_PERSIST: "#c678dd"}
@@ -112,3 +114,67 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def fmt_ms(ms: float | None) -> str:
+    if ms is None:
+        return "?"
+    if ms < 1:
+        return f"{ms * 1000:.0f} µs"
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    return f"{ms / 1000:.2f} s"
+
+
+_EVENT_LABEL = {
+    EventKind.CALL: "call   ", EventKind.RETURNED: "ok     ", EventKind.FAILED: "FAILED ",
+    EventKind.ERROR: "ERROR  ", EventKind.RESET: "RESET  ", EventKind.PEER_CLOSED: "peer   ",
+    EventKind.BYTES_IN: "in     ", EventKind.BYTES_OUT: "out    ", EventKind.OPTION: "option ",
+    EventKind.ACCEPTED: "accept ", EventKind.CLOSED: "closed ", EventKind.INFO: "info   ",
+}
+
+
+def event_text(ev: Event) -> Text:
+    """One timeline line (without the timestamp) for an engine event."""
+    style = KIND_STYLE.get(ev.kind, "")
+    out = Text()
+    if ev.kind is EventKind.STATE:
+        out.append("state  ", "dim")
+        out.append_text(state_label(ev.state))
+        if ev.detail:
+            out.append(f"  {inert(ev.detail)}", "dim")
+        return out
+    out.append(_EVENT_LABEL.get(ev.kind, f"{ev.kind.value:<7}"), style)
+    if ev.kind in (EventKind.BYTES_IN, EventKind.BYTES_OUT) and ev.nbytes is not None:
+        out.append(f"{ev.nbytes} bytes", style)
+        if ev.data:
+            preview = ev.data[:24].decode("utf-8", "backslashreplace")
+            out.append(f"  {inert(repr(preview))}" + ("…" if len(ev.data) > 24 else ""), "dim")
+        if ev.detail:
+            out.append(f"  {inert(ev.detail)}", "dim")
+    elif ev.detail:  # details carry peer addresses, names and error text: inert
+        out.append(inert(ev.detail), style if ev.kind is not EventKind.CALL else "bold")
+    if ev.kind is EventKind.PEER_CLOSED and not ev.detail:
+        out.append("recv() returned 0: the peer closed its side (FIN)", style)
+    if ev.state and ev.kind is not EventKind.STATE:
+        out.append("  → ", "dim")
+        out.append_text(state_label(ev.state))
+    if ev.errno_name:
+        out.append(f"  {ev.errno_name}", "bold #ff6b6b")
+        if ev.meaning:
+            out.append(f": {ev.meaning}", "#ff6b6b")
+        if ev.action:
+            out.append(f"  → {ev.action}", "italic #e5c07b")
+    return out
+
+
+def transition_text(tr: Transition, dwell_ms: float | None) -> Text:
+    out = Text()
+    out.append("kernel ", "bold #c8c8c8")
+    out.append_text(state_label(tr.old_name, bold=False))
+    out.append(" → ", "dim")
+    out.append_text(state_label(tr.new_name))
+    if dwell_ms is not None:
+        out.append(f"  ({tr.old_name} for {fmt_ms(dwell_ms)})", "dim")
+    out.append(f"  [{tr.source}]", "dim")
+    return out

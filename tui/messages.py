@@ -1,31 +1,38 @@
 """Textual messages that cross widget boundaries, named as facts (something that happened).
 
 The collector thread and the engines never touch widgets: they hand records to the UI thread, which
-posts one of these. Lab-pane authors may append message classes here (additively).
+posts one of these. The lab panes never call each other: they post the facts below and the app routes them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sockmon.core.lab.events import Event
-from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.records import Snapshot, Socket
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from sockmon.core.table.collector import Update
 
 
 class SnapshotReady(Message):
-    """A collection finished: ``update`` is the collector's frozen Update (snapshot, diff, summary...)."""
+    """A collection finished: ``update`` is the collector's `Update` (snapshot, diff, summary...).
 
-    def __init__(self, update: Any) -> None:
+    Newest wins: a SnapshotReady still queued is replaced by the next one (``can_replace``). That is safe
+    because transitions do not travel in it: the app queues them losslessly (bounded) beside it.
+    """
+
+    def __init__(self, update: Update) -> None:
         super().__init__()
         self.update = update
 
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotReady)
+
     @property
     def snapshot(self) -> Snapshot | None:
-        return getattr(self.update, "snapshot", None)
-
-
-UpdateReady = SnapshotReady  # same fact, the collector's own word for it
+        return self.update.snapshot
 
 
 class CollectionFailed(Message):
@@ -34,14 +41,6 @@ class CollectionFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
-
-
-class TransitionsSeen(Message):
-    """Kernel state transitions arrived (tracepoint or inferred from snapshot diffs)."""
-
-    def __init__(self, transitions: list[Transition]) -> None:
-        super().__init__()
-        self.transitions = transitions
 
 
 class SocketSelected(Message):
@@ -70,3 +69,24 @@ class EngineEvent(Message):
         super().__init__()
         self.event = event
         self.origin = origin
+
+
+class ClientConnecting(Message):
+    """The Client pane starts a new connection (``generation`` counts its connects)."""
+
+    def __init__(self, generation: int) -> None:
+        super().__init__()
+        self.generation = generation
+
+
+class ClientEndpointsKnown(Message):
+    """The built-in client's connection has these endpoints (connect returned)."""
+
+    def __init__(self, local, peer) -> None:
+        super().__init__()
+        self.local = local
+        self.peer = peer
+
+
+class ClientFdClosed(Message):
+    """The built-in client's fd is closed; the kernel may still hold the 4-tuple (FIN_WAIT2, TIME_WAIT)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 from rich.style import Style
 from rich.text import Text
 from sockmon.core import states as S
-from sockmon.core.states import state_name
+from sockmon.core.lab.events import EventKind
+from sockmon.core.states import STATE_CODES, state_name
 
 STATE_COLORS: dict[int, str] = {
     S.ESTABLISHED: "#4ec94e",  # green: data flows
@@ -70,3 +71,28 @@ def counts_text(counts: dict[int, int], *, zero: bool = False, sep: str = "  ") 
         out.append(state_name(code), state_style(code, bold=True))
         out.append(f" {n}")
     return out
+
+
+# One style per engine event kind (timeline, server log).
+KIND_STYLE: dict[EventKind, str] = {
+    EventKind.CALL: "bold #c8c8c8",
+    EventKind.RETURNED: "#8fbf8f",
+    EventKind.FAILED: "bold #ff6b6b",
+    EventKind.ERROR: "bold #ff6b6b",
+    EventKind.RESET: "bold #ff6b6b",
+    EventKind.PEER_CLOSED: "#e5c07b",
+    EventKind.BYTES_IN: "#56b6c2",
+    EventKind.BYTES_OUT: "#61afef",
+    EventKind.OPTION: "#c678dd",
+    EventKind.ACCEPTED: "#4ec94e",
+    EventKind.CLOSED: "#e5c07b",
+    EventKind.INFO: "dim",
+    EventKind.STATE: "",
+}
+
+
+def state_label(name: str | None, *, bold: bool = True) -> Text:
+    """A state name in its colour; no name: a dim dash; unknown names in white."""
+    if not name:
+        return Text("—", style="dim")
+    return Text(name, style=state_style(STATE_CODES.get(name.upper(), -1), bold))

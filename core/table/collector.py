@@ -39,6 +39,7 @@ class Update:
     error: str | None = None  # one line when this tick failed (snapshot etc. are then None)
     note: str = ""  # e.g. why the tracepoint is not used, or the snapshot's fallback note
     dropped_transitions: int = 0  # transitions discarded because MAX_PENDING was exceeded
+    base_taken_at: float | None = None  # taken_at of the snapshot ``diff`` is from (None: no diff)
 
 
 class Collector:
@@ -214,6 +215,7 @@ class Collector:
         try:
             snap = take_snapshot(netns=self.netns, port=self.port, with_info=self.with_info, owners=self._owners)
             d = diff(self._prev, snap, self._since) if self._prev is not None else None
+            base = self._prev.taken_at if self._prev is not None else None
             self._prev = snap  # our reference to the old snapshot ends with the diff
             if d is not None:
                 self._since = advance_since(self._since, d, snap)
@@ -231,7 +233,7 @@ class Collector:
             notes = "; ".join(n for n in (snap.note, self.tracer_note) if n)
             dropped, self._dropped = self._dropped, 0
             update = Update(snap, d, transitions, summary, (time.perf_counter() - t0) * 1000.0, overruns, source,
-                            None, notes, dropped)
+                            None, notes, dropped, base_taken_at=base)
         except Exception as exc:  # noqa: BLE001 - the thread must survive; the UI shows the line
             update = Update(None, None, (), None, (time.perf_counter() - t0) * 1000.0, 0, source,
                             f"{type(exc).__name__}: {exc}", self.tracer_note)

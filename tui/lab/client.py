@@ -19,118 +19,34 @@ from collections.abc import Callable
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab.events import Event, EventKind
+from sockmon.core.lab.timeline import as_endpoint, connect_dropped_socket
 from sockmon.core.text import inert
+from sockmon.tui.fmt import endpoint
 from sockmon.tui.lab.forms import (
+    CoreValidator,
     LabPane,
     event_error_line,
+    field_error,
+    hexdump,
     lifecycle_bindings,
+    parse_endpoint_text,
+    parse_hex,
+    parse_keep,
+    parse_linger_seconds,
+    parse_timeout,
+    parse_user_timeout,
     request_refresh,
     stop_in_background,
 )
-from sockmon.tui.lab.timeline import TimelinePane, as_endpoint, endpoint, state_label
-from sockmon.tui.messages import EngineEvent
+from sockmon.tui.messages import ClientConnecting, ClientEndpointsKnown, ClientFdClosed, EngineEvent
+from sockmon.tui.theme import state_label
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, RichLog, Select, Static
 
 SEND_MODES = [("text", "text"), ("hex", "hex"), ("framed", "framed")]
-MAX_TIMEOUT = 600.0
-MAX_USER_TIMEOUT_MS = 2**31 - 1
-
-
-# ---------------------------------------------------------------------- parsing (shared with the server pane)
-def parse_timeout(text: str) -> float:
-    raw = (text or "").strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadInput(f"bad timeout {raw!r}: give seconds, e.g. 5 or 0.5") from None
-    if not 0 < value <= MAX_TIMEOUT or value != value:
-        raise BadInput(f"bad timeout {raw!r}: use more than 0 and at most {MAX_TIMEOUT:g} seconds")
-    return value
-
-
-def parse_int(text: str, what: str, low: int, high: int) -> int:
-    raw = (text or "").strip()
-    if not raw or not raw.isascii() or not raw.isdigit():
-        raise BadInput(f"bad {what} {raw!r}: give a whole number {low}-{high}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise BadInput(f"bad {what} {value}: use {low}-{high}")
-    return value
-
-
-def parse_hex(text: str) -> bytes:
-    raw = (text or "").strip().replace(":", " ").replace("0x", "")
-    try:
-        data = bytes.fromhex(raw)
-    except ValueError:
-        raise BadInput(f"bad hex {text!r}: give pairs of hex digits, e.g. 'de ad be ef'") from None
-    if not data:
-        raise BadInput("empty hex: give pairs of hex digits, e.g. 'de ad be ef'")
-    return data
-
-
-def parse_endpoint_text(text: str):
-    from sockmon.core.lab.address import parse_endpoint
-
-    return parse_endpoint(text)
-
-
-def parse_linger_seconds(text: str) -> int:
-    from sockmon.core.lab.options import MAX_LINGER
-
-    return parse_int(text, "linger seconds", 1, MAX_LINGER)
-
-
-def parse_user_timeout(text: str) -> int:
-    return parse_int(text, "user timeout (ms)", 0, MAX_USER_TIMEOUT_MS)
-
-
-def parse_keep(what: str) -> Callable[[str], int]:
-    from sockmon.core.lab.options import MAX_KEEPCNT, MAX_KEEPIDLE, MAX_KEEPINTVL
-
-    top = {"idle": MAX_KEEPIDLE, "intvl": MAX_KEEPINTVL, "cnt": MAX_KEEPCNT}[what]
-    return lambda text: parse_int(text, f"keepalive {what}", 1, top)
-
-
-class CoreValidator(Validator):
-    """Runs a parser that raises BadInput; its one-line message becomes the validation failure."""
-
-    def __init__(self, parse: Callable[[str], object]) -> None:
-        super().__init__()
-        self.parse = parse
-
-    def validate(self, value: str) -> ValidationResult:
-        try:
-            self.parse(value)
-        except SockmonError as exc:
-            return self.failure(str(exc))
-        return self.success()
-
-
-def hexdump(data: bytes, offset: int = 0, width: int = 16) -> list[str]:
-    lines = []
-    for i in range(0, len(data), width):
-        chunk = data[i:i + width]
-        hexes = " ".join(f"{b:02x}" for b in chunk)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{offset + i:06x}  {hexes:<{width * 3 - 1}}  {text}")
-    return lines
-
-
-def field_error(pane, inputs: list[Input]) -> str | None:
-    """Validate ``inputs``; the first failure is shown inline, notified, and returned (fields keep their text)."""
-    for field in inputs:
-        result = field.validate(field.value)
-        if result is not None and not result.is_valid:
-            message = result.failure_descriptions[0] if result.failure_descriptions else "bad value"
-            pane.show_error(message)  # focus stays put: a one-key action never lands in the field
-            return message
-    return None
 
 
 # ---------------------------------------------------------------------- the pane
@@ -182,6 +98,8 @@ class ClientPane(LabPane):
         self.state: str | None = None
         self.kernel_state: str | None = None
         self.fd_closed = False
+        self.kernel_gone = False  # the kernel has no row for our 4-tuple any more
+        self.connect_failed = False  # the connect failed: the engine closed the socket
         self.local = None
         self.peer = None
         self.options = None  # SocketOptions read back from the kernel (from the newest event carrying them)
@@ -241,11 +159,16 @@ class ClientPane(LabPane):
     def _status_text(self) -> Text:
         out = Text()
         out.append("State ", "bold")
-        if self.fd_closed:
+        if self.connect_failed:
+            out.append("closed", "bold")
+            out.append(" (the connect failed; no connection, no socket)", "dim")
+        elif self.fd_closed:
             out.append("fd closed", "bold")
             out.append("; kernel: ", "dim")
-            out.append_text(state_label(self.kernel_state) if self.kernel_state != "gone"
-                            else Text("no row left", style="dim"))
+            if self.kernel_gone or self.kernel_state is None:
+                out.append("no row left (the kernel forgot the connection)" if self.kernel_gone else "?", "dim")
+            else:
+                out.append_text(state_label(self.kernel_state))
         elif self.engine is None and self.state is None:
             out.append("not connected", "dim")
         else:
@@ -325,10 +248,15 @@ class ClientPane(LabPane):
         self.query_one("#client-status", Static).update(self._status_text())
         self.query_one("#client-options", Static).update(self._options_text())
 
-    def kernel_state_seen(self, state: str | None, *, closed: bool = False) -> None:
-        """The timeline saw the followed connection in the kernel (transition or socket-table row)."""
-        self.kernel_state = state or "gone"
-        if closed or self.fd_closed:
+    def kernel_state_seen(self, state: str | None, *, gone: bool = False, closed: bool = False,
+                          failed: bool = False) -> None:
+        """The app's timeline model learnt the kernel's state of our connection (transition, snapshot row)."""
+        changed = (state, gone) != (self.kernel_state, self.kernel_gone) or (failed and not self.connect_failed)
+        self.kernel_state, self.kernel_gone = state, gone
+        if failed:
+            self.connect_failed = True
+            self.state = None
+        if changed and (closed or self.fd_closed or failed):
             self._refresh_display()
 
     # ------------------------------------------------------------------ input handling
@@ -426,14 +354,13 @@ class ClientPane(LabPane):
             return
         self.state = None
         self.kernel_state = None
-        self.fd_closed = False
+        self.fd_closed = self.kernel_gone = self.connect_failed = False
         self._we_closed = False
         self.local = self.peer = None
         self.options = None
         self.bytes_in = self.bytes_out = 0
         self.query_one("#client-received", RichLog).clear()
-        for timeline in self._timelines():
-            timeline.follow_client(new_connection=True)
+        self.post_message(ClientConnecting(generation))
         self._refresh_display()
         self._connect_in_thread(old, self.engine, ep.host, ep.port, timeout)
 
@@ -584,8 +511,7 @@ class ClientPane(LabPane):
     def _endpoints_known(self, local, peer) -> None:
         if local is not None and peer is not None and (self.local is None or self.peer is None):
             self.local, self.peer = tuple(local), tuple(peer)
-            for timeline in self._timelines():
-                timeline.follow_client(self.local, self.peer)
+            self.post_message(ClientEndpointsKnown(self.local, self.peer))
 
     # ------------------------------------------------------------------ engine events (UI thread)
     def on_engine_event(self, message: EngineEvent) -> None:
@@ -595,9 +521,7 @@ class ClientPane(LabPane):
             message.stop()  # queued before a new connect: neither this pane nor the timeline shows it
             return
         ev = message.event
-        for timeline in self._timelines():
-            timeline.add_events([ev])
-        if ev.state:
+        if ev.state and not self.fd_closed:
             self.state = ev.state
         if ev.kind is EventKind.BYTES_IN and ev.nbytes:
             self.bytes_in += ev.nbytes
@@ -606,14 +530,16 @@ class ClientPane(LabPane):
         elif ev.kind is EventKind.BYTES_OUT and ev.nbytes:
             self.bytes_out += ev.nbytes
         elif ev.kind in (EventKind.FAILED, EventKind.ERROR, EventKind.RESET):
+            if connect_dropped_socket(ev):  # the engine closed the socket it was connecting
+                self.connect_failed = True
+                self.state = None
             line = event_error_line(ev)
             # SockmonApp notifies FAILED/ERROR events itself: then show them inline only.
-            app_notifies = ev.kind is not EventKind.RESET and hasattr(self.app, "on_engine_event")
+            app_notifies = ev.kind is not EventKind.RESET and getattr(self.app, "NOTIFIES_ENGINE_FAILURES", False)
             self.show_error(line, notify=not app_notifies)
         elif ev.kind is EventKind.CLOSED:
             self.fd_closed = True
-            for timeline in self._timelines():
-                timeline.client_fd_closed()
+            self.post_message(ClientFdClosed())
             request_refresh(self.app)
         elif ev.kind is EventKind.PEER_CLOSED and not self._we_closed:
             self.notify("peer closed its side (recv returned 0): close or shut down WR",
@@ -632,14 +558,6 @@ class ClientPane(LabPane):
         log.write(Text(f"◀ {len(data)} B  {inert(repr(text))}", style="#56b6c2"))  # peer bytes: inert
         for line in hexdump(data, self.bytes_in - len(data))[:64]:
             log.write(Text("   " + line, style="dim"))
-
-    def _timelines(self) -> list[TimelinePane]:
-        if not self.is_mounted:
-            return []
-        try:
-            return list(self.screen.query(TimelinePane))
-        except Exception:  # noqa: BLE001 - no screen yet
-            return []
 
     def on_unmount(self) -> None:
         engine, self.engine = self.engine, None

@@ -1,19 +1,22 @@
 """What the two lab panes (Client, Server) share: the lifecycle keys (shutdown RD/WR/RDWR, close, abort),
-leaving a field with Escape, jumping to the data field with ``i``, and one inline error line that is
-also a notification. Each pane says what its lifecycle actions act on (its connection, or the selected
+leaving a field with Escape, jumping to the data field with ``i``, one inline error line that is
+also a notification, and the form parsers / validators of both panes. Each pane says what its lifecycle actions act on (its connection, or the selected
 client) through its own ``action_shutdown`` / ``action_close`` / ``action_abort``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from rich.text import Text
+from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab.events import Event
 from sockmon.core.text import inert
 from textual import on
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Static
 
 SHUTDOWN = Binding.Group("Shut", compact=True)
@@ -118,3 +121,99 @@ class LabPane(Vertical, can_focus=True):
 
     def action_focus_data(self) -> None:
         self.query_one(f"#{self.PREFIX}-send-text", Input).focus()
+
+
+MAX_TIMEOUT = 600.0
+MAX_USER_TIMEOUT_MS = 2**31 - 1
+
+
+# ---------------------------------------------------------------------- parsing (both lab panes)
+def parse_timeout(text: str) -> float:
+    raw = (text or "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"bad timeout {raw!r}: give seconds, e.g. 5 or 0.5") from None
+    if not 0 < value <= MAX_TIMEOUT or value != value:
+        raise BadInput(f"bad timeout {raw!r}: use more than 0 and at most {MAX_TIMEOUT:g} seconds")
+    return value
+
+
+def parse_int(text: str, what: str, low: int, high: int) -> int:
+    raw = (text or "").strip()
+    if not raw or not raw.isascii() or not raw.isdigit():
+        raise BadInput(f"bad {what} {raw!r}: give a whole number {low}-{high}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise BadInput(f"bad {what} {value}: use {low}-{high}")
+    return value
+
+
+def parse_hex(text: str) -> bytes:
+    raw = (text or "").strip().replace(":", " ").replace("0x", "")
+    try:
+        data = bytes.fromhex(raw)
+    except ValueError:
+        raise BadInput(f"bad hex {text!r}: give pairs of hex digits, e.g. 'de ad be ef'") from None
+    if not data:
+        raise BadInput("empty hex: give pairs of hex digits, e.g. 'de ad be ef'")
+    return data
+
+
+def parse_endpoint_text(text: str):
+    from sockmon.core.lab.address import parse_endpoint
+
+    return parse_endpoint(text)
+
+
+def parse_linger_seconds(text: str) -> int:
+    from sockmon.core.lab.options import MAX_LINGER
+
+    return parse_int(text, "linger seconds", 1, MAX_LINGER)
+
+
+def parse_user_timeout(text: str) -> int:
+    return parse_int(text, "user timeout (ms)", 0, MAX_USER_TIMEOUT_MS)
+
+
+def parse_keep(what: str) -> Callable[[str], int]:
+    from sockmon.core.lab.options import MAX_KEEPCNT, MAX_KEEPIDLE, MAX_KEEPINTVL
+
+    top = {"idle": MAX_KEEPIDLE, "intvl": MAX_KEEPINTVL, "cnt": MAX_KEEPCNT}[what]
+    return lambda text: parse_int(text, f"keepalive {what}", 1, top)
+
+
+class CoreValidator(Validator):
+    """Runs a parser that raises BadInput; its one-line message becomes the validation failure."""
+
+    def __init__(self, parse: Callable[[str], object]) -> None:
+        super().__init__()
+        self.parse = parse
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            self.parse(value)
+        except SockmonError as exc:
+            return self.failure(str(exc))
+        return self.success()
+
+
+def hexdump(data: bytes, offset: int = 0, width: int = 16) -> list[str]:
+    lines = []
+    for i in range(0, len(data), width):
+        chunk = data[i:i + width]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset + i:06x}  {hexes:<{width * 3 - 1}}  {text}")
+    return lines
+
+
+def field_error(pane, inputs: list[Input]) -> str | None:
+    """Validate ``inputs``; the first failure is shown inline, notified, and returned (fields keep their text)."""
+    for field in inputs:
+        result = field.validate(field.value)
+        if result is not None and not result.is_valid:
+            message = result.failure_descriptions[0] if result.failure_descriptions else "bad value"
+            pane.show_error(message)  # focus stays put: a one-key action never lands in the field
+            return message
+    return None

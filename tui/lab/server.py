@@ -15,17 +15,21 @@ from collections.abc import Callable
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab.events import EventKind
+from sockmon.core.lab.timeline import as_endpoint
 from sockmon.core.text import inert
-from sockmon.tui.lab.client import CoreValidator, field_error, parse_int
+from sockmon.tui.fmt import endpoint, event_text
 from sockmon.tui.lab.forms import (
+    CoreValidator,
     LabPane,
     event_error_line,
+    field_error,
     lifecycle_bindings,
+    parse_int,
     request_refresh,
     stop_in_background,
 )
-from sockmon.tui.lab.timeline import TimelinePane, as_endpoint, endpoint, event_text, state_label
 from sockmon.tui.messages import EngineEvent
+from sockmon.tui.theme import state_label
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -522,15 +526,12 @@ class ServerPane(LabPane):
         if self.is_mounted:
             self.query_one("#server-log", RichLog).write(self._log_line(ev))
         if ev.kind in (EventKind.FAILED, EventKind.ERROR):
-            self.show_error(event_error_line(ev), notify=not hasattr(self.app, "on_engine_event"))  # SockmonApp notifies
+            self.show_error(event_error_line(ev), notify=not getattr(self.app, "NOTIFIES_ENGINE_FAILURES", False))  # SockmonApp notifies
         if ev.kind in (EventKind.ACCEPTED, EventKind.CLOSED, EventKind.RESET, EventKind.PEER_CLOSED,
                        EventKind.BYTES_IN, EventKind.BYTES_OUT, EventKind.OPTION, EventKind.STATE):
             self._poll_clients()
         if ev.kind in (EventKind.ACCEPTED, EventKind.CLOSED, EventKind.INFO):
             request_refresh(self.app)
-        if self.is_mounted:
-            for timeline in self.screen.query(TimelinePane):
-                timeline.add_events([ev])
 
     def _log_line(self, ev) -> Text:
         out = Text()

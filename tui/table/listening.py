@@ -3,11 +3,12 @@ the owner, and the system-wide ListenOverflows / ListenDrops counters."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
-from sockmon.core.states import LISTEN
+from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.tui.table.socket_list import SocketListPane
 from sockmon.tui.widgets.virtual_table import Column
 
@@ -60,6 +61,17 @@ class ListeningPane(SocketListPane):
             self.owner_column(24),
             self.user_column(9),
         ]
+
+    @staticmethod
+    def wants(s: Socket) -> bool:
+        return s.state == LISTEN
+
+    def counts_from(self, summary, rows: list[Socket]) -> Counter:
+        by_state = summary.by_state if summary is not None else None
+        if by_state is None:
+            return super().counts_from(summary, rows)
+        return Counter({STATE_CODES[name]: n for name, n in by_state.items()
+                        if name in STATE_CODES and (STATE_CODES[name] == LISTEN) is True})
 
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:
         return [s for s in snapshot.sockets if s.state == LISTEN]

@@ -87,6 +87,15 @@ class SocketListPane(Vertical):
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # A pane whose rows are ``wants(sock)`` of the snapshot takes its row marks from the core's diff
+    # (added / removed / changed across ``wants``); None: marks from comparing key sets (a subset the
+    # diff knows nothing about, e.g. sockets whose timer became a keepalive timer).
+    wants = None
+
+    def counts_from(self, summary, rows: list[Socket]) -> Counter:
+        """Counts per state of this pane's rows (Listening / Connections read them from the Summary)."""
+        return Counter(map(operator.itemgetter(1), rows))
+
     def info_text(self) -> Text:
         return Text("")
 
@@ -138,7 +147,8 @@ class SocketListPane(Vertical):
     def owner_of(self, sock: Socket) -> Process | None:
         return self._owners.get(sock.inode) if sock.inode else None
 
-    def show_snapshot(self, snapshot: Snapshot, summary=None, counts: Counter | None = None) -> None:
+    def show_snapshot(self, snapshot: Snapshot, summary=None, diff=None) -> None:
+        """Show ``snapshot``; ``diff`` is the core's SnapshotDiff from the previous one shown (row marks)."""
         prev = self.snapshot
         self.snapshot = snapshot
         self.summary = summary
@@ -147,8 +157,19 @@ class SocketListPane(Vertical):
         self._owners = ChainMap(snapshot.owners, prev_owners) if prev_owners else ChainMap(snapshot.owners)
         self.table.set_key_fn(key_fn_for(snapshot))
         rows = list(self.select_rows(snapshot))
-        self.counts = Counter(map(operator.itemgetter(1), rows))
-        self.table.set_rows(rows)
+        self.counts = self.counts_from(summary, rows)
+        wants = self.wants
+        if diff is not None and wants is not None:
+            added = [s for s in diff.added if wants(s)]
+            removed = [s for s in diff.removed if wants(s)]
+            for old, new in diff.changed:  # a socket that moved in or out of this pane (e.g. → LISTEN)
+                if wants(new) and not wants(old):
+                    added.append(new)
+                elif wants(old) and not wants(new):
+                    removed.append(old)
+            self.table.set_rows(rows, added=added, removed=removed)
+        else:
+            self.table.set_rows(rows)
         self._refresh_info()
 
     # ------------------------------------------------------------ filter

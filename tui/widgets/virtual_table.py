@@ -1,12 +1,15 @@
 """A keyed table on Textual's Line API: only the visible rows are ever formatted.
 
 DataTable measures and stores every cell of every row (≈2.4 s for 10k rows, ../shared/DESIGN.md §5).
-Here a refresh is: build ``key -> row`` (one dict), diff the key sets for row marks, filter, sort —
+Here a refresh is: build ``key -> row`` (one dict), row marks (from the caller's diff, or the key
+sets), filter, sort —
 all plain Python over references — and ``render_line`` formats just the rows on screen.
 
 Rows are any objects; ``key_fn(row)`` gives their identity across refreshes. The cursor follows its
 row's key through re-sorts and refreshes. Rows that appear are marked for ``new_mark_seconds``; rows
-that disappear stay ``fade_seconds`` (dim, struck through) before they leave.
+that disappear stay ``fade_seconds`` (dim, struck through) before they leave. The rows, marks, filter,
+sort and view live in a public model, ``table.rows`` (`KeyedRows`, tui/widgets/rows.py): ask it, not
+this widget's internals.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rich.style import Style
 from rich.text import Text
 from sockmon.core.text import inert
 from sockmon.tui.theme import NEW_ROW_STYLE, VANISHING_STYLE
+from sockmon.tui.widgets.rows import KeyedRows
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
@@ -45,17 +49,6 @@ class Column:
     style: Callable[[Any], Style | None] | None = None  # per-cell style for plain str cells
     overflow: str = "end"  # "end": cut the tail; "start": keep the tail (ports at the end of addresses)
     comparable: bool = False  # get() never returns None / mixed types: sort on it directly (faster)
-
-
-def _sort_value(value: Any) -> tuple:
-    # None sorts last; mixed types never raise.
-    if value is None:
-        return (1, 0, "")
-    if isinstance(value, (int, float)):
-        return (0, 0, value)
-    if isinstance(value, tuple):
-        return (0, 1, value)
-    return (0, 2, str(value))
 
 
 class VirtualTable(ScrollView, can_focus=True):
@@ -157,23 +150,48 @@ class VirtualTable(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.columns = list(columns)
         self._col_index = {c.key: i for i, c in enumerate(self.columns)}
-        self.key_fn = key_fn
+        self.rows = KeyedRows(key_fn, new_mark_seconds=new_mark_seconds, fade_seconds=fade_seconds)
         self.sort_column = sort_column
         self.sort_reverse = sort_reverse
-        self.new_mark_seconds = new_mark_seconds
-        self.fade_seconds = fade_seconds
         self.clock = clock
         self.empty_text = empty_text
-        self._rows: dict[Hashable, Any] = {}  # live rows, in arrival order
-        self._added: dict[Hashable, float] = {}  # key -> when it appeared
-        self._gone: dict[Hashable, tuple[Any, float]] = {}  # key -> (last row, when it vanished)
-        self._filter: Callable[[Any], bool] | None = None
-        self._view: list[Hashable] = []  # keys in display order
         self._cursor_key: Hashable | None = None
-        self._loaded = False  # first load marks nothing as new
         self._mark_timer = None
         self._styles: dict[str, Style] = {}
         self._total_width = sum(c.width for c in self.columns) + len(self.columns)
+
+    # ------------------------------------------------------------------ the model's parts
+    @property
+    def key_fn(self) -> Callable[[Any], Hashable]:
+        return self.rows.key_fn
+
+    @property
+    def new_mark_seconds(self) -> float:
+        return self.rows.new_mark_seconds
+
+    @property
+    def fade_seconds(self) -> float:
+        return self.rows.fade_seconds
+
+    @property
+    def _rows(self) -> dict[Hashable, Any]:
+        return self.rows.rows
+
+    @property
+    def _added(self) -> dict[Hashable, float]:
+        return self.rows.added
+
+    @property
+    def _gone(self) -> dict[Hashable, tuple[Any, float]]:
+        return self.rows.gone
+
+    @property
+    def _view(self) -> list[Hashable]:
+        return self.rows.view
+
+    @property
+    def _filter(self) -> Callable[[Any], bool] | None:
+        return self.rows.filter
 
     # ------------------------------------------------------------------ data
     @property
@@ -204,10 +222,7 @@ class VirtualTable(ScrollView, can_focus=True):
         return [self.get_row(k) for k in self._view]
 
     def get_row(self, key: Hashable) -> Any | None:
-        row = self._rows.get(key)
-        if row is None and key in self._gone:
-            row = self._gone[key][0]
-        return row
+        return self.rows.get_row(key)
 
     def is_new(self, key: Hashable) -> bool:
         return key in self._added
@@ -223,42 +238,21 @@ class VirtualTable(ScrollView, can_focus=True):
     def cursor_row(self) -> Any | None:
         return None if self._cursor_key is None else self.get_row(self._cursor_key)
 
-    def set_rows(self, rows: Iterable[Any], now: float | None = None) -> None:
-        """Replace the table's content; keys that appear or vanish get their marks."""
-        now = self.clock() if now is None else now
-        if not isinstance(rows, (list, tuple)):
-            rows = list(rows)
-        new_rows = dict(zip(map(self.key_fn, rows), rows, strict=True))
-        old_rows = self._rows
-        if self._loaded:
-            if self.new_mark_seconds > 0:
-                for key in new_rows.keys() - old_rows.keys():
-                    self._added[key] = now
-            if self.fade_seconds > 0:
-                for key in old_rows.keys() - new_rows.keys():
-                    self._gone[key] = (old_rows[key], now)
-        self._loaded = True
-        if self._gone:
-            for key in [k for k in self._gone if k in new_rows]:  # came back
-                del self._gone[key]
-        self._rows = new_rows
-        self._expire_marks(now)
+    def set_rows(self, rows: Iterable[Any], now: float | None = None, *, added: Iterable[Any] | None = None,
+                 removed: Iterable[Any] | None = None) -> None:
+        """Replace the table's content. ``added`` / ``removed``: the rows that appeared / left, when the
+        caller knows (the core's snapshot diff); else the key sets are compared."""
+        self.rows.set_rows(rows, self.clock() if now is None else now, added=added, removed=removed)
         self._rebuild()
 
     def set_key_fn(self, key_fn: Callable[[Any], Hashable]) -> None:
         """Change how rows are identified (e.g. socket cookie vs 4-tuple); marks are reset, not invented."""
-        if key_fn is self.key_fn:
-            return
-        self.key_fn = key_fn
-        rows = list(self._rows.values())
-        self._rows = dict(zip(map(key_fn, rows), rows, strict=True))
-        self._added.clear()
-        self._gone.clear()
-        self._cursor_key = None
-        self._rebuild()
+        if self.rows.set_key_fn(key_fn):
+            self._cursor_key = None
+            self._rebuild()
 
     def set_filter(self, predicate: Callable[[Any], bool] | None) -> None:
-        self._filter = predicate
+        self.rows.filter = predicate
         self._rebuild()
 
     def sort_by(self, column: str | None, reverse: bool | None = None) -> None:
@@ -302,37 +296,17 @@ class VirtualTable(ScrollView, can_focus=True):
 
     # --------------------------------------------------------------- internals
     def _expire_marks(self, now: float) -> bool:
-        changed = False
-        if self._added:
-            limit = now - self.new_mark_seconds
-            old = [k for k, t in self._added.items() if t <= limit]
-            for k in old:
-                del self._added[k]
-            changed = bool(old)
-        if self._gone:
-            limit = now - self.fade_seconds
-            old = [k for k, (_, t) in self._gone.items() if t <= limit]
-            for k in old:
-                del self._gone[k]
-            changed = changed or bool(old)
-        return changed
+        return self.rows.expire(now)
 
     def _rebuild(self) -> None:
-        # Work on row references with C-level helpers (map/filter/itemgetter keys): no per-row tuples.
-        rows = list(self._rows.values())
-        if self._gone:
-            rows.extend(r for r, _ in self._gone.values())
-        pred = self._filter
-        if pred is not None:
-            rows = list(filter(pred, rows))
+        rows = self.rows
         if self.sort_column is not None:
             col = self.columns[self._col_index[self.sort_column]]
-            get = col.get
-            if col.comparable:
-                rows.sort(key=get, reverse=self.sort_reverse)
-            else:
-                rows.sort(key=lambda r: _sort_value(get(r)), reverse=self.sort_reverse)
-        self._view = list(map(self.key_fn, rows))
+            rows.sort_get, rows.sort_comparable = col.get, col.comparable
+        else:
+            rows.sort_get = None
+        rows.sort_reverse = self.sort_reverse
+        rows.rebuild()
         # The cursor follows its key; if the key left, stay at the same index.
         index = self.cursor_index
         if self._cursor_key is not None:

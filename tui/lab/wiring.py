@@ -1,0 +1,78 @@
+"""How an app that hosts the lab panes routes their facts: one `ConnectionTimeline` model, fed once.
+
+The panes never call each other. The app (SockmonApp, or the tests' LabHost) owns one `LabWiring`, and
+its ``@on(...)`` handlers call it for each fact the panes post (tui/messages.py) and for each collector
+update:
+
+    ClientConnecting      → model.follow_client_connecting()
+    ClientEndpointsKnown  → model.client_endpoints(local, peer)
+    ClientFdClosed        → model.client_fd_closed() (+ a collection now: the TIME_WAIT row shows at once)
+    EngineEvent           → model.add_event(ev)           (the one route: pane → bubble → app → model)
+    update(snapshot, trs) → model.add_transitions(trs); model.observe(snapshot)
+    follow_socket(sock)   → model.follow_socket(sock)     (a row picked in a table)
+
+After each, the Timeline view redraws what changed and the Client pane is told the kernel's state of
+its connection (``kernel_state_seen``), whatever the Timeline follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sockmon.core.lab.timeline import ConnectionTimeline
+from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.tui.lab.client import ClientPane
+from sockmon.tui.lab.timeline import TimelinePane
+
+
+class LabWiring:
+    def __init__(self, app, model: ConnectionTimeline | None = None) -> None:
+        self.app = app
+        self.model = model if model is not None else ConnectionTimeline()
+
+    # ------------------------------------------------------------------ facts from the panes
+    def client_connecting(self) -> None:
+        self.model.follow_client_connecting()
+        self.changed()
+
+    def client_endpoints(self, local, peer) -> None:
+        self.model.client_endpoints(local, peer)
+        self.changed()
+
+    def client_fd_closed(self) -> None:
+        self.model.client_fd_closed()
+        self.changed()
+
+    def engine_event(self, event) -> None:
+        self.model.add_event(event)
+        self.changed()
+
+    def follow_socket(self, sock: Socket | None) -> None:
+        self.model.follow_socket(sock)
+        self.changed(client=False)
+
+    # ------------------------------------------------------------------ the collector
+    def update(self, snapshot: Snapshot | None, transitions: Iterable[Transition] = ()) -> None:
+        if transitions:
+            self.model.add_transitions(transitions)
+        if snapshot is not None:
+            self.model.observe(snapshot)
+        self.changed()
+
+    # ------------------------------------------------------------------ views
+    def _base(self):
+        stack = self.app.screen_stack
+        return stack[0] if stack else None
+
+    def changed(self, *, client: bool = True) -> None:
+        base = self._base()
+        if base is None:
+            return
+        for view in base.query(TimelinePane):
+            if view.model is self.model:
+                view.refresh_view()
+        if client:
+            m = self.model
+            for pane in base.query(ClientPane):
+                pane.kernel_state_seen(m.client_state, gone=m.client_gone, closed=m.client_closed,
+                                       failed=m.client_failed)
