@@ -322,3 +322,27 @@ def test_unknown_inode_of_another_uid_searches_that_uids_processes_first(child):
         assert cache.last_rescanned == 1 and cache.full_scans == 0  # only the uid's process was read
     finally:
         owners_mod._proc_uid = real
+
+
+def test_time_wait_rows_show_no_user_not_root():
+    """The kernel reports uid 0 for a TIME_WAIT socket whoever made it: the User column stays empty."""
+    from sockmon.tui import fmt
+
+    script = ("import socket,sys\nl=socket.socket();l.bind(('127.0.0.1',0));l.listen()\n"
+              "c=socket.create_connection(l.getsockname());a,_=l.accept();c.close();a.recv(1);a.close()\n"
+              "print(l.getsockname()[1])")
+    out = subprocess.run(["runuser", "-u", "nobody", "--", "python3", "-c", script], capture_output=True,
+                         text=True, check=True, timeout=20)
+    port = int(out.stdout)
+    snap = take_snapshot(port=port, owners=OwnerCache())
+    tw = [s for s in snap.sockets if s.state_name == "TIME_WAIT"]
+    assert tw and all(s.inode == 0 and s.uid == 0 for s in tw)  # what the kernel says
+    assert [fmt.socket_user(s, snap.owner(s)) for s in tw] == [""] * len(tw)
+    live = socket.socket()
+    try:
+        live.bind(("127.0.0.1", 0))
+        live.listen()
+        mine = take_snapshot(port=live.getsockname()[1], owners=OwnerCache()).sockets[0]
+        assert fmt.socket_user(mine, None) == fmt.user_name(os.getuid())  # other sockets keep their user
+    finally:
+        live.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from sockmon.core.records import Process, Socket, Timer
-from sockmon.core.states import TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
+from sockmon.core.states import SYN_RECV, TIME_WAIT, TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
 
 _TIMER_STYLE = {TIMER_ON: "#e5c07b", TIMER_KEEPALIVE: "#56b6c2", TIMER_TIMEWAIT: "#9e9e9e",
                 TIMER_PERSIST: "#c678dd"}
@@ -39,6 +39,17 @@ def user_name(uid: int) -> str:
             name = str(uid)
         _USERS[uid] = name
     return name
+
+
+def socket_user(sock: Socket, owner: Process | None) -> str:
+    """The User column: the owner's user, else the socket's uid as a name — except for sockets the kernel
+    reports uid 0 for whatever their creator was (TIME_WAIT mini-sockets, SYN_RECV request sockets: no
+    inode): those show no user rather than a false "root"."""
+    if owner is not None:
+        return owner.user
+    if sock.state == TIME_WAIT or (sock.state == SYN_RECV and not sock.inode):
+        return ""
+    return user_name(sock.uid)
 
 
 def owner_text(proc: Process | None) -> str:

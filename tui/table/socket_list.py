@@ -242,8 +242,7 @@ class SocketListPane(Vertical):
 
     def user_column(self, width: int = 9) -> Column:
         def user(s: Socket) -> str:
-            p = self.owner_of(s)
-            return p.user if p is not None else fmt.user_name(s.uid)
+            return fmt.socket_user(s, self.owner_of(s))
 
         return Column("user", "User", width, get=user)
 
