@@ -84,6 +84,9 @@ def test_ls_listening_and_state_filters(listener_with_peer):
     (["ls", "--port", "http"], "port must be a number"),
     (["ls", "--netns", "no-such-ns-xyz"], "no network namespace"),
     (["watch", "--interval", "-1"], "--interval"),
+    (["watch", "--interval", "nan"], "--interval"),
+    (["ls", "--netns", ""], "empty network namespace name"),
+    (["--netns", "", "ls"], "empty network namespace name"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     r = sockmon(*args)
