@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -200,3 +202,75 @@ def test_watch_inferred_stream_and_sigterm():
     assert client_side in ([["CLOSE", "ESTABLISHED"], ["ESTABLISHED", "FIN_WAIT2"]],
                            [["CLOSE", "ESTABLISHED"], ["ESTABLISHED", "FIN_WAIT1"], ["FIN_WAIT1", "FIN_WAIT2"]]), out
     assert all(x.rstrip().endswith("[inferred]") for x in lines)
+
+
+# -- `sockmon watch | head -1`: a closed pipe ends the command with 0 in every mode ------------------
+
+# The venv's files need not be readable by nobody: import what `watch` needs, then drop to nobody.
+AS_NOBODY = ("import os, sys\nfrom sockmon.cli import build_parser, main\nbuild_parser()\n"
+             "import encodings.ascii, json, sockmon.core.table.collector, sockmon.core.table.snapshot\n"
+             "import sockmon.core.table.tracepoint\n"
+             "os.setgid(65534); os.setuid(65534); sys.exit(main())")
+
+
+@pytest.mark.parametrize("mode", [
+    pytest.param(("--json",), id="tracepoint-json", marks=pytest.mark.skipif(not OK, reason=str(WHY))),
+    pytest.param((), id="tracepoint-text", marks=pytest.mark.skipif(not OK, reason=str(WHY))),
+    pytest.param(("--inferred", "--json"), id="inferred-json"),
+    pytest.param(("--inferred",), id="inferred-text"),
+    pytest.param(("nobody",), id="non-root-default",
+                 marks=pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")),
+])
+def test_watch_exits_0_when_the_reader_closes_the_pipe(mode):
+    """Read one line, close the pipe (what `| head -1` does), keep transitions coming: the watcher must
+    notice EPIPE on its next write and exit 0, without a traceback, leaving no tracefs instance."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(128)
+    port = lst.getsockname()[1]
+    if mode == ("nobody",):
+        cmd = [sys.executable, "-c", AS_NOBODY, "watch", "--port", str(port), "--interval", "0.05"]
+    else:
+        cmd = [*SOCKMON, "watch", *mode, "--port", str(port), "--interval", "0.05"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def churn() -> None:  # connections that live ~0.1 s: seen by the tracepoint and by snapshot diffs
+        held = []
+        while not done.is_set():
+            c = socket.create_connection(("127.0.0.1", port))
+            s, _ = lst.accept()
+            held.append((c, s))
+            if len(held) > 3:
+                for x in held.pop(0):
+                    x.close()
+            time.sleep(0.03)
+        for pair in held:
+            for x in pair:
+                x.close()
+
+    th = threading.Thread(target=churn, daemon=True)
+    th.start()
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "no transition printed within 15 s"
+        first = proc.stdout.readline()
+        assert first.strip()
+        proc.stdout.close()  # the reader is gone
+        t0 = time.monotonic()
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - t0
+        err = proc.stderr.read().decode()
+    finally:
+        done.set()
+        th.join(5)
+        lst.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, err
+    assert took < 5, took
+    assert "Traceback" not in err and "Error" not in err, err
+    assert not [x for x in list_instances() if x.startswith(f"sockmon-{proc.pid}-")]
+    if "--json" in mode:
+        assert json.loads(first)["dport"] in (port, 0) or json.loads(first)["sport"] == port

@@ -90,15 +90,28 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
 
 
 def _watch_inferred(port, interval, stop, emit) -> int:
-    """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here)."""
+    """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here).
+
+    ``emit`` runs in the collector's thread: an exception there (a closed pipe: BrokenPipeError) comes
+    back through ``on_error``, stops the wait, and is raised here in the main thread, so `main` ends
+    the command the same way as in tracepoint mode (exit 0 on a closed pipe).
+    """
     from sockmon.core.table.collector import Collector
+
+    failed: list[BaseException] = []
 
     def on_update(update) -> None:
         if update.error:
             print(f"sockmon watch: {update.error}", file=sys.stderr, flush=True)
         emit(update.transitions)
 
+    def on_error(exc: BaseException) -> None:
+        failed.append(exc)
+        stop.set()
+
     with Collector(interval=interval, port=port, with_info=False, with_owners=False, use_tracepoint=False,
-                   on_update=on_update):
+                   on_update=on_update, on_error=on_error):
         stop.wait()
+    if failed:
+        raise failed[0]
     return 0
