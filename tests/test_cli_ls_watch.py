@@ -274,3 +274,58 @@ def test_watch_exits_0_when_the_reader_closes_the_pipe(mode):
     assert not [x for x in list_instances() if x.startswith(f"sockmon-{proc.pid}-")]
     if "--json" in mode:
         assert json.loads(first)["dport"] in (port, 0) or json.loads(first)["sport"] == port
+
+
+def _vm_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{key} not in /proc/{pid}/status")
+
+
+WATCH_HWM_GROWTH_MB = 20  # peak RSS growth allowed while draining a ~16 MB backlog (batches of 256 KiB)
+
+
+@pytest.mark.skipif(not OK, reason=f"tracepoint unavailable: {WHY}")
+def test_watch_json_memory_stays_flat_while_draining_a_backlog():
+    """The watcher is stopped (SIGSTOP) while 8,000 connections (80,000 transitions, ~16 MB of trace text)
+    pile up in the kernel, then let go: it drains in bounded batches, so its peak RSS (VmHWM) grows by
+    less than WATCH_HWM_GROWTH_MB (reading the whole backlog at once grew it by far more), and every
+    transition arrives."""
+    n = 8000
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1024)
+    port = lst.getsockname()[1]
+    proc = _start_watch("--json", "--port", str(port))
+    try:
+        base = _vm_kb(proc.pid, "VmHWM")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            _churn(lst, n)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        lines = 0
+        deadline = time.monotonic() + 60
+        while lines < 10 * n and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 5)
+            if not ready:
+                break
+            if not proc.stdout.readline():
+                break
+            lines += 1
+        peak = _vm_kb(proc.pid, "VmHWM")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        lst.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    growth_mb = (peak - base) / 1024
+    print(f"watch VmHWM {base / 1024:.1f} -> {peak / 1024:.1f} MB")
+    assert growth_mb < WATCH_HWM_GROWTH_MB, f"VmHWM {base / 1024:.0f} -> {peak / 1024:.0f} MB while draining"
+    assert proc.returncode == 0, err
+    assert "dropped" not in err, err
+    assert lines == 10 * n, (lines, err)

@@ -146,8 +146,7 @@ class Collector:
     def _drain(self) -> None:
         if self._tracer is None or self._tracer.closed:
             return
-        got = self._tracer.read()
-        if got:
+        for got in self._tracer.batches():  # bounded batches: never the whole kernel backlog at once
             room = MAX_PENDING - len(self._pending)
             if len(got) > room:
                 self._dropped += len(got) - max(room, 0)

@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+import time
 
 from sockmon.cli.ls import _port, fmt_endpoint
 from sockmon.cli.output import fileno_of_stdout, write_all
@@ -72,11 +73,19 @@ def run(args) -> int:
         signal.signal(signal.SIGINT, old_int)
 
 
+FINAL_DRAIN_S = 2.0  # after SIGTERM / SIGINT: what is still waiting is written for at most this long
+
+
 def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
+    """Write each bounded batch before reading the next (flat memory under a backlog); a signal is
+    noticed between batches."""
     reported = 0
     with tracer_cls(port=port) as tracer:
         while True:
-            emit(tracer.read())
+            for batch in tracer.batches():
+                emit(batch)
+                if stop.is_set():
+                    break
             lost = tracer.overruns
             if lost > reported:
                 print(f"sockmon watch: the kernel dropped {lost - reported} transition events (buffer overrun)",
@@ -85,7 +94,11 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
             if stop.is_set():
                 break
             stop.wait(interval)
-        emit(tracer.read())
+        deadline = time.monotonic() + FINAL_DRAIN_S
+        for batch in tracer.batches():
+            emit(batch)
+            if time.monotonic() > deadline:
+                break
     return 0
 
 
