@@ -7,9 +7,10 @@ Otherwise: transitions inferred from consecutive snapshots. Never imports Textua
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import sys
-import threading
 import time
 
 from sockmon.cli.ls import _port, fmt_endpoint
@@ -35,13 +36,43 @@ def format_transition(t) -> str:
             f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]")
 
 
+class _Stop:
+    """A stop flag that a signal handler or another thread may set: a flag plus a self-pipe to wake the
+    waiter. (`threading.Event.set()` in a signal handler can deadlock: the handler runs in the main
+    thread, which may be inside `Event.wait()` holding the Event's lock at that moment.)"""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+
+    def set(self) -> None:
+        self._flag = True
+        try:
+            os.write(self._w, b"x")
+        except OSError:  # pipe full (already woken) or closed
+            pass
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._flag:
+            select.select([self._r], [], [], timeout)
+        return self._flag
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
 def run(args) -> int:
     from sockmon.core.errors import BadInput
 
     interval = args.watch_interval
     if interval is not None and not 0 < interval <= 3600:
         raise BadInput(f"--interval must be between 0 and 3600 seconds, got {interval}")
-    stop = threading.Event()
+    stop = _Stop()
 
     def on_term(signum, frame):  # SIGTERM / SIGINT: finish the loop, clean up, exit 0
         stop.set()
@@ -71,6 +102,7 @@ def run(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
+        stop.close()
 
 
 FINAL_DRAIN_S = 2.0  # after SIGTERM / SIGINT: what is still waiting is written for at most this long
