@@ -192,46 +192,58 @@ class OwnerCache:
             self._hot[pid] = now
 
     def _search(self, unknown: dict[int, int], live: set[int], new_pids: set[int], now: float) -> None:
-        """Find the owners of ``unknown`` (inode → socket uid); see the module docstring."""
-        remaining = dict(unknown)
-        first_call = self._live_before is None
+        """Find the owners of ``unknown`` (inode → socket uid); see the module docstring.
+
+        Only fresh inodes (not seen unknown before) get phase A; inodes already waiting for a retry
+        cost nothing until they are due, so a socket nobody can be found holding never makes every
+        call scan anything.
+        """
         retry = self._retry
-        scanned: set[int] = set()
-        uids = {u for u in unknown.values() if u}
-        by_uid: list[int] = []
-        if uids:
-            by_uid = sorted(p for p in live if _proc_uid(p) in uids)
-        hot = sorted((p for p in self._hot if p in live), key=self._hot.__getitem__, reverse=True)
-        for pid in [*hot, *sorted(new_pids), *by_uid]:
-            if not remaining:
-                break
-            if pid not in scanned:
-                scanned.add(pid)
-                self._scan(pid, remaining, now, not first_call)
-        if not remaining:
+        fresh = {i: u for i, u in unknown.items() if i not in retry}
+        due = {i for i in unknown if i not in fresh and now >= retry[i][0]}
+        if not fresh and not due:
             return
-        due = {i for i in remaining if (r := retry.get(i)) is not None and now >= r[0]}
-        fresh = [i for i in remaining if i not in retry]
-        targets = set(due)
-        if fresh and now >= self._next_fresh_full:
-            targets.update(fresh)
+        remaining = dict(unknown)  # any unknown inode a scan happens to find is taken
+        mark_hot = self._live_before is not None  # the first (cold) call marks nobody
+        scanned: set[int] = set()
+
+        def uid_matches(targets) -> list[int]:
+            uids = {unknown[i] for i in targets if unknown[i]}
+            return sorted(p for p in live if _proc_uid(p) in uids) if uids else []
+
+        by_uid: list[int] = []
+        if fresh:
+            by_uid = uid_matches(fresh)
+            hot = sorted((p for p in self._hot if p in live), key=self._hot.__getitem__, reverse=True)
+            for pid in [*hot, *sorted(new_pids), *by_uid]:
+                if fresh.keys().isdisjoint(remaining):
+                    break
+                if pid not in scanned:
+                    scanned.add(pid)
+                    self._scan(pid, remaining, now, mark_hot)
+        fresh_left = [i for i in fresh if i in remaining]
+        targets = {i for i in due if i in remaining}
+        if fresh_left and now >= self._next_fresh_full:
+            targets.update(fresh_left)
         covered: set[int] = set()
         if targets:
             self.full_scans += 1
             t0 = time.perf_counter()
             covered = set(targets)
-            fresh_left = len(covered.intersection(fresh))
+            if not by_uid or not fresh:
+                by_uid = uid_matches(targets)
             read = 0
-            for pid in [*(p for p in by_uid if p not in scanned), *sorted(live - scanned)]:
+            for pid in [*by_uid, *sorted(live - scanned)]:
                 if targets.isdisjoint(remaining):
                     break
                 if pid not in scanned:
                     scanned.add(pid)
                     read += 1
-                    self._scan(pid, remaining, now, not first_call)
+                    self._scan(pid, remaining, now, mark_hot)
             # a search for fresh inodes that read pids and found none of them: they were most likely
             # closed since the dump (churn); the next such search waits (at least 20x this one's time)
-            if read and fresh_left and fresh_left == len(covered.intersection(fresh).intersection(remaining)):
+            searched_fresh = covered.intersection(fresh_left)
+            if read and searched_fresh and searched_fresh <= remaining.keys():
                 self._next_fresh_full = now + max(FRESH_FULL_GAP, 20.0 * (time.perf_counter() - t0))
         for ino in remaining:
             if ino in covered:  # a full search missed it: back off
