@@ -5,17 +5,17 @@ remembers inode → pid and reads links only when the table holds an inode it do
 count proves nothing (a process can close one socket and open another, even on the same fd number),
 so the trigger is the unknown inode itself, and the search goes to where a new socket most likely is:
 
-1. *Phase A, every call with unknown inodes*: the "hot" pids (where a new socket was found in the
-   last `HOT_SECONDS`, most recent first), then pids that appeared since the previous call, then pids
-   whose /proc/PID owner uid equals a (non-root) socket's uid (``inet_diag_msg.uid`` is the uid that
-   created the socket). The search stops as soon as every unknown inode is found.
-2. *Phase B, every remaining pid* (uid matches first, then by pid), for the unknown inodes that phase A
-   did not find. A freshly seen inode gets it in the same call unless a phase-B scan for fresh inodes
-   for fresh inodes found none of them less than `FRESH_FULL_GAP` s (or 20× its own duration) ago;
-   then it gets it at the next call if it is still in the table (under churn, inodes that no process
-   holds were mostly sockets closed between the dump and the scan, and are gone by then). An inode that phase B did not find either (a kernel socket, a process
-   we may not read, an fd in flight) is retried with a per-inode backoff from `RETRY_FIRST` doubling
-   up to `RETRY_MAX` seconds, never every call.
+1. *Phase A, for inodes unknown for the first time*: the "hot" pids (where a new socket was found
+   in the last `HOT_SECONDS`, most recent first), then pids that appeared since the previous call,
+   then pids whose /proc/PID owner uid equals the socket's uid when that is not root
+   (``inet_diag_msg.uid``: the uid that created the socket). It stops once all of them are found.
+2. *Phase B, every other pid* (uid matches first, then by pid), for what phase A did not find.
+   A fresh inode gets it in the same call, unless a phase-B search for fresh inodes found none of
+   them less than `FRESH_FULL_GAP` s (or 20× that search's own time) ago; then it gets it at the
+   next call if it is still in the table (under churn, fresh inodes that no process holds were mostly
+   sockets closed between the dump and the scan, and are gone by then). An inode that phase B did
+   not find either (a kernel socket, a process we may not read, an fd in flight) costs nothing until
+   its retry is due: `RETRY_FIRST` s, doubling up to `RETRY_MAX`.
 
 So an owner appears in the call that first sees the socket, or at the latest in the next one.
 A socket held by several processes (after fork, or fd passing) is named after the first holder found.
