@@ -10,10 +10,11 @@ so the trigger is the unknown inode itself, and the search goes to where a new s
    then pids whose /proc/PID owner uid equals the socket's uid when that is not root
    (``inet_diag_msg.uid``: the uid that created the socket). It stops once all of them are found.
 2. *Phase B, every other pid* (uid matches first, then by pid), for what phase A did not find.
-   A fresh inode gets it in the same call, unless a phase-B search for fresh inodes found none of
-   them less than `FRESH_FULL_GAP` s (or 20× that search's own time) ago; then it gets it at the
-   next call if it is still in the table (under churn, fresh inodes that no process holds were mostly
-   sockets closed between the dump and the scan, and are gone by then). An inode that phase B did
+   Fresh inodes get it in the same call when phase A found fewer than half of them (a process we do
+   not follow opened sockets) and no such search came up empty in the last `FRESH_FULL_GAP` s (or
+   20× that search's own time). Otherwise (phase A found most: churn in a hot pid) the rest get it at
+   the next call if they are still in the table: fresh inodes that no process holds were mostly
+   sockets closed between the dump and the scan, and are gone by then. An inode that phase B did
    not find either (a kernel socket, a process we may not read, an fd in flight) costs nothing until
    its retry is due: `RETRY_FIRST` s, doubling up to `RETRY_MAX`.
 
@@ -223,10 +224,15 @@ class OwnerCache:
                     self._scan(pid, remaining, now, mark_hot)
         fresh_left = [i for i in fresh if i in remaining]
         targets = {i for i in due if i in remaining}
-        if fresh_left and now >= self._next_fresh_full:
+        # Fresh inodes left over while phase A found most of them: most likely sockets closed since the
+        # dump (churn in a hot pid); searched at the next call if still there. Mostly unfound: some
+        # process we do not follow opened them, search now (unless such a search just came up empty).
+        if fresh_left and 2 * len(fresh_left) > len(fresh) and now >= self._next_fresh_full:
             targets.update(fresh_left)
         covered: set[int] = set()
-        if targets:
+        if live <= scanned:  # phase A read every pid (the cold call): everything unknown was searched
+            covered = set(fresh_left) | targets
+        elif targets:
             self.full_scans += 1
             t0 = time.perf_counter()
             covered = set(targets)
