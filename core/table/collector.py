@@ -28,6 +28,7 @@ from sockmon.core.table.summary import Summary, summarize
 log = logging.getLogger(__name__)
 
 DRAIN_EVERY = 0.1  # seconds between tracepoint drains (DESIGN.md §3)
+DRAIN_BATCHES = 64  # tracepoint batches (≤ 256 KiB of text each) read per drain at most
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
 FULL_GC_EVERY = 60  # ticks between full GC collections (see Collector._gc_after_tick)
 GC_THRESHOLDS = (10_000, 50, 50)  # floors for gc.set_threshold while a Collector exists (see there)
@@ -146,12 +147,15 @@ class Collector:
     def _drain(self) -> None:
         if self._tracer is None or self._tracer.closed:
             return
-        for got in self._tracer.batches():  # bounded batches: never the whole kernel backlog at once
+        # bounded batches, and at most DRAIN_BATCHES per call so ticks go on under a sustained flood
+        for n, got in enumerate(self._tracer.batches(), 1):
             room = MAX_PENDING - len(self._pending)
             if len(got) > room:
                 self._dropped += len(got) - max(room, 0)
                 got = got[:max(room, 0)]
             self._pending.extend(got)
+            if n >= DRAIN_BATCHES:
+                break
 
     def _run(self) -> None:
         last: float | None = None  # when the previous collection finished

@@ -105,6 +105,7 @@ def run(args) -> int:
         stop.close()
 
 
+BATCHES_PER_ROUND = 32  # then the overrun count is checked (and reported) before reading on
 FINAL_DRAIN_S = 2.0  # after SIGTERM / SIGINT: what is still waiting is written for at most this long
 
 
@@ -114,9 +115,11 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
     reported = 0
     with tracer_cls(port=port) as tracer:
         while True:
+            n = 0
             for batch in tracer.batches():
                 emit(batch)
-                if stop.is_set():
+                n += 1
+                if stop.is_set() or n >= BATCHES_PER_ROUND:
                     break
             lost = tracer.overruns
             if lost > reported:
@@ -125,7 +128,8 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
                 reported = lost
             if stop.is_set():
                 break
-            stop.wait(interval)
+            if n < BATCHES_PER_ROUND:  # drained: wait; else more is waiting, go on at once
+                stop.wait(interval)
         deadline = time.monotonic() + FINAL_DRAIN_S
         for batch in tracer.batches():
             emit(batch)
