@@ -186,3 +186,17 @@ def test_a_backlog_is_drained_in_bounded_batches_and_nothing_is_lost():
     # per connection: the client's 4 after SYN_SENT + the server side's 5 (+ the SYN_SENT counted above)
     missing = {p: n for p, n in per_port.items() if p in clients and n != 9}
     assert not missing and connects == 3000, f"{len(missing)} connections without their 10 transitions"
+
+
+@needs_tracing
+def test_the_dwell_table_is_capped_when_closes_are_never_seen(monkeypatch):
+    """Sockets whose CLOSE is lost (overrun) or filtered stay in the dwell table: it keeps at most MAX_OPEN,
+    evicting the oldest, however many arrive."""
+    monkeypatch.setattr(tracepoint, "MAX_OPEN", 1000)
+    with TransitionTracer(port=1) as tr:
+        for chunk in range(10):
+            lines = [LINE.replace("sport=58664", f"sport={1 + chunk * 500 + i}") for i in range(500)]
+            assert len(tr._parse(lines)) == 500
+            assert len(tr._last) <= 1000
+        newest = (socket.AF_INET, "127.0.0.1", 1 + 9 * 500 + 499, "127.0.0.2", 35815)
+        assert newest in tr._last and (socket.AF_INET, "127.0.0.1", 1, "127.0.0.2", 35815) not in tr._last
