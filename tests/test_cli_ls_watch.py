@@ -89,6 +89,7 @@ def test_ls_listening_and_state_filters(listener_with_peer):
     (["watch", "--interval", "nan"], "--interval"),
     (["ls", "--netns", ""], "empty network namespace name"),
     (["--netns", "", "ls"], "empty network namespace name"),
+    (["--netns", "no-such-ns-xyz", "watch"], "no network namespace"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     r = sockmon(*args)
@@ -329,3 +330,49 @@ def test_watch_json_memory_stays_flat_while_draining_a_backlog():
     assert proc.returncode == 0, err
     assert "dropped" not in err, err
     assert lines == 10 * n, (lines, err)
+
+
+NS_CHURN = r"""
+import socket, sys, time
+lst = socket.socket(); lst.bind(("127.0.0.1", int(sys.argv[1]))); lst.listen(16)
+held = []
+while True:
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s, _ = lst.accept(); held.append((c, s))
+    if len(held) > 3:
+        for x in held.pop(0):
+            x.close()
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a network namespace")
+def test_watch_follows_the_top_level_netns_option():
+    """`sockmon --netns NAME watch` shows that namespace's transitions (inferred), not the host's."""
+    import secrets
+
+    ns = f"smwatch{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    gen = watch = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        gen = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", NS_CHURN, str(port)])
+        watch = subprocess.Popen([*SOCKMON, "--netns", ns, "watch", "--json", "--port", str(port), "--interval",
+                                  "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([watch.stdout], [], [], 15)
+        assert ready, "no transition from the namespace within 15 s"
+        row = json.loads(watch.stdout.readline())
+        assert row["source"] == "inferred" and port in (row["sport"], row["dport"])
+        watch.send_signal(signal.SIGTERM)
+        _out, err = watch.communicate(timeout=10)
+        assert watch.returncode == 0, err
+        assert f"namespace '{ns}'" in err
+    finally:
+        for p in (watch, gen):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=True)

@@ -1,7 +1,8 @@
 """`sockmon watch`: stream TCP state transitions until SIGINT/SIGTERM (exit 0, nothing left behind).
 
 As root: every transition from the kernel tracepoint (private tracefs instance, removed on exit).
-Otherwise: transitions inferred from consecutive snapshots. Never imports Textual.
+Otherwise, and for another namespace (`sockmon --netns NAME watch`): transitions inferred from
+consecutive snapshots. Never imports Textual.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def run(args) -> int:
     interval = args.watch_interval
     if interval is not None and not 0 < interval <= 3600:
         raise BadInput(f"--interval must be between 0 and 3600 seconds, got {interval}")
+    netns = getattr(args, "netns", None)  # `sockmon --netns NAME watch`
+    if netns is not None:
+        from sockmon.core.netns import open_netns
+
+        os.close(open_netns(netns))  # a missing / empty / unreadable namespace: one line, before anything
     stop = _Stop()
 
     def on_term(signum, frame):  # SIGTERM / SIGINT: finish the loop, clean up, exit 0
@@ -94,11 +100,16 @@ def run(args) -> int:
     try:
         from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
 
-        ok, why = (False, "--inferred given") if args.inferred else tracing_available()
+        if args.inferred:
+            ok, why = False, "--inferred given"
+        elif netns is not None:  # the tracepoint sees every namespace and cannot tell them apart
+            ok, why = False, f"namespace {netns!r}"
+        else:
+            ok, why = tracing_available()
         if ok:
             return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit)
         print(f"sockmon watch: transitions inferred from snapshots ({why})", file=sys.stderr)
-        return _watch_inferred(args.port, interval or 0.5, stop, emit)
+        return _watch_inferred(args.port, interval or 0.5, stop, emit, netns)
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
@@ -138,7 +149,7 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
     return 0
 
 
-def _watch_inferred(port, interval, stop, emit) -> int:
+def _watch_inferred(port, interval, stop, emit, netns=None) -> int:
     """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here).
 
     ``emit`` runs in the collector's thread: an exception there (a closed pipe: BrokenPipeError) comes
@@ -158,8 +169,8 @@ def _watch_inferred(port, interval, stop, emit) -> int:
         failed.append(exc)
         stop.set()
 
-    with Collector(interval=interval, port=port, with_info=False, with_owners=False, use_tracepoint=False,
-                   on_update=on_update, on_error=on_error):
+    with Collector(interval=interval, netns=netns, port=port, with_info=False, with_owners=False,
+                   use_tracepoint=False, on_update=on_update, on_error=on_error):
         stop.wait()
     if failed:
         raise failed[0]
