@@ -2,10 +2,12 @@
 
 Generator processes each open/close loopback connections on their own listener at a fixed rate
 (both sides close: 10 transitions per connection); a reader process runs `TransitionTracer` and
-drains it every DRAIN seconds (watch: 0.05, collector: 0.1), counting transitions on the
-generators' ports. Reports captured / expected, kernel overruns and the reader's CPU.
+drains it every DRAIN seconds (watch: 0.05, collector: 0.1) in bounded batches (`batches()`, as
+`sockmon watch` does), counting transitions on the generators' ports. With ``--stall S`` the reader
+reads nothing for its first S seconds, so a backlog piles up in the kernel (a starved reader).
+Reports captured / expected, kernel overruns, the reader's CPU, its largest batch and its peak RSS.
 
-    sudo python3 bench/bench_tracepoint.py [--rate 10000] [--seconds 5] [--drain 0.05,0.1]
+    sudo python3 bench/bench_tracepoint.py [--rate 10000] [--seconds 5] [--drain 0.05,0.1] [--stall 0,3]
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def generator(rate: float, seconds: float) -> None:
     lst.close()
 
 
-def reader(ports: set[int], drain: float) -> None:
+def reader(ports: set[int], drain: float, stall: float) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from sockmon.core.table.tracepoint import TransitionTracer
 
@@ -63,26 +65,30 @@ def reader(ports: set[int], drain: float) -> None:
     with TransitionTracer() as tr:
         print(tr.name, flush=True)
         c0 = time.process_time()
+        time.sleep(stall)
         while True:
-            got = tr.read()
-            max_batch = max(max_batch, len(got))
-            counts += sum(1 for t in got if t.dport and (t.sport in ports or t.dport in ports))
+            for got in tr.batches():
+                max_batch = max(max_batch, len(got))
+                counts += sum(1 for t in got if t.dport and (t.sport in ports or t.dport in ports))
+                if stop:
+                    break
             if stop:
                 break
             time.sleep(drain)
-        got = tr.read()
-        counts += sum(1 for t in got if t.dport and (t.sport in ports or t.dport in ports))
+        for got in tr.batches():
+            counts += sum(1 for t in got if t.dport and (t.sport in ports or t.dport in ports))
         cpu = time.process_time() - c0
         print(json.dumps({"captured": counts, "overruns": tr.overruns, "cpu_s": cpu, "max_batch": max_batch,
+                          "max_batch_kib": tr.batch_bytes_max / 1024,
                           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
 
-def run(rate: float, seconds: float, drain: float, gens: int) -> dict:
+def run(rate: float, seconds: float, drain: float, gens: int, stall: float) -> dict:
     me = os.path.abspath(__file__)
     gprocs = [subprocess.Popen([sys.executable, me, "--gen", str(rate / gens), str(seconds)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(gens)]
     ports = {int(p.stdout.readline()) for p in gprocs}
-    rproc = subprocess.Popen([sys.executable, me, "--reader", ",".join(map(str, ports)), str(drain)],
+    rproc = subprocess.Popen([sys.executable, me, "--reader", ",".join(map(str, ports)), str(drain), str(stall)],
                              stdout=subprocess.PIPE, text=True)
     instance = rproc.stdout.readline().strip()
     time.sleep(0.2)
@@ -94,13 +100,13 @@ def run(rate: float, seconds: float, drain: float, gens: int) -> dict:
     wall = time.monotonic() - t0
     for p in gprocs:
         p.wait()
-    time.sleep(max(0.3, 3 * drain))
+    time.sleep(max(0.3, 3 * drain, stall - wall + 0.5))
     rproc.send_signal(signal.SIGTERM)
     r = json.loads(rproc.stdout.readline())
     rproc.wait()
     conns = sum(x["connections"] for x in results)
     left = os.path.exists(f"/sys/kernel/tracing/instances/{instance}")
-    return {"drain": drain, "connections": conns, "rate": conns / wall, "expected": 10 * conns, **r,
+    return {"drain": drain, "stall": stall, "connections": conns, "rate": conns / wall, "expected": 10 * conns, **r,
             "reader_cpu_pct": 100 * r["cpu_s"] / wall, "instance_left": left}
 
 
@@ -110,26 +116,30 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--drain", default="0.05,0.1")
     ap.add_argument("--gens", type=int, default=2)
+    ap.add_argument("--stall", default="0", help="seconds the reader reads nothing at first (comma list)")
     ap.add_argument("--gen", nargs=2)
-    ap.add_argument("--reader", nargs=2)
+    ap.add_argument("--reader", nargs=3)
     a = ap.parse_args()
     if a.gen:
         generator(float(a.gen[0]), float(a.gen[1]))
         return 0
     if a.reader:
-        reader({int(x) for x in a.reader[0].split(",")}, float(a.reader[1]))
+        reader({int(x) for x in a.reader[0].split(",")}, float(a.reader[1]), float(a.reader[2]))
         return 0
     print(f"# tracepoint reader benchmark — {os.cpu_count()} CPUs, Linux {os.uname().release}, "
           f"target {a.rate:.0f} conn/s for {a.seconds:.0f} s, {a.gens} generator processes")
     print()
-    print("| drain every | connections | achieved conn/s | expected transitions | captured | lost % | overruns | "
-          "reader CPU % | instance left |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for drain in (float(x) for x in a.drain.split(",")):
-        r = run(a.rate, a.seconds, drain, a.gens)
-        lost = 100 * (r["expected"] - r["captured"]) / r["expected"] if r["expected"] else 0
-        print(f"| {drain * 1000:.0f} ms | {r['connections']} | {r['rate']:.0f} | {r['expected']} | {r['captured']} | "
-              f"{lost:.2f} | {r['overruns']} | {r['reader_cpu_pct']:.0f} | {r['instance_left']} |", flush=True)
+    print("| drain every | stall s | connections | achieved conn/s | expected transitions | captured | lost % | "
+          "overruns | reader CPU % | largest batch | reader peak RSS MB | instance left |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for stall in (float(x) for x in a.stall.split(",")):
+        for drain in (float(x) for x in a.drain.split(",")):
+            r = run(a.rate, a.seconds, drain, a.gens, stall)
+            lost = 100 * (r["expected"] - r["captured"]) / r["expected"] if r["expected"] else 0
+            print(f"| {drain * 1000:.0f} ms | {stall:g} | {r['connections']} | {r['rate']:.0f} | {r['expected']} | "
+                  f"{r['captured']} | {lost:.2f} | {r['overruns']} | {r['reader_cpu_pct']:.0f} | "
+                  f"{r['max_batch']} ({r['max_batch_kib']:.0f} KiB) | {r['maxrss_mb']:.0f} | {r['instance_left']} |",
+                  flush=True)
     return 0
 
 

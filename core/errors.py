@@ -31,7 +31,7 @@ _TABLE: dict[int, tuple[str, str]] = {
                         "stop the other listener or pick another port; if only TIME_WAIT is left, SO_REUSEADDR "
                         "lets you bind"),
     _errno.EADDRNOTAVAIL: ("address not available on this host", "bind an address this host owns"),
-    _errno.EACCES: ("permission denied", "use a port >= 1024 or run as root"),
+    _errno.EACCES: ("permission denied", "run as root, or use something this user may access"),
     _errno.EPERM: ("operation not permitted", "run as root"),
     _errno.EINTR: ("interrupted by a signal", "retry the call"),
     _errno.EAGAIN: ("would block: not ready yet", "wait for readiness, then retry"),
@@ -48,10 +48,29 @@ _TABLE: dict[int, tuple[str, str]] = {
 }
 
 
-def errno_info(code: int) -> ErrnoInfo:
-    """Name, meaning and action for an errno value (unknown codes still get a name and meaning)."""
+# Advice that depends on the call that failed: (errno, first word of the call) → action.
+_CALL_ACTIONS: dict[tuple[int, str], str] = {
+    (_errno.EACCES, "bind"): "use a port >= 1024 or run as root",
+}
+
+
+def _call_word(doing: str) -> str:
+    """ "bind/listen 127.0.0.1:80" / "bind(127.0.0.1:80)" → "bind"."""
+    word = doing.strip().split(None, 1)[0] if doing.strip() else ""
+    for sep in "/(":
+        word = word.split(sep, 1)[0]
+    return word.lower()
+
+
+def errno_info(code: int, doing: str = "") -> ErrnoInfo:
+    """Name, meaning and action for an errno value (unknown codes still get a name and meaning).
+
+    ``doing`` names the failed call (e.g. "bind/listen 127.0.0.1:80"): some actions depend on it
+    (EACCES means a privileged port for bind, but not for opening a namespace file).
+    """
     name = _errno.errorcode.get(code, f"E{code}")
     meaning, action = _TABLE.get(code, (os.strerror(code).lower(), "see the errno name"))
+    action = _CALL_ACTIONS.get((code, _call_word(doing)), action) if doing else action
     return ErrnoInfo(name, meaning, action)
 
 
@@ -74,7 +93,7 @@ class SockmonError(Exception):
         """``doing`` names the call, e.g. "connect to 127.0.0.1:9"."""
         if exc.errno is None:
             return cls(f"{doing}: {exc}")
-        info = errno_info(exc.errno)
+        info = errno_info(exc.errno, doing)
         return cls(f"{doing}: {info.name}: {info.meaning} ({info.action})", errno=exc.errno)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -80,3 +84,56 @@ class Events:
         from sockmon.core.lab.events import EventKind
 
         return [e.state for e in self.of(EventKind.STATE, conn)]
+
+
+# -- name resolution without the network ----------------------------------------------------------
+
+class OfflineResolver:
+    """A `socket.getaddrinfo` stand-in for `sockmon.core.lab.address.getaddrinfo`: numeric hosts and the
+    names in ``names`` resolve (numerically, AI_NUMERICHOST: never a query), every other name fails
+    with EAI_NONAME, as a resolver that knows no such host would. ``calls`` records the hosts asked."""
+
+    def __init__(self, names: dict[str, list[str]] | None = None) -> None:
+        self.names = {"localhost": ["127.0.0.1", "::1"]} if names is None else names
+        self.calls: list[str] = []
+
+    def __call__(self, host, port, family=0, type=0, proto=0, flags=0):
+        self.calls.append(host)
+        out = []
+        for addr in self.names.get(host, [host]):
+            try:
+                out += socket.getaddrinfo(addr, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+            except socket.gaierror as exc:
+                if exc.errno != socket.EAI_NONAME:
+                    raise
+        if not out:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return out
+
+
+@contextlib.contextmanager
+def offline_netns():
+    """A fresh network namespace with only ``lo`` and a resolver that points at 127.0.0.1 inside it,
+    where nothing listens: `ip netns exec NAME cmd` bind-mounts /etc/netns/NAME/{resolv.conf,nsswitch.conf,
+    hosts} over /etc's, so a name lookup fails at once and no packet can leave. Removed afterwards."""
+    name = f"smoffline{secrets.token_hex(3)}"
+    etc = f"/etc/netns/{name}"
+    made_parent = not os.path.isdir("/etc/netns")
+    os.makedirs(etc)
+    try:
+        for fname, text in (("resolv.conf", "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"),
+                            ("nsswitch.conf", "hosts: files dns\n"),
+                            ("hosts", "127.0.0.1 localhost\n::1 localhost\n")):
+            with open(os.path.join(etc, fname), "w") as fh:
+                fh.write(text)
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        try:
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+            yield name
+        finally:
+            subprocess.run(["ip", "netns", "del", name], check=True)
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        if made_parent:
+            with contextlib.suppress(OSError):  # only if empty: another user may have put a namespace there
+                os.rmdir("/etc/netns")

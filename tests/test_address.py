@@ -1,7 +1,9 @@
 import socket
 
 import pytest
+from sockhelp import OfflineResolver
 from sockmon.core.errors import BadInput
+from sockmon.core.lab import address
 from sockmon.core.lab.address import Endpoint, format_endpoint, parse_endpoint, parse_port, resolve
 
 
@@ -67,11 +69,19 @@ def test_resolve_passive_wildcard():
     assert sockaddr == ("127.0.0.1", 0)
 
 
-def test_unresolvable_name_is_bad_input():
+def test_unresolvable_name_is_bad_input(monkeypatch):
+    """The lookup fails in the injected resolver: no DNS query leaves the machine."""
+    offline = OfflineResolver()
+    monkeypatch.setattr(address, "getaddrinfo", offline)
     with pytest.raises(BadInput) as info:
         resolve("no-such-host.invalid", 80)
     assert "cannot resolve 'no-such-host.invalid'" in str(info.value)
-    assert info.value.gai_name.startswith("EAI_")
+    assert info.value.gai_name == "EAI_NONAME" and offline.calls == ["no-such-host.invalid"]
+    monkeypatch.undo()
+    other = OfflineResolver({})
+    with pytest.raises(BadInput):
+        resolve("db.internal", 80, resolver=other)  # per call, too
+    assert other.calls == ["db.internal"]
 
 
 def test_resolve_rejects_empty_host_and_bad_port():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -84,6 +86,10 @@ def test_ls_listening_and_state_filters(listener_with_peer):
     (["ls", "--port", "http"], "port must be a number"),
     (["ls", "--netns", "no-such-ns-xyz"], "no network namespace"),
     (["watch", "--interval", "-1"], "--interval"),
+    (["watch", "--interval", "nan"], "--interval"),
+    (["ls", "--netns", ""], "empty network namespace name"),
+    (["--netns", "", "ls"], "empty network namespace name"),
+    (["--netns", "no-such-ns-xyz", "watch"], "no network namespace"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     r = sockmon(*args)
@@ -197,3 +203,176 @@ def test_watch_inferred_stream_and_sigterm():
     assert client_side in ([["CLOSE", "ESTABLISHED"], ["ESTABLISHED", "FIN_WAIT2"]],
                            [["CLOSE", "ESTABLISHED"], ["ESTABLISHED", "FIN_WAIT1"], ["FIN_WAIT1", "FIN_WAIT2"]]), out
     assert all(x.rstrip().endswith("[inferred]") for x in lines)
+
+
+# -- `sockmon watch | head -1`: a closed pipe ends the command with 0 in every mode ------------------
+
+# The venv's files need not be readable by nobody: import what `watch` needs, then drop to nobody.
+AS_NOBODY = ("import os, sys\nfrom sockmon.cli import build_parser, main\nbuild_parser()\n"
+             "import encodings.ascii, json, sockmon.core.table.collector, sockmon.core.table.snapshot\n"
+             "import sockmon.core.table.tracepoint\n"
+             "os.setgid(65534); os.setuid(65534); sys.exit(main())")
+
+
+@pytest.mark.parametrize("mode", [
+    pytest.param(("--json",), id="tracepoint-json", marks=pytest.mark.skipif(not OK, reason=str(WHY))),
+    pytest.param((), id="tracepoint-text", marks=pytest.mark.skipif(not OK, reason=str(WHY))),
+    pytest.param(("--inferred", "--json"), id="inferred-json"),
+    pytest.param(("--inferred",), id="inferred-text"),
+    pytest.param(("nobody",), id="non-root-default",
+                 marks=pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")),
+])
+def test_watch_exits_0_when_the_reader_closes_the_pipe(mode):
+    """Read one line, close the pipe (what `| head -1` does), keep transitions coming: the watcher must
+    notice EPIPE on its next write and exit 0, without a traceback, leaving no tracefs instance."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(128)
+    port = lst.getsockname()[1]
+    if mode == ("nobody",):
+        cmd = [sys.executable, "-c", AS_NOBODY, "watch", "--port", str(port), "--interval", "0.05"]
+    else:
+        cmd = [*SOCKMON, "watch", *mode, "--port", str(port), "--interval", "0.05"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def churn() -> None:  # connections that live ~0.1 s: seen by the tracepoint and by snapshot diffs
+        held = []
+        while not done.is_set():
+            c = socket.create_connection(("127.0.0.1", port))
+            s, _ = lst.accept()
+            held.append((c, s))
+            if len(held) > 3:
+                for x in held.pop(0):
+                    x.close()
+            time.sleep(0.03)
+        for pair in held:
+            for x in pair:
+                x.close()
+
+    th = threading.Thread(target=churn, daemon=True)
+    th.start()
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 15)
+        assert ready, "no transition printed within 15 s"
+        first = proc.stdout.readline()
+        assert first.strip()
+        proc.stdout.close()  # the reader is gone
+        t0 = time.monotonic()
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - t0
+        err = proc.stderr.read().decode()
+    finally:
+        done.set()
+        th.join(5)
+        lst.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, err
+    assert took < 5, took
+    assert "Traceback" not in err and "Error" not in err, err
+    assert not [x for x in list_instances() if x.startswith(f"sockmon-{proc.pid}-")]
+    if "--json" in mode:
+        assert json.loads(first)["dport"] in (port, 0) or json.loads(first)["sport"] == port
+
+
+def _vm_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{key} not in /proc/{pid}/status")
+
+
+WATCH_HWM_GROWTH_MB = 20  # peak RSS growth allowed while draining a ~16 MB backlog (batches of 256 KiB)
+
+
+@pytest.mark.skipif(not OK, reason=f"tracepoint unavailable: {WHY}")
+def test_watch_json_memory_stays_flat_while_draining_a_backlog():
+    """The watcher is stopped (SIGSTOP) while 8,000 connections (80,000 transitions, ~16 MB of trace text)
+    pile up in the kernel, then let go: it drains in bounded batches, so its peak RSS (VmHWM) grows by
+    less than WATCH_HWM_GROWTH_MB (reading the whole backlog at once grew it by far more), and every
+    transition arrives."""
+    n = 8000
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1024)
+    port = lst.getsockname()[1]
+    proc = _start_watch("--json", "--port", str(port))
+    try:
+        base = _vm_kb(proc.pid, "VmHWM")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            _churn(lst, n)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        lines = 0
+        fd = proc.stdout.fileno()  # raw reads: select() cannot see lines already in a Python buffer
+        deadline = time.monotonic() + 60
+        while lines < 10 * n and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 5)
+            data = os.read(fd, 1 << 16) if ready else b""
+            if not data:
+                break
+            lines += data.count(b"\n")
+        peak = _vm_kb(proc.pid, "VmHWM")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        lst.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    growth_mb = (peak - base) / 1024
+    print(f"watch VmHWM {base / 1024:.1f} -> {peak / 1024:.1f} MB")
+    assert growth_mb < WATCH_HWM_GROWTH_MB, f"VmHWM {base / 1024:.0f} -> {peak / 1024:.0f} MB while draining"
+    assert proc.returncode == 0, err
+    assert "dropped" not in err, err
+    assert lines == 10 * n, (lines, err)
+
+
+NS_CHURN = r"""
+import socket, sys, time
+lst = socket.socket(); lst.bind(("127.0.0.1", int(sys.argv[1]))); lst.listen(16)
+held = []
+while True:
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); s, _ = lst.accept(); held.append((c, s))
+    if len(held) > 3:
+        for x in held.pop(0):
+            x.close()
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a network namespace")
+def test_watch_follows_the_top_level_netns_option():
+    """`sockmon --netns NAME watch` shows that namespace's transitions (inferred), not the host's."""
+    import secrets
+
+    ns = f"smwatch{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    gen = watch = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        gen = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", NS_CHURN, str(port)])
+        watch = subprocess.Popen([*SOCKMON, "--netns", ns, "watch", "--json", "--port", str(port), "--interval",
+                                  "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([watch.stdout], [], [], 15)
+        assert ready, "no transition from the namespace within 15 s"
+        row = json.loads(watch.stdout.readline())
+        assert row["source"] == "inferred" and port in (row["sport"], row["dport"])
+        watch.send_signal(signal.SIGTERM)
+        _out, err = watch.communicate(timeout=10)
+        assert watch.returncode == 0, err
+        assert f"namespace '{ns}'" in err
+    finally:
+        for p in (watch, gen):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=True)

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from sockhelp import ss_rows, wait_for
+from sockhelp import offline_netns, ss_rows, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,8 +80,13 @@ def test_connect_bad_port():
     assert_one_line_failure(out, "not a number", status=2)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a network namespace")
 def test_connect_unresolvable_name():
-    out = sockmon("connect", "no-such-host.invalid:80")
+    """The real resolver path, inside a fresh namespace whose resolver is its own 127.0.0.1 (nothing
+    listens; only lo exists): the lookup fails at once and no query can leave the machine."""
+    with offline_netns() as ns:
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "sockmon", "connect",
+                              "no-such-host.invalid:80"], capture_output=True, text=True, timeout=20, cwd=ROOT)
     assert_one_line_failure(out, "EAI_", "cannot resolve 'no-such-host.invalid'")
 
 

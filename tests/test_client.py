@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from sockhelp import Events, ss_rows, ss_states, wait_for
+from sockhelp import Events, OfflineResolver, ss_rows, ss_states, wait_for
 from sockmon.core.errors import BadInput
 from sockmon.core.lab.events import EventKind
 from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
@@ -140,12 +140,17 @@ def test_connection_refused(client):
     assert not eng.connected
 
 
-def test_unresolvable_name_fails_cleanly(client):
+def test_unresolvable_name_fails_cleanly(client, monkeypatch):
+    from sockmon.core.lab import address
+
+    offline = OfflineResolver()  # the engine's lookup fails here: no DNS query leaves the machine
+    monkeypatch.setattr(address, "getaddrinfo", offline)
     eng, ev = client()
     eng.connect("no-such-host.invalid", 80)
     assert eng.wait_connected(10) is False
     fail = ev.of(EventKind.FAILED)[-1]
-    assert fail.errno_name.startswith("EAI_") and "cannot resolve" in fail.meaning
+    assert fail.errno_name == "EAI_NONAME" and "cannot resolve" in fail.meaning
+    assert offline.calls == ["no-such-host.invalid"]
 
 
 def test_bad_port_and_host_raise_synchronously(client):

@@ -177,3 +177,25 @@ def test_a_tick_leaves_the_gc_on_nothing_frozen_and_thresholds_only_raised():
     finally:
         c.stop()
         gc.set_threshold(*before)
+
+
+def test_a_consumer_exception_reaches_on_error_or_the_log_never_silence(caplog):
+    got = []
+
+    def broken(u):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    c = Collector(interval=3600, on_update=broken, use_tracepoint=False, with_owners=False, start=False,
+                  on_error=got.append)
+    try:
+        assert c.collect_once().snapshot is not None  # the tick itself is fine and still returned
+    finally:
+        c.stop()
+    assert len(got) == 1 and isinstance(got[0], BrokenPipeError)
+    c = Collector(interval=3600, on_update=broken, use_tracepoint=False, with_owners=False, start=False)
+    try:
+        with caplog.at_level("ERROR", logger="sockmon.core.table.collector"):
+            c.collect_once()
+    finally:
+        c.stop()
+    assert any("BrokenPipeError" in r.getMessage() for r in caplog.records)

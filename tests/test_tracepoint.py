@@ -138,3 +138,65 @@ def test_not_root_is_reported(monkeypatch):
     assert not ok and "root" in why
     with pytest.raises(tracepoint.TracingUnavailable):
         TransitionTracer()
+
+
+# -- a backlog is read in bounded batches ------------------------------------------------------------
+
+def _burst(lst: socket.socket, n: int) -> set[int]:
+    """n loopback connections opened and closed on ``lst`` (10 transitions each); their client ports."""
+    addr = lst.getsockname()
+    ports = set()
+    for _ in range(n):
+        c = socket.create_connection(addr)
+        s, _ = lst.accept()
+        ports.add(c.getsockname()[1])
+        c.close()
+        s.close()
+    return ports
+
+
+@needs_tracing
+def test_a_backlog_is_drained_in_bounded_batches_and_nothing_is_lost():
+    """3,000 connections (30,000 transitions, ~6 MB of text) wait in the kernel while nobody reads;
+    draining hands them out in batches of at most BATCH_BYTES of text, and every one arrives."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1024)
+    port = lst.getsockname()[1]
+    with TransitionTracer(port=port) as tr:
+        clients = _burst(lst, 3000)
+        time.sleep(0.2)
+        sizes = []
+        per_port: dict[int, int] = {}
+        connects = 0
+        for batch in tr.batches():
+            sizes.append(len(batch))
+            assert tr.batch_bytes_max <= tracepoint.BATCH_BYTES
+            for t in batch:
+                if t.dport == port and not t.sport:  # CLOSE -> SYN_SENT comes before the port is picked
+                    connects += 1
+                elif t.dport == port:
+                    per_port[t.sport] = per_port.get(t.sport, 0) + 1
+                elif t.sport == port and t.dport:
+                    per_port[t.dport] = per_port.get(t.dport, 0) + 1
+        assert tr.overruns == 0
+    lst.close()
+    assert len(sizes) > 10 and max(sizes) < 2000  # many small batches, not one 30,000-record list
+    assert set(per_port) >= clients
+    # per connection: the client's 4 after SYN_SENT + the server side's 5 (+ the SYN_SENT counted above)
+    missing = {p: n for p, n in per_port.items() if p in clients and n != 9}
+    assert not missing and connects == 3000, f"{len(missing)} connections without their 10 transitions"
+
+
+@needs_tracing
+def test_the_dwell_table_is_capped_when_closes_are_never_seen(monkeypatch):
+    """Sockets whose CLOSE is lost (overrun) or filtered stay in the dwell table: it keeps at most MAX_OPEN,
+    evicting the oldest, however many arrive."""
+    monkeypatch.setattr(tracepoint, "MAX_OPEN", 1000)
+    with TransitionTracer(port=1) as tr:
+        for chunk in range(10):
+            lines = [LINE.replace("sport=58664", f"sport={1 + chunk * 500 + i}") for i in range(500)]
+            assert len(tr._parse(lines)) == 500
+            assert len(tr._last) <= 1000
+        newest = (socket.AF_INET, "127.0.0.1", 1 + 9 * 500 + 499, "127.0.0.2", 35815)
+        assert newest in tr._last and (socket.AF_INET, "127.0.0.1", 1, "127.0.0.2", 35815) not in tr._last

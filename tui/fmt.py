@@ -13,7 +13,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.records import Process, Socket, Timer, Transition
-from sockmon.core.states import TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
+from sockmon.core.states import SYN_RECV, TIME_WAIT, TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
 from sockmon.core.text import inert
 from sockmon.tui.theme import KIND_STYLE, state_label
 
@@ -65,6 +65,17 @@ def user_name(uid: int) -> str:
             _USERS.clear()
         _USERS[uid] = name
     return name
+
+
+def socket_user(sock: Socket, owner: Process | None) -> str:
+    """The User column: the owner's user, else the socket's uid as a name — except for sockets the kernel
+    reports uid 0 for whatever their creator was (TIME_WAIT mini-sockets, SYN_RECV request sockets: no
+    inode): those show no user rather than a false "root"."""
+    if owner is not None and owner.user:
+        return inert(owner.user)
+    if sock.state == TIME_WAIT or (sock.state == SYN_RECV and not sock.inode):
+        return ""
+    return user_name(sock.uid)
 
 
 def owner_text(proc: Process | None) -> str:

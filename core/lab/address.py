@@ -12,6 +12,10 @@ from sockmon.core.errors import BadInput
 
 _GAI_NAMES = {getattr(socket, n): n for n in dir(socket) if n.startswith("EAI_")}
 
+# The resolver every lookup goes through (`resolve` and so the client and server engines). A module
+# attribute so that tests can make a lookup fail, or answer, without sending a DNS query anywhere.
+getaddrinfo = socket.getaddrinfo
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -68,14 +72,17 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(host.strip(), parse_port(port_text))
 
 
-def resolve(host: str, port: int | str, *, passive: bool = False) -> list[tuple[int, tuple]]:
-    """getaddrinfo for TCP: ``[(family, sockaddr), ...]`` in getaddrinfo's order, duplicates dropped."""
+def resolve(host: str, port: int | str, *, passive: bool = False, resolver=None) -> list[tuple[int, tuple]]:
+    """getaddrinfo for TCP: ``[(family, sockaddr), ...]`` in getaddrinfo's order, duplicates dropped.
+
+    ``resolver`` (same signature as `socket.getaddrinfo`) replaces the module's `getaddrinfo` for this call.
+    """
     if not host or not str(host).strip():
         raise BadInput("empty host (use e.g. 127.0.0.1)")
     port = parse_port(port)
     flags = socket.AI_PASSIVE if passive else 0
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, flags)
+        infos = (resolver or getaddrinfo)(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, flags)
     except socket.gaierror as exc:
         err = BadInput(f"cannot resolve {host!r}: {exc.strerror}")
         err.gai_name = _GAI_NAMES.get(exc.errno, "EAI_FAIL")

@@ -4,12 +4,16 @@ Each tick: `take_snapshot` (owners from one long-lived `OwnerCache`), `diff` aga
 snapshot, transitions from the tracepoint when available (else the diff's inferred ones), `summarize`.
 One thread does every collection, so two never overlap; `refresh_now()` just wakes it. With the
 tracepoint the thread also drains the kernel buffer every ≤ 100 ms between ticks so nothing is lost
-at high connection rates. Errors of a tick are delivered as ``Update.error``; the thread lives on.
+at high connection rates. Errors of a tick are delivered as ``Update.error`` (a failed tracepoint read
+between ticks in the next ``Update.note``); the thread lives on. An exception raised by the consumer
+(``on_update``) is never swallowed: it goes to ``on_error`` (which may stop the collector, as
+``sockmon watch`` does on a closed pipe), or is logged when there is none.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +25,10 @@ from sockmon.core.table.owners import OwnerCache
 from sockmon.core.table.snapshot import promote_young_objects, take_snapshot
 from sockmon.core.table.summary import Summary, summarize
 
+log = logging.getLogger(__name__)
+
 DRAIN_EVERY = 0.1  # seconds between tracepoint drains (DESIGN.md §3)
+DRAIN_BATCHES = 64  # tracepoint batches (≤ 256 KiB of text each) read per drain at most
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
 FULL_GC_EVERY = 60  # ticks between full GC collections (see Collector._gc_after_tick)
 GC_THRESHOLDS = (10_000, 50, 50)  # floors for gc.set_threshold while a Collector exists (see there)
@@ -46,7 +53,7 @@ class Collector:
     def __init__(self, *, interval: float = 1.0, netns: str | int | None = None,
                  on_update: Callable[[Update], None], use_tracepoint: bool | None = None,
                  port: int | None = None, with_info: bool = True, with_owners: bool = True,
-                 start: bool = True) -> None:
+                 start: bool = True, on_error: Callable[[BaseException], None] | None = None) -> None:
         if not 0 < interval <= 3600:
             raise ValueError(f"interval must be in (0, 3600] seconds, got {interval}")
         self._interval = float(interval)
@@ -54,6 +61,8 @@ class Collector:
         self.port = port
         self.with_info = with_info
         self._on_update = on_update
+        self._on_error = on_error
+        self._drain_error: str | None = None
         self._owners = OwnerCache() if with_owners else None
         # Fewer, larger young-generation passes: the default (700, 10, 10) runs a gen-2 pass about
         # once per tick at 60k sockets. Raised only, never lowered (process-wide setting).
@@ -139,13 +148,15 @@ class Collector:
     def _drain(self) -> None:
         if self._tracer is None or self._tracer.closed:
             return
-        got = self._tracer.read()
-        if got:
+        # bounded batches, and at most DRAIN_BATCHES per call so ticks go on under a sustained flood
+        for n, got in enumerate(self._tracer.batches(), 1):
             room = MAX_PENDING - len(self._pending)
             if len(got) > room:
                 self._dropped += len(got) - max(room, 0)
                 got = got[:max(room, 0)]
             self._pending.extend(got)
+            if n >= DRAIN_BATCHES:
+                break
 
     def _run(self) -> None:
         last: float | None = None  # when the previous collection finished
@@ -158,8 +169,8 @@ class Collector:
                 last = time.monotonic()
             try:
                 self._drain()
-            except Exception:  # noqa: BLE001 - reported at the next tick through overruns/notes
-                pass
+            except Exception as exc:  # noqa: BLE001 - the thread lives on; the next Update's note says it
+                self._drain_error = f"tracepoint read failed: {type(exc).__name__}: {exc}"
             wait = (last + self._interval) - time.monotonic() if last is not None else 0.0
             if self._paused:
                 wait = 3600.0
@@ -185,8 +196,13 @@ class Collector:
                 gc.enable()
         try:
             self._on_update(update)
-        except Exception:  # noqa: BLE001 - a consumer bug must not kill collection
-            pass
+        except Exception as exc:  # noqa: BLE001 - handed on, never swallowed; collection goes on
+            try:
+                if self._on_error is None:
+                    raise
+                self._on_error(exc)
+            except Exception:  # noqa: BLE001 - no handler, or the handler failed: log it, collection goes on
+                log.error("sockmon collector: on_update raised %s: %s", type(exc).__name__, exc, exc_info=exc)
         return update
 
     def _gc_after_tick(self) -> None:
@@ -230,7 +246,8 @@ class Collector:
                 transitions = d.transitions if d is not None else ()
                 overruns = 0
             summary = summarize(snap)
-            notes = "; ".join(n for n in (snap.note, self.tracer_note) if n)
+            drain_error, self._drain_error = self._drain_error, None
+            notes = "; ".join(n for n in (snap.note, self.tracer_note, drain_error) if n)
             dropped, self._dropped = self._dropped, 0
             update = Update(snap, d, transitions, summary, (time.perf_counter() - t0) * 1000.0, overruns, source,
                             None, notes, dropped, base_taken_at=base)

@@ -117,7 +117,7 @@ def take_snapshot(*, netns: str | int | None = None, states: Iterable[int] | Non
     gc.disable()
     try:
         sockets = run_in_netns(netns, collect)
-        owner_map = MappingProxyType(owners.resolve(filter(None, map(_INODE, sockets)))) if owners else None
+        owner_map = MappingProxyType(owners.resolve_sockets(sockets)) if owners else None
         snap = Snapshot(
             sockets=tuple(sockets), taken_at=taken_at, wall_time=wall, source=source,
             netns=None if netns is None else str(netns),

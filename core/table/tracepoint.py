@@ -3,9 +3,14 @@
 `TransitionTracer` makes a private tracefs instance ``instances/sockmon-<pid>-<rand>`` (so it never
 disturbs the global trace buffer or another tool), sets its clock to ``mono`` (timestamps are
 CLOCK_MONOTONIC, the clock of `time.monotonic()`), filters ``protocol == 6`` (plus the port, if
-any), enables the event and reads ``trace_pipe`` non-blocking until EAGAIN. Call `read()` often
-(every ≤ 100 ms at high rates, DESIGN.md §3); losses are counted by the kernel per CPU
-(``per_cpu/cpuN/stats``: overrun + dropped events) and reported by `overruns`, never hidden.
+any), enables the event and reads ``trace_pipe`` non-blocking until EAGAIN. Call `batches()` (or
+`read()`) often (every ≤ 100 ms at high rates, DESIGN.md §3); losses are counted by the kernel per
+CPU (``per_cpu/cpuN/stats``: overrun + dropped events) and reported by `overruns`, never hidden.
+
+Bounded: a reader that fell behind finds up to 2 × `DEFAULT_BUFFER_KB` of text waiting in the
+kernel. `batches()` reads it at most `BATCH_BYTES` at a time and hands out the records of one batch
+before reading the next, so memory stays flat however large the backlog, and a caller can stop
+(SIGTERM) between batches. The dwell-time table keeps at most `MAX_OPEN` sockets (oldest evicted).
 
 The instance is removed by `close()`, on leaving the ``with`` block (also on an exception), at
 interpreter exit (atexit) and — for the CLI — by SIGTERM turned into SystemExit. Instances left by
@@ -18,11 +23,13 @@ import atexit
 import ctypes
 import ctypes.util
 import errno as _errno
+import itertools
 import os
 import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 from sockmon.core.errors import SockmonError
 from sockmon.core.records import Transition
@@ -38,6 +45,9 @@ _FAMILY_TOKEN = {f"family={k}": v for k, v in _FAMILY.items()}
 _OLD_TOKEN = {f"oldstate=TCP_{name}": code for name, code in STATE_CODES.items()}
 _NEW_TOKEN = {f"newstate=TCP_{name}": code for name, code in STATE_CODES.items()}
 DEFAULT_BUFFER_KB = 16384  # per CPU: ~3 s of events at 10k connections/s if the reader is starved
+BATCH_BYTES = 256 * 1024  # trace_pipe text read per batch (≈ 1,300 transitions)
+_READ_CHUNK = 64 * 1024
+MAX_OPEN = 65_536  # sockets whose last transition is remembered (for dwell_ms); oldest evicted beyond
 
 
 class TracingUnavailable(SockmonError):
@@ -190,6 +200,7 @@ class TransitionTracer:
         self._lock = threading.Lock()
         self._closed = False
         self.events = 0
+        self.batch_bytes_max = 0  # the largest batch of text read so far (≤ BATCH_BYTES)
         cleanup_stale_instances(self.root)
         os.mkdir(self.path)
         with _LIVE_LOCK:
@@ -217,14 +228,18 @@ class TransitionTracer:
     def closed(self) -> bool:
         return self._closed
 
-    def read_raw(self) -> list[str]:
-        """All complete lines available now (non-blocking, drained to EAGAIN)."""
+    def read_raw(self, max_bytes: int = BATCH_BYTES) -> list[str]:
+        """Complete lines from at most ``max_bytes`` of new text (non-blocking); [] when none is waiting.
+
+        A line cut at the end of the batch is kept for the next call.
+        """
         if self._fd is None:
             return []
         chunks = []
-        while True:
+        total = 0
+        while total < max_bytes:
             try:
-                data = os.read(self._fd, 1 << 20)
+                data = os.read(self._fd, min(_READ_CHUNK, max_bytes - total))
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -232,58 +247,87 @@ class TransitionTracer:
             if not data:
                 break
             chunks.append(data)
+            total += len(data)
         if not chunks:
             return []
+        self.batch_bytes_max = max(self.batch_bytes_max, total)
         text = self._rest + b"".join(chunks).decode("ascii", "replace")
+        del chunks
         lines = text.split("\n")
         self._rest = lines.pop()
+        if not lines and total:  # text but no complete line yet: say so with an empty line
+            return [""]
         return lines
 
+    def batches(self, max_bytes: int = BATCH_BYTES) -> Iterator[list[Transition]]:
+        """The transitions waiting now, one batch (≤ ``max_bytes`` of text) at a time, oldest first.
+
+        Stops at EAGAIN. Each batch is parsed only when the previous one was taken, so a caller that
+        handles (writes) each batch before asking for the next never holds more than one.
+        """
+        while True:
+            with self._lock:
+                lines = self.read_raw(max_bytes)
+                if not lines:
+                    return
+                batch = self._parse(lines)
+                del lines
+            if batch:
+                yield batch
+
     def read(self) -> list[Transition]:
-        """Transitions since the previous call, oldest first, with dwell_ms when known."""
-        with self._lock:
-            out: list[Transition] = []
-            append = out.append
-            last = self._last
-            new = tuple.__new__
-            mark = _MARK
-            skip = len(_MARK)
-            fam_of = _FAMILY_TOKEN
-            old_of = _OLD_TOKEN
-            new_of = _NEW_TOKEN
-            v4 = socket.AF_INET.value
-            for line in self.read_raw():
-                i = line.find(mark)
-                if i < 0:
-                    continue
-                try:
-                    head = line[:i]
-                    ts = float(head[head.rfind(" ") + 1:])
-                    f = line[i + skip:].split(" ")
-                    family = fam_of[f[0]]
-                    sport = int(f[2][6:])
-                    dport = int(f[3][6:])
-                    if family == v4:
-                        src, dst = f[4][6:], f[5][6:]
-                    else:
-                        src, dst = f[6][8:], f[7][8:]
-                    old = old_of[f[8]]
-                    nw = new_of[f[9]]
-                except (IndexError, KeyError, ValueError):
-                    continue
-                key = (family, src, sport, dst, dport)
-                prev = last.pop(key, None)
-                if prev is None and sport and old != 7:
-                    # connect() sets SYN_SENT before the kernel picks the source port
-                    prev = last.pop((family, src, 0, dst, dport), None)
-                dwell = (ts - prev[0]) * 1000.0 if prev is not None and prev[1] == old else None
-                if nw != 7:  # CLOSE ends the socket's story
-                    last[key] = (ts, nw)
-                append(new(Transition, (ts, family, src, sport, dst, dport, old, nw, "tracepoint", dwell, None)))
-            if len(last) > 500_000:  # sockets whose CLOSE we never saw (e.g. filtered): bound memory
-                last.clear()
-            self.events += len(out)
-            return out
+        """Every transition waiting now, oldest first (all batches; prefer `batches()` under load)."""
+        out: list[Transition] = []
+        for batch in self.batches():
+            out += batch
+        return out
+
+    def _parse(self, lines: list[str]) -> list[Transition]:
+        """Transitions from trace_pipe lines, with dwell_ms when the socket's previous one is known."""
+        out: list[Transition] = []
+        append = out.append
+        last = self._last
+        make = Transition
+        mark = _MARK
+        skip = len(_MARK)
+        fam_of = _FAMILY_TOKEN
+        old_of = _OLD_TOKEN
+        new_of = _NEW_TOKEN
+        v4 = socket.AF_INET.value
+        for line in lines:
+            i = line.find(mark)
+            if i < 0:
+                continue
+            try:
+                head = line[:i]
+                ts = float(head[head.rfind(" ") + 1:])
+                f = line[i + skip:].split(" ")
+                family = fam_of[f[0]]
+                sport = int(f[2][6:])
+                dport = int(f[3][6:])
+                if family == v4:
+                    src, dst = f[4][6:], f[5][6:]
+                else:
+                    src, dst = f[6][8:], f[7][8:]
+                old = old_of[f[8]]
+                nw = new_of[f[9]]
+            except (IndexError, KeyError, ValueError):
+                continue
+            key = (family, src, sport, dst, dport)
+            prev = last.pop(key, None)
+            if prev is None and sport and old != 7:
+                # connect() sets SYN_SENT before the kernel picks the source port
+                prev = last.pop((family, src, 0, dst, dport), None)
+            dwell = (ts - prev[0]) * 1000.0 if prev is not None and prev[1] == old else None
+            if nw != 7:  # CLOSE ends the socket's story
+                last[key] = (ts, nw)
+            append(make(ts=ts, family=family, src=src, sport=sport, dst=dst, dport=dport, old=old, new=nw,
+                        source="tracepoint", dwell_ms=dwell))
+        if len(last) > MAX_OPEN:  # sockets whose CLOSE we never saw (lost, or filtered): drop the oldest
+            for key in list(itertools.islice(last, len(last) - MAX_OPEN // 2)):
+                del last[key]
+        self.events += len(out)
+        return out
 
     @property
     def overruns(self) -> int:

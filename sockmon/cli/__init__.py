@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
-            if args.interval <= 0 or args.interval > 3600:
+            if not 0 < args.interval <= 3600:  # also refuses nan (every comparison with nan is false)
                 parser.error(f"--interval must be between 0 and 3600 seconds, got {args.interval}")
             if args.netns is not None:
                 from sockmon.core.netns import open_netns

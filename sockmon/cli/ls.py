@@ -96,7 +96,9 @@ def run(args) -> int:
     states = normalize_states(args.state) if args.state else None
     if args.listening:
         states = sorted(set(states or []) | {LISTEN})
-    netns = getattr(args, "ls_netns", None) or getattr(args, "netns", None)
+    netns = getattr(args, "ls_netns", None)
+    if netns is None:  # `ls --netns ""` is a bad name (refused below), not "no namespace given"
+        netns = getattr(args, "netns", None)
     try:
         snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
                              owners=None if args.no_owners else OwnerCache())

@@ -1,15 +1,18 @@
 """`sockmon watch`: stream TCP state transitions until SIGINT/SIGTERM (exit 0, nothing left behind).
 
 As root: every transition from the kernel tracepoint (private tracefs instance, removed on exit).
-Otherwise: transitions inferred from consecutive snapshots. Never imports Textual.
+Otherwise, and for another namespace (`sockmon --netns NAME watch`): transitions inferred from
+consecutive snapshots. Never imports Textual.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import sys
-import threading
+import time
 
 from sockmon.cli.ls import _port, fmt_endpoint
 from sockmon.cli.output import fileno_of_stdout, write_all
@@ -34,13 +37,48 @@ def format_transition(t) -> str:
             f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]")
 
 
+class _Stop:
+    """A stop flag that a signal handler or another thread may set: a flag plus a self-pipe to wake the
+    waiter. (`threading.Event.set()` in a signal handler can deadlock: the handler runs in the main
+    thread, which may be inside `Event.wait()` holding the Event's lock at that moment.)"""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+
+    def set(self) -> None:
+        self._flag = True
+        try:
+            os.write(self._w, b"x")
+        except OSError:  # pipe full (already woken) or closed
+            pass
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._flag:
+            select.select([self._r], [], [], timeout)
+        return self._flag
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
 def run(args) -> int:
     from sockmon.core.errors import BadInput
 
     interval = args.watch_interval
     if interval is not None and not 0 < interval <= 3600:
         raise BadInput(f"--interval must be between 0 and 3600 seconds, got {interval}")
-    stop = threading.Event()
+    netns = getattr(args, "netns", None)  # `sockmon --netns NAME watch`
+    if netns is not None:
+        from sockmon.core.netns import open_netns
+
+        os.close(open_netns(netns))  # a missing / empty / unreadable namespace: one line, before anything
+    stop = _Stop()
 
     def on_term(signum, frame):  # SIGTERM / SIGINT: finish the loop, clean up, exit 0
         stop.set()
@@ -62,21 +100,38 @@ def run(args) -> int:
     try:
         from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
 
-        ok, why = (False, "--inferred given") if args.inferred else tracing_available()
+        if args.inferred:
+            ok, why = False, "--inferred given"
+        elif netns is not None:  # the tracepoint sees every namespace and cannot tell them apart
+            ok, why = False, f"namespace {netns!r}"
+        else:
+            ok, why = tracing_available()
         if ok:
             return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit)
         print(f"sockmon watch: transitions inferred from snapshots ({why})", file=sys.stderr)
-        return _watch_inferred(args.port, interval or 0.5, stop, emit)
+        return _watch_inferred(args.port, interval or 0.5, stop, emit, netns)
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
+        stop.close()
+
+
+BATCHES_PER_ROUND = 32  # then the overrun count is checked (and reported) before reading on
+FINAL_DRAIN_S = 2.0  # after SIGTERM / SIGINT: what is still waiting is written for at most this long
 
 
 def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
+    """Write each bounded batch before reading the next (flat memory under a backlog); a signal is
+    noticed between batches."""
     reported = 0
     with tracer_cls(port=port) as tracer:
         while True:
-            emit(tracer.read())
+            n = 0
+            for batch in tracer.batches():
+                emit(batch)
+                n += 1
+                if stop.is_set() or n >= BATCHES_PER_ROUND:
+                    break
             lost = tracer.overruns
             if lost > reported:
                 print(f"sockmon watch: the kernel dropped {lost - reported} transition events (buffer overrun)",
@@ -84,21 +139,39 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
                 reported = lost
             if stop.is_set():
                 break
-            stop.wait(interval)
-        emit(tracer.read())
+            if n < BATCHES_PER_ROUND:  # drained: wait; else more is waiting, go on at once
+                stop.wait(interval)
+        deadline = time.monotonic() + FINAL_DRAIN_S
+        for batch in tracer.batches():
+            emit(batch)
+            if time.monotonic() > deadline:
+                break
     return 0
 
 
-def _watch_inferred(port, interval, stop, emit) -> int:
-    """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here)."""
+def _watch_inferred(port, interval, stop, emit, netns=None) -> int:
+    """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here).
+
+    ``emit`` runs in the collector's thread: an exception there (a closed pipe: BrokenPipeError) comes
+    back through ``on_error``, stops the wait, and is raised here in the main thread, so `main` ends
+    the command the same way as in tracepoint mode (exit 0 on a closed pipe).
+    """
     from sockmon.core.table.collector import Collector
+
+    failed: list[BaseException] = []
 
     def on_update(update) -> None:
         if update.error:
             print(f"sockmon watch: {update.error}", file=sys.stderr, flush=True)
         emit(update.transitions)
 
-    with Collector(interval=interval, port=port, with_info=False, with_owners=False, use_tracepoint=False,
-                   on_update=on_update):
+    def on_error(exc: BaseException) -> None:
+        failed.append(exc)
+        stop.set()
+
+    with Collector(interval=interval, netns=netns, port=port, with_info=False, with_owners=False,
+                   use_tracepoint=False, on_update=on_update, on_error=on_error):
         stop.wait()
+    if failed:
+        raise failed[0]
     return 0

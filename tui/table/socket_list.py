@@ -263,7 +263,7 @@ class SocketListPane(Vertical):
 
     def user_column(self, width: int = 9) -> Column:
         def user(s: Socket) -> str:
-            return fmt.user_text(self.owner_of(s), s.uid)
+            return fmt.socket_user(s, self.owner_of(s))
 
         return Column("user", "User", width, get=user)
 
