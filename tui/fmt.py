@@ -83,11 +83,6 @@ def owner_text(proc: Process | None) -> str:
     return "" if proc is None else f"{proc.pid}/{inert(proc.name)}"
 
 
-def user_text(proc: Process | None, uid: int) -> str:
-    """The owner's user name, else the uid's login name; inert."""
-    return inert(proc.user) if proc is not None and proc.user else user_name(uid)
-
-
 def seconds(ms: float) -> str:
     if ms >= 100_000:
         return f"{ms / 60_000:.0f}m"
