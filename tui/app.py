@@ -15,7 +15,6 @@ Test seam: ``SockmonApp(collector_factory=None)`` starts no collector; feed it w
 
 from __future__ import annotations
 
-import operator
 import os
 import time
 from collections import Counter, deque
@@ -24,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sockmon.core.lab.events import EventKind
-from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.records import SOCKET_STATE, Snapshot, Socket, Transition
 from sockmon.core.table.history import TransitionHistory
 from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.server import ServerPane
@@ -298,7 +297,7 @@ class SockmonApp(App[int]):
         self.keepalive.lookup = self.fresh_record
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
-        counts = Counter(map(operator.itemgetter(1), snapshot.sockets))
+        counts = Counter(map(SOCKET_STATE, snapshot.sockets))
         self.status.show(counts=dict(counts), total=len(snapshot.sockets), source=snapshot.source, **status)
         self._update_detail()
 

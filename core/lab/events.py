@@ -1,14 +1,17 @@
 """Events that the lifecycle engines (client, server) report, with monotonic timestamps.
 
 Engines run off the UI thread and hand each Event to an ``on_event`` callback from their own thread;
-a UI turns them into messages, the headless CLI prints them.
+a UI turns them into messages, the headless CLI prints them (JSON: `sockmon.core.jsonout`).
+An Event is a ``msgspec.Struct(frozen=True, gc=False)``: immutable, read by field name, not tracked
+by the cyclic GC.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import StrEnum
+
+from msgspec import Struct
 
 
 class EventKind(StrEnum):
@@ -27,8 +30,7 @@ class EventKind(StrEnum):
     INFO = "info"  # anything else worth a timeline line (listening, stopped, mode changed...)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(Struct, frozen=True, gc=False):
     kind: EventKind
     detail: str = ""
     ts: float = 0.0  # time.monotonic(); filled by make_event
@@ -39,18 +41,6 @@ class Event:
     errno_name: str | None = None
     meaning: str | None = None
     action: str | None = None
-
-    def as_json(self) -> dict:
-        out: dict = {"ts": round(self.ts, 6), "kind": self.kind.value}
-        for name in ("detail", "conn", "state", "nbytes", "errno_name", "meaning", "action"):
-            value = getattr(self, name)
-            if value not in (None, ""):
-                out[name] = value
-        if self.data is not None:
-            # text for people, hex so binary payloads survive JSON unchanged
-            out["data"] = self.data.decode("utf-8", "backslashreplace")
-            out["hex"] = self.data.hex()
-        return out
 
     def line(self) -> str:
         """One human-readable line, as the headless CLI prints it."""

@@ -245,7 +245,7 @@ class TransitionTracer:
             out: list[Transition] = []
             append = out.append
             last = self._last
-            new = tuple.__new__
+            tr = Transition
             mark = _MARK
             skip = len(_MARK)
             fam_of = _FAMILY_TOKEN
@@ -279,7 +279,7 @@ class TransitionTracer:
                 dwell = (ts - prev[0]) * 1000.0 if prev is not None and prev[1] == old else None
                 if nw != 7:  # CLOSE ends the socket's story
                     last[key] = (ts, nw)
-                append(new(Transition, (ts, family, src, sport, dst, dport, old, nw, "tracepoint", dwell, None)))
+                append(tr(ts, family, src, sport, dst, dport, old, nw, "tracepoint", dwell))
             if len(last) > 500_000:  # sockets whose CLOSE we never saw (e.g. filtered): bound memory
                 last.clear()
             self.events += len(out)

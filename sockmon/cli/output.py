@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
+
+from sockmon.core.jsonout import event_line
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -24,17 +25,18 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 class EventPrinter:
-    """Prints engine events (``Event.line()`` or one JSON object per line) from any thread."""
+    """Prints engine events (``Event.line()``, or one JSON object per line: `sockmon.core.jsonout`)
+    from any thread."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self._lock = threading.Lock()
 
     def __call__(self, event) -> None:
-        text = json.dumps(event.as_json()) if self.as_json else event.line()
+        data = event_line(event) if self.as_json else (event.line() + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             try:
-                print(text, flush=True)
+                write_all(fileno_of_stdout(), data)
             except (BrokenPipeError, ValueError):  # reader went away / stdout closed at exit
                 pass
             self.seen(event)

@@ -6,7 +6,6 @@ Otherwise: transitions inferred from consecutive snapshots. Never imports Textua
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -36,6 +35,7 @@ def format_transition(t) -> str:
 
 def run(args) -> int:
     from sockmon.core.errors import BadInput
+    from sockmon.core.jsonout import transition_lines
 
     interval = args.watch_interval
     if interval is not None and not 0 < interval <= 3600:
@@ -54,10 +54,9 @@ def run(args) -> int:
         if not transitions:
             return
         if as_json:
-            text = "".join(json.dumps(t.as_json()) + "\n" for t in transitions)
+            write_all(fd, transition_lines(transitions))
         else:
-            text = "".join(format_transition(t) + "\n" for t in transitions)
-        write_all(fd, text.encode())
+            write_all(fd, "".join(format_transition(t) + "\n" for t in transitions).encode())
 
     try:
         from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
