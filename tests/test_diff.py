@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 
@@ -47,6 +48,7 @@ def test_diff_of_real_snapshots_names_exactly_the_caused_transitions():
                                     (port, cport, "CLOSE_WAIT", "CLOSE", "inferred")}
         assert [s.state for s in d.removed if (s.sport, s.dport) == (port, cport)] == [CLOSE_WAIT]
         assert all(t.ts == s3.taken_at for t in d.transitions)
+        assert not [t for t in d.transitions if gc.is_tracked(t)]  # frozen Structs the GC never walks
     finally:
         for s in (lst, cli, srv):
             s.close()

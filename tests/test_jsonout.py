@@ -42,6 +42,16 @@ def test_event_json_keeps_binary_bytes_as_hex_and_omits_unset_fields():
     assert set(out) == {"ts", "kind", "conn", "nbytes", "data", "hex"}  # detail "", state None...: left out
 
 
+def test_events_are_frozen_named_and_untracked_by_the_gc():
+    import gc
+
+    ev = make_event(EventKind.STATE, state="ESTABLISHED", conn="client")
+    assert not gc.is_tracked(ev) and ev.state == "ESTABLISHED" and ev.kind is EventKind.STATE
+    with pytest.raises(AttributeError):
+        ev.state = "CLOSE"  # type: ignore[misc]
+    assert msgspec.structs.replace(ev, state="CLOSE").state == "CLOSE" and ev.state == "ESTABLISHED"
+
+
 def test_event_json_is_lossless_and_inert_for_hostile_text():
     detail = "connect(\x1b]0;X\x07\x1b[2J[/x] é)"
     line = jsonout.event_line(make_event(EventKind.FAILED, detail, errno_name="ECONNREFUSED"))
