@@ -3,7 +3,8 @@
 Engines run off the UI thread and hand each Event to an ``on_event`` callback from their own thread;
 a UI turns them into messages, the headless CLI prints them (JSON: `sockmon.core.jsonout`).
 An Event is a ``msgspec.Struct(frozen=True, gc=False)``: immutable, read by field name, not tracked
-by the cyclic GC.
+by the cyclic GC — so a field must never hold something that refers back to its event (a cycle
+through an untracked object is never collected). `sockmon.core.jsonout.event_out` writes every field.
 """
 
 from __future__ import annotations
