@@ -8,8 +8,8 @@ ints, strings, bytes, a tuple of strings, other such records), so a 60k-socket s
 GC nothing. Copy with a change: ``msgspec.structs.replace(sock, state=...)``; all fields as a dict:
 ``msgspec.structs.asdict``. `Snapshot` (one per tick) is a frozen dataclass.
 
-A `Socket` keeps the kernel's ``struct tcp_info`` as its bytes (`Socket.tcp_info_bytes`, 248 bytes:
-one object instead of 46 ints) and decodes it on access: `Socket.tcp_info` builds the full
+A `Socket` keeps the kernel's ``struct tcp_info`` as its bytes (`Socket.tcp_info_bytes`: the 236
+bytes up to the last field decoded, one object instead of 46 ints) and decodes it on access: `Socket.tcp_info` builds the full
 `TcpInfo`; `Socket.rtt`, `snd_cwnd`, `retransmits` and `total_retrans` — what a socket list shows
 and sorts on for every row — read their own few bytes only.
 """
@@ -69,7 +69,8 @@ class Socket(Struct, frozen=True, gc=False):
     inode: int  # 0 for TIME_WAIT / orphaned sockets: no owner
     cookie: int
     ifindex: int = 0
-    # the kernel's struct tcp_info, TCP_INFO_SIZE bytes (sockmon.core.tcpinfo.tcp_info_bytes);
+    # the kernel's struct tcp_info up to the last field TcpInfo decodes: TCP_INFO_KEPT (236) bytes
+    # (sockmon.core.tcpinfo.tcp_info_bytes);
     # None for TIME_WAIT and request sockets, /proc/net/tcp, or a dump without it
     tcp_info_bytes: bytes | None = None
     cong: str | None = None

@@ -30,7 +30,6 @@ _FMT = struct.Struct(
     "2HI"  # total_rto total_rto_recoveries total_rto_time
 )
 TCP_INFO_SIZE = _FMT.size  # 248
-_ZEROS = bytes(TCP_INFO_SIZE)
 
 
 class TcpInfo(Struct, frozen=True, gc=False):
@@ -88,8 +87,9 @@ class TcpInfo(Struct, frozen=True, gc=False):
     rcv_wnd: int
 
 
-# The same 248 bytes with the fields TcpInfo does not keep skipped ('x'): unpacks to exactly the 45
-# values of TcpInfo in order, with the shared wscale byte at index 6 (split by the decoder).
+# The struct up to rcv_wnd (the last field TcpInfo keeps: 236 of the 248 bytes) with the fields
+# TcpInfo does not keep skipped ('x'): unpacks to exactly the 45 values of TcpInfo in order, with the
+# shared wscale byte at index 6 (split by the decoder).
 KEEP_FMT = (
     "7Bx"  # state ca_state retransmits probes backoff options wscale | app_limited/fastopen
     "8I4x"  # rto ato snd_mss rcv_mss unacked sacked lost retrans | fackets
@@ -101,10 +101,11 @@ KEEP_FMT = (
     "2Q16x"  # delivery_rate busy_time | rwnd_limited sndbuf_limited
     "I4x"  # delivered | delivered_ce
     "2Q12x"  # bytes_sent bytes_retrans | dsack_dups reord_seen rcv_ooopack
-    "2I12x"  # snd_wnd rcv_wnd | rehash total_rto total_rto_recoveries total_rto_time
+    "2I"  # snd_wnd rcv_wnd (then rehash total_rto total_rto_recoveries total_rto_time: not kept)
 )
 _KEEP = struct.Struct("=" + KEEP_FMT)  # host byte order, as the kernel sends it
-assert _KEEP.size == TCP_INFO_SIZE
+TCP_INFO_KEPT = _KEEP.size  # 236: the bytes a Socket keeps (Socket.tcp_info_bytes)
+_KEPT_ZEROS = bytes(TCP_INFO_KEPT)
 _unpack_keep = _KEEP.unpack_from
 _WSCALE = tuple((w & 0x0F, w >> 4) for w in range(256))  # the wscale byte → (snd, rcv)
 
@@ -124,26 +125,27 @@ def decode_tcp_info_from(buf: bytes | bytearray | memoryview, offset: int = 0) -
 
 
 def tcp_info_bytes(buf: bytes | bytearray | memoryview) -> bytes:
-    """The first TCP_INFO_SIZE bytes of a kernel struct tcp_info as sockmon keeps them: a longer
-    struct from a newer kernel is cut, a shorter one from an older kernel is zero-extended (the
-    fields it lacks read as 0)."""
+    """A kernel struct tcp_info as a Socket keeps it: its first TCP_INFO_KEPT bytes, up to the last
+    field TcpInfo decodes (the rest of a longer struct is cut), zero-extended when an older kernel
+    sends a shorter one (the fields it lacks read as 0)."""
     n = len(buf)
-    if n == TCP_INFO_SIZE and type(buf) is bytes:
+    if n == TCP_INFO_KEPT and type(buf) is bytes:
         return buf
-    if n >= TCP_INFO_SIZE:
-        return bytes(buf[:TCP_INFO_SIZE])
-    return bytes(buf) + _ZEROS[n:]
+    if n >= TCP_INFO_KEPT:
+        return bytes(buf[:TCP_INFO_KEPT])
+    return bytes(buf) + _KEPT_ZEROS[n:]
 
 
 def decode_tcp_info(buf: bytes | bytearray | memoryview) -> TcpInfo:
     """Decode a (possibly short) struct tcp_info. A longer struct from a newer kernel is cut."""
-    if len(buf) < TCP_INFO_SIZE:
+    if len(buf) < TCP_INFO_KEPT:
         buf = tcp_info_bytes(buf)
     return decode_tcp_info_from(buf)
 
 
 def encode_tcp_info(info: TcpInfo) -> bytes:
-    """The struct tcp_info bytes that decode to ``info`` (the fields TcpInfo does not keep read 0)."""
+    """The TCP_INFO_KEPT bytes of struct tcp_info that decode to ``info`` (fields TcpInfo does not keep
+    read 0)."""
     v = astuple(info)
     return _KEEP.pack(*v[:6], v[6] | v[7] << 4, *v[8:])
 

@@ -66,7 +66,7 @@ def test_records_are_frozen_named_and_untracked_by_the_gc(trio):
 
     import msgspec
     from sockmon.core.records import Timer
-    from sockmon.core.tcpinfo import TCP_INFO_SIZE
+    from sockmon.core.tcpinfo import TCP_INFO_KEPT
 
     lst, cli, _srv = trio
     cli.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # a timer on the client's socket
@@ -83,7 +83,7 @@ def test_records_are_frozen_named_and_untracked_by_the_gc(trio):
     with pytest.raises(TypeError):
         s[1]  # type: ignore[index]  # named access only: a record is no tuple
     # the kernel's tcp_info stays bytes; decoded on access, the listed fields without decoding the rest
-    assert type(s.tcp_info_bytes) is bytes and len(s.tcp_info_bytes) == TCP_INFO_SIZE
+    assert type(s.tcp_info_bytes) is bytes and len(s.tcp_info_bytes) == TCP_INFO_KEPT
     for sock in socks:
         info = sock.tcp_info
         assert (sock.rtt, sock.snd_cwnd, sock.retransmits, sock.total_retrans) == (

@@ -17,7 +17,7 @@ from sockmon.core.records import Socket, Timer
 from sockmon.core.states import ALL_STATES_MASK, NEW_SYN_RECV, SYN_RECV
 from sockmon.core.table import netlink
 from sockmon.core.table.netlink import NetlinkFormatError
-from sockmon.core.tcpinfo import TCP_INFO_SIZE, tcp_info_bytes
+from sockmon.core.tcpinfo import TCP_INFO_KEPT, TCP_INFO_SIZE, tcp_info_bytes
 
 SOCK_DIAG_BY_FAMILY = 20
 SOCK_DESTROY = 21
@@ -127,7 +127,7 @@ def _cong(raw: bytes) -> str:
 # Fast path. Within one dump, messages of the same length, family and state almost always have the
 # same attribute layout (which attributes, their lengths). For each layout seen we compile ONE
 # struct covering the whole message — nlmsghdr, inet_diag_msg, every attribute header, the first
-# TCP_INFO_SIZE bytes of tcp_info (one bytes object) and the congestion name — and check every attribute header it unpacked against
+# TCP_INFO_KEPT bytes of tcp_info (one bytes object) and the congestion name — and check every attribute header it unpacked against
 # the layout. A message whose headers differ takes the strict slow path instead, so the fast path
 # never decodes anything the slow path would reject.
 _HEAD_FMT = "IHHII" "BBBB" "HH16s16sIQ" "IIIII"  # 20 values, see _MSG
@@ -158,7 +158,7 @@ class _Layout:
             if atype == INET_DIAG_INFO and payload < TCP_INFO_SIZE:
                 raise ValueError("short tcp_info (older kernel): decoded by the strict path")
             if atype == INET_DIAG_INFO and self.info_at < 0:
-                fmt += f"{TCP_INFO_SIZE}s{payload - TCP_INFO_SIZE + pad}x"
+                fmt += f"{TCP_INFO_KEPT}s{payload - TCP_INFO_KEPT + pad}x"
                 self.info_at = idx
                 idx += 1
             elif atype == INET_DIAG_CONG and self.cong_at < 0:
