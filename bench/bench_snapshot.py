@@ -4,10 +4,15 @@ Runs inside a private network namespace (so only the benchmark's sockets are cou
 the end), opens N loopback sockets over helper processes (bench/connpool.py), then times in the same
 run: `ss -tan`, `ss -tanoi`, `ss -tanp`, psutil.net_connections('tcp') and sockmon's take_snapshot
 with tcp_info and timers (without owners, with a cold OwnerCache, with a warm one). Every sockmon
-run forces a full decode (it walks every socket's tcp_info fields and timer). Each path runs in its
-own fresh process; the time is the minimum of R runs, RSS the peak of that process.
+run reads every socket's fields and timer; "+ decode every tcp_info" also decodes each socket's
+whole tcp_info (`Socket.tcp_info`: what `ls --json` does; the monitor reads only rtt/cwnd/retrans).
+Each path runs in its own fresh process; the time is the minimum of R runs, RSS the peak of that
+process.
 
-    sudo python3 bench/bench_snapshot.py [--sizes 2000,20000,60000] [--runs 5]
+    sudo python3 bench/bench_snapshot.py [--sizes 2000,20000,60000] [--runs 5] [--compare REV]
+
+``--compare REV`` also runs the sockmon paths with the core of git revision REV (exported to a
+temporary directory, as bench/bench_collect.py does) in the same run.
 """
 
 from __future__ import annotations
@@ -27,17 +32,18 @@ from connpool import print_banner, reexec_in_private_netns  # noqa: E402
 
 
 # --------------------------------------------------------------------------------- workers
-def _force(snap) -> int:
-    """Touch every record. Nothing is lazy — Socket/TcpInfo/Timer are tuples built in full by the
-    reader — and this proves it: every socket's 46 tcp_info values and timer exist right now."""
+def _force(snap, decode: bool) -> int:
+    """Touch every record: every socket's fields and timer, and with ``decode`` its whole tcp_info
+    (`Socket.tcp_info` decodes the kernel's bytes on access; in older trees it was built eagerly)."""
     total = 0
     for s in snap.sockets:
         total += s.sport + s.dport + s.recv_q + s.send_q + s.inode + len(s.src) + len(s.dst)
         if s.timer is not None:
             total += s.timer.expires_ms
-        info = s.tcp_info
-        if info is not None:
-            total += len(info) + info.rtt + info.snd_cwnd + info.rcv_wscale + info.snd_wscale
+        if decode:
+            info = s.tcp_info
+            if info is not None:
+                total += info.rtt + info.snd_cwnd + info.rcv_wscale + info.snd_wscale + info.rcv_wnd
     return total
 
 
@@ -52,15 +58,16 @@ def worker(variant: str, runs: int) -> dict:
         if variant == "sockmon-serial":
             snapshot_mod.OVERLAPPED_RECV = False
         warm = OwnerCache()
+        decode = variant == "sockmon-decode"
         if variant == "sockmon-warm":
             take_snapshot(owners=warm)  # warm-up, not timed
         for _ in range(runs):
-            owners = {"sockmon": None, "sockmon-serial": None, "sockmon-cold": OwnerCache(),
+            owners = {"sockmon": None, "sockmon-decode": None, "sockmon-serial": None, "sockmon-cold": OwnerCache(),
                       "sockmon-warm": warm}[variant]
             t0 = time.perf_counter()
             c0 = time.process_time()
             snap = take_snapshot(with_info=True, owners=owners)
-            _force(snap)
+            _force(snap, decode)
             if owners is not None:
                 sum(p.pid for p in snap.owners.values())
             cpus.append(time.process_time() - c0)
@@ -111,14 +118,17 @@ def run_ss(args: list[str], runs: int) -> dict:
     return {"times": times, "cpus": cpus, "count": lines, "maxrss_kb": peak}
 
 
-def run_worker(variant: str, runs: int) -> dict:
+def run_worker(variant: str, runs: int, tree: str | None = None) -> dict:
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.path.join(tree, "pkg")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", variant, str(runs)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env, cwd="/")
     return json.loads(out.stdout)
 
 
 # --------------------------------------------------------------------------------- driver
-def bench_size(n: int, runs: int) -> list[tuple]:
+def bench_size(n: int, runs: int, compare: tuple[str, str] | None = None) -> list[tuple]:
     from connpool import ConnPool
 
     rows = []
@@ -129,11 +139,18 @@ def bench_size(n: int, runs: int) -> list[tuple]:
             "ss -tanoi": run_ss(["-tanoi"], runs),
             "ss -tanp": run_ss(["-tanp"], runs),
             "psutil.net_connections": run_worker("psutil", runs),
+        }
+        if compare is not None:
+            rev, tree = compare
+            res[f"[{rev}] sockmon snapshot+tcp_info"] = run_worker("sockmon", runs, tree)
+            res[f"[{rev}]   + owners, warm cache"] = run_worker("sockmon-warm", runs, tree)
+        res.update({
             "sockmon snapshot+tcp_info": run_worker("sockmon", runs),
+            "  + decode every tcp_info": run_worker("sockmon-decode", runs),
             "  (serial receive, no helper thread)": run_worker("sockmon-serial", runs),
             "  + owners, cold cache": run_worker("sockmon-cold", runs),
             "  + owners, warm cache": run_worker("sockmon-warm", runs),
-        }
+        })
         del pool
     base = min(res["ss -tanoi"]["times"])
     cbase = min(res["ss -tanoi"]["cpus"])
@@ -157,6 +174,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2000,20000,60000")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--compare", metavar="REV", help="also time the sockmon paths with the core of this git revision")
     ap.add_argument("--worker", nargs=2, metavar=("VARIANT", "RUNS"))
     ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
     args = ap.parse_args()
@@ -172,11 +190,22 @@ def main() -> int:
     def f(x, fmt):
         return "" if x is None else format(x, fmt)
 
-    for n in (int(x) for x in args.sizes.split(",")):
-        for size, name, count, ms, ratio, cpu, cratio, rss, owned in bench_size(n, args.runs):
-            extra = f" ({owned} owned)" if owned else ""
-            print(f"| {size} | {name} | {f(count, 'd')}{extra} | {ms:.1f} | {f(ratio, '.2f')} | {f(cpu, '.1f')} | "
-                  f"{f(cratio, '.2f')} | {f(rss, '.0f')} |", flush=True)
+    compare = None
+    if args.compare:
+        from bench_collect import export_tree
+
+        compare = (args.compare, export_tree(args.compare))
+    try:
+        for n in (int(x) for x in args.sizes.split(",")):
+            for size, name, count, ms, ratio, cpu, cratio, rss, owned in bench_size(n, args.runs, compare):
+                extra = f" ({owned} owned)" if owned else ""
+                print(f"| {size} | {name} | {f(count, 'd')}{extra} | {ms:.1f} | {f(ratio, '.2f')} | "
+                      f"{f(cpu, '.1f')} | {f(cratio, '.2f')} | {f(rss, '.0f')} |", flush=True)
+    finally:
+        if compare is not None:
+            import shutil
+
+            shutil.rmtree(compare[1], ignore_errors=True)
     return 0
 
 

@@ -75,6 +75,7 @@ async def bench_app(n: int, runs: int) -> list[tuple[str, float, float]]:
                          ("  apply (all panes: keyed diff, marks, filter, sort)", apply_),
                          ("  paint (layout + compose + ANSI of the whole screen)", paint)):
             rows.append((name, min(xs) * 1000, statistics.median(xs) * 1000))
+        rows.append((f"peak RSS after the refreshes: {rss_mb():.0f} MB", float("nan"), float("nan")))
 
         conns = app.connections
         table = conns.table
@@ -99,6 +100,7 @@ async def bench_app(n: int, runs: int) -> list[tuple[str, float, float]]:
             ("sort by Timer (None-aware key)", lambda: table.sort_by("timer")),
             ("filter keystroke (port 1…)", lambda: conns.apply_filter("1")),
             ("filter cleared", lambda: conns.apply_filter("")),
+            ("sort by RTT (4 bytes of tcp_info per row)", lambda: table.sort_by("rtt")),
         ]
         for label, fn in cases:
             xs = timed(fn)

@@ -1,9 +1,17 @@
 """Immutable records of the kernel's socket table: what a snapshot holds and what a diff yields.
 
 Everything here is immutable; the collector builds them off the UI thread and the UI only reads.
-`Timer`, `Socket` and `Transition` (built by the tens of thousands per snapshot / per second) are
-NamedTuples that also speak the dataclass protocol (`dataclasses.fields/replace/asdict` work, see
-`sockmon.core.tcpinfo.dataclass_compatible`); `Process` and `Snapshot` are frozen dataclasses.
+`Timer`, `Socket`, `Transition` and `Process` are ``msgspec.Struct(frozen=True, gc=False)``: built in
+C from positional or keyword arguments, compared and hashed by value, read by field name only, and
+never tracked by the cyclic garbage collector (they hold no containers that could close a cycle:
+ints, strings, bytes, a tuple of strings, other such records), so a 60k-socket snapshot costs the
+GC nothing. Copy with a change: ``msgspec.structs.replace(sock, state=...)``; all fields as a dict:
+``msgspec.structs.asdict``. `Snapshot` (one per tick) is a frozen dataclass.
+
+A `Socket` keeps the kernel's ``struct tcp_info`` as its bytes (`Socket.tcp_info_bytes`: the 236
+bytes up to the last field decoded, one object instead of 46 ints) and decodes it on access: `Socket.tcp_info` builds the full
+`TcpInfo`; `Socket.rtt`, `snd_cwnd`, `retransmits` and `total_retrans` — what a socket list shows
+and sorts on for every row — read their own few bytes only.
 """
 
 from __future__ import annotations
@@ -11,17 +19,26 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from types import MappingProxyType
-from typing import NamedTuple
 
+from msgspec import Struct
 from sockmon.core.states import TIMER_NAMES, state_name
-from sockmon.core.tcpinfo import TcpInfo, dataclass_compatible
+from sockmon.core.tcpinfo import (
+    OFFSET_RETRANSMITS,
+    OFFSET_RTT,
+    OFFSET_SND_CWND,
+    OFFSET_TOTAL_RETRANS,
+    TcpInfo,
+    decode_tcp_info_from,
+    u8_at,
+    u32_at,
+)
 
 FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 
 
-@dataclass_compatible
-class Timer(NamedTuple):
+class Timer(Struct, frozen=True, gc=False):
     kind: int  # sockmon.core.states.TIMER_*
     expires_ms: int
     retrans: int
@@ -31,16 +48,14 @@ class Timer(NamedTuple):
         return TIMER_NAMES.get(self.kind, f"timer{self.kind}")
 
 
-@dataclass(frozen=True, slots=True)
-class Process:
+class Process(Struct, frozen=True, gc=False):
     pid: int
     name: str
     user: str  # user name, or the uid as text when it has no name / access is denied
     cmdline: tuple[str, ...] = ()
 
 
-@dataclass_compatible
-class Socket(NamedTuple):
+class Socket(Struct, frozen=True, gc=False):
     family: int  # socket.AF_INET / AF_INET6
     state: int  # sockmon.core.states code
     src: str
@@ -54,8 +69,39 @@ class Socket(NamedTuple):
     inode: int  # 0 for TIME_WAIT / orphaned sockets: no owner
     cookie: int
     ifindex: int = 0
-    tcp_info: TcpInfo | None = None
+    # the kernel's struct tcp_info up to the last field TcpInfo decodes: TCP_INFO_KEPT (236) bytes
+    # (sockmon.core.tcpinfo.tcp_info_bytes);
+    # None for TIME_WAIT and request sockets, /proc/net/tcp, or a dump without it
+    tcp_info_bytes: bytes | None = None
     cong: str | None = None
+
+    @property
+    def tcp_info(self) -> TcpInfo | None:
+        """Every tcp_info field, decoded now (a new `TcpInfo` per access: keep it if you read many)."""
+        b = self.tcp_info_bytes
+        return None if b is None else decode_tcp_info_from(b)
+
+    @property
+    def rtt(self) -> int | None:
+        """tcp_info.rtt (µs) without decoding the rest; None without tcp_info."""
+        b = self.tcp_info_bytes
+        return None if b is None else u32_at(b, OFFSET_RTT)[0]
+
+    @property
+    def snd_cwnd(self) -> int | None:
+        b = self.tcp_info_bytes
+        return None if b is None else u32_at(b, OFFSET_SND_CWND)[0]
+
+    @property
+    def retransmits(self) -> int | None:
+        """tcp_info.retransmits: unanswered retransmissions of the current segment."""
+        b = self.tcp_info_bytes
+        return None if b is None else u8_at(b, OFFSET_RETRANSMITS)[0]
+
+    @property
+    def total_retrans(self) -> int | None:
+        b = self.tcp_info_bytes
+        return None if b is None else u32_at(b, OFFSET_TOTAL_RETRANS)[0]
 
     @property
     def key(self) -> int | tuple[int, str, int, str, int, int]:
@@ -64,7 +110,7 @@ class Socket(NamedTuple):
         dst, dport, 0) (/proc/net/tcp has no cookies). Identity in `sockmon.core.table.diff` is
         (family, src, sport, dst, dport, cookie): a cookie back with another 4-tuple is another socket.
         """
-        return self[11] or (self[0], self[2], self[3], self[4], self[5], 0)
+        return self.cookie or (self.family, self.src, self.sport, self.dst, self.dport, 0)
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
@@ -78,6 +124,16 @@ class Socket(NamedTuple):
     def family_name(self) -> str:
         return FAMILY_NAMES.get(self.family, str(self.family))
 
+
+# Field getters for code that keys, counts or compares many sockets: one C-level call per socket.
+SOCKET_IDENTITY = attrgetter("family", "src", "sport", "dst", "dport", "cookie")  # identity across snapshots
+SOCKET_ENDPOINTS = attrgetter("family", "src", "sport", "dst", "dport")
+SOCKET_COOKIE = attrgetter("cookie")
+SOCKET_STATE = attrgetter("state")
+SOCKET_FAMILY = attrgetter("family")
+SOCKET_INODE = attrgetter("inode")
+# what makes a socket "changed" between snapshots (sockmon.core.table.diff): state, queues, timer
+SOCKET_COMPARED = attrgetter("family", "state", "src", "sport", "dst", "dport", "recv_q", "send_q", "timer")
 
 _EMPTY: Mapping = MappingProxyType({})
 
@@ -96,8 +152,7 @@ class Snapshot:
         return self.owners.get(sock.inode) if sock.inode else None
 
 
-@dataclass_compatible
-class Transition(NamedTuple):
+class Transition(Struct, frozen=True, gc=False):
     """One TCP state change of one socket."""
 
     ts: float  # monotonic seconds (tracepoint: kernel timestamp mapped to CLOCK_MONOTONIC)
@@ -119,11 +174,3 @@ class Transition(NamedTuple):
     @property
     def new_name(self) -> str:
         return state_name(self.new)
-
-    def as_json(self) -> dict:
-        return {
-            "ts": round(self.ts, 6), "family": FAMILY_NAMES.get(self.family, str(self.family)),
-            "src": self.src, "sport": self.sport, "dst": self.dst, "dport": self.dport,
-            "old": self.old_name, "new": self.new_name, "source": self.source,
-            "dwell_ms": None if self.dwell_ms is None else round(self.dwell_ms, 3),
-        }

@@ -8,11 +8,11 @@ nibble, ``rcv_wscale`` the high one (``ss -i`` prints ``wscale:snd,rcv``).
 
 from __future__ import annotations
 
-import operator
 import socket
 import struct
-from dataclasses import dataclass
-from typing import NamedTuple
+
+from msgspec import Struct
+from msgspec.structs import astuple
 
 # Offsets documented in linux/tcp.h; 248 bytes up to tcpi_total_rto_time.
 _FMT = struct.Struct(
@@ -30,30 +30,13 @@ _FMT = struct.Struct(
     "2HI"  # total_rto total_rto_recoveries total_rto_time
 )
 TCP_INFO_SIZE = _FMT.size  # 248
-_ZEROS = bytes(TCP_INFO_SIZE)
 
 
-def dataclass_compatible(cls):
-    """Give a NamedTuple record the dataclass protocol (``dataclasses.fields/asdict/replace``).
-
-    The socket table builds tens of thousands of records per snapshot; a frozen slotted dataclass
-    costs one ``object.__setattr__`` per field (≈ 8 µs for the 46 fields of tcp_info), a tuple
-    subclass is built in C in a fraction of that and is just as immutable. This keeps code written
-    against the dataclass API working: same field names, order, defaults and keyword constructor.
-    """
-    ns = {"__annotations__": dict(cls.__annotations__), "__module__": cls.__module__}
-    ns.update(cls._field_defaults)
-    twin = dataclass(frozen=True)(type(cls.__name__, (), ns))
-    cls.__dataclass_fields__ = twin.__dataclass_fields__
-    cls.__dataclass_params__ = twin.__dataclass_params__
-    return cls
-
-
-@dataclass_compatible
-class TcpInfo(NamedTuple):
+class TcpInfo(Struct, frozen=True, gc=False):
     """Times are microseconds (rtt, rttvar, rto, ato, min_rtt, rcv_rtt) or milliseconds (last_*).
 
-    Immutable (a tuple underneath, with the dataclass protocol; see `dataclass_compatible`).
+    Immutable and never tracked by the cyclic GC (it holds only ints). Built on demand from the
+    kernel's bytes (`Socket.tcp_info`, `read_tcp_info`), never kept per socket in a snapshot.
     """
 
     state: int
@@ -103,26 +86,10 @@ class TcpInfo(NamedTuple):
     snd_wnd: int
     rcv_wnd: int
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(zip(self._fields, self, strict=True))
 
-
-# Indices into the unpacked struct of the fields TcpInfo keeps after the two window scales
-# (v[8:32] = rto .. total_retrans, then pacing_rate .. rcv_wnd; see the field order of TcpInfo).
-_AFTER_WSCALE = operator.itemgetter(
-    8, 9, 10, 11, 12, 13, 14, 15, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,  # rto..total_retrans
-    32, 34, 35,  # pacing_rate, bytes_acked, bytes_received
-    36, 37, 38, 39, 40, 41,  # segs_out segs_in notsent_bytes min_rtt data_segs_in data_segs_out
-    42, 43,  # delivery_rate busy_time
-    46,  # delivered
-    48, 49,  # bytes_sent bytes_retrans
-    53, 54,  # snd_wnd rcv_wnd
-)
-_HEAD = operator.itemgetter(0, 1, 2, 3, 4, 5)
-
-# The same 248 bytes with the fields TcpInfo does not keep skipped ('x'): unpacks to exactly the 45
-# values of TcpInfo in order, with the shared wscale byte at index 6 (split by the caller). Used by
-# the sock_diag reader inside one larger per-message struct (see sockmon.core.table.diag).
+# The struct up to rcv_wnd (the last field TcpInfo keeps: 236 of the 248 bytes) with the fields
+# TcpInfo does not keep skipped ('x'): unpacks to exactly the 45 values of TcpInfo in order, with the
+# shared wscale byte at index 6 (split by the decoder).
 KEEP_FMT = (
     "7Bx"  # state ca_state retransmits probes backoff options wscale | app_limited/fastopen
     "8I4x"  # rto ato snd_mss rcv_mss unacked sacked lost retrans | fackets
@@ -134,26 +101,53 @@ KEEP_FMT = (
     "2Q16x"  # delivery_rate busy_time | rwnd_limited sndbuf_limited
     "I4x"  # delivered | delivered_ce
     "2Q12x"  # bytes_sent bytes_retrans | dsack_dups reord_seen rcv_ooopack
-    "2I12x"  # snd_wnd rcv_wnd | rehash total_rto total_rto_recoveries total_rto_time
+    "2I"  # snd_wnd rcv_wnd (then rehash total_rto total_rto_recoveries total_rto_time: not kept)
 )
-KEEP_COUNT = 45
-assert struct.calcsize("=" + KEEP_FMT) == TCP_INFO_SIZE
-_new_tuple = tuple.__new__
-_unpack_from = _FMT.unpack_from
+_KEEP = struct.Struct("=" + KEEP_FMT)  # host byte order, as the kernel sends it
+TCP_INFO_KEPT = _KEEP.size  # 236: the bytes a Socket keeps (Socket.tcp_info_bytes)
+_KEPT_ZEROS = bytes(TCP_INFO_KEPT)
+_unpack_keep = _KEEP.unpack_from
+_WSCALE = tuple((w & 0x0F, w >> 4) for w in range(256))  # the wscale byte → (snd, rcv)
+
+# Byte offsets of the fields a socket list reads for every row (`Socket.rtt` etc. read just these).
+OFFSET_RETRANSMITS = 2  # u8
+OFFSET_RTT = 68  # u32, µs
+OFFSET_SND_CWND = 80  # u32
+OFFSET_TOTAL_RETRANS = 100  # u32
+u8_at = struct.Struct("=B").unpack_from
+u32_at = struct.Struct("=I").unpack_from
 
 
 def decode_tcp_info_from(buf: bytes | bytearray | memoryview, offset: int = 0) -> TcpInfo:
-    """Decode a full-size struct tcp_info at ``offset`` of ``buf`` (the fast path of the dump reader)."""
-    v = _unpack_from(buf, offset)
-    w = v[6]
-    return _new_tuple(TcpInfo, _HEAD(v) + (w & 0x0F, w >> 4) + _AFTER_WSCALE(v))
+    """Decode a full-size struct tcp_info at ``offset`` of ``buf``."""
+    v = _unpack_keep(buf, offset)
+    return TcpInfo(*v[:6], *_WSCALE[v[6]], *v[7:])
+
+
+def tcp_info_bytes(buf: bytes | bytearray | memoryview) -> bytes:
+    """A kernel struct tcp_info as a Socket keeps it: its first TCP_INFO_KEPT bytes, up to the last
+    field TcpInfo decodes (the rest of a longer struct is cut), zero-extended when an older kernel
+    sends a shorter one (the fields it lacks read as 0)."""
+    n = len(buf)
+    if n == TCP_INFO_KEPT and type(buf) is bytes:
+        return buf
+    if n >= TCP_INFO_KEPT:
+        return bytes(buf[:TCP_INFO_KEPT])
+    return bytes(buf) + _KEPT_ZEROS[n:]
 
 
 def decode_tcp_info(buf: bytes | bytearray | memoryview) -> TcpInfo:
     """Decode a (possibly short) struct tcp_info. A longer struct from a newer kernel is cut."""
-    if len(buf) < TCP_INFO_SIZE:
-        buf = bytes(buf) + _ZEROS[len(buf):]
+    if len(buf) < TCP_INFO_KEPT:
+        buf = tcp_info_bytes(buf)
     return decode_tcp_info_from(buf)
+
+
+def encode_tcp_info(info: TcpInfo) -> bytes:
+    """The TCP_INFO_KEPT bytes of struct tcp_info that decode to ``info`` (fields TcpInfo does not keep
+    read 0)."""
+    v = astuple(info)
+    return _KEEP.pack(*v[:6], v[6] | v[7] << 4, *v[8:])
 
 
 def read_tcp_info(sock: socket.socket) -> TcpInfo:

@@ -107,6 +107,13 @@ def test_ls_and_watch_do_not_import_textual():
     assert r.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_ls_loads_neither_the_ui_nor_the_lab_engines():
+    code = ("import sys\nfrom sockmon.cli import build_parser\na = build_parser().parse_args(['ls', '--port', '1'])\n"
+            "a.run(a)\nprint(sorted(m for m in sys.modules if m.startswith(('textual', 'sockmon.core.lab.'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip().splitlines()[-1] == "[]"  # a whole-process `ls` pays only for what it uses
+
+
 def _start_watch(*args: str) -> subprocess.Popen:
     proc = subprocess.Popen([*SOCKMON, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 10

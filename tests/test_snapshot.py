@@ -61,16 +61,38 @@ def test_without_info_has_no_tcp_info(trio):
     assert all(s.tcp_info is not None and s.cong for s in full.sockets)
 
 
-def test_records_are_immutable(trio):
-    import dataclasses
+def test_records_are_frozen_named_and_untracked_by_the_gc(trio):
+    import gc
 
-    s = take_snapshot(port=trio[0].getsockname()[1]).sockets[0]
+    import msgspec
+    from sockmon.core.records import Timer
+    from sockmon.core.tcpinfo import TCP_INFO_KEPT
+
+    lst, cli, _srv = trio
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # a timer on the client's socket
+    socks = take_snapshot(port=lst.getsockname()[1]).sockets
+    timers = [s.timer for s in socks if s.timer is not None]
+    assert len(socks) == 3 and timers
+    # the cyclic GC never walks a snapshot: no record of it is tracked
+    assert not [x for x in (*socks, *timers, *(s.tcp_info for s in socks)) if gc.is_tracked(x)]
+    s = next(s for s in socks if s.state == LISTEN)
     with pytest.raises(AttributeError):
         s.state = 3  # type: ignore[misc]
     with pytest.raises(AttributeError):
         s.tcp_info.rtt = 3  # type: ignore[union-attr]
-    assert dataclasses.replace(s, state=1).state == 1 and s.state == LISTEN
-    assert dataclasses.asdict(s)["tcp_info"]["state"] == LISTEN
+    with pytest.raises(TypeError):
+        s[1]  # type: ignore[index]  # named access only: a record is no tuple
+    # the kernel's tcp_info stays bytes; decoded on access, the listed fields without decoding the rest
+    assert type(s.tcp_info_bytes) is bytes and len(s.tcp_info_bytes) == TCP_INFO_KEPT
+    for sock in socks:
+        info = sock.tcp_info
+        assert (sock.rtt, sock.snd_cwnd, sock.retransmits, sock.total_retrans) == (
+            info.rtt, info.snd_cwnd, info.retransmits, info.total_retrans)
+    changed = msgspec.structs.replace(s, state=1)
+    assert changed.state == 1 and s.state == LISTEN and changed.sport == s.sport
+    assert msgspec.structs.asdict(s)["state"] == LISTEN and msgspec.structs.asdict(s.tcp_info)["state"] == LISTEN
+    assert s == msgspec.structs.replace(s) and hash(s) == hash(msgspec.structs.replace(s))
+    assert Timer(kind=2, expires_ms=10, retrans=0).name == "keepalive"
 
 
 def test_procfs_fallback_says_why_and_agrees(monkeypatch, trio):
@@ -133,12 +155,14 @@ def test_procnet_line_parsing():
     assert procnet.parse_line("  sl  local_address rem_address   st", socket.AF_INET) is None
 
 
-def test_snapshot_leaves_the_gc_on_and_nothing_frozen():
+def test_snapshot_leaves_the_gc_alone():
     import gc
 
     assert gc.isenabled()
+    thresholds = gc.get_threshold()
     snap = take_snapshot()
     assert gc.isenabled() and gc.get_freeze_count() == 0 and snap.source in ("netlink", "procfs")
+    assert gc.get_threshold() == thresholds
     gc.disable()
     try:  # a caller running with the GC off keeps it off
         take_snapshot()

@@ -8,6 +8,7 @@ from sockmon.core import states as S
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.lab.timeline import MAX_EVENTS, MAX_LINES, MAX_TRANSITIONS, ConnectionTimeline
 from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.tcpinfo import encode_tcp_info
 from test_tui_fixtures import info
 
 V4 = socket.AF_INET
@@ -23,7 +24,8 @@ def tr(ts, old, new, local=LOCAL, peer=PEER, source="tracepoint") -> Transition:
 
 
 def sock(state, local=LOCAL, peer=PEER, *, inode=1, cookie=7, tcp_info=None) -> Socket:
-    return Socket(V4, state, *local, *peer, 0, 0, None, 0, inode, cookie, 0, tcp_info)
+    return Socket(V4, state, *local, *peer, 0, 0, None, 0, inode, cookie, 0,
+                  None if tcp_info is None else encode_tcp_info(tcp_info))
 
 
 def snap(ts, *socks) -> Snapshot:

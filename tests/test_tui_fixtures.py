@@ -13,11 +13,12 @@ import socket
 from types import MappingProxyType
 
 import pytest
+from msgspec.structs import replace
 from sockmon.core import states as S
 from sockmon.core.lab.server import ServerEngine
 from sockmon.core.records import Process, Snapshot, Socket, Timer, Transition
 from sockmon.core.table.summary import Summary, summarize
-from sockmon.core.tcpinfo import TcpInfo
+from sockmon.core.tcpinfo import TcpInfo, encode_tcp_info
 from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
@@ -164,11 +165,11 @@ def echo_server():
 
 
 def info(rtt_us=120, cwnd=10, retrans=0, total_retrans=0, **kw) -> TcpInfo:
-    base = TcpInfo._make([0] * len(TcpInfo._fields))
-    return base._replace(state=kw.pop("state", 1), rtt=rtt_us, rttvar=rtt_us // 2, rto=204000, ato=40000,
-                         snd_mss=32768, rcv_mss=536, snd_cwnd=cwnd, snd_ssthresh=2147483647, advmss=65483,
-                         pmtu=65535, rcv_space=65483, retransmits=retrans, total_retrans=total_retrans,
-                         options=7, snd_wscale=7, rcv_wscale=7, **kw)
+    base = TcpInfo(*[0] * len(TcpInfo.__struct_fields__))
+    return replace(base, state=kw.pop("state", 1), rtt=rtt_us, rttvar=rtt_us // 2, rto=204000, ato=40000,
+                   snd_mss=32768, rcv_mss=536, snd_cwnd=cwnd, snd_ssthresh=2147483647, advmss=65483,
+                   pmtu=65535, rcv_space=65483, retransmits=retrans, total_retrans=total_retrans,
+                   options=7, snd_wscale=7, rcv_wscale=7, **kw)
 
 
 PROCS = {
@@ -189,7 +190,7 @@ PROCS = {
 
 def sk(fam, state, src, sport, dst, dport, rq=0, sq=0, timer=None, inode=0, cookie=0, uid=0, tcp=None):
     return Socket(fam, state, src, sport, dst, dport, rq, sq, timer, uid, inode, cookie, 1 if fam else 0,
-                  tcp, "cubic" if tcp else None)
+                  None if tcp is None else encode_tcp_info(tcp), "cubic" if tcp else None)
 
 
 def sockets() -> list[Socket]:

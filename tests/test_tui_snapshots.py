@@ -5,6 +5,7 @@ Update the baselines with ``pytest tests/test_tui_snapshots.py --snapshot-update
 
 from __future__ import annotations
 
+import msgspec
 from sockmon.core import states as S
 from sockmon.core.lab.options import Keepalive
 from sockmon.tui.app import SockmonApp
@@ -46,7 +47,7 @@ def test_row_marks_new_and_vanishing(snap_compare):
     async def run_before(pilot):
         await feed(pilot)
         socks = [s for s in sockets() if s.sport != 51010]  # one TIME_WAIT leaves
-        socks.append(socks[4]._replace(sport=51020, cookie=99))  # a new connection arrives
+        socks.append(msgspec.structs.replace(socks[4], sport=51020, cookie=99))  # a new connection arrives
         pilot.app.inject_snapshot(snapshot(socks), (), summary(snapshot(socks)), duration_ms=11.0, transition_source="tracepoint")
         pilot.app.connections.table.sort_by("local")
         await pilot.pause()

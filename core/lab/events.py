@@ -1,18 +1,22 @@
 """Events that the lifecycle engines (client, server) report, with monotonic timestamps.
 
 Engines run off the UI thread and hand each Event to an ``on_event`` callback from their own thread;
-a UI turns them into messages, the headless CLI prints them.
+a UI turns them into messages, the headless CLI prints them (JSON: `sockmon.core.jsonout`).
+An Event is a ``msgspec.Struct(frozen=True, gc=False)``: immutable, read by field name, not tracked
+by the cyclic GC — so a field must never hold something that refers back to its event (a cycle
+through an untracked object is never collected). `sockmon.core.jsonout.event_out` writes every field.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sockmon.core.lab.options import SocketOptions
+
+from msgspec import Struct
 
 
 class EventKind(StrEnum):
@@ -31,8 +35,7 @@ class EventKind(StrEnum):
     INFO = "info"  # anything else worth a timeline line (listening, stopped, mode changed...)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(Struct, frozen=True, gc=False):
     kind: EventKind
     detail: str = ""
     ts: float = 0.0  # time.monotonic(); filled by make_event
@@ -49,24 +52,6 @@ class Event:
     local: tuple[str, int] | None = None
     peer: tuple[str, int] | None = None
 
-    def as_json(self) -> dict:
-        out: dict = {"ts": round(self.ts, 6), "kind": self.kind.value}
-        for name in ("detail", "conn", "state", "nbytes", "errno_name", "meaning", "action"):
-            value = getattr(self, name)
-            if value not in (None, ""):
-                out[name] = value
-        if self.local is not None:
-            out["local"] = list(self.local)
-        if self.peer is not None:
-            out["peer"] = list(self.peer)
-        if self.options is not None:
-            out["options"] = options_json(self.options)
-        if self.data is not None:
-            # text for people, hex so binary payloads survive JSON unchanged
-            out["data"] = self.data.decode("utf-8", "backslashreplace")
-            out["hex"] = self.data.hex()
-        return out
-
     def line(self) -> str:
         """One human-readable line, as the headless CLI prints it."""
         parts = [f"{self.ts:14.6f}", f"{self.kind.value:<11}"]
@@ -81,14 +66,6 @@ class Event:
         if self.errno_name:
             parts.append(f"{self.errno_name}: {self.meaning} ({self.action})")
         return " ".join(parts)
-
-
-def options_json(o: SocketOptions) -> dict:
-    ka = o.keepalive
-    return {"linger": {"enabled": o.linger.enabled, "seconds": o.linger.seconds},
-            "keepalive": {"enabled": ka.enabled, "idle": ka.idle, "intvl": ka.intvl, "cnt": ka.cnt},
-            "user_timeout_ms": o.user_timeout_ms, "reuseaddr": o.reuseaddr, "nodelay": o.nodelay,
-            "rcvbuf": o.rcvbuf, "sndbuf": o.sndbuf}
 
 
 def make_event(kind: EventKind, detail: str = "", **kw) -> Event:

@@ -12,7 +12,6 @@ between ticks in the next ``Update.note``); the thread lives on. An exception ra
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from sockmon.core.records import Snapshot, Transition
 from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
 from sockmon.core.table.owners import OwnerCache
-from sockmon.core.table.snapshot import promote_young_objects, take_snapshot
+from sockmon.core.table.snapshot import take_snapshot
 from sockmon.core.table.summary import Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -30,8 +29,6 @@ log = logging.getLogger(__name__)
 DRAIN_EVERY = 0.1  # seconds between tracepoint drains (DESIGN.md §3)
 DRAIN_BATCHES = 64  # tracepoint batches (≤ 256 KiB of text each) read per drain at most
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
-FULL_GC_EVERY = 60  # ticks between full GC collections (see Collector._gc_after_tick)
-GC_THRESHOLDS = (10_000, 50, 50)  # floors for gc.set_threshold while a Collector exists (see there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +61,6 @@ class Collector:
         self._on_error = on_error
         self._drain_error: str | None = None
         self._owners = OwnerCache() if with_owners else None
-        # Fewer, larger young-generation passes: the default (700, 10, 10) runs a gen-2 pass about
-        # once per tick at 60k sockets. Raised only, never lowered (process-wide setting).
-        gc.set_threshold(*(max(cur, floor) for cur, floor in zip(gc.get_threshold(), GC_THRESHOLDS, strict=True)))
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._paused = False
@@ -75,7 +69,6 @@ class Collector:
         self._prev: Snapshot | None = None
         self._since: dict = {}
         self._pending: list[Transition] = []
-        self._ticks_since_full_gc = 0
         self._dropped = 0
         self._tracer = None
         self.tracer_note = ""
@@ -183,17 +176,7 @@ class Collector:
         """One collection, delivered to on_update and returned (the thread calls this each tick)."""
         t0 = time.perf_counter()
         source = self.transition_source
-        gc_was_enabled = gc.isenabled()
-        if gc_was_enabled:
-            gc.collect(0)  # the young objects of everyone else (few): their cyclic garbage goes now
-        gc.disable()
-        try:
-            update = self._collect(t0, source)
-            if gc_was_enabled:
-                self._gc_after_tick()
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+        update = self._collect(t0, source)
         try:
             self._on_update(update)
         except Exception as exc:  # noqa: BLE001 - handed on, never swallowed; collection goes on
@@ -204,28 +187,6 @@ class Collector:
             except Exception:  # noqa: BLE001 - no handler, or the handler failed: log it, collection goes on
                 log.error("sockmon collector: on_update raised %s: %s", type(exc).__name__, exc, exc_info=exc)
         return update
-
-    def _gc_after_tick(self) -> None:
-        """Move this tick's objects to the oldest GC generation without walking them.
-
-        A snapshot is ~2 GC-tracked tuples per socket (Socket, TcpInfo: tuple subclasses, which the
-        cyclic GC never untracks) with ~60 references each, and none of them can ever be in a
-        reference cycle. Left to the default GC, each tick's 120k records at 60k sockets are walked
-        in a gen-0 pass, again in gen-1, and gen-2 passes walk both snapshots: ≈ 190-280 ms of GC
-        per 1 s tick measured with a UI allocating alongside (bench/bench_collect.py). So: the GC
-        is paused for the tick, everyone else's young objects were collected (gen 0) just before
-        it, and afterwards ``gc.freeze(); gc.unfreeze()`` promotes everything young into the oldest
-        generation at once (two list splices; nothing stays frozen — it is not a `gc.freeze()` left
-        in place). Cyclic garbage promoted that way is found by the next full collection: one
-        runs every `FULL_GC_EVERY` ticks. Skipped when someone else keeps objects frozen
-        (``gc.get_freeze_count()``), since unfreezing would undo that.
-        """
-        self._ticks_since_full_gc += 1
-        if self._ticks_since_full_gc >= FULL_GC_EVERY:
-            self._ticks_since_full_gc = 0
-            gc.collect()
-        elif gc.get_freeze_count() == 0:
-            promote_young_objects()
 
     def _collect(self, t0: float, source: str) -> Update:
         try:

@@ -2,8 +2,9 @@
 
 Layouts from linux/inet_diag.h (DESIGN.md §1). The reader is the hot path of every snapshot, so
 `parse_datagram` walks one received buffer in a single loop with one `struct.unpack_from` per
-message, cached address / congestion strings and tuple-built records. A message whose lengths do
-not add up raises `NetlinkFormatError`; a socket is only ever appended once fully decoded.
+message, cached address / congestion strings, and the tcp_info attribute kept as the kernel's bytes
+(`Socket.tcp_info_bytes`, decoded on access). A message whose lengths do not add up raises
+`NetlinkFormatError`; a socket is only ever appended once fully decoded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sockmon.core.records import Socket, Timer
 from sockmon.core.states import ALL_STATES_MASK, NEW_SYN_RECV, SYN_RECV
 from sockmon.core.table import netlink
 from sockmon.core.table.netlink import NetlinkFormatError
-from sockmon.core.tcpinfo import TCP_INFO_SIZE, TcpInfo, decode_tcp_info, decode_tcp_info_from
+from sockmon.core.tcpinfo import TCP_INFO_KEPT, TCP_INFO_SIZE, tcp_info_bytes
 
 SOCK_DIAG_BY_FAMILY = 20
 SOCK_DESTROY = 21
@@ -49,7 +50,7 @@ _MSG = struct.Struct("=IHHII" "BBBB" "HH16s16sIQ" "IIIII")
 _MSG_LEN = _MSG.size  # 88
 INET_DIAG_MSG_SIZE = _MSG_LEN - netlink.NLMSG_HDRLEN  # 72
 _NLA = netlink.NLA_HDR
-_SWAP16 = [((p & 0xFF) << 8) | (p >> 8) for p in range(65536)]
+_SWAP16 = struct.unpack(">65536H", struct.pack("<65536H", *range(65536)))  # port as read → port (built in C)
 
 
 def states_mask(states: Iterable[int] | None) -> int:
@@ -95,7 +96,6 @@ def build_request(family: int, *, states: int = ALL_STATES_MASK, with_info: bool
 # raw 16-byte address → text, per family (a dict per family keeps the key a plain bytes object)
 _ADDRS: dict[int, dict[bytes, str]] = {int(socket.AF_INET): {}, int(socket.AF_INET6): {}}
 _CONG_CACHE: dict[bytes, str] = {}
-_WSCALE = tuple((w & 0x0F, w >> 4) for w in range(256))  # tcp_info wscale byte → (snd, rcv)
 
 
 def _addr(family: int, raw: bytes) -> str:
@@ -126,8 +126,8 @@ def _cong(raw: bytes) -> str:
 # ------------------------------------------------------------------------------------------------
 # Fast path. Within one dump, messages of the same length, family and state almost always have the
 # same attribute layout (which attributes, their lengths). For each layout seen we compile ONE
-# struct covering the whole message — nlmsghdr, inet_diag_msg, every attribute header, the kept
-# tcp_info fields and the congestion name — and check every attribute header it unpacked against
+# struct covering the whole message — nlmsghdr, inet_diag_msg, every attribute header, the first
+# TCP_INFO_KEPT bytes of tcp_info (one bytes object) and the congestion name — and check every attribute header it unpacked against
 # the layout. A message whose headers differ takes the strict slow path instead, so the fast path
 # never decodes anything the slow path would reject.
 _HEAD_FMT = "IHHII" "BBBB" "HH16s16sIQ" "IIIII"  # 20 values, see _MSG
@@ -140,8 +140,6 @@ class _Layout:
 
     def __init__(self, length: int, seq: int, family: int, attrs: list[tuple[int, int, int]]) -> None:
         """``attrs``: (type, nla_len, bytes consumed incl. padding) in message order."""
-        from sockmon.core.tcpinfo import KEEP_FMT
-
         fmt = "=" + _HEAD_FMT
         idx = 20
         # the bytes every message decoded with this layout must have: nlmsg length and type,
@@ -160,9 +158,9 @@ class _Layout:
             if atype == INET_DIAG_INFO and payload < TCP_INFO_SIZE:
                 raise ValueError("short tcp_info (older kernel): decoded by the strict path")
             if atype == INET_DIAG_INFO and self.info_at < 0:
-                fmt += KEEP_FMT + f"{payload - TCP_INFO_SIZE + pad}x"
+                fmt += f"{TCP_INFO_KEPT}s{payload - TCP_INFO_KEPT + pad}x"
                 self.info_at = idx
-                idx += 45
+                idx += 1
             elif atype == INET_DIAG_CONG and self.cong_at < 0:
                 fmt += f"{payload}s{pad}x"
                 self.cong_at = idx
@@ -217,11 +215,11 @@ class DumpParser:
         off = 0
         layouts = self.layouts
         append = out.append
-        new = tuple.__new__
+        sock = Socket
+        timer_of = Timer
         addrs = _ADDRS
         cong_cache = _CONG_CACHE
         swap = _SWAP16
-        ws = _WSCALE
         view = memoryview(data)
         while off < size:
             lay = layouts.get(data[off:off + _KEY_LEN])
@@ -235,7 +233,6 @@ class DumpParser:
                     cache = addrs[family]
                     rows = lay.iter_unpack(view[off:off + n * length])
                     if i >= 0 and c >= 0:  # the usual layout (tcp_info and congestion): fewer steps
-                        i6, i7, i45 = i + 6, i + 7, i + 45
                         for v in rows:
                             s = cache.get(v[11])
                             if s is None:
@@ -247,10 +244,9 @@ class DumpParser:
                             if cong is None:
                                 cong = _cong(v[c])
                             timer = v[7]
-                            append(new(Socket, (family, v[6], s, swap[v[9]], d, swap[v[10]], v[16], v[17],
-                                                new(Timer, (timer, v[15], v[8])) if timer else None,
-                                                v[18], v[19], v[14], v[13],
-                                                new(TcpInfo, v[i:i6] + ws[v[i6]] + v[i7:i45]), cong)))
+                            append(sock(family, v[6], s, swap[v[9]], d, swap[v[10]], v[16], v[17],
+                                        timer_of(timer, v[15], v[8]) if timer else None,
+                                        v[18], v[19], v[14], v[13], v[i], cong))
                         off += n * length
                         continue
                     for v in rows:
@@ -260,8 +256,6 @@ class DumpParser:
                         d = cache.get(v[12])
                         if d is None:
                             d = _addr(family, v[12])
-                        info = (new(TcpInfo, v[i:i + 6] + ws[v[i + 6]] + v[i + 7:i + 45])
-                                if i >= 0 else None)
                         if c >= 0:
                             cong = cong_cache.get(v[c])
                             if cong is None:
@@ -269,9 +263,9 @@ class DumpParser:
                         else:
                             cong = None
                         timer = v[7]
-                        append(new(Socket, (family, v[6], s, swap[v[9]], d, swap[v[10]], v[16], v[17],
-                                            new(Timer, (timer, v[15], v[8])) if timer else None,
-                                            v[18], v[19], v[14], v[13], info, cong)))
+                        append(sock(family, v[6], s, swap[v[9]], d, swap[v[10]], v[16], v[17],
+                                    timer_of(timer, v[15], v[8]) if timer else None,
+                                    v[18], v[19], v[14], v[13], v[i] if i >= 0 else None, cong))
                     off += n * length
                     continue  # the next message may start another known layout
             done, off = self._slow(data, off, size, out)
@@ -313,18 +307,15 @@ class DumpParser:
             if alen < 4 or a + alen > end:
                 raise NetlinkFormatError(f"sock_diag: attribute length {alen} does not fit its message")
             if atype == INET_DIAG_INFO and info is None:
-                if alen - 4 >= TCP_INFO_SIZE:
-                    info = decode_tcp_info_from(data, a + 4)
-                else:
-                    info = decode_tcp_info(data[a + 4:a + alen])
+                info = tcp_info_bytes(data[a + 4:a + alen])
             elif atype == INET_DIAG_CONG and cong is None:
                 cong = _cong(data[a + 4:a + alen])
             used = min((alen + 3) & ~3, end - a)
             attrs.append((atype, alen, used))
             a += used
-        sock = tuple.__new__(Socket, (
-            family, state, _addr(family, src), _SWAP16[sport], _addr(family, dst), _SWAP16[dport], rqueue, wqueue,
-            Timer(timer, expires, retrans) if timer else None, uid, inode, cookie, ifindex, info, cong))
+        sock = Socket(family, state, _addr(family, src), _SWAP16[sport], _addr(family, dst), _SWAP16[dport],
+                      rqueue, wqueue, Timer(timer, expires, retrans) if timer else None, uid, inode, cookie,
+                      ifindex, info, cong)
         out.append(sock)
         if nxt == end and len(self.layouts) < _MAX_LAYOUTS:
             try:

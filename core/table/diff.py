@@ -16,9 +16,9 @@ Timestamps are the new snapshot's `taken_at`; dwell_ms is known when the caller 
 (`Socket.key` → monotonic time it was first seen in its current state; see `advance_since`).
 
 Speed (60k sockets every second): the per-socket work runs in C — dicts built with
-``dict(zip(keys, sockets))``, keys and the compared fields taken with `operator.itemgetter`, one
-tuple comparison of fields 0-8 (family, state, 4-tuple, queues, timer) per socket present in both
-snapshots. Python code only runs for the sockets that differ there. The index of the newer snapshot
+``dict(zip(keys, sockets))``, keys and the compared fields taken with the `operator.attrgetter`s
+beside `Socket` (`SOCKET_COOKIE`, `SOCKET_IDENTITY`, `SOCKET_COMPARED`), one tuple comparison of
+family, state, 4-tuple, queues and timer per socket present in both snapshots. Python code only runs for the sockets that differ there. The index of the newer snapshot
 is kept for the next call, where it is the older one (a memo keyed by the identity of the immutable
 sockets tuple: results only ever depend on the arguments).
 """
@@ -28,17 +28,33 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, filterfalse, repeat
-from operator import itemgetter, ne
+from operator import ne
 
-from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.records import (
+    SOCKET_COMPARED,
+    SOCKET_COOKIE,
+    SOCKET_ENDPOINTS,
+    SOCKET_IDENTITY,
+    Snapshot,
+    Socket,
+    Transition,
+)
 from sockmon.core.states import CLOSE
 
 Key = int | tuple  # Socket.key: the cookie, or (family, src, sport, dst, dport, 0) without one
 
-_COOKIE = itemgetter(11)
-_IDENTITY = itemgetter(0, 2, 3, 4, 5, 11)  # (family, src, sport, dst, dport, cookie)
-_HEAD = itemgetter(slice(0, 9))  # family, state, src, sport, dst, dport, recv_q, send_q, timer
-_ABSENT = (object(),) * 9  # stands for "no old socket with this key": never equal to a _HEAD
+_COOKIE = SOCKET_COOKIE
+_IDENTITY = SOCKET_IDENTITY  # (family, src, sport, dst, dport, cookie)
+_HEAD = SOCKET_COMPARED  # family, state, src, sport, dst, dport, recv_q, send_q, timer
+
+
+class _Absent:
+    """Stands for "no old socket with this key": its _HEAD is never equal to a socket's."""
+
+    family = state = src = sport = dst = dport = recv_q = send_q = timer = object()
+
+
+_ABSENT = _Absent()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +140,7 @@ def diff(prev: Snapshot, cur: Snapshot, since: Mapping[Key, float] | None = None
         s = new_socks[i]
         if o is _ABSENT:
             added.append(s)
-        elif o[0] != s[0] or o[2:6] != s[2:6]:
+        elif SOCKET_ENDPOINTS(o) != SOCKET_ENDPOINTS(s):
             added.append(s)
             rekeyed.append(o)
         elif _material(o, s):

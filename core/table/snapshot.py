@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import errno as _errno
-import gc
-import operator
 import socket
 import time
 from collections.abc import Iterable
@@ -22,7 +20,6 @@ if TYPE_CHECKING:
     from sockmon.core.table.owners import OwnerCache
 
 FAMILIES = (socket.AF_INET, socket.AF_INET6)
-_INODE = operator.itemgetter(10)  # Socket.inode
 # errnos meaning "sock_diag is not there" (module missing / protocol unsupported): fall back to /proc
 _UNAVAILABLE = {_errno.EPROTONOSUPPORT, _errno.EAFNOSUPPORT, _errno.ENOENT, _errno.EOPNOTSUPP}
 
@@ -49,10 +46,6 @@ def _netlink_dump(states: list[int] | None, port: int | None, with_info: bool) -
     mask = diag.states_mask(states)
     out: list[Socket] = []
     sock = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
-    # The dump builds ~3 tuples per socket and no reference cycles: the cyclic GC would only
-    # re-walk the growing list (≈ 25% of the time at 60k sockets). Paused for the dump only.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     try:
         for family in FAMILIES:
             try:
@@ -65,8 +58,6 @@ def _netlink_dump(states: list[int] | None, port: int | None, with_info: bool) -
                 raise
     finally:
         sock.close()
-        if gc_was_enabled:
-            gc.enable()
     return out
 
 
@@ -111,37 +102,10 @@ def take_snapshot(*, netns: str | int | None = None, states: Iterable[int] | Non
                     f"{exc.strerror}); read /proc/net/tcp{{,6}}: no tcp_info, cookies or LISTEN queues")
             return _procfs_dump(st, port, netns is not None)
 
-    gc_was_enabled = gc.isenabled()
-    if gc_was_enabled:
-        gc.collect(0)  # everyone else's young objects (few): their cyclic garbage goes now
-    gc.disable()
-    try:
-        sockets = run_in_netns(netns, collect)
-        owner_map = MappingProxyType(owners.resolve_sockets(sockets)) if owners else None
-        snap = Snapshot(
-            sockets=tuple(sockets), taken_at=taken_at, wall_time=wall, source=source,
-            netns=None if netns is None else str(netns),
-            **({"owners": owner_map} if owner_map is not None else {}), note=note,
-        )
-        del sockets
-        if gc_was_enabled and gc.get_freeze_count() == 0:
-            promote_young_objects()
-        return snap
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def promote_young_objects() -> None:
-    """Move every young GC-tracked object into the oldest generation without walking it.
-
-    The records of a snapshot (Socket, TcpInfo, Timer: tuple subclasses, which the cyclic GC never
-    untracks) can never be part of a reference cycle, yet the next gen-0 pass after a dump would
-    walk all of them (≈ 50 ms per 60k sockets, every tuple's ~60 references) and gen-1 again later.
-    ``gc.freeze(); gc.unfreeze()`` splices the generation lists instead: nothing stays frozen, and
-    a full collection still examines everything. Callers run ``gc.collect(0)`` before building the
-    records, so little else is young at that point, and skip this when ``gc.get_freeze_count()``
-    says someone keeps objects frozen (unfreezing would undo that).
-    """
-    gc.freeze()
-    gc.unfreeze()
+    sockets = run_in_netns(netns, collect)
+    owner_map = MappingProxyType(owners.resolve_sockets(sockets)) if owners else None
+    return Snapshot(
+        sockets=tuple(sockets), taken_at=taken_at, wall_time=wall, source=source,
+        netns=None if netns is None else str(netns),
+        **({"owners": owner_map} if owner_map is not None else {}), note=note,
+    )

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
 from types import MappingProxyType
 
 from sockmon.core.netns import run_in_netns
-from sockmon.core.records import FAMILY_NAMES, Snapshot
+from sockmon.core.records import FAMILY_NAMES, SOCKET_FAMILY, SOCKET_STATE, Snapshot
 from sockmon.core.states import state_name
 
 _EMPTY: Mapping = MappingProxyType({})
-_FAMILY = itemgetter(0)  # Socket.family
-_STATE = itemgetter(1)  # Socket.state
+_FAMILY = SOCKET_FAMILY
+_STATE = SOCKET_STATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""`sockmon ls`: one snapshot of the kernel's TCP socket table, as an aligned table or JSON lines.
+"""`sockmon ls`: one snapshot of the kernel's TCP socket table, as an aligned table or JSON lines
+(`sockmon.core.jsonout`).
 
 Never imports Textual. Bad input (state name, port, namespace) → one line on stderr, exit 2.
 """
@@ -6,7 +7,6 @@ Never imports Textual. Bad input (state name, port, namespace) → one line on s
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 
@@ -45,22 +45,6 @@ def fmt_timer(timer) -> str:
     if timer is None:
         return ""
     return f"{timer.name},{timer.expires_ms / 1000:.3f}s,{timer.retrans}"
-
-
-def socket_json(sock, owner) -> dict:
-    t = sock.timer
-    info = sock.tcp_info
-    return {
-        "family": sock.family_name, "state": sock.state_name,
-        "src": sock.src, "sport": sock.sport, "dst": sock.dst, "dport": sock.dport,
-        "recv_q": sock.recv_q, "send_q": sock.send_q,
-        "timer": None if t is None else {"name": t.name, "expires_ms": t.expires_ms, "retrans": t.retrans},
-        "uid": sock.uid, "inode": sock.inode, "cookie": sock.cookie,
-        "pid": owner.pid if owner else None, "process": owner.name if owner else None,
-        "user": owner.user if owner else None,
-        "cong": sock.cong,
-        "tcp_info": info.as_dict() if info is not None else None,
-    }
 
 
 def owner_cell(owner) -> str:
@@ -112,11 +96,15 @@ def run(args) -> int:
         from sockmon.core.text import inert
 
         print(f"sockmon: {inert(snap.note)}", file=sys.stderr)
-    out = sys.stdout
     if args.json:
-        for s in snap.sockets:
-            out.write(json.dumps(socket_json(s, snap.owner(s))) + "\n")
-    else:
-        out.write("\n".join(format_table(snap)) + "\n")
+        from sockmon.cli.output import fileno_of_stdout, write_all
+        from sockmon.core.jsonout import snapshot_lines
+
+        fd = fileno_of_stdout()
+        for piece in snapshot_lines(snap):
+            write_all(fd, piece)
+        return 0
+    out = sys.stdout
+    out.write("\n".join(format_table(snap)) + "\n")
     out.flush()
     return 0

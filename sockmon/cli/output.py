@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 
+from sockmon.core.jsonout import event_line
 from sockmon.core.text import inert
 
 
@@ -26,7 +26,8 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 class EventPrinter:
-    """Prints engine events (``Event.line()`` or one JSON object per line) from any thread."""
+    """Prints engine events (``Event.line()``, or one JSON object per line: `sockmon.core.jsonout`)
+    from any thread."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
@@ -34,10 +35,10 @@ class EventPrinter:
 
     def __call__(self, event) -> None:
         # JSON escapes and stays lossless; a text line carries peer bytes, addresses and errors: inert
-        text = json.dumps(event.as_json()) if self.as_json else inert(event.line())
+        data = event_line(event) if self.as_json else (inert(event.line()) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             try:
-                print(text, flush=True)
+                write_all(fileno_of_stdout(), data)
             except (BrokenPipeError, ValueError):  # reader went away / stdout closed at exit
                 pass
             self.seen(event)

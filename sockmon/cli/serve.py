@@ -17,15 +17,31 @@ MODES_HELP = ("echo: send back what arrives; discard: read and drop; hold: accep
               "reset: accept then RST (linger 0)")
 
 
-def register(subparsers) -> None:
-    from sockmon.core.lab.server import MODES
+class _ServerModes:
+    """The server engine's modes (``--mode`` choices), imported when ``serve`` parses its arguments:
+    building the parser for another command (``ls``, ``watch``) does not load the server engine."""
 
+    @staticmethod
+    def _modes() -> tuple[str, ...]:
+        from sockmon.core.lab.server import MODES
+
+        return MODES
+
+    def __contains__(self, mode: object) -> bool:
+        return mode in self._modes()
+
+    def __iter__(self):
+        return iter(self._modes())
+
+
+def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve", help="run a TCP server (echo, discard, hold, no-accept, close, reset) and print its events",
         description="Run the server engine on HOST:PORT (e.g. 127.0.0.1:8080) until SIGINT/SIGTERM. "
                     + MODES_HELP)
     p.add_argument("endpoint", metavar="HOST:PORT", help="address to bind, e.g. 127.0.0.1:8080 or [::1]:8080")
-    p.add_argument("--mode", choices=MODES, default="echo", help="what to do with clients (default echo)")
+    p.add_argument("--mode", choices=_ServerModes(), default="echo", metavar="MODE",
+                   help="what to do with clients: one of the modes above (default echo)")
     p.add_argument("--backlog", type=int, default=128, metavar="N", help="listen() backlog (default 128)")
     p.add_argument("--no-reuseaddr", action="store_true", help="do not set SO_REUSEADDR before bind")
     p.add_argument("--json", action="store_true", help="one JSON object per event")

@@ -7,7 +7,6 @@ consecutive snapshots. Never imports Textual.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -69,6 +68,7 @@ class _Stop:
 
 def run(args) -> int:
     from sockmon.core.errors import BadInput
+    from sockmon.core.jsonout import transition_lines
 
     interval = args.watch_interval
     if interval is not None and not 0 < interval <= 3600:
@@ -92,10 +92,9 @@ def run(args) -> int:
         if not transitions:
             return
         if as_json:
-            text = "".join(json.dumps(t.as_json()) + "\n" for t in transitions)
+            write_all(fd, transition_lines(transitions))
         else:
-            text = "".join(format_transition(t) + "\n" for t in transitions)
-        write_all(fd, text.encode())
+            write_all(fd, "".join(format_transition(t) + "\n" for t in transitions).encode())
 
     try:
         from sockmon.core.table.tracepoint import TransitionTracer, tracing_available

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -147,7 +148,7 @@ def tcp_info_section(sock: Socket) -> Table | Text:
     if info is None:
         return Text("no tcp_info (TIME_WAIT and request sockets carry none, or the dump was without it)",
                     style="dim italic")
-    items = list(info.as_dict().items())
+    items = list(msgspec.structs.asdict(info).items())
     half = (len(items) + 1) // 2
     t = Table.grid(padding=(0, 1))
     for _ in range(2):

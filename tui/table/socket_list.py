@@ -3,7 +3,6 @@ kernel sockets, a filter line, counts per state, selection messages and a live t
 
 from __future__ import annotations
 
-import operator
 import socket
 import time
 from collections import ChainMap, Counter
@@ -11,7 +10,7 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput
-from sockmon.core.records import Process, Snapshot, Socket
+from sockmon.core.records import SOCKET_COOKIE, SOCKET_IDENTITY, SOCKET_STATE, Process, Snapshot, Socket
 from sockmon.core.states import ESTABLISHED
 from sockmon.tui import fmt
 from sockmon.tui.messages import SocketActivated, SocketSelected
@@ -24,12 +23,12 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
-# Identity of a socket row across snapshots, as one C-level call (Socket is a NamedTuple): the 6-tuple
-# (family, src, sport, dst, dport, cookie) — the identity core/diff uses — or, with netlink where every
-# socket has a unique cookie, the cookie alone (an int hashes much faster than a 6-tuple at 60k rows);
-# /proc/net/tcp has no cookies. (Socket.key is the cookie when there is one, else the 6-tuple.)
-socket_key = operator.itemgetter(0, 2, 3, 4, 5, 11)
-cookie_key = operator.itemgetter(11)
+# Identity of a socket row across snapshots, as one C-level call: the 6-tuple (family, src, sport,
+# dst, dport, cookie) — the identity core/diff uses — or, with netlink where every socket has a unique
+# cookie, the cookie alone (an int hashes much faster than a 6-tuple at 60k rows); /proc/net/tcp has
+# no cookies. (Socket.key is the cookie when there is one, else the 6-tuple.)
+socket_key = SOCKET_IDENTITY
+cookie_key = SOCKET_COOKIE
 
 
 def key_fn_for(snapshot: Snapshot):
@@ -94,7 +93,7 @@ class SocketListPane(Vertical):
 
     def counts_from(self, summary, rows: list[Socket]) -> Counter:
         """Counts per state of this pane's rows (Listening / Connections read them from the Summary)."""
-        return Counter(map(operator.itemgetter(1), rows))
+        return Counter(map(SOCKET_STATE, rows))
 
     def info_text(self) -> Text:
         return Text("")
@@ -234,7 +233,7 @@ class SocketListPane(Vertical):
     # ------------------------------------------------------------ common columns
     def state_column(self, width: int = 11) -> Column:
         # kernel state codes are already in life order: ESTABLISHED 1, SYN_SENT 2 … TIME_WAIT 6 … LISTEN 10
-        return Column("state", "State", width, get=operator.itemgetter(1),
+        return Column("state", "State", width, get=SOCKET_STATE,
                       fmt=lambda s: s.state_name, style=lambda s: state_style(s.state), comparable=True)
 
     def local_column(self, width: int = 22) -> Column:
