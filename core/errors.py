@@ -1,6 +1,6 @@
 """Errors with their errno name, plain meaning and the action a user should take.
 
-One home for errno classification (../shared/DESIGN.md §6): every failure that reaches a user carries
+One home for errno classification (docs/kernel-facts.md §6): every failure that reaches a user carries
 ``errno_name``, ``meaning`` and ``action``; ``str(exc)`` is one line.
 """
 

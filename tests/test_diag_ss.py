@@ -311,7 +311,7 @@ def test_window_scales_agree_with_ss_i(family):
 
 def test_pyroute2_cross_check():
     """pyroute2's DiagSocket lists the same sockets (identity, state, queues); its wscale decode is
-    not used (DESIGN.md §1: it gets snd/rcv wrong)."""
+    not used (docs/kernel-facts.md §1: it gets snd/rcv wrong)."""
     diag = pytest.importorskip("pyroute2").DiagSocket
     lst, cli, srv = _wscale_pair(socket.AF_INET)
     try:

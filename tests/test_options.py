@@ -42,7 +42,7 @@ def test_linger_constructors_and_parse():
 def test_keepalive_parse_and_dead_peer_time():
     ka = Keepalive.parse("60,10,3")
     assert ka == Keepalive(True, 60, 10, 3)
-    assert ka.dead_peer_seconds == 90  # idle + intvl * cnt, DESIGN §6
+    assert ka.dead_peer_seconds == 90  # idle + intvl * cnt, docs/kernel-facts.md §6
     assert Keepalive(True, 7200, 75, 9).dead_peer_seconds == 7875
     assert Keepalive.parse("off").enabled is False
     for bad in ("60,10", "60,10,3,4", "0,10,3", "60,0,3", "60,10,0", "60,10,128", "a,b,c", "40000,1,1"):

@@ -32,3 +32,19 @@ def test_ruff_is_clean():
     assert ruff, "ruff is a test extra; install with .[test]"
     out = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_code_and_docs_cite_only_files_in_the_repository():
+    """Comments and docs point at files a reader of this repository has: never the team's shared folder."""
+    outside = re.compile(r"\.\./shared|shared/(DESIGN|reviews)|\bDESIGN\.md")
+    offenders = []
+    for path in ROOT.rglob("*"):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in (".git",) or "__snapshots__" in rel.parts or not path.is_file():
+            continue
+        if path.suffix not in (".py", ".md", ".toml", ".tcss", ".sh") and rel != pathlib.Path(".ci/run"):
+            continue
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if outside.search(line) and path.name != "test_repo.py":
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

@@ -26,7 +26,7 @@ from sockmon.core.table.summary import Summary, summarize
 
 log = logging.getLogger(__name__)
 
-DRAIN_EVERY = 0.1  # seconds between tracepoint drains (DESIGN.md §3)
+DRAIN_EVERY = 0.1  # seconds between tracepoint drains (docs/kernel-facts.md §3)
 DRAIN_BATCHES = 64  # tracepoint batches (≤ 256 KiB of text each) read per drain at most
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
 

@@ -1,6 +1,6 @@
 """sock_diag for TCP: `inet_diag_req_v2` requests and `inet_diag_msg` (+ attributes) → `Socket`.
 
-Layouts from linux/inet_diag.h (DESIGN.md §1). The reader is the hot path of every snapshot, so
+Layouts from linux/inet_diag.h (docs/kernel-facts.md §1). The reader is the hot path of every snapshot, so
 `parse_datagram` walks one received buffer in a single loop with one `struct.unpack_from` per
 message, cached address / congestion strings, and the tcp_info attribute kept as the kernel's bytes
 (`Socket.tcp_info_bytes`, decoded on access). A message whose lengths do not add up raises

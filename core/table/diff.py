@@ -1,7 +1,7 @@
 """Pure diff of two snapshots: added / removed / changed sockets and inferred state transitions.
 
 Identity of a socket across snapshots: its family, 4-tuple and kernel cookie — (family, src, sport,
-dst, dport, cookie) — as DESIGN.md §3 says. `Socket.key` (the key of ``since`` maps) is the cookie
+dst, dport, cookie) — as docs/kernel-facts.md §3 says. `Socket.key` (the key of ``since`` maps) is the cookie
 alone when the socket has one (netlink: unique per socket object) and that whole 6-tuple otherwise
 (/proc/net/tcp has no cookies); a cookie found in both snapshots whose family or 4-tuple differs is
 two sockets (the old one removed, the new one added), exactly as with the 6-tuple.

@@ -4,7 +4,7 @@
 disturbs the global trace buffer or another tool), sets its clock to ``mono`` (timestamps are
 CLOCK_MONOTONIC, the clock of `time.monotonic()`), filters ``protocol == 6`` (plus the port, if
 any), enables the event and reads ``trace_pipe`` non-blocking until EAGAIN. Call `batches()` (or
-`read()`) often (every ≤ 100 ms at high rates, DESIGN.md §3); losses are counted by the kernel per
+`read()`) often (every ≤ 100 ms at high rates, docs/kernel-facts.md §3); losses are counted by the kernel per
 CPU (``per_cpu/cpuN/stats``: overrun + dropped events) and reported by `overruns`, never hidden.
 
 Bounded: a reader that fell behind finds up to 2 × `DEFAULT_BUFFER_KB` of text waiting in the

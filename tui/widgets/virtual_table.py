@@ -1,6 +1,6 @@
 """A keyed table on Textual's Line API: only the visible rows are ever formatted.
 
-DataTable measures and stores every cell of every row (≈2.4 s for 10k rows, ../shared/DESIGN.md §5).
+DataTable measures and stores every cell of every row (≈2.4 s for 10k rows, docs/kernel-facts.md §5).
 Here a refresh is: build ``key -> row`` (one dict), row marks (from the caller's diff, or the key
 sets), filter, sort —
 all plain Python over references — and ``render_line`` formats just the rows on screen.
