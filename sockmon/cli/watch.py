@@ -15,6 +15,7 @@ import time
 
 from sockmon.cli.ls import _port, fmt_endpoint
 from sockmon.cli.output import fileno_of_stdout, write_all
+from sockmon.core.text import inert
 
 
 def register(subparsers) -> None:
@@ -107,7 +108,7 @@ def run(args) -> int:
             ok, why = tracing_available()
         if ok:
             return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit)
-        print(f"sockmon watch: transitions inferred from snapshots ({why})", file=sys.stderr)
+        print(f"sockmon watch: transitions inferred from snapshots ({inert(why)})", file=sys.stderr)
         return _watch_inferred(args.port, interval or 0.5, stop, emit, netns)
     finally:
         signal.signal(signal.SIGTERM, old_term)
@@ -161,7 +162,7 @@ def _watch_inferred(port, interval, stop, emit, netns=None) -> int:
 
     def on_update(update) -> None:
         if update.error:
-            print(f"sockmon watch: {update.error}", file=sys.stderr, flush=True)
+            print(f"sockmon watch: {inert(update.error)}", file=sys.stderr, flush=True)
         emit(update.transitions)
 
     def on_error(exc: BaseException) -> None:
