@@ -83,7 +83,8 @@ class ClientEngine(EngineLoop):
         # closed (the engine's queue + the kernel's unacknowledged send queue); None before any close
         self.undelivered: int | None = None
         self._room = threading.Condition(threading.Lock())  # notified when the engine's send queue drains
-        self._numeric = False        self._sock: socket.socket | None = None
+        self._posted = 0  # bytes of send commands queued, not yet run by the engine thread (under _room)
+        self._sock: socket.socket | None = None
         self._phase = "idle"  # idle | connecting | connected | closing | closed
         self._addrs: list[tuple[int, tuple]] = []
         self._where = ""
@@ -145,15 +146,16 @@ class ClientEngine(EngineLoop):
 
     @property
     def pending_out(self) -> int:
-        """Bytes queued in the engine that the kernel has not taken yet (its send buffer was full)."""
-        return len(self._out)
+        """Bytes given to ``send`` that the kernel has not taken yet (queued commands, then the engine's
+        buffer while the kernel's send buffer is full)."""
+        return self._posted + len(self._out)
 
     def wait_send_room(self, limit: int, timeout: float | None = None) -> bool:
         """Wait until at most ``limit`` bytes are queued in the engine (or the connection ended): lets a
         caller stream a large input with bounded memory. False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._room:
-            while len(self._out) > limit and self._sock is not None and not self._stopping:
+            while self._posted + len(self._out) > limit and self._sock is not None and not self._stopping:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -206,7 +208,11 @@ class ClientEngine(EngineLoop):
 
     def send(self, data: bytes) -> None:
         data = bytes(data)
-        self.post(lambda: self._do_send(data))
+        with self._room:
+            self._posted += len(data)
+        if not self.post(lambda: self._do_send(data)):
+            with self._room:
+                self._posted -= len(data)
 
     def send_framed(self, payload: bytes) -> None:
         self.send(encode_frame(bytes(payload)))
@@ -484,6 +490,8 @@ class ClientEngine(EngineLoop):
         return False
 
     def _do_send(self, data: bytes) -> None:
+        with self._room:
+            self._posted -= len(data)
         what = f"send({len(data)} bytes)"
         if self._not_connected(what):
             return
