@@ -26,8 +26,8 @@ import errno
 import fcntl
 import selectors
 import socket
-import threading
 import termios
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future

@@ -6,8 +6,8 @@ default, ``--close`` plain close, ``--abort`` RST) → the socket followed in th
 fd is closed (TIME_WAIT and its timer).
 
 Data: ``--send TEXT`` (C escapes: ``\\r \\n \\t \\0 \\\\ \\xHH``), ``--hex``, ``--framed``; without them and
-with stdin not a terminal, stdin is streamed to the socket and at its end the socket is half-closed
-(shutdown SHUT_WR, like ``nc -N``), then the reply is read until the peer closes (or ``--hold`` / ``-w``).
+with stdin a pipe, a file or a socket (not a terminal, not /dev/null), stdin is streamed to the socket and
+at its end the socket is half-closed (shutdown SHUT_WR, like ``nc -N``), then the reply is read until the peer closes (or ``--hold`` / ``-w``).
 ``--crlf`` turns LF into CRLF (like ``nc -C``). ``--raw`` writes the received bytes unchanged to stdout and
 the timeline to stderr.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
-import sys
+import stat
 import threading
 import time
 
@@ -37,8 +37,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "connect", help="connect to HOST:PORT, send, print what comes back and the socket's timeline",
         description="Connect with the client engine and print every call, kernel state, byte sent and "
-                    "received, with wall-clock times. Without --send/--hex/--framed and with stdin not a "
-                    "terminal, stdin is sent and the socket half-closed at its end (like nc -N). Ends with "
+                    "received, with wall-clock times. Without --send/--hex/--framed and with stdin a pipe "
+                    "or a file, stdin is sent and the socket half-closed at its end (like nc -N). Ends with "
                     "a graceful close (shutdown WR, read to EOF, close) unless --close/--abort, then follows "
                     "the socket in the kernel table (TIME_WAIT).")
     p.add_argument("endpoint", metavar="HOST:PORT", help="e.g. 127.0.0.1:8080 or [::1]:8080")
@@ -119,10 +119,9 @@ class LfToCrlf:
 
 
 def _payload(args) -> bytes | None:
+    from sockmon.core.errors import BadInput
     from sockmon.core.lab.framing import encode_frame
     from sockmon.core.lab.payload import parse_hex, unescape
-
-    from sockmon.core.errors import BadInput
 
     if args.send is not None:
         try:
@@ -144,10 +143,12 @@ def _stdin_streams(args) -> bool:
     if args.send is not None or args.hex is not None or args.framed is not None or args.no_stdin:
         return False
     try:
-        os.fstat(0)
+        mode = os.fstat(0).st_mode
     except OSError:  # no stdin at all
         return False
-    return not os.isatty(0)
+    # piped or redirected from a file: stream it. A terminal is for people; a character device such as
+    # /dev/null (cron, systemd, `< /dev/null`) means "no input": the run behaves as with -d.
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
 
 
 def run(args: argparse.Namespace) -> int:
