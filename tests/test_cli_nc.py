@@ -401,3 +401,69 @@ def test_serve_reports_accept_queue_overflow(serve):
     finally:
         for s in socks:
             s.close()
+
+
+# ---------------------------------------------------------------------- engine features the CLI uses
+def test_engine_accept_queue_reads_the_listeners_queue():
+    from sockmon.core.lab.server import ServerEngine
+
+    server = ServerEngine("127.0.0.1", 0, mode="no-accept", backlog=7).start()
+    socks = []
+    try:
+        q = server.accept_queue()
+        assert q.queued == 0 and q.backlog == 7 and q.drops is not None
+        socks = _burst(server.address[1], 3)
+        assert wait_for(lambda: server.accept_queue().queued == 3, 3), server.accept_queue()
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
+    assert server.accept_queue() is None  # the listener is closed
+
+
+def test_engine_bytes_out_carry_data_and_a_delivered_close_leaves_nothing(lines):
+    from sockhelp import Events
+    from sockmon.core.lab.client import ClientEngine
+    from sockmon.core.lab.events import EventKind
+
+    ev = Events()
+    eng = ClientEngine(on_event=ev, event_data_max=4)
+    try:
+        eng.connect("127.0.0.1", lines.port)
+        assert eng.wait_connected(5)
+        eng.send(b"PING\r\n")
+        ev.wait(EventKind.BYTES_IN)
+        out = ev.of(EventKind.BYTES_OUT)
+        assert out[0].nbytes == 6 and out[0].data == b"PING"  # capped at event_data_max
+        assert ">" in out[0].line() and "…(+2 bytes)" in out[0].line()
+        eng.graceful_close()
+        assert eng.wait_closed(5)
+        assert eng.undelivered == 0 and eng.pending_out == 0
+    finally:
+        eng.stop()
+
+
+def test_engine_send_room_bounds_what_waits_in_the_engine():
+    from sockmon.core.lab.client import ClientEngine
+
+    lst, box = _never_reading_server()
+    eng = ClientEngine()
+    try:
+        eng.connect(*lst.getsockname())
+        assert eng.wait_connected(5)
+        sent = 0
+        for _ in range(200):  # 200 × 64 KiB: far more than the kernel buffers hold
+            if not eng.wait_send_room(256 * 1024, 0.5):
+                break
+            eng.send(b"x" * 65536)
+            sent += 65536
+        assert sent < 200 * 65536  # the writer was held back
+        assert eng.pending_out <= 256 * 1024 + 65536
+        eng.abort()
+        assert eng.wait_closed(5)
+        assert eng.undelivered > 0
+    finally:
+        eng.stop()
+        for s in box:
+            s.close()
+        lst.close()
