@@ -35,7 +35,8 @@ class EventPrinter:
     from any thread.
 
     Text lines start with the wall-clock time and show received bytes (``<``) with every non-printable
-    byte escaped, and the start of what was sent (``>``). ``raw``: received bytes go to stdout unchanged
+    byte escaped, and the start of what was sent (``>``, SENT_SHOWN bytes of each send; JSON too: the
+    received bytes are the output, what was sent is the user's own input). ``raw``: received bytes go to stdout unchanged
     and every event line (text or JSON) to stderr, so ``sockmon connect … --raw > reply.bin`` keeps the
     reply byte for byte."""
 
@@ -49,12 +50,14 @@ class EventPrinter:
 
         kind = event.kind
         data = event.data
+        shown = event
+        if data is not None and kind is EventKind.BYTES_OUT and len(data) > SENT_SHOWN:
+            shown = msgspec.structs.replace(event, data=data[:SENT_SHOWN])  # nbytes still counts them all
         if self.as_json:
-            line = event_line(event)
+            line = event_line(shown)
         else:
-            shown = event
-            if data is not None and (self.raw or (kind is EventKind.BYTES_OUT and len(data) > SENT_SHOWN)):
-                shown = msgspec.structs.replace(event, data=None if self.raw else data[:SENT_SHOWN])
+            if self.raw and kind is EventKind.BYTES_IN:
+                shown = msgspec.structs.replace(event, data=None)  # the bytes themselves go to stdout
             # a text line carries peer bytes, addresses and errors: inert (Event.line escapes the bytes)
             line = (inert(shown.line()) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
