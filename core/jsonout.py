@@ -8,9 +8,9 @@ escaping, numbers, nesting). The shapes:
   congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null.
 - transition (`watch --json`): ts, family, src, sport, dst, dport, old and new state by name, source,
   dwell_ms (null when unknown).
-- engine event (`connect --json`, `serve --json`): ts, kind, then every other field of the `Event`
-  that is set (not None, not ""), payload bytes as ``data`` (text, undecodable bytes as ``\\xNN``)
-  and ``hex`` (exact).
+- engine event (`connect --json`, `serve --json`): ts (monotonic, for ordering), time (wall clock,
+  ISO 8601 UTC with microseconds), kind, then every other field of the `Event` that is set (not None,
+  not ""), payload bytes as ``data`` (text, undecodable bytes as ``\\xNN``) and ``hex`` (exact).
 
 Strings are written as they are, escaped as JSON requires (control characters as ``\\u001b``...):
 JSON output stays lossless and safe to print; making text safe for a terminal is the text output's
@@ -21,6 +21,7 @@ process name) is written with those bytes as ``\\xNN``, like event payloads.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 import msgspec
 from msgspec import Struct
@@ -29,6 +30,11 @@ from sockmon.core.states import TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import TcpInfo, decode_tcp_info_from
 
 _encoder = msgspec.json.Encoder()
+
+
+def iso_time(wall: float) -> str:
+    """Seconds since the epoch → ISO 8601 UTC with microseconds (``2026-11-26T14:05:01.123456Z``)."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 encode = _encoder.encode  # one object → bytes
 encode_lines = _encoder.encode_lines  # an iterable of objects → newline-delimited JSON bytes
 
@@ -167,10 +173,15 @@ def transition_lines(transitions: Iterable[Transition]) -> bytes:
 
 def event_out(event) -> dict:
     """The JSON shape of one engine event (`sockmon.core.lab.events.Event`, or any Struct like it):
-    ts and kind first, then every other field that is set; ``data`` as text and exact ``hex``."""
-    out: dict = {"ts": round(event.ts, 6), "kind": event.kind}
+    ts, time (the wall clock, when the event has one) and kind first, then every other field that is set;
+    ``data`` as text and exact ``hex``."""
+    out: dict = {"ts": round(event.ts, 6)}
+    wall = getattr(event, "wall", None)
+    if wall:
+        out["time"] = iso_time(wall)
+    out["kind"] = event.kind
     for name in event.__struct_fields__:
-        if name in ("ts", "kind", "data"):
+        if name in ("ts", "kind", "data", "wall"):
             continue
         value = getattr(event, name)
         if value is not None and value != "":

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def sockmon(*args, timeout=20):
     return subprocess.run([sys.executable, "-m", "sockmon", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)  # no input to stream
 
 
 @pytest.fixture

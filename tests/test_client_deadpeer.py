@@ -48,7 +48,8 @@ def test_keepalive_detects_dead_peer(two_netns):
             assert line, server.stderr.read()
         client = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-m", "sockmon", "connect",
                                    "10.213.0.2:7000", "--keepalive", "1,1,2", "--hold", "15"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                  stdin=subprocess.DEVNULL)  # no input: connect streams a piped stdin
         time.sleep(1.0)  # connected, keepalive probes answered
         ip("-n", b, "link", "set", vb, "down")  # the peer vanishes without a FIN or RST
         t0 = time.monotonic()

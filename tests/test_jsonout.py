@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -39,7 +40,10 @@ def test_event_json_keeps_binary_bytes_as_hex_and_omits_unset_fields():
     assert out["data"] == "\u07ad\\xff"  # text for people: the undecodable byte as \xNN
     assert out["nbytes"] == 2 and out["kind"] == "bytes_in" and out["conn"] == "client"
     assert out["ts"] == round(ev.ts, 6)
-    assert set(out) == {"ts", "kind", "conn", "nbytes", "data", "hex"}  # detail "", state None...: left out
+    assert set(out) == {"ts", "time", "kind", "conn", "nbytes", "data", "hex"}  # detail "", state None...: left out
+    assert list(out)[:3] == ["ts", "time", "kind"] and "wall" not in out
+    assert out["time"] == datetime.fromtimestamp(ev.wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert abs(ev.wall - time.time()) < 5 and out["time"].endswith("Z") and len(out["time"]) == 27
 
 
 def test_events_are_frozen_named_and_untracked_by_the_gc():

@@ -72,18 +72,25 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(host.strip(), parse_port(port_text))
 
 
-def resolve(host: str, port: int | str, *, passive: bool = False, resolver=None) -> list[tuple[int, tuple]]:
+def resolve(host: str, port: int | str, *, passive: bool = False, resolver=None,
+            numeric: bool = False) -> list[tuple[int, tuple]]:
     """getaddrinfo for TCP: ``[(family, sockaddr), ...]`` in getaddrinfo's order, duplicates dropped.
 
     ``resolver`` (same signature as `socket.getaddrinfo`) replaces the module's `getaddrinfo` for this call.
+    ``numeric`` (like ``nc -n``): AI_NUMERICHOST, so no name is ever looked up; a name is refused (BadInput).
     """
     if not host or not str(host).strip():
         raise BadInput("empty host (use e.g. 127.0.0.1)")
     port = parse_port(port)
-    flags = socket.AI_PASSIVE if passive else 0
+    flags = (socket.AI_PASSIVE if passive else 0) | (socket.AI_NUMERICHOST if numeric else 0)
     try:
         infos = (resolver or getaddrinfo)(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, socket.IPPROTO_TCP, flags)
     except socket.gaierror as exc:
+        if numeric and exc.errno == socket.EAI_NONAME:
+            err = BadInput(f"{host!r} is not a numeric address (--numeric never looks names up): "
+                           "give an IPv4 or IPv6 address, e.g. 127.0.0.1 or ::1")
+            err.gai_name = "EAI_NONAME"
+            raise err from None
         err = BadInput(f"cannot resolve {host!r}: {exc.strerror}")
         err.gai_name = _GAI_NAMES.get(exc.errno, "EAI_FAIL")
         raise err from None

@@ -23,8 +23,10 @@ success, never a timeout). An ETIMEDOUT on an established connection is explaine
 from __future__ import annotations
 
 import errno
+import fcntl
 import selectors
 import socket
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -45,20 +47,43 @@ from sockmon.core.tcpinfo import TcpInfo, read_tcp_info
 
 CONN = "client"
 RECV_SIZE = 65536
-EVENT_DATA_MAX = 4096
+EVENT_DATA_MAX = 4096  # BYTES_IN / BYTES_OUT events carry at most this much of the data (by default)
+_FIN_PENDING_STATES = ("FIN_WAIT1", "CLOSING", "LAST_ACK")  # our FIN is sent or queued, not yet acked
+
+
+def kernel_unacked_bytes(sock: socket.socket) -> int | None:
+    """Bytes in the kernel's send queue not yet acknowledged by the peer (SIOCOUTQ: sent-but-unacked plus
+    not-yet-sent), without a FIN of ours that is still unacknowledged; None when it cannot be read."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # TIOCOUTQ == SIOCOUTQ
+        outq = int.from_bytes(raw, "little", signed=True)
+        if outq > 0 and state_name(read_tcp_info(sock).state) in _FIN_PENDING_STATES:
+            outq -= 1  # the FIN takes one sequence number in the queue
+    except OSError:
+        return None
+    return max(0, outq)
 
 
 class ClientEngine(EngineLoop):
     name = "sockmon-client"
 
     def __init__(self, on_event: OnEvent | None = None, *, sample_interval: float = 0.2,
-                 max_received: int = 65536, graceful_timeout: float = 5.0, netns: str | None = None) -> None:
+                 max_received: int = 65536, graceful_timeout: float = 5.0, netns: str | None = None,
+                 event_data_max: int = EVENT_DATA_MAX) -> None:
+        """``event_data_max``: how many bytes of each send/receive a BYTES_IN / BYTES_OUT event carries (the
+        headless CLI prints every byte: it passes RECV_SIZE or more)."""
         super().__init__(on_event, netns=netns)
         if not 0 < sample_interval <= 60:
             raise BadInput(f"bad sample interval {sample_interval}: use more than 0 and at most 60 s")
         self.sample_interval = sample_interval
         self.max_received = max_received
         self.graceful_timeout = graceful_timeout
+        self.event_data_max = event_data_max
+        # bytes handed to send() but not delivered to the peer's kernel when the last connection's fd was
+        # closed (the engine's queue + the kernel's unacknowledged send queue); None before any close
+        self.undelivered: int | None = None
+        self._room = threading.Condition(threading.Lock())  # notified when the engine's send queue drains
+        self._posted = 0  # bytes of send commands queued, not yet run by the engine thread (under _room)
         self._sock: socket.socket | None = None
         self._phase = "idle"  # idle | connecting | connected | closing | closed
         self._addrs: list[tuple[int, tuple]] = []
@@ -119,6 +144,24 @@ class ClientEngine(EngineLoop):
         with self._lock:
             return bytes(self._received)
 
+    @property
+    def pending_out(self) -> int:
+        """Bytes given to ``send`` that the kernel has not taken yet (queued commands, then the engine's
+        buffer while the kernel's send buffer is full)."""
+        return self._posted + len(self._out)
+
+    def wait_send_room(self, limit: int, timeout: float | None = None) -> bool:
+        """Wait until at most ``limit`` bytes are queued in the engine (or the connection ended): lets a
+        caller stream a large input with bounded memory. False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._room:
+            while self._posted + len(self._out) > limit and self._sock is not None and not self._stopping:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._room.wait(0.5 if left is None else min(left, 0.5))
+        return True
+
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Wait until the last ``connect`` succeeded or failed; True if it succeeded."""
         self._settled.wait(timeout)
@@ -147,7 +190,8 @@ class ClientEngine(EngineLoop):
         return sockaddr_fields(self._family, addr[0], addr[1]) if addr else None
 
     # -- commands (any thread; queued, return at once) --------------------------------------------------
-    def connect(self, host: str, port: int | str, timeout: float = 5.0) -> None:
+    def connect(self, host: str, port: int | str, timeout: float = 5.0, *, numeric: bool = False) -> None:
+        """``numeric`` (like ``nc -n``): never look a name up; a host that is not an address fails."""
         port = parse_port(port)
         if not host or not str(host).strip():
             raise BadInput("empty host (use e.g. 127.0.0.1)")
@@ -160,11 +204,15 @@ class ClientEngine(EngineLoop):
                 self._connect_ok = False
                 self._settled.clear()
                 self._closed.clear()
-        self.post(lambda: self._do_connect(str(host).strip(), port, timeout))
+        self.post(lambda: self._do_connect(str(host).strip(), port, timeout, numeric))
 
     def send(self, data: bytes) -> None:
         data = bytes(data)
-        self.post(lambda: self._do_send(data))
+        with self._room:
+            self._posted += len(data)
+        if not self.post(lambda: self._do_send(data)):
+            with self._room:
+                self._posted -= len(data)
 
     def send_framed(self, payload: bytes) -> None:
         self.send(encode_frame(bytes(payload)))
@@ -241,19 +289,20 @@ class ClientEngine(EngineLoop):
             t = min(t, max(0.0, self._close_deadline - now))
         return t
 
-    def _do_connect(self, host: str, port: int, timeout: float) -> None:
+    def _do_connect(self, host: str, port: int, timeout: float, numeric: bool = False) -> None:
         if self._sock is not None:
             self.emit(EventKind.FAILED, "connect(): this engine already holds a socket; close it first", conn=CONN,
                       **failure_fields(errno.EISCONN))
             return
         self._target = format_endpoint(host, port)
+        self.undelivered = None
         self.emit(EventKind.CALL, f"getaddrinfo({host}, {port})", conn=CONN)
         try:
-            addrs = resolve(host, port)
+            addrs = resolve(host, port, numeric=numeric)
         except BadInput as exc:
             self.emit(EventKind.FAILED, f"getaddrinfo({host})", conn=CONN,
                       errno_name=getattr(exc, "gai_name", "EAI_FAIL"), meaning=str(exc),
-                      action="check the host name")
+                      action="give a numeric address" if numeric else "check the host name")
             self._connect_failed()
             return
         self.emit(EventKind.RETURNED, "getaddrinfo → " + ", ".join(a[1][0] for a in addrs), conn=CONN)
@@ -415,7 +464,7 @@ class ClientEngine(EngineLoop):
             self._received += data
             if len(self._received) > self.max_received:
                 del self._received[:len(self._received) - self.max_received]
-        self.emit(EventKind.BYTES_IN, conn=CONN, nbytes=len(data), data=data[:EVENT_DATA_MAX])
+        self.emit(EventKind.BYTES_IN, conn=CONN, nbytes=len(data), data=data[:self.event_data_max])
 
     def _failure_fields(self, code: int | None) -> dict:
         """failure_fields, with the context the errno table cannot know: an ETIMEDOUT on an established
@@ -441,6 +490,8 @@ class ClientEngine(EngineLoop):
         return False
 
     def _do_send(self, data: bytes) -> None:
+        with self._room:
+            self._posted -= len(data)
         what = f"send({len(data)} bytes)"
         if self._not_connected(what):
             return
@@ -463,12 +514,16 @@ class ClientEngine(EngineLoop):
                 self._finish_close("close() after the reset")
                 return
             except OSError as exc:
+                if exc.errno == errno.EPIPE and self._peer_reset("send()"):
+                    return
                 self.emit(EventKind.FAILED, f"send(): {len(self._out)} bytes not sent", conn=CONN,
                           **self._failure_fields(exc.errno))
                 self._out.clear()
                 break
+            sent = bytes(self._out[:min(n, self.event_data_max)])
             del self._out[:n]
-            self.emit(EventKind.BYTES_OUT, conn=CONN, nbytes=n)
+            self.emit(EventKind.BYTES_OUT, conn=CONN, nbytes=n, data=sent)
+        self._notify_room()
         if not self._out and self._shutdown_after_flush:
             self._shutdown_after_flush = False
             self._do_shutdown(socket.SHUT_WR)
@@ -488,6 +543,8 @@ class ClientEngine(EngineLoop):
         try:
             self._sock.shutdown(code)
         except OSError as exc:
+            if exc.errno == errno.ENOTCONN and self._peer_reset(f"shutdown({name})"):
+                return
             self.emit(EventKind.FAILED, f"shutdown({name})", conn=CONN, **failure_fields(exc.errno))
             return
         if code in (socket.SHUT_RD, socket.SHUT_RDWR):
@@ -497,6 +554,33 @@ class ClientEngine(EngineLoop):
         self.emit(EventKind.RETURNED, f"shutdown({name})", conn=CONN)
         self._sample()
         self._update_mask()
+
+    def _notify_room(self) -> None:
+        with self._room:
+            self._room.notify_all()
+
+    def _peer_reset(self, what: str) -> bool:
+        """A call failed with ENOTCONN / EPIPE on a connection we still hold: if the kernel has closed it
+        because the peer reset it (typically: the peer closed at once, our data after its FIN drew its
+        RST; the kernel records EPIPE for an RST in CLOSE_WAIT), report that RESET and close. False when
+        the socket is not in that case (the caller reports its own failure)."""
+        sock = self._sock
+        try:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            kernel_state = state_name(read_tcp_info(sock).state)
+        except OSError:
+            return False
+        if kernel_state != "CLOSE":
+            return False
+        why = ("the peer had closed (FIN) and reset the connection when our data arrived"
+               if self._peer_closed else "the peer reset the connection")
+        self._state = "CLOSE"
+        self.emit(EventKind.STATE, "kernel state after the peer's RST", conn=CONN, state="CLOSE")
+        fields = failure_fields(errno.ECONNRESET)
+        self.emit(EventKind.RESET, f"{what}: {why}" + (f" (SO_ERROR {errno.errorcode.get(err, err)})" if err else ""),
+                  conn=CONN, **fields)
+        self._finish_close("close() after the reset")
+        return True
 
     def _do_graceful(self, timeout: float) -> None:
         if self._sock is not None and self._phase == "connecting":
@@ -525,6 +609,14 @@ class ClientEngine(EngineLoop):
             return
         self._sample()
         dropped = f" ({len(self._out)} unsent bytes dropped)" if self._out else ""
+        in_kernel = kernel_unacked_bytes(self._sock) or 0
+        self.undelivered = len(self._out) + in_kernel
+        if self.undelivered:
+            parts = [f"{in_kernel} in the kernel's send queue, unacknowledged"] if in_kernel else []
+            if self._out:
+                parts.append(f"{len(self._out)} never handed to the kernel")
+            self.emit(EventKind.INFO, f"{self.undelivered} bytes sent were not delivered to the peer's kernel "
+                      f"before close ({', '.join(parts)})", conn=CONN, nbytes=self.undelivered)
         self.emit(EventKind.CALL, how + dropped, conn=CONN)
         self._set_mask(0)
         with self._lock:
@@ -542,6 +634,7 @@ class ClientEngine(EngineLoop):
                                      **failure_fields(exc.errno))
             lingering = not abort and lifecycle.lingers(sock)
         self._settled.set()
+        self._notify_room()
         if lingering:
             def work() -> None:
                 seconds, err = lifecycle.timed_close(sock)

@@ -1,4 +1,4 @@
-"""Events that the lifecycle engines (client, server) report, with monotonic timestamps.
+"""Events that the lifecycle engines (client, server) report, with monotonic and wall-clock timestamps.
 
 Engines run off the UI thread and hand each Event to an ``on_event`` callback from their own thread;
 a UI turns them into messages, the headless CLI prints them (JSON: `sockmon.core.jsonout`).
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sockmon.core.lab.options import SocketOptions
 
 from msgspec import Struct
+from sockmon.core.jsonout import iso_time
 
 
 class EventKind(StrEnum):
@@ -51,10 +52,19 @@ class Event(Struct, frozen=True, gc=False):
     options: SocketOptions | None = None
     local: tuple[str, int] | None = None
     peer: tuple[str, int] | None = None
+    # wall-clock time (time.time(), seconds since the epoch) filled by make_event: lines up with tcpdump and
+    # logs; ``ts`` (monotonic) stays the one to order and subtract events by
+    wall: float = 0.0
+
+    @property
+    def time(self) -> str:
+        """The wall-clock time as ISO 8601 UTC with microseconds: ``2026-11-26T14:05:01.123456Z``."""
+        return iso_time(self.wall)
 
     def line(self) -> str:
-        """One human-readable line, as the headless CLI prints it."""
-        parts = [f"{self.ts:14.6f}", f"{self.kind.value:<11}"]
+        """One human-readable line, as the headless CLI prints it: wall-clock time first; received bytes
+        (``<``) and sent bytes (``>``) follow as text, every non-printable byte escaped (`core/text.py`)."""
+        parts = [self.time, f"{self.kind.value:<11}"]
         if self.conn:
             parts.append(f"[{self.conn}]")
         if self.state:
@@ -63,10 +73,17 @@ class Event(Struct, frozen=True, gc=False):
             parts.append(self.detail)
         if self.nbytes is not None and self.kind in (EventKind.BYTES_IN, EventKind.BYTES_OUT):
             parts.append(f"{self.nbytes} bytes")
+            if self.data is not None:
+                from sockmon.core.text import inert_bytes
+
+                arrow = "<" if self.kind is EventKind.BYTES_IN else ">"
+                more = f" …(+{self.nbytes - len(self.data)} bytes)" if self.nbytes > len(self.data) else ""
+                parts.append(f"{arrow} {inert_bytes(self.data)}{more}")
         if self.errno_name:
             parts.append(f"{self.errno_name}: {self.meaning} ({self.action})")
         return " ".join(parts)
 
 
 def make_event(kind: EventKind, detail: str = "", **kw) -> Event:
+    kw.setdefault("wall", time.time())
     return Event(kind, detail, time.monotonic(), **kw)

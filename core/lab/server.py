@@ -40,8 +40,56 @@ from sockmon.core.tcpinfo import read_tcp_info
 MODES = ("echo", "discard", "hold", "no-accept", "close", "reset")
 READING_MODES = ("echo", "discard")
 RECV_SIZE = 65536
-EVENT_DATA_MAX = 4096  # BYTES_IN events carry at most this much of the data
+EVENT_DATA_MAX = 4096  # BYTES_IN / BYTES_OUT events carry at most this much of the data (by default)
 ACCEPT_BATCH = 64
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)  # Linux 4.12+: u32 sk_meminfo[SK_MEMINFO_VARS]
+SK_MEMINFO_DROPS = 8  # index of sk_drops: a listener counts there each connection dropped at its queue
+
+
+def system_somaxconn() -> int | None:
+    """net.core.somaxconn (/proc/sys/net/core/somaxconn, of the caller's network namespace): the largest
+    accept queue listen() grants; None when it cannot be read."""
+    try:
+        with open("/proc/thread-self/sys/net/core/somaxconn") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        try:
+            with open("/proc/sys/net/core/somaxconn") as fh:
+                return int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def listen_overflows() -> int | None:
+    """TcpExt ListenOverflows of the calling thread's network namespace (/proc/thread-self/net/netstat):
+    connections dropped because some listener's accept queue was full. None when unreadable."""
+    try:
+        with open("/proc/thread-self/net/netstat", encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for head, vals in zip(lines[::2], lines[1::2], strict=False):
+        if head.startswith("TcpExt:"):
+            table = dict(zip(head.split()[1:], vals.split()[1:], strict=False))
+            try:
+                return int(table["ListenOverflows"])
+            except (KeyError, ValueError):
+                return None
+    return None
+
+
+OVERFLOW_CHECK = 1.0  # seconds between two looks at the accept queue's drops (one line at most each)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptQueue:
+    """A listener's accept queue as the kernel reports it (TCP_INFO on a LISTEN socket: ``unacked`` is the
+    queue length, ``sacked`` the backlog granted) and its drop count (SO_MEMINFO ``sk_drops``: connections
+    dropped because the queue was full, or for want of memory). ``drops`` is None when unreadable."""
+
+    queued: int
+    backlog: int
+    drops: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +141,13 @@ class ServerEngine(EngineLoop):
 
     def __init__(self, host: str, port: int, *, mode: str = "echo", backlog: int = 128, reuseaddr: bool = True,
                  on_event: OnEvent | None = None, close_on_eof: bool = True, max_pending: int = 1 << 20,
-                 sample_interval: float = 0.5, netns: str | None = None) -> None:
+                 sample_interval: float = 0.5, netns: str | None = None, numeric: bool = False,
+                 event_data_max: int = EVENT_DATA_MAX) -> None:
         """``close_on_eof``: in echo/discard mode, close a client once it has closed and our output is
         flushed (False keeps it in CLOSE_WAIT until ``close(cid)``). ``max_pending``: stop reading from
-        an echo client whose unsent output exceeds this (back-pressure)."""
+        an echo client whose unsent output exceeds this (back-pressure). ``numeric``: the host must be an
+        address, never looked up. ``event_data_max``: bytes of each read/write a BYTES_IN / BYTES_OUT event
+        carries."""
         super().__init__(on_event, netns=netns)
         self.host = host
         self.port = port
@@ -108,6 +159,8 @@ class ServerEngine(EngineLoop):
         self.close_on_eof = close_on_eof
         self.max_pending = max_pending
         self.sample_interval = sample_interval
+        self.numeric = numeric
+        self.event_data_max = event_data_max
         self._listener: socket.socket | None = None
         self._listener_options: SocketOptions | None = None
         self._listening_registered = False
@@ -115,6 +168,9 @@ class ServerEngine(EngineLoop):
         self._conns: dict[str, _Conn] = {}
         self._address: tuple[str, int] | None = None
         self._next_sample = 0.0
+        self._next_overflow_check = 0.0
+        self._drops_seen: int | None = None
+        self._overflows_seen: int | None = None
 
     # -- control (any thread) ---------------------------------------------------------------------------
     @property
@@ -128,7 +184,7 @@ class ServerEngine(EngineLoop):
         """Bind and listen now (errors raise SockmonError, e.g. EADDRINUSE), then serve in a thread."""
         if self._thread is not None:
             raise SockmonError("server already started")
-        family, sockaddr = resolve(self.host, self.port, passive=True)[0]
+        family, sockaddr = resolve(self.host, self.port, passive=True, numeric=self.numeric)[0]
         where = format_endpoint(sockaddr[0], sockaddr[1])
         try:
             if self.netns is not None:
@@ -219,6 +275,25 @@ class ServerEngine(EngineLoop):
     def options(self, cid: str) -> SocketOptions | None:
         """The client's options as the engine thread last read them (no syscall here)."""
         return self._known(cid).options
+
+    def accept_queue(self) -> AcceptQueue | None:
+        """The listener's accept queue now (queued / backlog) and its drop count: two getsockopt calls, any
+        thread. None before start or after stop."""
+        with self._lock:
+            sock = self._listener
+            if sock is None or sock.fileno() < 0:
+                return None
+            try:
+                info = read_tcp_info(sock)
+            except OSError:
+                return None
+            try:
+                raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 4 * 16)
+                drops = int.from_bytes(raw[4 * SK_MEMINFO_DROPS:4 * SK_MEMINFO_DROPS + 4], "little") \
+                    if len(raw) >= 4 * (SK_MEMINFO_DROPS + 1) else None
+            except OSError:
+                drops = None
+        return AcceptQueue(info.unacked, info.sacked, drops)
 
     def listener_options(self) -> SocketOptions | None:
         """The listener's options as read right after listen() (no syscall, no lock here)."""
@@ -388,7 +463,7 @@ class ServerEngine(EngineLoop):
             self._update(conn)
             return
         conn.bytes_in += len(data)
-        self.emit(EventKind.BYTES_IN, conn=conn.id, nbytes=len(data), data=data[:EVENT_DATA_MAX])
+        self.emit(EventKind.BYTES_IN, conn=conn.id, nbytes=len(data), data=data[:self.event_data_max])
         if self.mode == "echo":
             self._queue_send(conn, data)
         else:
@@ -417,9 +492,10 @@ class ServerEngine(EngineLoop):
                 self.emit(EventKind.ERROR, "send() failed", conn=conn.id, **self._failure_fields(conn, exc.errno))
                 self._close(conn, "close() after a failed send")
                 return
+            sent = bytes(conn.out[:min(n, self.event_data_max)])
             del conn.out[:n]
             conn.bytes_out += n
-            self.emit(EventKind.BYTES_OUT, conn=conn.id, nbytes=n)
+            self.emit(EventKind.BYTES_OUT, conn=conn.id, nbytes=n, data=sent)
         if not conn.out:
             if conn.shutdown_after_flush:
                 conn.shutdown_after_flush = False
@@ -500,8 +576,31 @@ class ServerEngine(EngineLoop):
             conn.state = st
             self.emit(EventKind.STATE, conn=conn.id, state=st)
 
+    def _check_overflow(self) -> None:
+        """Once a second: did the accept queue drop connections since the last look? One INFO line saying
+        how many (the listener's own sk_drops; the namespace's ListenOverflows alongside), and the queue."""
+        queue = self.accept_queue()
+        overflows = listen_overflows()
+        if queue is None:
+            return
+        drops, self._drops_seen = (None if queue.drops is None or self._drops_seen is None
+                                   else queue.drops - self._drops_seen), queue.drops
+        ns_delta, self._overflows_seen = (None if overflows is None or self._overflows_seen is None
+                                          else overflows - self._overflows_seen), overflows
+        if not drops and not (queue.drops is None and ns_delta):  # sk_drops unreadable: the namespace's count
+            return
+        said = (f"{drops} connection attempts dropped by this listener" if drops
+                else "connection attempts dropped in this namespace")
+        ns = f"; ListenOverflows +{ns_delta} in the namespace" if ns_delta else ""
+        self.emit(EventKind.ERROR, f"accept queue overflow: {said} in the last {OVERFLOW_CHECK:g} s "
+                  f"(queue {queue.queued}/{queue.backlog}{ns}): raise the backlog (and net.core.somaxconn) "
+                  "or accept faster")
+
     def _tick(self) -> None:
         now = time.monotonic()
+        if self._listener is not None and now >= self._next_overflow_check:
+            self._next_overflow_check = now + OVERFLOW_CHECK
+            self._check_overflow()
         if self._paused_until and now >= self._paused_until:
             self._paused_until = 0.0
             self._update_listener()

@@ -19,11 +19,24 @@ from sockmon.core.text import inert
 COMMANDS = ("serve", "connect", "ls", "watch")
 
 
+def version() -> str:
+    """The installed distribution's version (package metadata), else the source tree's ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("sockmon")
+    except metadata.PackageNotFoundError:
+        from sockmon import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sockmon",
         description="A terminal monitor and lab for TCP sockets on Linux. Without a command: the terminal UI.",
     )
+    parser.add_argument("-V", "--version", action="version", version=f"sockmon {version()}")
     parser.add_argument("--interval", type=float, default=1.0, metavar="S",
                         help="UI refresh interval in seconds (default 1)")
     parser.add_argument("--netns", metavar="NAME", default=None,

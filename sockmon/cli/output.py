@@ -6,6 +6,8 @@ import os
 import sys
 import threading
 
+import msgspec
+
 from sockmon.core.jsonout import event_line
 from sockmon.core.text import inert
 
@@ -25,26 +27,58 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+SENT_SHOWN = 256  # text lines show at most this much of what was sent (received bytes are shown whole)
+
+
 class EventPrinter:
     """Prints engine events (``Event.line()``, or one JSON object per line: `sockmon.core.jsonout`)
-    from any thread."""
+    from any thread.
 
-    def __init__(self, as_json: bool) -> None:
+    Text lines start with the wall-clock time and show received bytes (``<``) with every non-printable
+    byte escaped, and the start of what was sent (``>``, SENT_SHOWN bytes of each send; JSON too: the
+    received bytes are the output, what was sent is the user's own input). ``raw``: received bytes go to stdout unchanged
+    and every event line (text or JSON) to stderr, so ``sockmon connect … --raw > reply.bin`` keeps the
+    reply byte for byte."""
+
+    def __init__(self, as_json: bool, *, raw: bool = False) -> None:
         self.as_json = as_json
+        self.raw = raw
         self._lock = threading.Lock()
 
     def __call__(self, event) -> None:
-        # JSON escapes and stays lossless; a text line carries peer bytes, addresses and errors: inert
-        data = event_line(event) if self.as_json else (inert(event.line()) + "\n").encode("utf-8", "backslashreplace")
+        from sockmon.core.lab.events import EventKind
+
+        kind = event.kind
+        data = event.data
+        shown = event
+        if data is not None and kind is EventKind.BYTES_OUT and len(data) > SENT_SHOWN:
+            shown = msgspec.structs.replace(event, data=data[:SENT_SHOWN])  # nbytes still counts them all
+        if self.as_json:
+            line = event_line(shown)
+        else:
+            if self.raw and kind is EventKind.BYTES_IN:
+                shown = msgspec.structs.replace(event, data=None)  # the bytes themselves go to stdout
+            # a text line carries peer bytes, addresses and errors: inert (Event.line escapes the bytes)
+            line = (inert(shown.line()) + "\n").encode("utf-8", "backslashreplace")
         with self._lock:
             try:
-                write_all(fileno_of_stdout(), data)
+                if self.raw:
+                    if kind is EventKind.BYTES_IN and data:
+                        write_all(fileno_of_stdout(), data)
+                    write_all(fileno_of_stderr(), line)
+                else:
+                    write_all(fileno_of_stdout(), line)
             except (BrokenPipeError, ValueError):  # reader went away / stdout closed at exit
                 pass
             self.seen(event)
 
     def seen(self, event) -> None:
         """Hook for subclasses, called under the lock after printing."""
+
+
+def fileno_of_stderr() -> int:
+    sys.stderr.flush()
+    return sys.stderr.fileno()
 
 
 def fileno_of_stdout() -> int:
