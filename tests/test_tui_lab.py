@@ -10,9 +10,10 @@ import socket
 import pytest
 import test_tui_fixtures
 from sockmon.core import states as S
+from sockmon.core.lab.payload import parse_hex
 from sockmon.core.lab.server import ServerEngine
 from sockmon.tui.lab.client import ClientPane
-from sockmon.tui.lab.forms import hexdump, parse_hex, parse_timeout
+from sockmon.tui.lab.forms import hexdump, parse_timeout
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
 from test_tui_fixtures import LabHost, connect_client, run, start_server_from_pane, timeline_text, wait_for

@@ -35,7 +35,7 @@ from typing import Any
 
 from sockmon.core.lab.events import EventKind
 from sockmon.core.records import Snapshot, Socket, Transition
-from sockmon.core.states import STATE_CODES
+from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.core.table.collector import Update
 from sockmon.core.table.diff import diff as snapshot_diff
 from sockmon.core.table.history import TransitionHistory
@@ -52,6 +52,7 @@ from sockmon.tui.messages import (
     ClientFdClosed,
     CollectionFailed,
     EngineEvent,
+    ListenerRow,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
@@ -382,9 +383,24 @@ class SockmonApp(App[int]):
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
         self.lab.update(snapshot, transitions)
+        self._route_listener(snapshot)
         counts = {STATE_CODES[name]: n for name, n in summary.by_state.items() if name in STATE_CODES}
         self.status.show(counts=counts, total=summary.total, source=snapshot.source, **status)
         self._update_detail()
+
+    def _route_listener(self, snapshot: Snapshot) -> None:
+        """Hand the built-in server's listener row (its accept queue) to the Server pane, by message."""
+        found = self.query(ServerPane)
+        if not found:
+            return
+        server = found.first()
+        addr = server.address if server.engine is not None else None
+        if not addr:
+            return
+        host, port = str(addr[0]), int(addr[1])
+        row = next((s for s in snapshot.sockets if s.state == LISTEN and s.sport == port
+                    and str(s.src) in (host, "0.0.0.0", "::")), None)
+        server.post_message(ListenerRow(row))
 
     def _size_listening(self) -> None:
         # Listeners are usually few: give them what they need (CSS caps it at 40% of the tab).
@@ -500,11 +516,25 @@ class SockmonApp(App[int]):
             self.lab.engine_event(ev)
         except Exception as exc:  # noqa: BLE001
             self._report_error(f"timeline: {exc}")
-        if ev.kind in (EventKind.FAILED, EventKind.ERROR):
+        pane = self._lab_pane(message.origin)
+        if ev.kind in (EventKind.FAILED, EventKind.ERROR) and not (pane is not None and pane.on_screen()):
+            # the pane on screen shows it inline (a toast there covered its state line at 80x24)
             line = ev.detail or ev.kind.value
             if ev.errno_name:
                 line = f"{line}: {ev.errno_name}: {ev.meaning} → {ev.action}"
             self.notify(inert(line), title=message.origin, severity="error", timeout=8, markup=False)
+
+    def _lab_pane(self, origin: str) -> LabPane | None:
+        cls = {"client": ClientPane, "server": ServerPane}.get(origin)
+        found = self.query(cls) if cls is not None else None
+        return found.first() if found else None
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """A click on the Client / Server tab enters the pane like its key does (Target gets the focus)."""
+        tab = event.pane.id if event.pane is not None else None
+        if tab in ("client", "server") and self.on_base_screen():
+            self.call_after_refresh(self._focus_pane, tab)
 
     # ------------------------------------------------------------------ actions
     def action_show_pane(self, name: str) -> None:
@@ -522,6 +552,10 @@ class SockmonApp(App[int]):
         elif name == "keepalive":
             self.keepalive.focus_table()
             self.keepalive.show_cursor_row()
+        elif name in ("client", "server"):
+            lab = self._lab_pane(name)
+            if lab is not None:
+                lab.focus_entry()
         else:
             pane = self.query_one(f"#{name}", TabPane)
             for widget in pane.query("*"):
