@@ -123,6 +123,12 @@ class SockmonApp(App[int]):
         Binding("3", "show_pane('client')", "Client", show=False, id="pane.client"),
         Binding("4", "show_pane('server')", "Server", show=False, id="pane.server"),
         Binding("5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline"),
+        # from inside a text field too (digits there are text); also what Esc-then-digit arrives as
+        Binding("alt+1", "show_pane('sockets')", "Listening+Connections", show=False, id="pane.sockets_alt"),
+        Binding("alt+2", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_alt"),
+        Binding("alt+3", "show_pane('client')", "Client", show=False, id="pane.client_alt"),
+        Binding("alt+4", "show_pane('server')", "Server", show=False, id="pane.server_alt"),
+        Binding("alt+5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_alt"),
         Binding("l", "show_pane('listening')", "Listening", show=False, id="pane.listening"),
         Binding("c", "show_pane('connections')", "Connections", show=False, id="pane.connections"),
         Binding("k", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_k"),
@@ -541,7 +547,10 @@ class SockmonApp(App[int]):
         tab = {"listening": "sockets", "connections": "sockets"}.get(name, name)
         if isinstance(self.screen, Screen) and self.screen is not self.screen_stack[0]:
             return  # a modal/detail screen is up
-        self.query_one("#tabs", TabbedContent).active = tab
+        tabs = self.query_one("#tabs", TabbedContent)
+        if tabs.active != tab:
+            self.screen.set_focus(None)  # a field of the old tab keeps no focus (it would pull its tab back)
+        tabs.active = tab
         self.call_after_refresh(self._focus_pane, name)
 
     def _focus_pane(self, name: str) -> None:
