@@ -185,7 +185,7 @@ class LabPane(Vertical, can_focus=True):
     """Base of the Client and Server panes: error line, field validation feedback, Escape / ``i``."""
 
     DEFAULT_CSS = """
-    LabPane .lab-keys { dock: bottom; height: auto; color: $text-muted; }
+    LabPane .lab-keys { height: auto; color: $text-muted; }
     """
 
     TITLE = "Lab"  # notification title

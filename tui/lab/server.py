@@ -146,10 +146,11 @@ class ServerPane(LabPane):
     ServerPane #server-linger { width: 6; }
     ServerPane #server-keepalive { width: 10; }
     ServerPane Button { margin-right: 1; min-width: 5; }
-    ServerPane #server-status { width: 1fr; height: 1; }
+    ServerPane #server-row-start { height: auto; }
+    ServerPane #server-status { width: 1fr; height: auto; }
     ServerPane #server-error { height: auto; min-height: 1; max-height: 3; color: $error; text-style: bold; }
-    ServerPane #server-clients { height: 1fr; min-height: 3; }
-    ServerPane #server-log { height: 6; border: round $primary 50%; }
+    ServerPane #server-clients { height: 2fr; min-height: 3; }
+    ServerPane #server-log { height: 1fr; min-height: 4; border: round $primary 50%; }
     """
 
     TITLE = "Server"
@@ -196,7 +197,7 @@ class ServerPane(LabPane):
                         validate_on=["changed", "submitted"])
             yield Label("mode")
             yield Select([(m, m) for m in MODES], value="echo", allow_blank=False, id="server-mode", compact=True)
-        with Horizontal(classes="lab-row"):
+        with Horizontal(classes="lab-row", id="server-row-start"):
             yield Label("SO_REUSEADDR")
             yield Switch(True, id="server-reuseaddr")
             yield Label("on", id="server-reuseaddr-label")
@@ -211,7 +212,7 @@ class ServerPane(LabPane):
             yield Static(self._send_to_text(), id="server-send-to")
             yield Button("Send", id="server-send", compact=True)
         with Horizontal(classes="lab-row"):
-            yield Label("selected client: linger")
+            yield Label("client: linger")
             yield Input("off", id="server-linger", compact=True, validators=[CoreValidator(parse_linger_text)],
                         validate_on=["changed", "submitted"])
             yield Button("set", id="server-set-linger", compact=True)
