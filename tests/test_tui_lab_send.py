@@ -161,11 +161,17 @@ def test_press_3_type_target_enter_ping_enter_gets_pong(line_server):
     run(scenario())
 
 
-def test_click_on_the_client_tab_focuses_target():
+def test_click_on_the_client_tab_or_tab_key_focuses_target():
     async def scenario():
         app = app_without_collector()
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.click("#tabs Tab#--content-tab-client")
+            await pilot.pause()
+            assert app.focused is app.query_one("#client-target", Input)
+            # Tab from the tab bar enters the pane the same way
+            await pilot.press("escape")
+            app.query_one("#tabs Tabs").focus()
+            await pilot.press("tab")
             await pilot.pause()
             assert app.focused is app.query_one("#client-target", Input)
 

@@ -542,6 +542,18 @@ class SockmonApp(App[int]):
         if tab in ("client", "server") and self.on_base_screen():
             self.call_after_refresh(self._focus_pane, tab)
 
+    def action_focus_next(self) -> None:
+        """Tab from the tab bar into the Client / Server tab enters it like its key (Target gets the focus)."""
+        from textual.widgets import Tabs
+
+        tab = self.query_one("#tabs", TabbedContent).active
+        if isinstance(self.focused, Tabs) and tab in ("client", "server") and self.on_base_screen():
+            lab = self._lab_pane(tab)
+            if lab is not None:
+                lab.focus_entry()
+                return
+        super().action_focus_next()
+
     # ------------------------------------------------------------------ actions
     def action_show_pane(self, name: str) -> None:
         tab = {"listening": "sockets", "connections": "sockets"}.get(name, name)

@@ -221,6 +221,7 @@ class LabPane(Vertical, can_focus=True):
         """Entering the pane (its key, a click on its tab, Tab): focus where typing starts."""
         self.focus()
 
+
     def clear_error(self) -> None:
         self.last_error = None
         if self.is_mounted:
