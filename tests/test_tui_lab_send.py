@@ -246,7 +246,8 @@ def test_server_mode_picker_skips_close_and_reset_clients_sorted_send_to_all():
                 target = [p for p in peers if f"{p.getsockname()[0]}:{p.getsockname()[1]}" == chosen][0]
                 assert target.recv(100) == b"ok"
                 log = "\n".join(s.text for s in pane.query_one("#server-log", RichLog).lines)
-                assert log.count("▶ 8 B  'hi all\\r\\n'") == 3 and "▶ 2 B  'ok'" in log
+                assert "[all 3 clients] " in log and "▶ 8 B  'hi all\\r\\n'" in log
+                assert f"[{chosen}] " in log and "▶ 2 B  'ok'" in log
             finally:
                 for p in peers:
                     p.close()

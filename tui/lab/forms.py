@@ -86,11 +86,13 @@ def clock_text(ts: float | None = None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
 
 
-def data_line(direction: str, data: bytes, at: str) -> Text:
+def data_line(direction: str, data: bytes, at: str, who: str = "") -> Text:
     """``12:00:01.234 ▶ 6 B 'PING\\r\\n'``: one direction-marked line of the data log (peer bytes inert)."""
     arrow, style = ("▶", "#e5c07b") if direction == "out" else ("◀", "#56b6c2")
     out = Text()
     out.append(f"{at} ", "dim")
+    if who:
+        out.append(f"[{inert(who)}] ", "dim")
     out.append(f"{arrow} {len(data)} B  {inert(repr(data.decode('utf-8', 'backslashreplace')))}", style)
     return out
 

@@ -531,14 +531,26 @@ class ServerPane(LabPane):
                 return False
             targets = [cid]
         self.clear_error()
-        log = self.query_one("#server-log", RichLog)
-        at = self.clock_text()
-        for cid in targets:
-            self._run_call(self.engine, "send", (cid, payload))
-            line = Text(f"[{cid}] ", "dim")
-            line.append_text(data_line("out", payload, at))
-            log.write(line)
+        self._send_to(self.engine, targets, payload)  # one worker for all of them (each send only queues)
+        who = f"all {len(targets)} clients" if self.send_all else str(targets[0])
+        self.query_one("#server-log", RichLog).write(data_line("out", payload, self.clock_text(), who))
         return True
+
+    @work(thread=True, group="server-send", exit_on_error=False)
+    def _send_to(self, engine, targets: list[str], payload: bytes) -> None:
+        failed: list[str] = []
+        for cid in targets:
+            try:
+                engine.send(cid, payload)
+            except SockmonError as exc:  # this client went away meanwhile: say so, send to the others
+                failed.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+                failed.append(f"send failed: {exc}")
+        if failed:
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            self.app.call_from_thread(self.show_error, failed[0] + more)
+        self.app.call_from_thread(request_refresh, self.app)
+        self.app.call_from_thread(self._poll_clients)
 
     def action_shutdown(self, how: str) -> None:
         cid = self._need_client(f"shutdown {how}")
@@ -649,9 +661,12 @@ class ServerPane(LabPane):
             request_refresh(self.app)
 
     def _log_line(self, ev) -> Text:
-        out = Text(f"{self.clock_text(ev.ts)} ", "dim")
+        at = self.clock_text(ev.ts)
+        if ev.kind is EventKind.BYTES_IN and ev.data:  # what a client sent: ◀, as in the Client pane
+            return data_line("in", ev.data, at, ev.conn or "")
+        out = Text(f"{at} ", "dim")
         if ev.conn:
-            out.append(f"[{ev.conn}] ", "dim")
+            out.append(f"[{inert(ev.conn)}] ", "dim")
         out.append_text(event_text(ev))
         return out
 
