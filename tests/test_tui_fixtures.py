@@ -152,6 +152,9 @@ async def connect_client(app, pilot, address, *, tab_key: str | None = None) -> 
     pane.focus()
     await pilot.press("o")
     await wait_for(pilot, lambda: pane.state == "ESTABLISHED" and pane.local and pane.options, what="ESTABLISHED")
+    await pilot.pause()
+    if app.focused is pane.query_one("#client-send-text"):
+        await pilot.press("escape")  # connected: the focus went to the send box; the one-key actions again
     return pane
 
 

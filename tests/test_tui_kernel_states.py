@@ -194,8 +194,8 @@ def test_timeline_byte_counts_are_the_followed_sockets_own(server_factory):
             tup = (*pane.local, *pane.peer)
             pane.query_one("#client-send-text", Input).value = "hello"
             pane.action_send()
-            await wait_for(pilot, lambda: pane.bytes_in == 5, what="the echo")
-            assert "in 5 B  out 5 B" in header(app)  # the client's own (engine) counts
+            await wait_for(pilot, lambda: pane.bytes_in == 7, what="the echo")  # hello + CRLF (default ending)
+            assert "in 7 B  out 7 B" in header(app)  # the client's own (engine) counts
             await pilot.press("1")
             for _ in range(3):  # select it, elsewhere, and again: the numbers never add up
                 await select_row(app, pilot, tup)
@@ -203,14 +203,14 @@ def test_timeline_byte_counts_are_the_followed_sockets_own(server_factory):
                 text = f"bytes_received {want[0]}  bytes_acked {want[1]}"
                 await wait_for(pilot, lambda t=text: t in header(app), what=f"{text} in {header(app)!r}")
                 app.timeline.action_follow_client()  # the Timeline's `f`: back on the client
-                assert "in 5 B  out 5 B" in header(app)
+                assert "in 7 B  out 7 B" in header(app)
             # the other end: the server's accepted socket (peer and local swapped), its own counters
             other = (tup[2], tup[3], tup[0], tup[1])
             await select_row(app, pilot, other)
             want = ss_bytes(other)
             await wait_for(pilot, lambda: f"bytes_received {want[0]}  bytes_acked {want[1]}" in header(app),
                            what="the server socket's own counters")
-            assert "in 5 B  out 5 B" not in header(app)
+            assert "in 7 B  out 7 B" not in header(app)
             await finish(app, pilot)
 
     run(scenario())

@@ -10,9 +10,10 @@ import socket
 import pytest
 import test_tui_fixtures
 from sockmon.core import states as S
+from sockmon.core.lab.payload import parse_hex
 from sockmon.core.lab.server import ServerEngine
 from sockmon.tui.lab.client import ClientPane
-from sockmon.tui.lab.forms import hexdump, parse_hex, parse_timeout
+from sockmon.tui.lab.forms import hexdump, parse_timeout
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
 from test_tui_fixtures import LabHost, connect_client, run, start_server_from_pane, timeline_text, wait_for
@@ -69,9 +70,10 @@ def test_client_connect_send_close_shows_time_wait(echo_server):
             field.value = "hello"
             field.focus()
             await pilot.press("enter")
-            await wait_for(pilot, lambda: "'hello'" in received_text(app), what="echo received")
-            assert "68 65 6c 6c 6f" in received_text(app)
-            await wait_for(pilot, lambda: "in     5 bytes" in timeline_text(app), what="bytes in timeline")
+            await wait_for(pilot, lambda: "◀ 7 B  'hello\\r\\n'" in received_text(app), what="echo received")
+            assert "▶ 7 B  'hello\\r\\n'" in received_text(app), "what was sent is shown too"
+            assert "68 65 6c 6c 6f 0d 0a" in received_text(app)
+            await wait_for(pilot, lambda: "in     7 bytes" in timeline_text(app), what="bytes in timeline")
             # close: active close → FIN_WAIT… → TIME_WAIT, followed by 4-tuple after the fd is gone
             pane.focus()
             await pilot.press("x")
@@ -170,7 +172,8 @@ def test_client_refused_and_timeout_errors_are_notified():
             await pilot.press("o")
             await wait_for(pilot, lambda: pane.last_error and "ECONNREFUSED" in pane.last_error, what="refused")
             assert "nothing is listening" in pane.last_error
-            assert any("ECONNREFUSED" in n.message for n in app._notifications)
+            assert not any("ECONNREFUSED" in n.message for n in app._notifications), "on screen: inline, no toast over the pane"
+            assert "ECONNREFUSED" in str(app.query_one("#client-error").render())
             assert "ECONNREFUSED" in timeline_text(app)
             # actions while not connected: a clear message, nothing dies
             await pilot.press("K")
@@ -215,7 +218,7 @@ def test_server_no_accept_queue_grows_then_echo_and_per_client_actions():
                 field.focus()
                 await pilot.press("enter")
                 target.settimeout(2)
-                assert target.recv(100) == b"from server"
+                assert target.recv(100) == b"from server\r\n"  # text mode: CRLF by default
                 pane.query_one("#server-keepalive", Input).value = "30,5,4"
                 pane.query_one("#server-set-keepalive").press()
                 await wait_for(pilot, lambda: "ka 30/5/4 (50s)" in str(pane._options.get(cid)),
@@ -384,7 +387,7 @@ def test_client_send_modes_hex_and_framed(echo_server):
             field.value = "68 69:21"
             field.focus()
             await pilot.press("enter")
-            await wait_for(pilot, lambda: "'hi!'" in received_text(app), what="hex echo")
+            await wait_for(pilot, lambda: "◀ 3 B  'hi!'" in received_text(app), what="hex echo (no line ending)")
             pane.focus()
             await pilot.press("m")  # hex → framed
             assert mode.value == "framed"
@@ -421,7 +424,8 @@ def test_client_connect_timeout_against_a_full_accept_queue():
                 await pilot.press("o")
                 await wait_for(pilot, lambda: "ETIMEDOUT" in (pane.last_error or ""), what="ETIMEDOUT")
                 assert "timed out" in pane.last_error
-                assert any("ETIMEDOUT" in n.message for n in app._notifications)
+                assert not any("ETIMEDOUT" in n.message for n in app._notifications), "on screen: inline, no toast over the pane"
+                assert "ETIMEDOUT" in str(app.query_one("#client-error").render())
                 assert app.is_running
         finally:
             for s in fillers:
@@ -480,6 +484,11 @@ def test_connect_again_replaces_the_connection_cleanly(echo_server):
             assert timeline.client_tuple == (*pane.local, *pane.peer)
             text = "\n".join(timeline.plain_lines())
             assert str(first[1]) not in text and "closed" not in text
+            # what happened to the old connection is said, in the data log
+            assert f"the old connection 127.0.0.1:{first[1]}" in received_text(app)
+            assert "close(): FIN, our side then goes FIN_WAIT → TIME_WAIT" in received_text(app)
+            assert app.focused is pane.query_one("#client-send-text", Input), "connected: type what to send"
+            await pilot.press("escape")
             await pilot.press("a")
             await wait_for(pilot, lambda: pane.fd_closed, what="abort")
 
@@ -496,7 +505,10 @@ def test_enter_in_a_form_field_applies_it_and_gives_the_keys_back(echo_server):
             target.focus()
             await pilot.press("enter")
             await wait_for(pilot, lambda: pane.state == "ESTABLISHED" and pane.options, what="ESTABLISHED")
-            assert app.focused is pane, "after Enter the one-key actions work again"
+            await pilot.pause()
+            assert app.focused is pane.query_one("#client-send-text", Input), "connected: the send box has focus"
+            await pilot.press("escape")
+            assert app.focused is pane, "Escape: the one-key actions work again"
             await pilot.press("i")
             assert app.focused is pane.query_one("#client-send-text", Input), "i jumps to the data field"
             await pilot.press("escape")

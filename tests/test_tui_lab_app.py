@@ -129,7 +129,8 @@ def test_app_bad_input_and_refused_connect_keep_the_app_running():
             pane.focus()
             await pilot.press("o")
             await wait_for(pilot, lambda: "ECONNREFUSED" in (pane.last_error or ""), what="refused")
-            assert any("ECONNREFUSED" in n.message for n in app._notifications)
+            assert not any("ECONNREFUSED" in n.message for n in app._notifications), "on screen: inline, no toast over the pane"
+            assert "ECONNREFUSED" in str(app.query_one("#client-error").render())
             await pilot.press("4")
             server = app.query_one(ServerPane)
             server.query_one("#server-backlog", Input).value = "many"

@@ -73,6 +73,10 @@ OPTIONS = SocketOptions(linger=Linger(True, 0), keepalive=Keepalive(True, 60, 10
                         reuseaddr=False, nodelay=True, rcvbuf=131072, sndbuf=16384)
 
 
+def fixed_clock(ts: float | None = None) -> str:
+    return "12:00:01.234" if ts is None else f"12:00:{ts - T0 + 1:06.3f}"
+
+
 async def fill_client(pilot) -> None:
     pane = pilot.app.query_one(ClientPane)
     pane.state = "ESTABLISHED"
@@ -80,6 +84,8 @@ async def fill_client(pilot) -> None:
     pane.options = OPTIONS
     pane.bytes_out = 6
     pane.bytes_in = 20
+    pane.clock_text = fixed_clock  # wall-clock times: fixed for the picture
+    pane._show_sent(b"hello\r\n")
     pane._show_received(b"hello from server\r\n\x00")
     pane._refresh_display()
     pane.focus()
@@ -121,6 +127,9 @@ async def fill_server(pilot) -> None:
         ev(0.2, EventKind.BYTES_IN, nbytes=12, data=b"hello server", conn="127.0.0.1:40000"),
         ev(0.3, EventKind.PEER_CLOSED, "recv() returned 0: the peer sent FIN", conn="127.0.0.1:40002"),
     ]
+    pane.clock_text = fixed_clock
+    # the listener's row as the app's snapshot has it: 2 connections waiting for accept(), backlog 16
+    pane.listener = Socket(socket.AF_INET, S.LISTEN, "127.0.0.1", 8080, "0.0.0.0", 0, 2, 16, None, 0, 0, 7)
     log = pane.query_one("#server-log", RichLog)
     for e in log_events:
         log.write(pane._log_line(e))

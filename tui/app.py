@@ -35,7 +35,7 @@ from typing import Any
 
 from sockmon.core.lab.events import EventKind
 from sockmon.core.records import Snapshot, Socket, Transition
-from sockmon.core.states import STATE_CODES
+from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.core.table.collector import Update
 from sockmon.core.table.diff import diff as snapshot_diff
 from sockmon.core.table.history import TransitionHistory
@@ -52,6 +52,7 @@ from sockmon.tui.messages import (
     ClientFdClosed,
     CollectionFailed,
     EngineEvent,
+    ListenerRow,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
@@ -122,6 +123,12 @@ class SockmonApp(App[int]):
         Binding("3", "show_pane('client')", "Client", show=False, id="pane.client"),
         Binding("4", "show_pane('server')", "Server", show=False, id="pane.server"),
         Binding("5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline"),
+        # from inside a text field too (digits there are text); also what Esc-then-digit arrives as
+        Binding("alt+1", "show_pane('sockets')", "Listening+Connections", show=False, id="pane.sockets_alt"),
+        Binding("alt+2", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_alt"),
+        Binding("alt+3", "show_pane('client')", "Client", show=False, id="pane.client_alt"),
+        Binding("alt+4", "show_pane('server')", "Server", show=False, id="pane.server_alt"),
+        Binding("alt+5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_alt"),
         Binding("l", "show_pane('listening')", "Listening", show=False, id="pane.listening"),
         Binding("c", "show_pane('connections')", "Connections", show=False, id="pane.connections"),
         Binding("k", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_k"),
@@ -382,9 +389,24 @@ class SockmonApp(App[int]):
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
         self.lab.update(snapshot, transitions)
+        self._route_listener(snapshot)
         counts = {STATE_CODES[name]: n for name, n in summary.by_state.items() if name in STATE_CODES}
         self.status.show(counts=counts, total=summary.total, source=snapshot.source, **status)
         self._update_detail()
+
+    def _route_listener(self, snapshot: Snapshot) -> None:
+        """Hand the built-in server's listener row (its accept queue) to the Server pane, by message."""
+        found = self.query(ServerPane)
+        if not found:
+            return
+        server = found.first()
+        addr = server.address if server.engine is not None else None
+        if not addr:
+            return
+        host, port = str(addr[0]), int(addr[1])
+        row = next((s for s in snapshot.sockets if s.state == LISTEN and s.sport == port
+                    and str(s.src) in (host, "0.0.0.0", "::")), None)
+        server.post_message(ListenerRow(row))
 
     def _size_listening(self) -> None:
         # Listeners are usually few: give them what they need (CSS caps it at 40% of the tab).
@@ -500,18 +522,47 @@ class SockmonApp(App[int]):
             self.lab.engine_event(ev)
         except Exception as exc:  # noqa: BLE001
             self._report_error(f"timeline: {exc}")
-        if ev.kind in (EventKind.FAILED, EventKind.ERROR):
+        pane = self._lab_pane(message.origin)
+        if ev.kind in (EventKind.FAILED, EventKind.ERROR) and not (pane is not None and pane.on_screen()):
+            # the pane on screen shows it inline (a toast there covered its state line at 80x24)
             line = ev.detail or ev.kind.value
             if ev.errno_name:
                 line = f"{line}: {ev.errno_name}: {ev.meaning} → {ev.action}"
             self.notify(inert(line), title=message.origin, severity="error", timeout=8, markup=False)
+
+    def _lab_pane(self, origin: str) -> LabPane | None:
+        cls = {"client": ClientPane, "server": ServerPane}.get(origin)
+        found = self.query(cls) if cls is not None else None
+        return found.first() if found else None
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """A click on the Client / Server tab enters the pane like its key does (Target gets the focus)."""
+        tab = event.pane.id if event.pane is not None else None
+        if tab in ("client", "server") and self.on_base_screen():
+            self.call_after_refresh(self._focus_pane, tab)
+
+    def action_focus_next(self) -> None:
+        """Tab from the tab bar into the Client / Server tab enters it like its key (Target gets the focus)."""
+        from textual.widgets import Tabs
+
+        tab = self.query_one("#tabs", TabbedContent).active
+        if isinstance(self.focused, Tabs) and tab in ("client", "server") and self.on_base_screen():
+            lab = self._lab_pane(tab)
+            if lab is not None:
+                lab.focus_entry()
+                return
+        super().action_focus_next()
 
     # ------------------------------------------------------------------ actions
     def action_show_pane(self, name: str) -> None:
         tab = {"listening": "sockets", "connections": "sockets"}.get(name, name)
         if isinstance(self.screen, Screen) and self.screen is not self.screen_stack[0]:
             return  # a modal/detail screen is up
-        self.query_one("#tabs", TabbedContent).active = tab
+        tabs = self.query_one("#tabs", TabbedContent)
+        if tabs.active != tab:
+            self.screen.set_focus(None)  # a field of the old tab keeps no focus (it would pull its tab back)
+        tabs.active = tab
         self.call_after_refresh(self._focus_pane, name)
 
     def _focus_pane(self, name: str) -> None:
@@ -522,6 +573,10 @@ class SockmonApp(App[int]):
         elif name == "keepalive":
             self.keepalive.focus_table()
             self.keepalive.show_cursor_row()
+        elif name in ("client", "server"):
+            lab = self._lab_pane(name)
+            if lab is not None:
+                lab.focus_entry()
         else:
             pane = self.query_one(f"#{name}", TabPane)
             for widget in pane.query("*"):

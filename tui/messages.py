@@ -90,3 +90,12 @@ class ClientEndpointsKnown(Message):
 
 class ClientFdClosed(Message):
     """The built-in client's fd is closed; the kernel may still hold the 4-tuple (FIN_WAIT2, TIME_WAIT)."""
+
+
+class ListenerRow(Message):
+    """The app's latest snapshot holds ``socket`` (None: no row) for the built-in server's listener: its
+    accept queue (Recv-Q queued / Send-Q backlog) shown in the Server pane. Posted by the app to that pane."""
+
+    def __init__(self, socket: Socket | None) -> None:
+        super().__init__()
+        self.socket = socket

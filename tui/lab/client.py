@@ -6,6 +6,12 @@ connecting, which may stop an old engine, runs in a worker) and shows what it re
 events (``Event.options``: after a change, after connect, and whenever the engine's periodic re-read sees
 that someone else changed them); the pane never reads a socket itself.
 
+Entering the pane focuses Target (a focused field takes every printable key, digits too); after a
+connect succeeds the focus moves to the send box, like a chat client. Text mode sends each line plus its
+ending (CRLF by default; ``e`` / ctrl+n cycles none / LF / CRLF, ``E`` / ctrl+t turns C escapes on); a
+multi-line paste sends every line. The Received log shows both directions (▶ sent, ◀ received) with
+wall-clock times.
+
 Keys (when no input field has focus — Escape leaves a field): ``o`` connect, ``L`` cycle SO_LINGER
 off → 0 → N, ``K`` keepalive on/off (idle/intvl/cnt fields), ``n`` TCP_NODELAY, ``u`` TCP_USER_TIMEOUT,
 ``R``/``W``/``B`` shutdown RD/WR/RDWR, ``g`` graceful close, ``x`` close, ``a`` abort, ``m`` send mode.
@@ -17,25 +23,32 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.text import Text
-from sockmon.core.errors import BadInput, SockmonError
+from sockmon.core.errors import SockmonError
 from sockmon.core.lab.events import Event, EventKind
+from sockmon.core.lab.framing import encode_frame
 from sockmon.core.lab.timeline import as_endpoint, connect_dropped_socket
-from sockmon.core.text import inert
 from sockmon.tui.fmt import endpoint
 from sockmon.tui.lab.forms import (
+    SEND_MODES,
+    SEND_PLACEHOLDER,
     CoreValidator,
     LabPane,
+    SendInput,
+    clock_text,
+    data_line,
+    ending_text,
     event_error_line,
     field_error,
     hexdump,
+    key_line_bindings,
     lifecycle_bindings,
     parse_endpoint_text,
-    parse_hex,
     parse_keep,
     parse_linger_seconds,
     parse_timeout,
     parse_user_timeout,
     request_refresh,
+    send_bindings,
     stop_in_background,
 )
 from sockmon.tui.messages import ClientConnecting, ClientEndpointsKnown, ClientFdClosed, EngineEvent
@@ -45,8 +58,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, RichLog, Select, Static
-
-SEND_MODES = [("text", "text"), ("hex", "hex"), ("framed", "framed")]
 
 
 # ---------------------------------------------------------------------- the pane
@@ -68,6 +79,7 @@ class ClientPane(LabPane):
     ClientPane #client-user-timeout { width: 9; }
     ClientPane #client-send-mode { width: 12; margin-right: 1; }
     ClientPane #client-send-text { width: 1fr; }
+    ClientPane #client-ending { width: auto; margin-right: 1; }
     ClientPane Button { margin-right: 1; min-width: 5; }
     ClientPane #client-status, ClientPane #client-options { height: auto; }
     ClientPane #client-error { height: auto; min-height: 1; max-height: 3; color: $error; text-style: bold; }
@@ -76,21 +88,24 @@ class ClientPane(LabPane):
 
     TITLE = "Client"
     PREFIX = "client"
-    BINDINGS = [
+    BINDINGS = key_line_bindings([
         Binding("o", "connect", "Connect", id="client.connect",
-                tooltip="Connect: to Target with the timeout (again: a new connection)"),
+                tooltip="Connect: to Target with the timeout (again: the old connection is closed first)"),
+        Binding("T", "focus_target", "Target", id="client.target",
+                tooltip="Target: edit HOST:PORT (Enter connects, Esc leaves the field)"),
         Binding("L", "cycle_linger", "Linger", id="client.linger", tooltip="Linger: SO_LINGER off → 0 → N s → off"),
-        Binding("K", "toggle_keepalive", "Keepalive", id="client.keepalive",
-                tooltip="Keepalive: SO_KEEPALIVE on (idle / intvl / cnt fields) or off"),
+        Binding("K", "toggle_keepalive", "KA", id="client.keepalive",
+                tooltip="KA: SO_KEEPALIVE on (idle / intvl / cnt fields) or off"),
         Binding("n", "toggle_nodelay", "Nodelay", id="client.nodelay", tooltip="Nodelay: TCP_NODELAY on / off"),
-        Binding("u", "toggle_user_timeout", "User timeout", id="client.user_timeout",
-                tooltip="User timeout: TCP_USER_TIMEOUT from the usr-tmo field, or back to 0"),
+        Binding("u", "toggle_user_timeout", "UsrTmo", id="client.user_timeout",
+                tooltip="UsrTmo: TCP_USER_TIMEOUT from the usr-tmo field, or back to 0"),
         Binding("g", "graceful_close", "Graceful", id="client.graceful_close",
                 tooltip="Graceful: shutdown WR, read to EOF, then close"),
         *lifecycle_bindings("client", what="the connection"),
-        Binding("m", "cycle_send_mode", "Send mode", id="client.send_mode", show=False,
-                tooltip="Send mode: text → hex → framed (4-byte length prefix)"),
-    ]
+        Binding("m", "cycle_send_mode", "Mode", id="client.send_mode",
+                tooltip="Mode: send text → hex → framed (4-byte length prefix)"),
+        *send_bindings("client"),
+    ])
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
                  engine_factory: Callable | None = None) -> None:
@@ -109,6 +124,8 @@ class ClientPane(LabPane):
         self.bytes_out = 0
         self._generation = 0
         self._we_closed = False  # we sent FIN first (graceful close / shutdown WR): the peer's FIN is expected
+        self._connect_focus = False  # the connect started with the focus in this pane: move it to the send box
+        self.clock_text: Callable[..., str] = clock_text  # wall-clock HH:MM:SS.mmm (snapshot tests fix it)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -140,8 +157,9 @@ class ClientPane(LabPane):
                         validators=[CoreValidator(parse_user_timeout)], validate_on=["changed", "submitted"])
         with Horizontal(classes="lab-row"):
             yield Select(SEND_MODES, value="text", allow_blank=False, id="client-send-mode", compact=True)
-            yield Input("", placeholder="text to send (Enter sends)", id="client-send-text", compact=True,
-                        validators=[CoreValidator(self._parse_payload)], validate_on=["submitted"])
+            yield SendInput("", placeholder=SEND_PLACEHOLDER["text"], id="client-send-text", compact=True,
+                            validators=[CoreValidator(self._parse_payload)], validate_on=["submitted"])
+            yield Static(ending_text(self.ending, self.escapes), id="client-ending")
             yield Button("Send", id="client-send", compact=True)
         with Horizontal(classes="lab-row", id="client-buttons"):
             yield Button("shut RD", id="client-shut-rd", compact=True)
@@ -152,8 +170,9 @@ class ClientPane(LabPane):
             yield Button("abort", id="client-abort", compact=True, variant="error")
         yield Static("", id="client-error")
         log = RichLog(id="client-received", wrap=False, highlight=False, markup=False, max_lines=2000)
-        log.border_title = "Received (text + hex)"
+        log.border_title = "Data (▶ sent ◀ received, text + hex)"
         yield log
+        yield self.key_line()
 
     # ------------------------------------------------------------------ display
     def _status_text(self) -> Text:
@@ -237,6 +256,7 @@ class ClientPane(LabPane):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick_display)
+        self._show_ending()
 
     def _tick_display(self) -> None:
         if self.options is not None and self.options.keepalive.enabled:
@@ -261,18 +281,13 @@ class ClientPane(LabPane):
 
     # ------------------------------------------------------------------ input handling
     def _parse_payload(self, text: str) -> bytes:
-        mode = self._send_mode()
-        if mode == "hex":
-            return parse_hex(text)
-        if not text:
-            raise BadInput("nothing to send: type some text first")
-        return text.encode("utf-8")
+        return self.payload_from(text)
 
-    def _send_mode(self) -> str:
-        if not self.is_mounted:
-            return "text"
-        value = self.query_one("#client-send-mode", Select).value
-        return value if isinstance(value, str) else "text"
+    def focus_entry(self) -> None:
+        self.query_one("#client-target", Input).focus()
+
+    def action_focus_target(self) -> None:
+        self.focus_entry()
 
     @on(Input.Submitted, "#client-target, #client-timeout")
     def _submit_connect(self, event: Input.Submitted) -> None:
@@ -284,6 +299,13 @@ class ClientPane(LabPane):
     def _submit_send(self, event: Input.Submitted) -> None:
         event.stop()
         self.action_send()  # focus stays: type the next line
+
+    @on(SendInput.MultiLinePaste, "#client-send-text")
+    def _paste_lines(self, event: SendInput.MultiLinePaste) -> None:
+        """A paste of several lines: every line goes out (text mode: each with the ending)."""
+        event.stop()
+        if self._send_payload(event.text):
+            event.field.value = ""
 
     @on(Input.Submitted, "#client-linger-n")
     def _submit_linger(self, event: Input.Submitted) -> None:
@@ -310,8 +332,7 @@ class ClientPane(LabPane):
     @on(Select.Changed, "#client-send-mode")
     def _mode_changed(self, event: Select.Changed) -> None:
         field = self.query_one("#client-send-text", Input)
-        field.placeholder = {"text": "text to send (Enter sends)", "hex": "hex bytes, e.g. de ad be ef",
-                             "framed": "payload: sent as a 4-byte length + bytes"}.get(str(event.value), "")
+        field.placeholder = SEND_PLACEHOLDER.get(str(event.value), "")
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
@@ -344,6 +365,8 @@ class ClientPane(LabPane):
         timeout = parse_timeout(timeout_field.value)
         self.clear_error()
         old = self.engine
+        note = self._replacing_note() if old is not None else None
+        self._connect_focus = self._focus_in_pane()
         self._generation += 1
         generation = self._generation
         try:
@@ -359,10 +382,31 @@ class ClientPane(LabPane):
         self.local = self.peer = None
         self.options = None
         self.bytes_in = self.bytes_out = 0
-        self.query_one("#client-received", RichLog).clear()
+        log = self.query_one("#client-received", RichLog)
+        log.clear()
+        if note:
+            log.write(Text(f"{clock_text()} {note}", style="bold #e5c07b"))
+            self.notify(note, title="Client", markup=False, timeout=6)
         self.post_message(ClientConnecting(generation))
         self._refresh_display()
         self._connect_in_thread(old, self.engine, ep.host, ep.port, timeout)
+
+    def _replacing_note(self) -> str | None:
+        """What a new connect does to the one still open (None when there is none left)."""
+        if self.fd_closed or self.connect_failed or self.state is None:
+            return None
+        loc, per = as_endpoint(self.local), as_endpoint(self.peer)
+        which = f"{endpoint(*loc)} → {endpoint(*per)}" if loc and per else "the connection in progress"
+        linger = self.options.linger if self.options is not None else None
+        if linger is not None and linger.enabled and linger.seconds == 0:
+            how = "close() with SO_LINGER 0: RST, no TIME_WAIT"
+        else:
+            how = "close(): FIN, our side then goes FIN_WAIT → TIME_WAIT (60 s)"
+        return f"the old connection {which} is closed by {how}; a new one starts"
+
+    def _focus_in_pane(self) -> bool:
+        focused = self.app.focused
+        return focused is not None and self in focused.ancestors_with_self
 
     @work(thread=True, group="client-engine", exit_on_error=False)
     def _connect_in_thread(self, old, engine, host: str, port: int, timeout: float) -> None:
@@ -400,16 +444,23 @@ class ClientPane(LabPane):
 
     def action_send(self) -> None:
         field = self.query_one("#client-send-text", Input)
+        if self._send_payload(field.value) and self._send_mode() == "text":
+            field.value = ""  # like a chat client: the line went out
+
+    def _send_payload(self, text: str) -> bool:
         mode = self._send_mode()
         try:
-            payload = self._parse_payload(field.value)
+            payload = self.payload_from(text)
         except SockmonError as exc:
             self.show_error(str(exc))
-            return
+            return False
         if self._connected_engine("send") is None:
-            return
+            return False
         self.clear_error()
         self._command("send_framed" if mode == "framed" else "send", payload)
+        if self.last_error is None:
+            self._show_sent(encode_frame(payload) if mode == "framed" else payload)
+        return self.last_error is None
 
     def action_cycle_linger(self) -> None:
         from sockmon.core.lab.options import Linger
@@ -512,6 +563,8 @@ class ClientPane(LabPane):
         if local is not None and peer is not None and (self.local is None or self.peer is None):
             self.local, self.peer = tuple(local), tuple(peer)
             self.post_message(ClientEndpointsKnown(self.local, self.peer))
+            if self._connect_focus and self._focus_in_pane():
+                self.query_one("#client-send-text", Input).focus()  # connected: type what to send
 
     # ------------------------------------------------------------------ engine events (UI thread)
     def on_engine_event(self, message: EngineEvent) -> None:
@@ -526,7 +579,7 @@ class ClientPane(LabPane):
         if ev.kind is EventKind.BYTES_IN and ev.nbytes:
             self.bytes_in += ev.nbytes
             if ev.data:
-                self._show_received(ev.data)
+                self._show_received(ev.data, self.clock_text(ev.ts))
         elif ev.kind is EventKind.BYTES_OUT and ev.nbytes:
             self.bytes_out += ev.nbytes
         elif ev.kind in (EventKind.FAILED, EventKind.ERROR, EventKind.RESET):
@@ -552,11 +605,16 @@ class ClientPane(LabPane):
             request_refresh(self.app)
         self._refresh_display()
 
-    def _show_received(self, data: bytes) -> None:
+    def _show_received(self, data: bytes, at: str | None = None) -> None:
         log = self.query_one("#client-received", RichLog)
-        text = data.decode("utf-8", "backslashreplace")
-        log.write(Text(f"◀ {len(data)} B  {inert(repr(text))}", style="#56b6c2"))  # peer bytes: inert
+        log.write(data_line("in", data, at or self.clock_text()))  # peer bytes: inert
         for line in hexdump(data, self.bytes_in - len(data))[:64]:
+            log.write(Text("   " + line, style="dim"))
+
+    def _show_sent(self, data: bytes, at: str | None = None) -> None:
+        log = self.query_one("#client-received", RichLog)
+        log.write(data_line("out", data, at or self.clock_text()))
+        for line in hexdump(data)[:16]:
             log.write(Text("   " + line, style="dim"))
 
     def on_unmount(self) -> None:

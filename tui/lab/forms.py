@@ -12,14 +12,19 @@ from collections.abc import Callable
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab.events import Event
+from sockmon.core.lab.payload import LineEnding, parse_hex, text_lines, unescape
 from sockmon.core.text import inert
-from textual import on
+from textual import events, on
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Static
 
 SHUTDOWN = Binding.Group("Shut", compact=True)
+SEND_MODES = [("text", "text"), ("hex", "hex"), ("framed", "framed")]
+SEND_PLACEHOLDER = {"text": "text to send (Enter sends the line + its ending)", "hex": "hex bytes, e.g. 50 49 4e 47",
+                    "framed": "payload: sent as a 4-byte length + bytes"}
 
 
 def lifecycle_bindings(prefix: str, *, what: str) -> list[Binding]:
@@ -38,6 +43,113 @@ def lifecycle_bindings(prefix: str, *, what: str) -> list[Binding]:
                 tooltip="Type data: jump to the send field (Enter sends, Esc leaves it)"),
         Binding("escape", "leave_field", "Leave field", id=f"{prefix}.leave_field", show=False),
     ]
+
+
+def send_bindings(prefix: str) -> list[Binding]:
+    """Line ending and C escapes of the send box. The ctrl keys also work while typing in the field."""
+    return [
+        Binding("e,ctrl+n", "cycle_ending", "Ending", id=f"{prefix}.ending", key_display="e",
+                tooltip="Ending: the line ending text mode appends: CRLF → none → LF (ctrl+n in the field)"),
+        Binding("E,ctrl+t", "toggle_escapes", "Esc\\", id=f"{prefix}.escapes", key_display="E",
+                tooltip="Esc\\: C escapes in text mode on / off: \\r \\n \\t \\0 \\\\ \\xHH (ctrl+t in the field)"),
+    ]
+
+
+def encode_payload(mode: str, text: str, ending: LineEnding, escapes: bool) -> bytes:
+    """What the send box puts on the wire (framing, for ``framed``, is added by the caller's engine)."""
+    if mode == "hex":
+        return parse_hex(text)
+    if mode == "framed":
+        if not text:
+            raise BadInput("nothing to send: type a payload first")
+        return unescape(text) if escapes else text.encode("utf-8")
+    if not text and ending is LineEnding.NONE:
+        raise BadInput("nothing to send: type some text first (or pick a line ending with e)")
+    return text_lines(text, ending, escapes)
+
+
+def ending_text(ending: LineEnding, escapes: bool) -> Text:
+    """``⏎ CRLF · esc off``: shown next to the send box."""
+    out = Text()
+    out.append("⏎ ", "dim")
+    out.append({"none": "none", "lf": "LF", "crlf": "CRLF"}[ending.value], "bold")
+    out.append(" · esc ", "dim")
+    out.append("on" if escapes else "off", "bold" if escapes else "dim")
+    return out
+
+
+def clock_text(ts: float | None = None) -> str:
+    """Wall-clock ``HH:MM:SS.mmm`` (local time) of a monotonic ``ts`` (now when None): lines up with logs."""
+    import time
+
+    wall = time.time() if ts is None else time.time() - (time.monotonic() - ts)
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
+
+
+def data_line(direction: str, data: bytes, at: str, who: str = "") -> Text:
+    """``12:00:01.234 ▶ 6 B 'PING\\r\\n'``: one direction-marked line of the data log (peer bytes inert)."""
+    arrow, style = ("▶", "#e5c07b") if direction == "out" else ("◀", "#56b6c2")
+    out = Text()
+    out.append(f"{at} ", "dim")
+    if who:
+        out.append(f"[{inert(who)}] ", "dim")
+    out.append(f"{arrow} {len(data)} B  {inert(repr(data.decode('utf-8', 'backslashreplace')))}", style)
+    return out
+
+
+class SendInput(Input):
+    """The send field: a paste with several lines is not cut to its first line (Input's own behaviour)
+    but handed to the pane whole (`MultiLinePaste`), which sends every line."""
+
+    class MultiLinePaste(Message):
+        def __init__(self, field: SendInput, text: str) -> None:
+            super().__init__()
+            self.field = field
+            self.text = text
+
+        @property
+        def control(self) -> SendInput:
+            return self.field
+
+    def _on_paste(self, event: events.Paste) -> None:
+        if event.text and ("\n" in event.text or "\r" in event.text):
+            event.stop()
+            event.prevent_default()
+            pos = self.cursor_position
+            whole = self.value[:pos] + event.text + self.value[pos:]
+            self.post_message(self.MultiLinePaste(self, whole))
+            return
+        super()._on_paste(event)
+
+
+def key_line_bindings(bindings: list[Binding]) -> list[Binding]:
+    """The pane's keys leave the one-line Footer (the app's global keys stay there) for the pane's own key
+    line (`key_line_text`), which wraps: at 80 columns every lab key stays visible."""
+    import dataclasses
+
+    return [dataclasses.replace(b, show=False) for b in bindings]
+
+
+def key_line_text(bindings: list[Binding]) -> Text:
+    """``o Connect  T Target  … R/W/B Shut`` from the pane's bindings (grouped keys share one label)."""
+    out = Text()
+    seen_groups: set[str] = set()
+    for b in bindings:
+        if not b.description or b.key == "escape":
+            continue
+        if b.group is not None:
+            if b.group.description in seen_groups:
+                continue
+            seen_groups.add(b.group.description)
+            keys = "/".join(x.key_display or x.key.split(",")[0] for x in bindings if x.group == b.group)
+            label = b.group.description
+        else:
+            keys, label = b.key_display or b.key.split(",")[0], b.description
+        if out:
+            out.append("  ")
+        out.append(keys, "bold #e5c07b")
+        out.append(" " + label)
+    return out
 
 
 def event_error_line(ev: Event) -> str:
@@ -74,6 +186,10 @@ def stop_in_background(engine, name: str) -> None:
 class LabPane(Vertical, can_focus=True):
     """Base of the Client and Server panes: error line, field validation feedback, Escape / ``i``."""
 
+    DEFAULT_CSS = """
+    LabPane .lab-keys { height: auto; color: $text-muted; }
+    """
+
     TITLE = "Lab"  # notification title
     PREFIX = "lab"  # widget id prefix: #<prefix>-error, #<prefix>-send-text
 
@@ -92,8 +208,21 @@ class LabPane(Vertical, can_focus=True):
         self.last_error = message
         if self.is_mounted:
             self._error_line().update(Text(inert(message)))  # errors carry names and typed text: never markup
-        if notify:
+        if notify and not self.on_screen():
+            # on screen the inline line says it (a toast would cover the pane's state line at 80x24)
             self.notify(inert(message), title=self.TITLE, severity="error", markup=False, timeout=6)
+
+    def on_screen(self) -> bool:
+        """The pane is the visible tab of the current screen (its inline error line can be seen)."""
+        try:
+            return self.is_mounted and self.display and self.screen is self.app.screen and bool(self.region)
+        except Exception:  # noqa: BLE001 - not attached
+            return False
+
+    def focus_entry(self) -> None:
+        """Entering the pane (its key, a click on its tab, Tab): focus where typing starts."""
+        self.focus()
+
 
     def clear_error(self) -> None:
         self.last_error = None
@@ -119,8 +248,39 @@ class LabPane(Vertical, can_focus=True):
     def action_leave_field(self) -> None:
         self.focus()
 
+    def key_line(self) -> Static:
+        """The pane's second footer line: every key of the pane (the Footer keeps the app's keys)."""
+        return Static(key_line_text(type(self).BINDINGS), id=f"{self.PREFIX}-keys", classes="lab-keys")
+
     def action_focus_data(self) -> None:
         self.query_one(f"#{self.PREFIX}-send-text", Input).focus()
+
+    # ------------------------------------------------------------------ send box (both panes)
+    ending: LineEnding = LineEnding.CRLF
+    escapes: bool = False
+
+    def _send_mode(self) -> str:
+        from textual.widgets import Select
+
+        if not self.is_mounted:
+            return "text"
+        value = self.query_one(f"#{self.PREFIX}-send-mode", Select).value
+        return value if isinstance(value, str) else "text"
+
+    def _show_ending(self) -> None:
+        if self.is_mounted:
+            self.query_one(f"#{self.PREFIX}-ending", Static).update(ending_text(self.ending, self.escapes))
+
+    def action_cycle_ending(self) -> None:
+        self.ending = self.ending.next()
+        self._show_ending()
+
+    def action_toggle_escapes(self) -> None:
+        self.escapes = not self.escapes
+        self._show_ending()
+
+    def payload_from(self, text: str) -> bytes:
+        return encode_payload(self._send_mode(), text, self.ending, self.escapes)
 
 
 MAX_TIMEOUT = 600.0
@@ -147,17 +307,6 @@ def parse_int(text: str, what: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise BadInput(f"bad {what} {value}: use {low}-{high}")
     return value
-
-
-def parse_hex(text: str) -> bytes:
-    raw = (text or "").strip().replace(":", " ").replace("0x", "")
-    try:
-        data = bytes.fromhex(raw)
-    except ValueError:
-        raise BadInput(f"bad hex {text!r}: give pairs of hex digits, e.g. 'de ad be ef'") from None
-    if not data:
-        raise BadInput("empty hex: give pairs of hex digits, e.g. 'de ad be ef'")
-    return data
 
 
 def parse_endpoint_text(text: str):

@@ -4,31 +4,47 @@ The engine (``sockmon.core.lab.server.ServerEngine``) runs its own selector thre
 commands from worker threads and shows what it reports (``EngineEvent`` messages, origin "server").
 The host defaults to 127.0.0.1, never 0.0.0.0. The mode can be changed while running.
 
-Keys (when no input field has focus — Escape leaves a field): ``s`` start/stop, ``m`` next mode,
-``R``/``W``/``B`` shutdown RD/WR/RDWR of the selected client, ``x`` close it, ``a`` abort it (RST).
+Keys (when no input field has focus — Escape leaves a field): ``s`` start/stop, ``m`` opens the mode
+picker (a direct choice: switching no-accept → echo never passes through close / reset), ``C`` focuses
+the client list, ``A`` sends to all clients instead of the selected one, ``M`` send mode (text / hex /
+framed), ``e`` / ``E`` line ending and C escapes (as in the Client pane), ``R``/``W``/``B`` shutdown
+RD/WR/RDWR of the selected client, ``x`` close it, ``a`` abort it (RST).
+
+Clients are listed sorted by peer address and port. The listener's accept queue (queued / backlog) comes
+from the app's latest socket snapshot: the app hands the listener's row to the pane (`ListenerRow`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab.events import EventKind
+from sockmon.core.lab.framing import encode_frame
 from sockmon.core.lab.timeline import as_endpoint
 from sockmon.core.text import inert
 from sockmon.tui.fmt import endpoint, event_text
 from sockmon.tui.lab.forms import (
+    SEND_MODES,
+    SEND_PLACEHOLDER,
     CoreValidator,
     LabPane,
+    SendInput,
+    clock_text,
+    data_line,
+    ending_text,
     event_error_line,
     field_error,
+    key_line_bindings,
     lifecycle_bindings,
     parse_int,
     request_refresh,
+    send_bindings,
     stop_in_background,
 )
-from sockmon.tui.messages import EngineEvent
+from sockmon.tui.messages import EngineEvent, ListenerRow
 from sockmon.tui.theme import state_label
 from textual import on, work
 from textual.app import ComposeResult
@@ -97,6 +113,18 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
+def peer_order(client) -> tuple:
+    """Sort key of a client row: peer address (numerically, v4 before v6), then port."""
+    peer = as_endpoint(getattr(client, "peer", None))
+    if not peer:
+        return (2, 0, 0, str(getattr(client, "id", "")))
+    try:
+        ip = ipaddress.ip_address(str(peer[0]).split("%")[0])
+        return (0 if ip.version == 4 else 1, int(ip), int(peer[1]), "")
+    except ValueError:
+        return (2, 0, int(peer[1]) if str(peer[1]).isdigit() else 0, str(peer[0]))
+
+
 class ServerPane(LabPane):
     """Built-in server: form, start/stop, clients with per-client actions, event log."""
 
@@ -113,24 +141,34 @@ class ServerPane(LabPane):
     ServerPane #server-mode { width: 14; }
     ServerPane Switch { height: 1; border: none; padding: 0; margin-right: 1; width: auto; }
     ServerPane #server-send-text { width: 1fr; min-width: 10; }
+    ServerPane #server-send-mode { width: 12; margin-right: 1; }
+    ServerPane #server-ending, ServerPane #server-send-to { width: auto; margin-right: 1; }
     ServerPane #server-linger { width: 6; }
     ServerPane #server-keepalive { width: 10; }
     ServerPane Button { margin-right: 1; min-width: 5; }
-    ServerPane #server-status { width: 1fr; height: 1; }
+    ServerPane #server-row-start { height: auto; }
+    ServerPane #server-status { width: 1fr; height: auto; }
     ServerPane #server-error { height: auto; min-height: 1; max-height: 3; color: $error; text-style: bold; }
-    ServerPane #server-clients { height: 1fr; min-height: 3; }
-    ServerPane #server-log { height: 6; border: round $primary 50%; }
+    ServerPane #server-clients { height: 2fr; min-height: 3; }
+    ServerPane #server-log { height: 1fr; min-height: 4; border: round $primary 50%; }
     """
 
     TITLE = "Server"
     PREFIX = "server"
-    BINDINGS = [
+    BINDINGS = key_line_bindings([
         Binding("s", "toggle_server", "Start/stop", id="server.toggle",
                 tooltip="Start/stop: the server on host:port with backlog, mode and SO_REUSEADDR"),
-        Binding("m", "cycle_mode", "Mode", id="server.mode",
-                tooltip="Mode: echo → discard → hold → no-accept → close → reset (also while running)"),
+        Binding("m", "pick_mode", "Mode", id="server.mode",
+                tooltip="Mode: pick echo / discard / hold / no-accept / close / reset directly (also while running)"),
+        Binding("C", "focus_clients", "Clients", id="server.clients",
+                tooltip="Clients: focus the client list (arrows pick the client the actions act on)"),
         *lifecycle_bindings("server", what="the selected client"),
-    ]
+        Binding("A", "toggle_send_all", "To all", id="server.send_all",
+                tooltip="To all: send to every client, or to the selected one only"),
+        Binding("M", "cycle_send_mode", "Data", id="server.send_mode",
+                tooltip="Data: send text → hex → framed (4-byte length prefix)"),
+        *send_bindings("server"),
+    ])
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
                  engine_factory: Callable | None = None) -> None:
@@ -142,6 +180,9 @@ class ServerPane(LabPane):
         self._starting = False
         self._generation = 0
         self.netns: str | None = None  # the app's --netns: the server listens there
+        self.send_all = False  # the send box sends to every client (else to the selected one)
+        self.listener = None  # the listener's Socket row from the app's latest snapshot (accept queue)
+        self.clock_text = clock_text  # wall-clock HH:MM:SS.mmm (snapshot tests fix it)
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="lab-row"):
@@ -156,7 +197,7 @@ class ServerPane(LabPane):
                         validate_on=["changed", "submitted"])
             yield Label("mode")
             yield Select([(m, m) for m in MODES], value="echo", allow_blank=False, id="server-mode", compact=True)
-        with Horizontal(classes="lab-row"):
+        with Horizontal(classes="lab-row", id="server-row-start"):
             yield Label("SO_REUSEADDR")
             yield Switch(True, id="server-reuseaddr")
             yield Label("on", id="server-reuseaddr-label")
@@ -165,10 +206,13 @@ class ServerPane(LabPane):
         yield Static("", id="server-error")
         yield DataTable(id="server-clients", cursor_type="row", zebra_stripes=True)
         with Horizontal(classes="lab-row"):
-            yield Label("send")
-            yield Input("", placeholder="text to the selected client", id="server-send-text", compact=True)
+            yield Select(SEND_MODES, value="text", allow_blank=False, id="server-send-mode", compact=True)
+            yield SendInput("", placeholder=SEND_PLACEHOLDER["text"], id="server-send-text", compact=True)
+            yield Static(ending_text(self.ending, self.escapes), id="server-ending")
+            yield Static(self._send_to_text(), id="server-send-to")
             yield Button("Send", id="server-send", compact=True)
-            yield Label("linger")
+        with Horizontal(classes="lab-row"):
+            yield Label("client: linger")
             yield Input("off", id="server-linger", compact=True, validators=[CoreValidator(parse_linger_text)],
                         validate_on=["changed", "submitted"])
             yield Button("set", id="server-set-linger", compact=True)
@@ -176,16 +220,15 @@ class ServerPane(LabPane):
             yield Input("60,10,3", id="server-keepalive", compact=True,
                         validators=[CoreValidator(parse_keepalive_text)], validate_on=["changed", "submitted"])
             yield Button("set", id="server-set-keepalive", compact=True)
-        with Horizontal(classes="lab-row"):
-            yield Label("selected client:")
             yield Button("shut RD", id="server-shut-rd", compact=True)
             yield Button("shut WR", id="server-shut-wr", compact=True)
             yield Button("shut RDWR", id="server-shut-rdwr", compact=True)
             yield Button("close", id="server-close", compact=True)
             yield Button("abort", id="server-abort", compact=True, variant="error")
         log = RichLog(id="server-log", wrap=False, highlight=False, markup=False, max_lines=500)
-        log.border_title = "Server events"
+        log.border_title = "Server events (▶ sent ◀ received)"
         yield log
+        yield self.key_line()
 
     def on_mount(self) -> None:
         table = self.query_one("#server-clients", DataTable)
@@ -194,6 +237,7 @@ class ServerPane(LabPane):
                            ("options (read back)", "options")):
             table.add_column(label, key=key)
         self.set_interval(1.0, self._tick)
+        self._show_ending()
 
     # ------------------------------------------------------------------ display
     def _status_text(self) -> Text:
@@ -214,6 +258,12 @@ class ServerPane(LabPane):
         out.append("  mode ", "dim")
         out.append(self.mode, "bold")
         out.append(f"  clients {len(self.clients)}", "dim")
+        lst = self.listener
+        if lst is not None and not self._starting:
+            out.append("  queue ", "dim")
+            # a LISTEN row: Recv-Q = connections waiting for accept(), Send-Q = the backlog
+            out.append(f"{lst.recv_q}/{lst.send_q}", "bold #ff6b6b" if lst.recv_q > lst.send_q else "bold")
+            out.append(" (queued/backlog)", "dim")
         out.append(f"  {MODE_HELP.get(self.mode, self.mode)}", "dim")
         return out
 
@@ -319,10 +369,39 @@ class ServerPane(LabPane):
             fn()
 
     # ------------------------------------------------------------------ actions
-    def action_cycle_mode(self) -> None:
+    def action_pick_mode(self) -> None:
+        """Open the mode list: the choice is applied directly (never via the modes in between)."""
         select = self.query_one("#server-mode", Select)
-        current = select.value if select.value in MODES else MODES[0]
-        select.value = MODES[(MODES.index(current) + 1) % len(MODES)]
+        select.focus()
+        select.action_show_overlay()
+
+    def action_focus_clients(self) -> None:
+        self.query_one("#server-clients", DataTable).focus()
+
+    def action_toggle_send_all(self) -> None:
+        self.send_all = not self.send_all
+        if self.is_mounted:
+            self.query_one("#server-send-to", Static).update(self._send_to_text())
+
+    def _send_to_text(self) -> Text:
+        return Text.assemble(("→ ", "dim"), ("all clients" if self.send_all else "selected", "bold"))
+
+    def action_cycle_send_mode(self) -> None:
+        select = self.query_one("#server-send-mode", Select)
+        order = [v for _, v in SEND_MODES]
+        current = select.value if select.value in order else "text"
+        select.value = order[(order.index(current) + 1) % len(order)]
+
+    @on(Select.Changed, "#server-send-mode")
+    def _send_mode_changed(self, event: Select.Changed) -> None:
+        self.query_one("#server-send-text", Input).placeholder = SEND_PLACEHOLDER.get(str(event.value), "")
+
+    def on_listener_row(self, message: ListenerRow) -> None:
+        """The app's latest snapshot holds this row for our listener (None: no row)."""
+        message.stop()
+        if self.listener != message.socket:
+            self.listener = message.socket
+            self._refresh_display()
 
     def action_toggle_server(self) -> None:
         if self._starting:
@@ -331,6 +410,7 @@ class ServerPane(LabPane):
             engine, self.engine = self.engine, None
             self.clients = []
             self.address = None
+            self.listener = None
             self._generation += 1
             self._stop_engine(engine)
             self._fill_table()
@@ -419,12 +499,58 @@ class ServerPane(LabPane):
 
     def action_send(self) -> None:
         field = self.query_one("#server-send-text", Input)
-        if not field.value:
-            self.show_error("nothing to send: type some text first")
-            return
-        cid = self._need_client("send")
-        if cid is not None:
-            self._call(self.engine, "send", cid, field.value.encode("utf-8"))
+        if self._send_payload(field.value) and self._send_mode() == "text":
+            field.value = ""
+
+    @on(SendInput.MultiLinePaste, "#server-send-text")
+    def _paste_lines(self, event: SendInput.MultiLinePaste) -> None:
+        event.stop()
+        if self._send_payload(event.text):
+            event.field.value = ""
+
+    def _send_payload(self, text: str) -> bool:
+        """Send the box's bytes to the selected client or to all; each send is logged (▶)."""
+        try:
+            payload = self.payload_from(text)
+        except SockmonError as exc:
+            self.show_error(str(exc))
+            return False
+        if self._send_mode() == "framed":
+            payload = encode_frame(payload)
+        if self.send_all:
+            if self.engine is None or self._starting:
+                self.show_error("cannot send: the server is not running (press s to start it)")
+                return False
+            targets = [str(getattr(c, "id", "")) for c in self.clients]
+            if not targets:
+                self.show_error("cannot send: no client connected (none accepted yet)")
+                return False
+        else:
+            cid = self._need_client("send")
+            if cid is None:
+                return False
+            targets = [cid]
+        self.clear_error()
+        self._send_to(self.engine, targets, payload)  # one worker for all of them (each send only queues)
+        who = f"all {len(targets)} clients" if self.send_all else str(targets[0])
+        self.query_one("#server-log", RichLog).write(data_line("out", payload, self.clock_text(), who))
+        return True
+
+    @work(thread=True, group="server-send", exit_on_error=False)
+    def _send_to(self, engine, targets: list[str], payload: bytes) -> None:
+        failed: list[str] = []
+        for cid in targets:
+            try:
+                engine.send(cid, payload)
+            except SockmonError as exc:  # this client went away meanwhile: say so, send to the others
+                failed.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - never a traceback in the UI
+                failed.append(f"send failed: {exc}")
+        if failed:
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            self.app.call_from_thread(self.show_error, failed[0] + more)
+        self.app.call_from_thread(request_refresh, self.app)
+        self.app.call_from_thread(self._poll_clients)
 
     def action_shutdown(self, how: str) -> None:
         cid = self._need_client(f"shutdown {how}")
@@ -512,6 +638,7 @@ class ServerPane(LabPane):
     def _set_clients(self, generation: int, clients: list, options: dict[str, str]) -> None:
         if generation != self._generation:
             return
+        clients = sorted(clients, key=peer_order)
         if clients != self.clients or options != self._options:
             self.clients = clients
             self._options = options
@@ -534,9 +661,12 @@ class ServerPane(LabPane):
             request_refresh(self.app)
 
     def _log_line(self, ev) -> Text:
-        out = Text()
+        at = self.clock_text(ev.ts)
+        if ev.kind is EventKind.BYTES_IN and ev.data:  # what a client sent: ◀, as in the Client pane
+            return data_line("in", ev.data, at, ev.conn or "")
+        out = Text(f"{at} ", "dim")
         if ev.conn:
-            out.append(f"[{ev.conn}] ", "dim")
+            out.append(f"[{inert(ev.conn)}] ", "dim")
         out.append_text(event_text(ev))
         return out
 

@@ -16,8 +16,10 @@ PANES = [
     ("1  l", "Listening", "every LISTEN socket (v4/v6), accept queue vs backlog, owner, ListenOverflows/Drops"),
     ("1  c", "Connections", "every other TCP socket: state, ends, queues, timer countdown, rtt, cwnd, owner"),
     ("2  k", "Keepalive", "sysctls, sockets with a keepalive timer, SO_KEEPALIVE of the selected socket"),
-    ("3", "Client", "the built-in client: connect, send, one-key options, shutdown/close/abort"),
-    ("4", "Server", "the built-in server: start/stop, modes, its clients and per-client actions"),
+    ("3", "Client", "the built-in client: Target has the focus (type HOST:PORT, Enter connects, then type "
+                    "lines to send: each gets its ending, CRLF by default), one-key options, shutdown/close/abort"),
+    ("4", "Server", "the built-in server: start/stop, modes (m picks one), its clients sorted by peer, the accept "
+                    "queue, send to one client or all, per-client actions"),
     ("5  t", "Timeline", "the life of the selected connection (or our client): calls, states, bytes"),
 ]
 
@@ -30,6 +32,7 @@ KEYS = [
     ("s / S / < >", "sort by the next column / reverse / previous, next column (or click a header)"),
     ("/", "filter the Connections list as you type (Enter or Esc: back to the table)"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
+    ("Alt+1 … Alt+5", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
     ("+ / -", "slower / faster refresh (interval up / down)"),
@@ -53,7 +56,7 @@ def _binding_rows(bindings) -> list[tuple[str, str]]:
     rows = []
     for b in bindings:
         if isinstance(b, Binding) and b.description and b.key != "escape":
-            rows.append((b.key, b.tooltip or b.description))
+            rows.append((b.key.replace(",", " / "), b.tooltip or b.description))
     return rows
 
 
@@ -63,7 +66,7 @@ def lab_key_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     from sockmon.tui.lab.server import ServerPane
     from sockmon.tui.lab.timeline import TimelinePane
 
-    note = " (when no input field has focus; Esc leaves a field)"
+    note = " (when no input field has focus — a focused field is highlighted; Esc leaves it)"
     return [
         ("Client pane (3)" + note, _binding_rows(ClientPane.BINDINGS)),
         ("Server pane (4)" + note, _binding_rows(ServerPane.BINDINGS)),
