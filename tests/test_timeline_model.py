@@ -140,3 +140,16 @@ def test_everything_fed_by_events_is_bounded():
     assert sizes == {"lines": MAX_LINES, "events": MAX_EVENTS, "transitions": MAX_TRANSITIONS}
     assert m.client_bytes_in == 3 * MAX_EVENTS  # counts are not derived from what is kept
     assert not [name for name, value in vars(m).items() if isinstance(value, (set, dict))]
+
+
+def test_a_snapshot_begun_before_the_close_adds_no_kernel_line():
+    """A collection that began before our close() but arrived after it (its rows were read during the
+    close) must not put a TIME_WAIT line before the close's own transitions; the next snapshot does."""
+    m = connected()
+    m.add_event(ev(5.0, EventKind.CLOSED, "close()"))
+    m.client_fd_closed()
+    before = len(m.lines)
+    m.observe(snap(4.9, sock(S.TIME_WAIT, inode=0, cookie=99)))
+    assert len(m.lines) == before and m.client_state == "ESTABLISHED"
+    m.observe(snap(5.2, sock(S.TIME_WAIT, inode=0, cookie=99)))
+    assert m.client_state == "TIME_WAIT" and len(m.lines) == before + 1

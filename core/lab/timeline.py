@@ -110,6 +110,7 @@ class ConnectionTimeline:
         self.client_state: str | None = None  # the kernel's state of that 4-tuple, as last learnt
         self.client_gone = False  # the kernel has no row for it any more
         self._client_state_ts = float("-inf")
+        self._client_closed_at = float("-inf")  # ts of the CLOSED event: older snapshots predate the close
         self.client_bytes_in = 0
         self.client_bytes_out = 0
         # what the view follows
@@ -144,6 +145,7 @@ class ConnectionTimeline:
         self.client_closed = self.client_failed = self.client_gone = False
         self.client_state = None
         self._client_state_ts = float("-inf")
+        self._client_closed_at = float("-inf")
         self.client_bytes_in = self.client_bytes_out = 0
         self.following_client = True
         self.socket = None
@@ -227,6 +229,10 @@ class ConnectionTimeline:
     def observe(self, snapshot: Snapshot) -> None:
         """A socket-table snapshot: the followed 4-tuple's row (or its absence) and the client's."""
         client = self.client_tuple if (self.client_closed and not self.client_gone) else None
+        if client is not None and snapshot.taken_at < self._client_closed_at:
+            # a collection that started before the close but was handed over after it: its rows were
+            # read at some point during the close (taken_at is when it began), so the next one tells
+            client = None
         followed = None if self.following_client else self.followed_tuple
         if client is None and followed is None:
             return
@@ -261,6 +267,7 @@ class ConnectionTimeline:
             self.client_bytes_out += ev.nbytes
         elif ev.kind is EventKind.CLOSED:
             self.client_closed = True
+            self._client_closed_at = ev.ts
         elif connect_dropped_socket(ev):
             # the engine closed the socket it was connecting: SYN_SENT is over, there is no connection
             self.client_closed = self.client_failed = True
