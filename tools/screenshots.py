@@ -143,7 +143,7 @@ async def shoot(out: str, size: tuple[int, int]) -> list[str]:
             await pilot.press("o")
             if not await until(lambda: client.state == "ESTABLISHED" and client.options is not None):
                 raise SystemExit(f"the built-in client did not connect: {client.last_error}")
-            await pilot.press("i", *"hello, sockmon", "enter", "escape")
+            await pilot.press("escape", "i", *"hello, sockmon", "enter", "escape")  # i: the send box, whatever has focus
             await until(lambda: client.bytes_in > 0)
             await pilot.press("K")
             await until(lambda: client.options.keepalive.enabled)
