@@ -19,6 +19,14 @@ from sockmon.core.text import inert
 COMMANDS = ("serve", "connect", "ls", "watch")
 
 
+class _Version(argparse.Action):
+    """``--version`` reads the package metadata only when asked (importlib.metadata costs every command ~12 ms)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"sockmon {version()}")  # stdout, as argparse's own version action
+        parser.exit()
+
+
 def version() -> str:
     """The installed distribution's version (package metadata), else the source tree's ``__version__``."""
     from importlib import metadata
@@ -36,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sockmon",
         description="A terminal monitor and lab for TCP sockets on Linux. Without a command: the terminal UI.",
     )
-    parser.add_argument("-V", "--version", action="version", version=f"sockmon {version()}")
+    parser.add_argument("-V", "--version", action=_Version, nargs=0, help="print the version and exit")
     parser.add_argument("--interval", type=float, default=1.0, metavar="S",
                         help="UI refresh interval in seconds (default 1)")
     parser.add_argument("--netns", metavar="NAME", default=None,
