@@ -31,8 +31,6 @@ import sys
 import termios
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def churn_main(rate: float, duration: float) -> None:
     """Inside the namespace: RATE connections a second for DURATION seconds; print how many were made."""

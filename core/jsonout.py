@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from msgspec import Struct
-from sockmon.core.records import FAMILY_NAMES, Process, Snapshot, Socket, Transition
+from sockmon.core.records import FAMILY_NAMES, Snapshot, Transition
 from sockmon.core.states import TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import TcpInfo, decode_tcp_info_from
 
@@ -35,7 +35,6 @@ _encoder = msgspec.json.Encoder()
 def iso_time(wall: float) -> str:
     """Seconds since the epoch → ISO 8601 UTC with microseconds (``2026-11-26T14:05:01.123456Z``)."""
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-encode = _encoder.encode  # one object → bytes
 encode_lines = _encoder.encode_lines  # an iterable of objects → newline-delimited JSON bytes
 
 
@@ -121,24 +120,12 @@ _state = _Names(state_name)
 _timer = _Names(lambda kind: TIMER_NAMES.get(kind, f"timer{kind}"))
 
 
-def socket_out(sock: Socket, owner: Process | None) -> SocketOut:
-    """The JSON shape of one socket (its owner given, or None)."""
-    t = sock.timer
-    b = sock.tcp_info_bytes
-    return SocketOut(
-        _family[sock.family], _state[sock.state], sock.src, sock.sport, sock.dst, sock.dport,
-        sock.recv_q, sock.send_q, None if t is None else TimerOut(_timer[t.kind], t.expires_ms, t.retrans),
-        sock.uid, sock.inode, sock.cookie,
-        None if owner is None else owner.pid, None if owner is None else owner.name,
-        None if owner is None else owner.user, sock.cong, None if b is None else decode_tcp_info_from(b))
-
-
 CHUNK = 4096  # sockets encoded per piece of `snapshot_lines`: bounded memory, output starts early
 
 
 def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
     """Every socket of a snapshot, one JSON object per line (`sockmon ls --json`), in pieces of
-    ``chunk`` sockets (each piece ends with a newline). `socket_out`, inlined: this loop is most of
+    ``chunk`` sockets (each piece ends with a newline). this loop is most of
     what `ls --json` costs beyond the dump."""
     owner_of = snapshot.owners.get
     socks = snapshot.sockets

@@ -131,7 +131,6 @@ SOCKET_ENDPOINTS = attrgetter("family", "src", "sport", "dst", "dport")
 SOCKET_COOKIE = attrgetter("cookie")
 SOCKET_STATE = attrgetter("state")
 SOCKET_FAMILY = attrgetter("family")
-SOCKET_INODE = attrgetter("inode")
 # what makes a socket "changed" between snapshots (sockmon.core.table.diff): state, queues, timer
 SOCKET_COMPARED = attrgetter("family", "state", "src", "sport", "dst", "dport", "recv_q", "send_q", "timer")
 

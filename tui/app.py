@@ -42,7 +42,7 @@ from sockmon.core.table.history import TransitionHistory
 from sockmon.core.table.summary import Summary, summarize
 from sockmon.core.text import inert
 from sockmon.tui.lab.client import ClientPane
-from sockmon.tui.lab.forms import LabPane, quiet_stop
+from sockmon.tui.lab.forms import LabPane, event_error_line, quiet_stop
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
 from sockmon.tui.lab.wiring import LabWiring
@@ -525,10 +525,8 @@ class SockmonApp(App[int]):
         pane = self._lab_pane(message.origin)
         if ev.kind in (EventKind.FAILED, EventKind.ERROR) and not (pane is not None and pane.on_screen()):
             # the pane on screen shows it inline (a toast there covered its state line at 80x24)
-            line = ev.detail or ev.kind.value
-            if ev.errno_name:
-                line = f"{line}: {ev.errno_name}: {ev.meaning} → {ev.action}"
-            self.notify(inert(line), title=message.origin, severity="error", timeout=8, markup=False)
+            self.notify(inert(event_error_line(ev)), title=message.origin, severity="error", timeout=8,
+                        markup=False)
 
     def _lab_pane(self, origin: str) -> LabPane | None:
         cls = {"client": ClientPane, "server": ServerPane}.get(origin)

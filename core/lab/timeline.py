@@ -354,14 +354,12 @@ class ConnectionTimeline:
         if line.state is not None or line.gone:
             self.kernel_state = self._latest_state()
 
-    def state_before(self, ts: float, exclude: Line | None = None) -> tuple[str, float] | None:
+    def state_before(self, ts: float) -> tuple[str, float] | None:
         """The kernel state in force at ``ts`` and since when, from the lines."""
         best: tuple[str, float] | None = None
         for line in self.lines:
             if line.ts > ts:
                 break
-            if line is exclude:
-                continue
             if line.gone:
                 best = None
             elif line.state and (best is None or best[0] != line.state):

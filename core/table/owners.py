@@ -127,10 +127,10 @@ def describe_process(pid: int) -> Process | None:
         try:
             with open(f"{_PROC}/{pid}/comm", encoding="utf-8", errors="replace") as fh:
                 name = fh.read().strip()
-            uid = os.stat(f"{_PROC}/{pid}").st_uid
         except OSError:
             return None
-        return Process(pid, name, _user_name(uid), ())
+        uid = _proc_uid(pid)
+        return None if uid is None else Process(pid, name, _user_name(uid), ())
 
 
 class OwnerCache:

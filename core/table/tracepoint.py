@@ -255,7 +255,7 @@ class TransitionTracer:
         del chunks
         lines = text.split("\n")
         self._rest = lines.pop()
-        if not lines and total:  # text but no complete line yet: say so with an empty line
+        if not lines:  # text but no complete line yet: say so with an empty line
             return [""]
         return lines
 

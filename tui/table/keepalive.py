@@ -18,16 +18,11 @@ from sockmon.core.states import LISTEN, TIMER_KEEPALIVE
 from sockmon.tui import fmt
 from sockmon.tui.table.socket_list import SocketListPane
 from sockmon.tui.theme import state_text
-from sockmon.tui.widgets.options_reader import OptionsReader, read_socket_options
+from sockmon.tui.widgets.options_reader import OptionsReader
 from sockmon.tui.widgets.virtual_table import Column
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
-
-
-def read_socket_keepalive(sock: Socket, owner: Process | None):
-    """(SocketOptions | None, how it was read or why not). Blocking: call off the UI thread."""
-    return read_socket_options(sock, owner)
 
 
 class KeepaliveTimersPane(SocketListPane):
@@ -157,10 +152,6 @@ class KeepalivePane(Horizontal):
             elif sock is not None:
                 self.read_note = "a listener: keepalive applies to the connections it accepts"
         self._redraw()
-
-    def reread(self) -> None:
-        if self.socket is not None:
-            self._read(self.socket, self.owner)
 
     def _read(self, sock: Socket, owner: Process | None) -> None:
         if self._reads is None:

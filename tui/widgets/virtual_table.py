@@ -166,14 +166,6 @@ class VirtualTable(ScrollView, can_focus=True):
         return self.rows.key_fn
 
     @property
-    def new_mark_seconds(self) -> float:
-        return self.rows.new_mark_seconds
-
-    @property
-    def fade_seconds(self) -> float:
-        return self.rows.fade_seconds
-
-    @property
     def _rows(self) -> dict[Hashable, Any]:
         return self.rows.rows
 
@@ -225,10 +217,10 @@ class VirtualTable(ScrollView, can_focus=True):
         return self.rows.get_row(key)
 
     def is_new(self, key: Hashable) -> bool:
-        return key in self._added
+        return self.rows.is_new(key)
 
     def is_vanishing(self, key: Hashable) -> bool:
-        return key in self._gone
+        return self.rows.is_vanishing(key)
 
     @property
     def cursor_key(self) -> Hashable | None:
