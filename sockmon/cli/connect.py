@@ -242,27 +242,29 @@ def run(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def _wait_until(engine, rec: _Recorder, args, deadline: float | None, *, until_peer_closes: bool) -> str:
+def _wait_until(engine, rec: _Recorder, args, deadline: float | None, *, until_peer_closes: bool) -> None:
     """Stay connected until ``deadline`` (None: no limit), the peer's close (when ``until_peer_closes``),
-    the end of the connection, or ``--wait`` seconds without progress. Returns why it stopped."""
+    the end of the connection, or ``--wait`` seconds without progress."""
     while engine.connected:
         now = time.monotonic()
         if until_peer_closes and rec.peer_closed.is_set():
-            return "peer closed"
+            return
         if deadline is not None and now >= deadline:
-            return "hold"
-        if args.wait is not None and now - rec.last_progress >= args.wait:
-            _say_idle(engine, args.wait)
-            return "idle"
+            return
+        if _gave_up_idle(engine, rec, args):
+            return
         step = 0.1 if deadline is None else min(0.1, max(0.0, deadline - now))
         rec.peer_closed.wait(step) if until_peer_closes else time.sleep(step)
-    return "ended"
 
 
-def _say_idle(engine, seconds: float) -> None:
+def _gave_up_idle(engine, rec: _Recorder, args) -> bool:
+    """True (and said in the timeline) when no byte moved for ``-w`` seconds."""
+    if args.wait is None or time.monotonic() - rec.last_progress < args.wait:
+        return False
     from sockmon.core.lab.events import EventKind
 
-    _note(engine, EventKind.INFO, f"no byte moved for {seconds:g} s (-w): giving up")
+    _note(engine, EventKind.INFO, f"no byte moved for {args.wait:g} s (-w): giving up")
+    return True
 
 
 def _note(engine, kind, text: str) -> None:
@@ -280,8 +282,7 @@ def _stream_stdin(engine, rec: _Recorder, args) -> int:
     eof = False
     while engine.connected and not rec.peer_closed.is_set():
         if not engine.wait_send_room(SEND_HIGH_WATER, 0.1):
-            if args.wait is not None and time.monotonic() - rec.last_progress >= args.wait:
-                _say_idle(engine, args.wait)
+            if _gave_up_idle(engine, rec, args):
                 return total
             continue
         try:
@@ -289,8 +290,7 @@ def _stream_stdin(engine, rec: _Recorder, args) -> int:
         except (OSError, ValueError):
             ready = [0]
         if not ready:
-            if args.wait is not None and time.monotonic() - rec.last_progress >= args.wait:
-                _say_idle(engine, args.wait)
+            if _gave_up_idle(engine, rec, args):
                 return total
             continue
         try:
@@ -321,7 +321,7 @@ def _follow_in_table(rec: _Recorder, local: tuple[str, int], peer: tuple[str, in
     timewait timer gives it), its end, or FOLLOW_LIMIT seconds."""
     from sockmon.core.errors import SockmonError
     from sockmon.core.lab.events import EventKind, make_event
-    from sockmon.core.states import TIMER_TIMEWAIT, state_name
+    from sockmon.core.states import TIMER_TIMEWAIT
     from sockmon.core.table.snapshot import take_snapshot
 
     deadline = time.monotonic() + FOLLOW_LIMIT
@@ -332,9 +332,9 @@ def _follow_in_table(rec: _Recorder, local: tuple[str, int], peer: tuple[str, in
         except SockmonError as exc:
             rec(make_event(EventKind.INFO, f"kernel table not readable: {exc}", conn="client"))
             return
-        found = next((s for s in snap.sockets if (s.src, s.sport, s.dst, s.dport)
-                      == (local[0], local[1], peer[0], peer[1])), None)
-        name = state_name(found.state) if found is not None else None
+        tup = (*local, *peer)
+        found = next((s for s in snap.sockets if s.four_tuple == tup), None)
+        name = found.state_name if found is not None else None
         if name != last:
             last = name
             if found is None:

@@ -10,6 +10,8 @@ import argparse
 import socket
 import sys
 
+from sockmon.core.text import inert
+
 
 def _port(text: str) -> int:
     try:
@@ -49,8 +51,6 @@ def fmt_timer(timer) -> str:
 
 def owner_cell(owner) -> str:
     """``name,pid=N,user=U`` with the process and user names made inert (they are anyone's choice)."""
-    from sockmon.core.text import inert
-
     return f"{inert(owner.name)},pid={owner.pid},user={inert(owner.user)}" if owner else ""
 
 
@@ -93,8 +93,6 @@ def run(args) -> int:
             raise
         raise SockmonError.from_os_error(exc, "netlink sock_diag dump") from None
     if snap.note:
-        from sockmon.core.text import inert
-
         print(f"sockmon: {inert(snap.note)}", file=sys.stderr)
     if args.json:
         from sockmon.cli.output import fileno_of_stdout, write_all

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 
-import msgspec
-
-from sockmon.core.jsonout import event_line
 from sockmon.core.text import inert
 
 
@@ -46,6 +44,9 @@ class EventPrinter:
         self._lock = threading.Lock()
 
     def __call__(self, event) -> None:
+        import msgspec  # here, not at import: every command's parser imports this module
+
+        from sockmon.core.jsonout import event_line
         from sockmon.core.lab.events import EventKind
 
         kind = event.kind
@@ -84,3 +85,33 @@ def fileno_of_stderr() -> int:
 def fileno_of_stdout() -> int:
     sys.stdout.flush()
     return sys.stdout.fileno()
+
+
+class Stop:
+    """A stop flag that a signal handler or another thread may set: a flag plus a self-pipe to wake the
+    waiter. (`threading.Event.set()` in a signal handler can deadlock: the handler runs in the main
+    thread, which may be inside `Event.wait()` holding the Event's lock at that moment.)"""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+
+    def set(self) -> None:
+        self._flag = True
+        try:
+            os.write(self._w, b"x")
+        except OSError:  # pipe full (already woken) or closed
+            pass
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._flag:
+            select.select([self._r], [], [], timeout)
+        return self._flag
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)

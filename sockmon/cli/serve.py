@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 
 from sockmon.cli.output import EventPrinter
 
@@ -61,10 +60,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from sockmon.cli.output import Stop
     from sockmon.core.errors import BadInput
     from sockmon.core.lab.address import parse_endpoint, resolve
-    from sockmon.core.lab.client import RECV_SIZE
-    from sockmon.core.lab.server import ServerEngine, system_somaxconn
+    from sockmon.core.lab.server import RECV_SIZE, ServerEngine, system_somaxconn
 
     endpoint = parse_endpoint(args.endpoint)
     if args.numeric:
@@ -74,7 +73,7 @@ def run(args) -> int:
         backlog = min(system_somaxconn() or FALLBACK_BACKLOG, 65535)
     if not 0 <= backlog <= 65535:
         raise BadInput(f"bad backlog {backlog}: use 0-65535")
-    stop = threading.Event()
+    stop = Stop()  # set from a signal handler: threading.Event.set() there can deadlock the waiter
 
     def on_signal(signum, _frame) -> None:
         stop.set()
@@ -93,4 +92,5 @@ def run(args) -> int:
         engine.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        stop.close()
     return 0

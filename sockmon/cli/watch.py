@@ -8,13 +8,12 @@ consecutive snapshots. Never imports Textual.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import sys
 import time
 
 from sockmon.cli.ls import _port, fmt_endpoint
-from sockmon.cli.output import fileno_of_stdout, write_all
+from sockmon.cli.output import Stop, fileno_of_stdout, write_all
 from sockmon.core.text import inert
 
 
@@ -37,36 +36,6 @@ def format_transition(t) -> str:
             f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]")
 
 
-class _Stop:
-    """A stop flag that a signal handler or another thread may set: a flag plus a self-pipe to wake the
-    waiter. (`threading.Event.set()` in a signal handler can deadlock: the handler runs in the main
-    thread, which may be inside `Event.wait()` holding the Event's lock at that moment.)"""
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._w, False)
-
-    def set(self) -> None:
-        self._flag = True
-        try:
-            os.write(self._w, b"x")
-        except OSError:  # pipe full (already woken) or closed
-            pass
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if not self._flag:
-            select.select([self._r], [], [], timeout)
-        return self._flag
-
-    def close(self) -> None:
-        os.close(self._r)
-        os.close(self._w)
-
-
 def run(args) -> int:
     from sockmon.core.errors import BadInput
     from sockmon.core.jsonout import transition_lines
@@ -79,7 +48,7 @@ def run(args) -> int:
         from sockmon.core.netns import open_netns
 
         os.close(open_netns(netns))  # a missing / empty / unreadable namespace: one line, before anything
-    stop = _Stop()
+    stop = Stop()
 
     def on_term(signum, frame):  # SIGTERM / SIGINT: finish the loop, clean up, exit 0
         stop.set()
