@@ -36,7 +36,7 @@ from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab import lifecycle
 from sockmon.core.lab import options as opts
 from sockmon.core.lab.address import format_endpoint, parse_port, resolve
-from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields
+from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields, socket_failure_fields
 from sockmon.core.lab.events import EventKind
 from sockmon.core.lab.framing import encode_frame
 from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
@@ -467,21 +467,7 @@ class ClientEngine(EngineLoop):
         self.emit(EventKind.BYTES_IN, conn=CONN, nbytes=len(data), data=data[:self.event_data_max])
 
     def _failure_fields(self, code: int | None) -> dict:
-        """failure_fields, with the context the errno table cannot know: an ETIMEDOUT on an established
-        connection comes from keepalive (or retransmissions / TCP_USER_TIMEOUT), not from an address."""
-        fields = failure_fields(code)
-        if code != errno.ETIMEDOUT or self._sock is None:
-            return fields
-        try:
-            current = opts.read_options(self._sock)
-        except SockmonError:
-            current = self._options
-        if current is None:
-            return fields
-        said = opts.timed_out_meaning(current.keepalive, current.user_timeout_ms, self._unacked)
-        if said is not None:
-            fields["meaning"], fields["action"] = said
-        return fields
+        return socket_failure_fields(code, self._sock, self._options, self._unacked)
 
     def _not_connected(self, what: str) -> bool:
         if self._sock is None or self._phase not in ("connected", "closing"):
@@ -665,16 +651,7 @@ class ClientEngine(EngineLoop):
         # when the last segment arrived (data or ACK): the keepalive timer's idle clock starts there
         self.last_received_at = time.monotonic() - min(info.last_data_recv, info.last_ack_recv) / 1000.0
         if self._phase in ("connected", "closing"):
-            try:
-                fresh = opts.read_options(sock)
-            except SockmonError:
-                fresh = None
-            if fresh is not None and self._options is not None and fresh != self._options:
-                self._options = fresh
-                self.emit(EventKind.OPTION, "options changed (read back from the kernel; not by this engine)",
-                          conn=CONN, options=fresh)
-            elif fresh is not None:
-                self._options = fresh
+            self.reread_options(sock, self._options, lambda o: setattr(self, "_options", o), conn=CONN)
         name = state_name(info.state)
         if name != self._state:
             self._state = name

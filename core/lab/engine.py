@@ -12,6 +12,7 @@ it creates lives there (setns moves only the calling thread; a socket keeps its 
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import selectors
 import socket
@@ -20,8 +21,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 
-from sockmon.core.errors import errno_info
+from sockmon.core.errors import SockmonError, errno_info
 from sockmon.core.lab.events import Event, EventKind, make_event
+from sockmon.core.lab.options import SocketOptions, read_options, timed_out_meaning
 
 log = logging.getLogger(__name__)
 OnEvent = Callable[[Event], None]
@@ -33,6 +35,25 @@ def failure_fields(code: int | None) -> dict:
         return {}
     info = errno_info(code)
     return {"errno_name": info.name, "meaning": info.meaning, "action": info.action}
+
+
+def socket_failure_fields(code: int | None, sock: socket.socket | None, cached: SocketOptions | None,
+                          unacked: int) -> dict:
+    """`failure_fields`, with the context the errno table cannot know: an ETIMEDOUT on an established
+    connection comes from keepalive (or retransmissions / TCP_USER_TIMEOUT), not from an address; the
+    socket's options (read now, else ``cached``) say which."""
+    fields = failure_fields(code)
+    if code != errno.ETIMEDOUT or sock is None:
+        return fields
+    try:
+        current = read_options(sock)
+    except SockmonError:
+        current = cached
+    if current is not None:
+        said = timed_out_meaning(current.keepalive, current.user_timeout_ms, unacked)
+        if said is not None:
+            fields["meaning"], fields["action"] = said
+    return fields
 
 
 class EngineLoop:
@@ -137,6 +158,19 @@ class EngineLoop:
             self._thread.join(timeout)
 
     # -- engine thread ----------------------------------------------------------------------------------
+    def reread_options(self, sock: socket.socket, old: SocketOptions | None,
+                       store: Callable[[SocketOptions], None], **where) -> None:
+        """Read the socket's options again and ``store`` them; an OPTION event when they differ from
+        ``old`` (someone else changed them). A failed read keeps ``old``."""
+        try:
+            fresh = read_options(sock)
+        except SockmonError:
+            return
+        store(fresh)
+        if old is not None and fresh != old:
+            self.emit(EventKind.OPTION, "options changed (read back from the kernel; not by this engine)",
+                      options=fresh, **where)
+
     def emit(self, kind: EventKind, detail: str = "", **kw) -> None:
         self._flush_events()
         self._deliver(make_event(kind, detail, **kw))

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from sockmon.core.errors import BadInput, SockmonError
 from sockmon.core.lab import lifecycle
 from sockmon.core.lab.address import format_endpoint, resolve
-from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields
+from sockmon.core.lab.engine import EngineLoop, OnEvent, failure_fields, socket_failure_fields
 from sockmon.core.lab.events import EventKind
-from sockmon.core.lab.options import Keepalive, Linger, SocketOptions, read_options, timed_out_meaning
+from sockmon.core.lab.options import Keepalive, Linger, SocketOptions, read_options
 from sockmon.core.lab.options import set_keepalive as _set_keepalive
 from sockmon.core.lab.options import set_linger as _set_linger
 from sockmon.core.lab.sockio import MSG_NOSIGNAL
@@ -323,31 +323,7 @@ class ServerEngine(EngineLoop):
         return value
 
     def _failure_fields(self, conn: _Conn, code: int | None) -> dict:
-        """An ETIMEDOUT on an accepted connection comes from keepalive or retransmissions: say which."""
-        fields = failure_fields(code)
-        if code != errno.ETIMEDOUT:
-            return fields
-        try:
-            current = read_options(conn.sock)
-        except SockmonError:
-            current = conn.options
-        if current is not None:
-            said = timed_out_meaning(current.keepalive, current.user_timeout_ms, conn.unacked)
-            if said is not None:
-                fields["meaning"], fields["action"] = said
-        return fields
-
-    def _read_options(self, conn: _Conn) -> None:
-        """Re-read the options; an OPTION event when someone else changed them since the last read."""
-        try:
-            fresh = read_options(conn.sock)
-        except SockmonError:
-            return
-        if conn.options is not None and fresh != conn.options:
-            conn.options = fresh
-            self.emit(EventKind.OPTION, "options changed (read back from the kernel; not by this engine)",
-                      conn=conn.id, options=fresh, local=conn.local, peer=conn.peer)
-        conn.options = fresh
+        return socket_failure_fields(code, conn.sock, conn.options, conn.unacked)
 
     def _with(self, cid: str, what: str, fn) -> None:
         conn = self._conns.get(cid)
@@ -610,7 +586,8 @@ class ServerEngine(EngineLoop):
                 if not conn.closed:
                     self._sample(conn)
                 if not conn.closed:
-                    self._read_options(conn)
+                    self.reread_options(conn.sock, conn.options, lambda o, c=conn: setattr(c, "options", o),
+                                        conn=conn.id, local=conn.local, peer=conn.peer)
 
     def _teardown(self) -> None:
         for conn in list(self._conns.values()):
