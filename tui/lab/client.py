@@ -298,14 +298,11 @@ class ClientPane(LabPane):
     @on(Input.Submitted, "#client-send-text")
     def _submit_send(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_send()  # focus stays: type the next line
+        self.action_send()
 
     @on(SendInput.MultiLinePaste, "#client-send-text")
     def _paste_lines(self, event: SendInput.MultiLinePaste) -> None:
-        """A paste of several lines: every line goes out (text mode: each with the ending)."""
-        event.stop()
-        if self._send_payload(event.text):
-            event.field.value = ""
+        self.send_pasted(event)
 
     @on(Input.Submitted, "#client-linger-n")
     def _submit_linger(self, event: Input.Submitted) -> None:
@@ -331,8 +328,7 @@ class ClientPane(LabPane):
 
     @on(Select.Changed, "#client-send-mode")
     def _mode_changed(self, event: Select.Changed) -> None:
-        field = self.query_one("#client-send-text", Input)
-        field.placeholder = SEND_PLACEHOLDER.get(str(event.value), "")
+        self.show_send_placeholder(event.value)
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
@@ -350,12 +346,6 @@ class ClientPane(LabPane):
             fn()
 
     # ------------------------------------------------------------------ actions
-    def action_cycle_send_mode(self) -> None:
-        select = self.query_one("#client-send-mode", Select)
-        order = [v for _, v in SEND_MODES]
-        current = select.value if select.value in order else "text"
-        select.value = order[(order.index(current) + 1) % len(order)]
-
     def action_connect(self) -> None:
         target = self.query_one("#client-target", Input)
         timeout_field = self.query_one("#client-timeout", Input)
@@ -441,11 +431,6 @@ class ClientPane(LabPane):
             self.show_error(f"cannot {what}: not connected (press o to connect)")
             return None
         return self.engine
-
-    def action_send(self) -> None:
-        field = self.query_one("#client-send-text", Input)
-        if self._send_payload(field.value) and self._send_mode() == "text":
-            field.value = ""  # like a chat client: the line went out
 
     def _send_payload(self, text: str) -> bool:
         mode = self._send_mode()

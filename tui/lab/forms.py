@@ -282,6 +282,31 @@ class LabPane(Vertical, can_focus=True):
     def payload_from(self, text: str) -> bytes:
         return encode_payload(self._send_mode(), text, self.ending, self.escapes)
 
+    def _send_payload(self, text: str) -> bool:  # each pane sends its own way
+        raise NotImplementedError
+
+    def action_send(self) -> None:
+        field = self.query_one(f"#{self.PREFIX}-send-text", Input)
+        if self._send_payload(field.value) and self._send_mode() == "text":
+            field.value = ""  # like a chat client: the line went out (focus stays: type the next one)
+
+    def send_pasted(self, event: SendInput.MultiLinePaste) -> None:
+        """A paste of several lines: every line goes out (text mode: each with the ending)."""
+        event.stop()
+        if self._send_payload(event.text):
+            event.field.value = ""
+
+    def action_cycle_send_mode(self) -> None:
+        from textual.widgets import Select
+
+        select = self.query_one(f"#{self.PREFIX}-send-mode", Select)
+        order = [v for _, v in SEND_MODES]
+        current = select.value if select.value in order else "text"
+        select.value = order[(order.index(current) + 1) % len(order)]
+
+    def show_send_placeholder(self, mode) -> None:
+        self.query_one(f"#{self.PREFIX}-send-text", Input).placeholder = SEND_PLACEHOLDER.get(str(mode), "")
+
 
 MAX_TIMEOUT = 600.0
 MAX_USER_TIMEOUT_MS = 2**31 - 1

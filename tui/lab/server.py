@@ -386,15 +386,9 @@ class ServerPane(LabPane):
     def _send_to_text(self) -> Text:
         return Text.assemble(("→ ", "dim"), ("all clients" if self.send_all else "selected", "bold"))
 
-    def action_cycle_send_mode(self) -> None:
-        select = self.query_one("#server-send-mode", Select)
-        order = [v for _, v in SEND_MODES]
-        current = select.value if select.value in order else "text"
-        select.value = order[(order.index(current) + 1) % len(order)]
-
     @on(Select.Changed, "#server-send-mode")
     def _send_mode_changed(self, event: Select.Changed) -> None:
-        self.query_one("#server-send-text", Input).placeholder = SEND_PLACEHOLDER.get(str(event.value), "")
+        self.show_send_placeholder(event.value)
 
     def on_listener_row(self, message: ListenerRow) -> None:
         """The app's latest snapshot holds this row for our listener (None: no row)."""
@@ -497,16 +491,9 @@ class ServerPane(LabPane):
             return None
         return cid
 
-    def action_send(self) -> None:
-        field = self.query_one("#server-send-text", Input)
-        if self._send_payload(field.value) and self._send_mode() == "text":
-            field.value = ""
-
     @on(SendInput.MultiLinePaste, "#server-send-text")
     def _paste_lines(self, event: SendInput.MultiLinePaste) -> None:
-        event.stop()
-        if self._send_payload(event.text):
-            event.field.value = ""
+        self.send_pasted(event)
 
     def _send_payload(self, text: str) -> bool:
         """Send the box's bytes to the selected client or to all; each send is logged (▶)."""
