@@ -137,3 +137,28 @@ def offline_netns():
         if made_parent:
             with contextlib.suppress(OSError):  # only if empty: another user may have put a namespace there
                 os.rmdir("/etc/netns")
+
+
+@contextlib.contextmanager
+def veth_netns_pair(prefix: str, subnet: str):
+    """Two fresh network namespaces joined by a veth pair, ``SUBNET.1`` in the first and ``SUBNET.2`` in the
+    second (a /30), loopback up in both; yields (ns_a, ns_b, the veth end in ns_b). Removed afterwards."""
+    tag = f"{os.getpid() % 100000}"
+    a, b = f"sm{prefix}a{tag}", f"sm{prefix}b{tag}"
+    va, vb = f"s{prefix}a{tag}", f"s{prefix}b{tag}"
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+    try:
+        ip("netns", "add", a)
+        ip("netns", "add", b)
+        ip("link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
+        ip("-n", a, "addr", "add", f"{subnet}.1/30", "dev", va)
+        ip("-n", b, "addr", "add", f"{subnet}.2/30", "dev", vb)
+        for ns, dev in ((a, va), (b, vb), (a, "lo"), (b, "lo")):
+            ip("-n", ns, "link", "set", dev, "up")
+        yield a, b, vb
+    finally:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)

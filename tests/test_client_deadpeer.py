@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from sockhelp import veth_netns_pair
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
@@ -21,21 +22,8 @@ def ip(*args):
 
 @pytest.fixture
 def two_netns():
-    tag = f"{os.getpid() % 100000}"
-    a, b = f"smka{tag}", f"smkb{tag}"
-    va, vb = f"ska{tag}", f"skb{tag}"
-    try:
-        ip("netns", "add", a)
-        ip("netns", "add", b)
-        ip("link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
-        ip("-n", a, "addr", "add", "10.213.0.1/30", "dev", va)
-        ip("-n", b, "addr", "add", "10.213.0.2/30", "dev", vb)
-        for ns, dev in ((a, va), (b, vb), (a, "lo"), (b, "lo")):
-            ip("-n", ns, "link", "set", dev, "up")
-        yield a, b, vb
-    finally:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with veth_netns_pair("k", "10.213.0") as names:
+        yield names
 
 
 def test_keepalive_detects_dead_peer(two_netns):

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from sockhelp import Events
+from sockhelp import Events, veth_netns_pair
 from sockmon.core.errors import BadInput
 from sockmon.core.lab.client import ClientEngine
 from sockmon.core.lab.events import EventKind
@@ -104,25 +104,9 @@ def test_dead_peer_prediction_is_the_kernels_rule():
 
 @pytest.fixture
 def two_netns():
-    tag = f"{os.getpid() % 100000}"
-    a, b = f"smoa{tag}", f"smob{tag}"
-    va, vb = f"soa{tag}", f"sob{tag}"
-
-    def ip(*args):
-        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-    try:
-        ip("netns", "add", a)
-        ip("netns", "add", b)
-        ip("link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
-        ip("-n", a, "addr", "add", "10.214.0.1/30", "dev", va)
-        ip("-n", b, "addr", "add", "10.214.0.2/30", "dev", vb)
-        for ns, dev in ((a, va), (b, vb), (a, "lo"), (b, "lo")):
-            ip("-n", ns, "link", "set", dev, "up")
-        yield a, b, lambda: ip("-n", b, "link", "set", vb, "down")
-    finally:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with veth_netns_pair("o", "10.214.0") as (a, b, vb):
+        yield a, b, lambda: subprocess.run(["ip", "-n", b, "link", "set", vb, "down"], check=True,
+                                           capture_output=True, timeout=10)
 
 
 @needs_netns
