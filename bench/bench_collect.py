@@ -27,14 +27,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from connpool import print_banner, reexec_in_private_netns  # noqa: E402
+from connpool import export_tree, print_banner, reexec_in_private_netns  # noqa: E402
 
 PHASES = ("snapshot", "owners", "diff", "advance", "summary", "gc", "rest", "total", "free prev", "total+free+gc")
 
@@ -108,18 +107,6 @@ def worker(runs: int) -> dict:
     return {"count": count, "gen2": gen2[0], "min": {p: min(v) for p, v in samples.items()},
             "median": {p: statistics.median(v) for p, v in samples.items()},
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def export_tree(rev: str) -> str:
-    """The sockmon package of git revision ``rev`` laid out for PYTHONPATH (sockmon/, sockmon/core/)."""
-    tmp = tempfile.mkdtemp(prefix="sockmon-rev-")
-    arch = subprocess.run(["git", "-C", ROOT, "archive", rev, "core", "sockmon/__init__.py"],
-                          capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
-    os.makedirs(os.path.join(tmp, "pkg"))
-    shutil.move(os.path.join(tmp, "sockmon"), os.path.join(tmp, "pkg", "sockmon"))
-    shutil.move(os.path.join(tmp, "core"), os.path.join(tmp, "pkg", "sockmon", "core"))
-    return tmp
 
 
 def run_worker(runs: int, tree: str | None) -> dict:

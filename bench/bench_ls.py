@@ -26,20 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from connpool import print_banner, reexec_in_private_netns  # noqa: E402
-
-
-def run_once(argv: list[str], out_path: str, env: dict | None = None) -> tuple[float, float]:
-    """Wall and CPU seconds (user+sys, from wait4) of one whole process, stdout to ``out_path``."""
-    with open(out_path, "wb") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env, cwd="/")
-        _pid, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[:4]} exited {proc.returncode}")
-    return wall, ru.ru_utime + ru.ru_stime
+from connpool import print_banner, reexec_in_private_netns, time_process  # noqa: E402
 
 
 def mount_cgroup2() -> None:
@@ -82,7 +69,7 @@ def bench_size(n: int, runs: int, trees: list[tuple[str, str | None]]) -> list[t
             for _ in range(runs):  # alternate, so a busy moment of a shared machine hits every case alike
                 for name, argv, env in cases:
                     path = os.path.join(tmp, name.split()[0] + str(len(res[name]["wall"])))
-                    wall, cpu = run_once(argv, path, env)
+                    wall, cpu = time_process(argv, path, env)
                     r = res[name]
                     r["wall"].append(wall)
                     r["cpu"].append(cpu)

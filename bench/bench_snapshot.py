@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from connpool import print_banner, reexec_in_private_netns  # noqa: E402
+from connpool import export_tree, print_banner, reexec_in_private_netns, time_process  # noqa: E402
 
 
 # --------------------------------------------------------------------------------- workers
@@ -97,13 +97,9 @@ def run_ss(args: list[str], runs: int) -> dict:
     times, cpus = [], []
     out_path = f"/tmp/.sockmon-bench-ss-{os.getpid()}"
     for _ in range(runs):
-        with open(out_path, "w") as out:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(["ss", *args], stdout=out)
-            _pid, status, ru = os.wait4(proc.pid, 0)
-            times.append(time.perf_counter() - t0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            cpus.append(ru.ru_utime + ru.ru_stime)
+        wall, cpu = time_process(["ss", *args], out_path, check=False)
+        times.append(wall)
+        cpus.append(cpu)
     with open(out_path) as fh:
         lines = sum(1 for line in fh if line[:1] not in ("\t", " ")) - 1
     # peak RSS of ss itself, measured by /usr/bin/time (a wait4 from Python would count the fork)
@@ -192,7 +188,6 @@ def main() -> int:
 
     compare = None
     if args.compare:
-        from bench_collect import export_tree
 
         compare = (args.compare, export_tree(args.compare))
     try:

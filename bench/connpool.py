@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 PER_CHILD = 8000  # connections per child: 16,000 fds + the listener
@@ -73,6 +75,33 @@ def print_banner(title: str, how: str, header: list[str]) -> None:
     print()
     print("| " + " | ".join(header) + " |")
     print("|---" * len(header) + "|")
+
+
+def time_process(argv: list[str], out_path: str, env: dict | None = None, check: bool = True) -> tuple[float, float]:
+    """Wall and CPU seconds (user+sys, from wait4) of one whole process, stdout to ``out_path``.
+    ``check``: a non-zero exit ends the benchmark."""
+    with open(out_path, "wb") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL if check else None, env=env, cwd="/")
+        _pid, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"{argv[:4]} exited {proc.returncode}")
+    return wall, ru.ru_utime + ru.ru_stime
+
+
+def export_tree(rev: str) -> str:
+    """The sockmon core of git revision ``rev`` laid out for PYTHONPATH (``<dir>/pkg/sockmon/core``)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = tempfile.mkdtemp(prefix="sockmon-rev-")
+    arch = subprocess.run(["git", "-C", root, "archive", rev, "core", "sockmon/__init__.py"],
+                          capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
+    os.makedirs(os.path.join(tmp, "pkg"))
+    shutil.move(os.path.join(tmp, "sockmon"), os.path.join(tmp, "pkg", "sockmon"))
+    shutil.move(os.path.join(tmp, "core"), os.path.join(tmp, "pkg", "sockmon", "core"))
+    return tmp
 
 
 class ConnPool:
