@@ -63,12 +63,14 @@ class SocketActivated(Message):
 
 
 class EngineEvent(Message):
-    """A lifecycle engine (built-in client or server) reported ``event``; ``origin`` names the engine."""
+    """A lifecycle engine (built-in client or server) reported ``event``; ``origin`` names the engine;
+    ``generation`` which of the Client pane's connects it belongs to (None: not counted)."""
 
-    def __init__(self, event: Event, origin: str) -> None:
+    def __init__(self, event: Event, origin: str, generation: int | None = None) -> None:
         super().__init__()
         self.event = event
         self.origin = origin
+        self.generation = generation
 
 
 class ClientConnecting(Message):

@@ -416,9 +416,7 @@ class ClientPane(LabPane):
         def on_event(event: Event) -> None:  # engine thread
             if generation != self._generation:
                 return  # a replaced engine (connect pressed again) tearing down: not this connection
-            message = EngineEvent(event, "client")
-            message.generation = generation  # type: ignore[attr-defined]
-            self.post_message(message)
+            self.post_message(EngineEvent(event, "client", generation))
 
         if self._engine_factory is not None:
             return self._engine_factory(on_event)
@@ -555,7 +553,7 @@ class ClientPane(LabPane):
     def on_engine_event(self, message: EngineEvent) -> None:
         if message.origin != "client":
             return
-        if getattr(message, "generation", self._generation) != self._generation:
+        if message.generation is not None and message.generation != self._generation:
             message.stop()  # queued before a new connect: neither this pane nor the timeline shows it
             return
         ev = message.event
