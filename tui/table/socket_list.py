@@ -12,9 +12,9 @@ from rich.text import Text
 from sockmon.core.errors import BadInput
 from sockmon.core.records import SOCKET_COOKIE, SOCKET_IDENTITY, SOCKET_STATE, Process, Snapshot, Socket
 from sockmon.core.states import ESTABLISHED
+from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
 from sockmon.tui.messages import SocketActivated, SocketSelected
-from sockmon.tui.table.socket_filter import parse_filter
 from sockmon.tui.theme import ERROR_STYLE, counts_text, state_style
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult

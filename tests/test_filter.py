@@ -1,9 +1,9 @@
-"""The socket filter language (tui/socket_filter.py)."""
+"""The socket filter language (core/table/filter.py)."""
 
 import pytest
 from sockmon.core import states as S
 from sockmon.core.errors import BadInput
-from sockmon.tui.table.socket_filter import parse_filter
+from sockmon.core.table.filter import parse_filter
 from test_tui_fixtures import PROCS, sockets
 
 
