@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+import msgspec
 from sockmon.core.errors import BadInput, SockmonError
 
 CLONE_NEWNET = 0x40000000
@@ -120,3 +121,73 @@ def enter_netns_here(netns: str | int) -> None:
         raise SockmonError.from_os_error(exc, f"enter network namespace {netns!r}") from None
     finally:
         os.close(fd)
+
+
+class NetnsRef(msgspec.Struct, frozen=True, gc=False):
+    """One network namespace the host holds, as `all_netns()` finds it.
+
+    ``ident`` is what every other function here accepts (``NAME``, or ``pid:N`` for an unnamed one) and
+    what JSON rows and Prometheus labels carry; ``inode`` is the nsfs inode (``ip netns identify``,
+    ``/proc/PID/ns/net -> net:[INODE]``), unique while the namespace lives; ``label`` says who lives
+    there for a picker (the name, else the first process's command name — untrusted text, shown inert).
+    """
+
+    ident: str
+    inode: int
+    name: str | None = None
+    pid: int | None = None
+    label: str = ""
+    current: bool = False  # the namespace sockmon itself runs in
+
+    @property
+    def target(self) -> str | None:
+        """What `run_in_netns` / `take_snapshot(netns=)` want: None for our own namespace, else ``ident``."""
+        return None if self.current else self.ident
+
+
+def _ns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as fh:
+            return fh.read().decode("utf-8", "replace").rstrip("\n")
+    except OSError:
+        return ""
+
+
+def all_netns(proc: str = "/proc") -> list[NetnsRef]:
+    """Every network namespace reachable from here: the named ones (/run/netns) and those of running
+    processes, one entry per namespace (by nsfs inode). Ours comes first, then named ones by name, then
+    unnamed ones by pid. A namespace no longer reachable (its last process exited) is simply absent."""
+    own = _ns_inode(f"{proc}/self/ns/net")
+    seen: dict[int, NetnsRef] = {}
+    for name in list_netns():
+        inode = _ns_inode(os.path.join(NETNS_RUN_DIR, name))
+        if inode is not None and inode not in seen:
+            seen[inode] = NetnsRef(ident=name, inode=inode, name=name, label=name, current=inode == own)
+    try:
+        pids = sorted(int(p) for p in os.listdir(proc) if p.isdigit())
+    except OSError:
+        pids = []
+    for pid in pids:
+        inode = _ns_inode(f"{proc}/{pid}/ns/net")
+        if inode is None:
+            continue
+        ref = seen.get(inode)
+        if ref is None:
+            comm = _comm(pid)
+            seen[inode] = NetnsRef(ident=f"pid:{pid}", inode=inode, pid=pid,
+                                   label=f"{comm} (pid {pid})" if comm else f"pid {pid}", current=inode == own)
+        elif ref.pid is None:
+            seen[inode] = msgspec.structs.replace(ref, pid=pid)
+    if own is not None and own not in seen:
+        seen[own] = NetnsRef(ident="pid:self", inode=own, label="sockmon's own", current=True)
+    refs = list(seen.values())
+    refs.sort(key=lambda r: (not r.current, r.name is None, r.name or "", r.pid or 0))
+    return refs
+
