@@ -20,6 +20,9 @@ from sockmon.core.errors import BadInput, SockmonError
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
+# The view "every namespace" wherever a namespace is asked for (`take_snapshot(netns=ALL_NETNS)`, the
+# collector, the TUI's picker). Not a path: `netns_path` refuses it, so it is never taken for a name.
+ALL_NETNS = "*"
 
 T = TypeVar("T")
 _libc = None
@@ -44,6 +47,8 @@ def netns_path(netns: str | int) -> str:
     text = str(netns).strip()
     if not text:
         raise BadInput("empty network namespace name")
+    if text == ALL_NETNS:
+        raise BadInput("'*' (every namespace) is a view, not one namespace")
     if text.startswith("pid:"):
         pid = text[4:]
         if not pid.isdigit():
@@ -144,6 +149,15 @@ class NetnsRef(msgspec.Struct, frozen=True, gc=False):
         """What `run_in_netns` / `take_snapshot(netns=)` want: None for our own namespace, else ``ident``."""
         return None if self.current else self.ident
 
+    @property
+    def path(self) -> str:
+        """The nsfs file to open: /run/netns/NAME, /proc/PID/ns/net, or our own /proc/self/ns/net."""
+        if self.name is not None:
+            return os.path.join(NETNS_RUN_DIR, self.name)
+        if self.pid is not None:
+            return f"/proc/{self.pid}/ns/net"
+        return "/proc/self/ns/net"
+
 
 def _ns_inode(path: str) -> int | None:
     try:
@@ -191,3 +205,80 @@ def all_netns(proc: str = "/proc") -> list[NetnsRef]:
     refs.sort(key=lambda r: (not r.current, r.name is None, r.name or "", r.pid or 0))
     return refs
 
+
+
+def each_netns(refs: list[NetnsRef], fn: Callable[[NetnsRef], T]) -> tuple[list[tuple[NetnsRef, T]], list[str]]:
+    """``fn(ref)`` inside each namespace of ``refs``, in order, from one short-lived helper thread that
+    enters them in turn (the caller's thread never changes namespace).
+
+    Returns ``(results, skipped)``: ``(ref, fn(ref))`` for every namespace entered, and one line per
+    namespace left out. A namespace that vanished since ``refs`` was made (its last process exited, its
+    name was deleted, or the pid now belongs to another namespace: the nsfs inode no longer matches)
+    is left out, not an error; so is one whose ``fn`` fails (the line says why). Each namespace is held
+    by an open fd from the check until ``fn`` returns, so it cannot vanish half-way through a dump.
+    """
+    results: list[tuple[NetnsRef, T]] = []
+    skipped: list[str] = []
+    box: dict[str, BaseException] = {}
+
+    def target() -> None:
+        moved = False  # this thread still lives in sockmon's own namespace (no setns needed there)
+        try:
+            for ref in refs:
+                if ref.current and not moved:
+                    try:
+                        results.append((ref, fn(ref)))
+                    except (OSError, SockmonError) as exc:
+                        skipped.append(f"{ref.ident}: {exc}")
+                    continue
+                try:
+                    fd = os.open(ref.path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    skipped.append(f"{ref.ident}: gone")
+                    continue
+                try:
+                    if os.fstat(fd).st_ino != ref.inode:
+                        skipped.append(f"{ref.ident}: gone (another namespace there now)")
+                        continue
+                    _setns(fd, CLONE_NEWNET)
+                    moved = True
+                    try:
+                        results.append((ref, fn(ref)))
+                    except (OSError, SockmonError) as exc:
+                        skipped.append(f"{ref.ident}: {exc}")
+                except OSError as exc:  # setns refused
+                    skipped.append(f"{ref.ident}: cannot enter: {_errno.errorcode.get(exc.errno, exc.errno)}")
+                finally:
+                    os.close(fd)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["err"] = exc
+
+    th = threading.Thread(target=target, name="sockmon-netns-all", daemon=True)
+    th.start()
+    th.join()
+    if "err" in box:
+        raise box["err"]
+    if refs and not results:
+        raise SockmonError("no network namespace could be read: " + "; ".join(skipped))
+    return results, skipped
+
+
+class NetnsIdents:
+    """Stable idents across collections: an unnamed namespace keeps the ``pid:N`` it was first shown
+    with while it lives, even when process N exits and `all_netns` would name it after another pid (a
+    socket's ``netns`` changing between two snapshots would look like a different socket to a reader).
+    Bounded by the live namespaces: an inode no longer listed is forgotten at the next `stable` call."""
+
+    def __init__(self) -> None:
+        self._by_inode: dict[int, str] = {}
+
+    def stable(self, refs: list[NetnsRef]) -> list[NetnsRef]:
+        known = self._by_inode
+        out = []
+        for ref in refs:
+            ident = known.get(ref.inode)
+            if ref.name is None and ident is not None and ident != ref.ident and ident.startswith("pid:"):
+                ref = msgspec.structs.replace(ref, ident=ident)
+            out.append(ref)
+        self._by_inode = {r.inode: r.ident for r in out}
+        return out

@@ -74,6 +74,9 @@ class Socket(Struct, frozen=True, gc=False):
     # None for TIME_WAIT and request sockets, /proc/net/tcp, or a dump without it
     tcp_info_bytes: bytes | None = None
     cong: str | None = None
+    # the namespace it lives in (`NetnsRef.ident`: a /run/netns name or pid:N) in an every-namespace
+    # snapshot (`take_snapshot(netns=ALL_NETNS)`); None in a one-namespace snapshot (diag/procnet never set it)
+    netns: str | None = None
 
     @property
     def tcp_info(self) -> TcpInfo | None:
@@ -104,13 +107,19 @@ class Socket(Struct, frozen=True, gc=False):
         return None if b is None else u32_at(b, OFFSET_TOTAL_RETRANS)[0]
 
     @property
-    def key(self) -> int | tuple[int, str, int, str, int, int]:
+    def key(self) -> int | tuple:
         """Key of this socket across snapshots (``since`` maps, tables): the kernel's cookie when it
         has one (netlink: unique per socket object, an int hashes fast), else (family, src, sport,
-        dst, dport, 0) (/proc/net/tcp has no cookies). Identity in `sockmon.core.table.diff` is
-        (family, src, sport, dst, dport, cookie): a cookie back with another 4-tuple is another socket.
+        dst, dport, 0) (/proc/net/tcp has no cookies), with ``netns`` appended when it is set (the same
+        4-tuple may live in two namespaces; cookies are unique host-wide: tests/test_netns_all.py).
+        Identity in `sockmon.core.table.diff` is (family, src, sport, dst, dport, cookie, netns): a
+        cookie back with another 4-tuple is another socket.
         """
-        return self.cookie or (self.family, self.src, self.sport, self.dst, self.dport, 0)
+        if self.cookie:
+            return self.cookie
+        if self.netns is None:
+            return (self.family, self.src, self.sport, self.dst, self.dport, 0)
+        return (self.family, self.src, self.sport, self.dst, self.dport, 0, self.netns)
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
@@ -126,7 +135,8 @@ class Socket(Struct, frozen=True, gc=False):
 
 
 # Field getters for code that keys, counts or compares many sockets: one C-level call per socket.
-SOCKET_IDENTITY = attrgetter("family", "src", "sport", "dst", "dport", "cookie")  # identity across snapshots
+# identity across snapshots; netns: the same 4-tuple in two namespaces (no cookies: /proc/net/tcp) is two sockets
+SOCKET_IDENTITY = attrgetter("family", "src", "sport", "dst", "dport", "cookie", "netns")
 SOCKET_ENDPOINTS = attrgetter("family", "src", "sport", "dst", "dport")
 SOCKET_COOKIE = attrgetter("cookie")
 SOCKET_STATE = attrgetter("state")
@@ -143,9 +153,11 @@ class Snapshot:
     taken_at: float  # time.monotonic() when the dump started
     wall_time: float  # time.time() at the same moment
     source: str  # "netlink" or "procfs" (fallback, says why in `note`)
-    netns: str | None = None  # None = the caller's own namespace
+    netns: str | None = None  # None = the caller's own namespace; ALL_NETNS ("*") = every namespace
     owners: Mapping[int, Process] = field(default_factory=lambda: _EMPTY)  # inode -> owning process
     note: str = ""
+    # ALL_NETNS only: the namespaces dumped (sockmon.core.netns.NetnsRef), each socket's ``netns`` one of their idents
+    namespaces: tuple = ()
 
     def owner(self, sock: Socket) -> Process | None:
         return self.owners.get(sock.inode) if sock.inode else None
@@ -165,6 +177,9 @@ class Transition(Struct, frozen=True, gc=False):
     source: str  # "tracepoint" or "inferred"
     dwell_ms: float | None = None  # time spent in `old`, when known
     cookie: int | None = None
+    # the socket's namespace (`Socket.netns`) in an every-namespace view, when known: the tracepoint
+    # carries no namespace, so the collector names it from the snapshots (see core/table/collector.py)
+    netns: str | None = None
 
     @property
     def old_name(self) -> str:

@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sockmon.core.records import Snapshot, Transition
+import msgspec
+from sockmon.core.netns import ALL_NETNS, NetnsIdents, all_netns
+from sockmon.core.records import SOCKET_ENDPOINTS, Snapshot, Transition
 from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
 from sockmon.core.table.owners import OwnerCache
-from sockmon.core.table.snapshot import take_snapshot
+from sockmon.core.table.snapshot import take_snapshot, take_snapshot_all
 from sockmon.core.table.summary import Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -72,22 +74,11 @@ class Collector:
         self._dropped = 0
         self._tracer = None
         self.tracer_note = ""
-        # The tracepoint sees every namespace; with a netns we would mislabel: use inference there.
-        want = use_tracepoint if use_tracepoint is not None else netns is None
-        if want:
-            from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
-
-            ok, why = tracing_available()
-            if ok:
-                try:
-                    self._tracer = TransitionTracer(port=port)
-                except OSError as exc:
-                    self.tracer_note = f"tracepoint unavailable: {exc}"
-            else:
-                self.tracer_note = why
-        elif netns is not None and use_tracepoint is None:
-            self.tracer_note = "namespace view: transitions inferred from snapshots"
-        self.transition_source = "tracepoint" if self._tracer is not None else "inferred"
+        self._use_tracepoint = use_tracepoint
+        self._idents = NetnsIdents()  # ALL_NETNS: an unnamed namespace keeps its pid:N while it lives
+        self._switch_to: tuple[str | int | None] | None = None  # set_netns: applied by the next collection
+        self.transition_source = "inferred"
+        self._setup_tracer(netns)
         self._thread = threading.Thread(target=self._run, name="sockmon-collector", daemon=True)
         if start:
             self._thread.start()
@@ -118,6 +109,15 @@ class Collector:
     def paused(self) -> bool:
         return self._paused
 
+    def set_netns(self, netns: str | int | None) -> None:
+        """Show another namespace from the next collection on (None: our own, ALL_NETNS: every one).
+        Any thread; never blocks. The switch is a resync: the first snapshot of the new view is a new
+        base (``Update.diff`` None, no transitions inferred across the switch) and transitions the
+        tracepoint delivered for the old view are dropped."""
+        with self._lock:
+            self._switch_to = (netns,)
+        self.refresh_now()
+
     def refresh_now(self) -> None:
         self._force = True
         self._wake.set()
@@ -136,6 +136,46 @@ class Collector:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def _setup_tracer(self, netns: str | int | None) -> None:
+        """The tracepoint reports every namespace's transitions and names none: it suits the views of
+        our own namespace (as ever) and of every namespace (the collector names each transition's
+        namespace from the snapshots, `_name_netns`); a view of one other namespace infers its
+        transitions from snapshots instead (the tracepoint would report strangers' sockets there)."""
+        want = self._use_tracepoint if self._use_tracepoint is not None else netns in (None, ALL_NETNS)
+        if want and self._tracer is None:
+            from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
+
+            ok, why = tracing_available()
+            if ok:
+                try:
+                    self._tracer = TransitionTracer(port=self.port)
+                    self.tracer_note = ""
+                except OSError as exc:
+                    self.tracer_note = f"tracepoint unavailable: {exc}"
+            else:
+                self.tracer_note = why
+        elif not want:
+            if self._tracer is not None:
+                self._tracer.close()
+                self._tracer = None
+            self.tracer_note = ("namespace view: transitions inferred from snapshots"
+                                if netns is not None and self._use_tracepoint is None else "")
+        self.transition_source = "tracepoint" if self._tracer is not None else "inferred"
+
+    def _apply_switch(self) -> None:
+        with self._lock:
+            switch, self._switch_to = self._switch_to, None
+        if switch is None:
+            return
+        self.netns = switch[0]
+        self._prev = None  # a new base: nothing is diffed (or inferred) across the switch
+        self._since = {}
+        self._pending = []
+        self._setup_tracer(self.netns)
+        if self._tracer is not None:  # what the kernel buffered before the switch belongs to the old view
+            for _ in self._tracer.batches():
+                pass
 
     # -- the thread -----------------------------------------------------------------------------
     def _drain(self) -> None:
@@ -175,6 +215,8 @@ class Collector:
     def collect_once(self) -> Update:
         """One collection, delivered to on_update and returned (the thread calls this each tick)."""
         t0 = time.perf_counter()
+        if self._switch_to is not None:
+            self._apply_switch()
         source = self.transition_source
         update = self._collect(t0, source)
         try:
@@ -190,7 +232,13 @@ class Collector:
 
     def _collect(self, t0: float, source: str) -> Update:
         try:
-            snap = take_snapshot(netns=self.netns, port=self.port, with_info=self.with_info, owners=self._owners)
+            if self.netns == ALL_NETNS:
+                snap = take_snapshot_all(refs=self._idents.stable(all_netns()), port=self.port,
+                                         with_info=self.with_info, owners=self._owners)
+            else:
+                snap = take_snapshot(netns=self.netns, port=self.port, with_info=self.with_info,
+                                     owners=self._owners)
+            prev = self._prev
             d = diff(self._prev, snap, self._since) if self._prev is not None else None
             base = self._prev.taken_at if self._prev is not None else None
             self._prev = snap  # our reference to the old snapshot ends with the diff
@@ -202,6 +250,8 @@ class Collector:
                 self._drain()
                 transitions = tuple(self._pending)
                 self._pending = []
+                if snap.netns == ALL_NETNS and transitions:
+                    transitions = _name_netns(transitions, snap, prev)
                 overruns = self._tracer.overruns
             else:
                 transitions = d.transitions if d is not None else ()
@@ -216,3 +266,37 @@ class Collector:
             update = Update(None, None, (), None, (time.perf_counter() - t0) * 1000.0, 0, source,
                             f"{type(exc).__name__}: {exc}", self.tracer_note)
         return update
+
+
+_AMBIGUOUS = object()
+
+
+def _name_netns(transitions: tuple[Transition, ...], snap: Snapshot, prev: Snapshot | None) -> tuple[Transition, ...]:
+    """The tracepoint's transitions with ``netns`` set where the snapshots tell: the namespace of the
+    socket with that family and 4-tuple in this snapshot, else in the previous one (a socket that
+    closed meanwhile). Left None when no socket or more than one namespace has that 4-tuple (a
+    connection born and gone between two snapshots, or the same loopback 4-tuple in two namespaces)."""
+    wanted = {(t.family, t.src, t.sport, t.dst, t.dport) for t in transitions}
+    found: dict[tuple, object] = {}
+    for snapshot in (snap, prev):
+        if snapshot is None or snapshot.netns != ALL_NETNS:
+            continue
+        here: dict[tuple, object] = {}
+        socks = snapshot.sockets
+        for key, s in zip(map(SOCKET_ENDPOINTS, socks), socks, strict=True):
+            if key in wanted:
+                seen = here.get(key)
+                here[key] = s.netns if seen is None or seen == s.netns else _AMBIGUOUS
+        for key, ns in here.items():
+            found.setdefault(key, ns)
+        wanted -= here.keys()
+        if not wanted:
+            break
+    if not found:
+        return transitions
+    replace = msgspec.structs.replace
+    out = []
+    for t in transitions:
+        ns = found.get((t.family, t.src, t.sport, t.dst, t.dport))
+        out.append(replace(t, netns=ns) if isinstance(ns, str) else t)
+    return tuple(out)

@@ -1,10 +1,11 @@
 """Pure diff of two snapshots: added / removed / changed sockets and inferred state transitions.
 
 Identity of a socket across snapshots: its family, 4-tuple and kernel cookie — (family, src, sport,
-dst, dport, cookie) — as docs/kernel-facts.md §3 says. `Socket.key` (the key of ``since`` maps) is the cookie
-alone when the socket has one (netlink: unique per socket object) and that whole 6-tuple otherwise
+dst, dport, cookie) — as docs/kernel-facts.md §3 says, plus its namespace (`Socket.netns`, set only in
+an every-namespace snapshot). `Socket.key` (the key of ``since`` maps) is the cookie
+alone when the socket has one (netlink: unique per socket object, host-wide) and that whole tuple otherwise
 (/proc/net/tcp has no cookies); a cookie found in both snapshots whose family or 4-tuple differs is
-two sockets (the old one removed, the new one added), exactly as with the 6-tuple.
+two sockets (the old one removed, the new one added), exactly as with the tuple.
 
 Inferred transitions:
 - a socket in both snapshots whose state differs: old → new;
@@ -44,7 +45,7 @@ from sockmon.core.states import CLOSE
 Key = int | tuple  # Socket.key: the cookie, or (family, src, sport, dst, dport, 0) without one
 
 _COOKIE = SOCKET_COOKIE
-_IDENTITY = SOCKET_IDENTITY  # (family, src, sport, dst, dport, cookie)
+_IDENTITY = SOCKET_IDENTITY  # (family, src, sport, dst, dport, cookie, netns)
 _HEAD = SOCKET_COMPARED  # family, state, src, sport, dst, dport, recv_q, send_q, timer
 
 
@@ -125,7 +126,7 @@ def diff(prev: Snapshot, cur: Snapshot, since: Mapping[Key, float] | None = None
 
     def tr(sock: Socket, o: int, n: int, key: Key | None, cookie: int | None) -> Transition:
         return Transition(ts, sock.family, sock.src, sock.sport, sock.dst, sock.dport, o, n, "inferred",
-                          dwell(key) if key is not None else None, cookie)
+                          dwell(key) if key is not None else None, cookie, sock.netns)
 
     new_socks = list(new.values())
     olds = list(map(old.get, new, repeat(_ABSENT)))
@@ -155,12 +156,12 @@ def diff(prev: Snapshot, cur: Snapshot, since: Mapping[Key, float] | None = None
         removed = []
     else:
         removed = list(map(old.__getitem__, filterfalse(new.__contains__, old)))
-    by_tuple: dict[tuple, Socket] = {}
+    by_tuple: dict[tuple, Socket] = {}  # the same 4-tuple in another namespace is another connection
     for s in added:
-        by_tuple.setdefault((s.family, s.src, s.sport, s.dst, s.dport), s)
+        by_tuple.setdefault((s.family, s.src, s.sport, s.dst, s.dport, s.netns), s)
     paired: set[int] = set()
     for o in removed:
-        n = by_tuple.get((o.family, o.src, o.sport, o.dst, o.dport))
+        n = by_tuple.get((o.family, o.src, o.sport, o.dst, o.dport, o.netns))
         if n is not None and id(n) not in paired and n.state != o.state:
             paired.add(id(n))
             transitions.append(tr(n, o.state, n.state, o.key, n.cookie))

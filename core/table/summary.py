@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from sockmon.core.netns import run_in_netns
+from sockmon.core.netns import ALL_NETNS, each_netns, run_in_netns
 from sockmon.core.records import FAMILY_NAMES, SOCKET_FAMILY, SOCKET_STATE, Snapshot
 from sockmon.core.states import state_name
 
@@ -96,14 +96,44 @@ def read_keepalive_sysctls(netns: str | int | None = None) -> tuple[int | None, 
     return run_in_netns(netns, read)
 
 
+def _add(a: int | None, b: int | None) -> int | None:
+    return b if a is None else (a if b is None else a + b)
+
+
+def _read_all(snapshot: Snapshot):
+    """The counters of an every-namespace snapshot: ListenOverflows / ListenDrops and sockstat summed
+    over its namespaces (each read inside its namespace); the keepalive sysctls of sockmon's own one."""
+    def read(_ref):
+        base = _proc_net(True)
+        tcpext = _read_netstat(f"{base}/netstat").get("TcpExt", {})
+        return tcpext.get("ListenOverflows"), tcpext.get("ListenDrops"), _read_sockstat(base)
+
+    lo = ld = None
+    sockstat: dict[str, int] = {}
+    if snapshot.namespaces:
+        try:
+            results, _ = each_netns(list(snapshot.namespaces), read)
+        except Exception:  # noqa: BLE001 - counters are extras: every namespace gone since the dump
+            results = []
+        for _ref, (o, d, st) in results:
+            lo, ld = _add(lo, o), _add(ld, d)
+            for k, v in st.items():
+                sockstat[k] = sockstat.get(k, 0) + v
+    k = "/proc/sys/net/ipv4/tcp_keepalive_"
+    return lo, ld, _read_int(k + "time"), _read_int(k + "intvl"), _read_int(k + "probes"), sockstat
+
+
 def summarize(snapshot: Snapshot, *, read_system: bool = True) -> Summary:
-    """Counts from the snapshot; with ``read_system`` also the namespace's counters and sysctls."""
+    """Counts from the snapshot; with ``read_system`` also the namespace's counters and sysctls (an
+    every-namespace snapshot: counters summed over its namespaces, the sysctls of sockmon's own)."""
     states = Counter(map(_STATE, snapshot.sockets))  # counted in C: no per-socket Python call
     fams = {FAMILY_NAMES.get(f, str(f)): n for f, n in Counter(map(_FAMILY, snapshot.sockets)).items()}
     by_state = {state_name(code): n for code, n in sorted(states.items())}
     lo = ld = kt = ki = kp = None
     sockstat: dict[str, int] = {}
-    if read_system:
+    if read_system and snapshot.netns == ALL_NETNS:
+        lo, ld, kt, ki, kp, sockstat = _read_all(snapshot)
+    elif read_system:
         ns = snapshot.netns
 
         def read():

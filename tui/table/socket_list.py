@@ -23,8 +23,8 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
-# Identity of a socket row across snapshots, as one C-level call: the 6-tuple (family, src, sport,
-# dst, dport, cookie) — the identity core/diff uses — or, with netlink where every socket has a unique
+# Identity of a socket row across snapshots, as one C-level call: the tuple (family, src, sport,
+# dst, dport, cookie, netns) — the identity core/diff uses — or, with netlink where every socket has a unique
 # cookie, the cookie alone (an int hashes much faster than a 6-tuple at 60k rows); /proc/net/tcp has
 # no cookies. (Socket.key is the cookie when there is one, else the 6-tuple.)
 socket_key = SOCKET_IDENTITY
