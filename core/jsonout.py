@@ -5,7 +5,8 @@ escaping, numbers, nesting). The shapes:
 
 - socket (`ls --json`): family and state by name, the 4-tuple, queues, ``timer`` (name, expires_ms,
   retrans) or null, uid, inode, cookie, the owner (pid, process, user; null when unknown), the
-  congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null.
+  congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null; from an
+  every-namespace snapshot (`ls --all-netns`) also ``netns``: the namespace's name, or ``pid:N``.
 - transition (`watch --json`): ts, family, src, sport, dst, dport, old and new state by name, source,
   dwell_ms (null when unknown).
 - engine event (`connect --json`, `serve --json`): ts (monotonic, for ordering), time (wall clock,
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from msgspec import Struct
+from sockmon.core.netns import ALL_NETNS
 from sockmon.core.records import FAMILY_NAMES, Snapshot, Transition
 from sockmon.core.states import TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import TcpInfo, decode_tcp_info_from
@@ -64,6 +66,12 @@ class SocketOut(Struct, frozen=True, gc=False):
     tcp_info: TcpInfo | None
 
 
+class SocketNetnsOut(SocketOut, frozen=True, gc=False):
+    """A socket of an every-namespace snapshot (`ls --all-netns`): its namespace's ident last."""
+
+    netns: str | None
+
+
 class TransitionOut(Struct, frozen=True, gc=False):
     ts: float
     family: str
@@ -75,6 +83,12 @@ class TransitionOut(Struct, frozen=True, gc=False):
     new: str
     source: str
     dwell_ms: float | None
+
+
+class TransitionNetnsOut(TransitionOut, frozen=True, gc=False):
+    """A transition of an every-namespace view (`watch --all-netns`): its namespace, null when unknown."""
+
+    netns: str | None
 
 
 def _clean(value):
@@ -131,6 +145,8 @@ def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
     socks = snapshot.sockets
     family, state, timer_name = _family, _state, _timer
     out, timer_out, decode = SocketOut, TimerOut, decode_tcp_info_from
+    with_ns = snapshot.netns == ALL_NETNS  # every row says its namespace ("netns": NAME or pid:N)
+    ns_out = SocketNetnsOut
     for i in range(0, len(socks), chunk):
         rows = []
         append = rows.append
@@ -142,20 +158,28 @@ def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
                 pid = name = user = None
             else:
                 pid, name, user = p.pid, p.name, p.user
+            if with_ns:
+                append(ns_out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q,
+                              s.send_q, None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
+                              s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b),
+                              s.netns))
+                continue
             append(out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q,
                        None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
                        s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b)))
         yield _encode_lines(rows)
 
 
-def transition_out(t: Transition) -> TransitionOut:
-    return TransitionOut(round(t.ts, 6), _family[t.family], t.src, t.sport, t.dst, t.dport, _state[t.old],
-                         _state[t.new], t.source, None if t.dwell_ms is None else round(t.dwell_ms, 3))
+def transition_out(t: Transition, with_netns: bool = False) -> TransitionOut:
+    fields = (round(t.ts, 6), _family[t.family], t.src, t.sport, t.dst, t.dport, _state[t.old],
+              _state[t.new], t.source, None if t.dwell_ms is None else round(t.dwell_ms, 3))
+    return TransitionNetnsOut(*fields, t.netns) if with_netns else TransitionOut(*fields)
 
 
-def transition_lines(transitions: Iterable[Transition]) -> bytes:
-    """One JSON object per transition, each on its own line (`sockmon watch --json`)."""
-    return _encode_lines([transition_out(t) for t in transitions])
+def transition_lines(transitions: Iterable[Transition], with_netns: bool = False) -> bytes:
+    """One JSON object per transition, each on its own line (`sockmon watch --json`); with
+    ``with_netns`` (`watch --all-netns`) each also says its namespace ("netns", null when unknown)."""
+    return _encode_lines([transition_out(t, with_netns) for t in transitions])
 
 
 def event_out(event) -> dict:

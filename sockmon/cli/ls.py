@@ -10,6 +10,7 @@ import argparse
 import socket
 import sys
 
+from sockmon.core.netns import ALL_NETNS
 from sockmon.core.text import inert
 
 
@@ -32,8 +33,12 @@ def register(subparsers) -> None:
     p.add_argument("--state", action="append", default=[], metavar="STATE",
                    help="only this state (repeatable), e.g. ESTABLISHED, TIME_WAIT, syn-sent")
     p.add_argument("--port", type=_port, default=None, metavar="N", help="local or remote port N")
-    p.add_argument("--netns", dest="ls_netns", metavar="NAME", default=None,
-                   help="a named network namespace (/run/netns/NAME) or pid:PID")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--netns", dest="ls_netns", metavar="NAME", default=None,
+                       help="a named network namespace (/run/netns/NAME) or pid:PID")
+    where.add_argument("--all-netns", action="store_true",
+                       help="every network namespace (named ones and those of running processes); each "
+                            "row says its namespace: a Netns column, \"netns\" in JSON (NAME, or pid:N)")
     p.add_argument("--no-owners", action="store_true", help="skip the process lookup (faster)")
     p.set_defaults(run=run)
 
@@ -55,16 +60,21 @@ def owner_cell(owner) -> str:
 
 
 def format_table(snapshot) -> list[str]:
-    """The aligned text table. Every outside string is inert: no control byte reaches the terminal."""
+    """The aligned text table. Every outside string is inert: no control byte reaches the terminal.
+    An every-namespace snapshot (`--all-netns`) gets a Netns column first."""
     header = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer", "Process")
+    right = {1, 2}
+    with_ns = snapshot.netns == ALL_NETNS
+    if with_ns:
+        header = ("Netns", *header)
+        right = {2, 3}
     rows = []
     for s in sorted(snapshot.sockets, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
         owner = snapshot.owner(s)
-        rows.append((s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport),
-                     fmt_endpoint(s.family, s.dst, s.dport), fmt_timer(s.timer),
-                     owner_cell(owner)))
+        row = (s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport),
+               fmt_endpoint(s.family, s.dst, s.dport), fmt_timer(s.timer), owner_cell(owner))
+        rows.append((inert(s.netns or ""), *row) if with_ns else row)  # a namespace name is anyone's choice
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {1, 2}
     out = []
     for r in [header, *rows]:
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
@@ -83,6 +93,12 @@ def run(args) -> int:
     netns = getattr(args, "ls_netns", None)
     if netns is None:  # `ls --netns ""` is a bad name (refused below), not "no namespace given"
         netns = getattr(args, "netns", None)
+    if getattr(args, "all_netns", False):
+        if netns is not None:
+            from sockmon.core.errors import BadInput
+
+            raise BadInput("--all-netns and --netns exclude each other: every namespace, or one")
+        netns = ALL_NETNS
     try:
         snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
                              owners=None if args.no_owners else OwnerCache())

@@ -27,13 +27,17 @@ def register(subparsers) -> None:
     p.add_argument("--interval", dest="watch_interval", type=float, default=None, metavar="S",
                    help="poll interval (default 0.05 s with the tracepoint, 0.5 s inferred)")
     p.add_argument("--inferred", action="store_true", help="never use the tracepoint; diff snapshots")
+    p.add_argument("--all-netns", action="store_true",
+                   help="every network namespace: each transition says its namespace (\"netns\" in JSON; "
+                        "null when the snapshots cannot tell); snapshots every --interval (default 0.5 s)")
     p.set_defaults(run=run)
 
 
-def format_transition(t) -> str:
+def format_transition(t, with_netns: bool = False) -> str:
     dwell = "" if t.dwell_ms is None else f"  after {t.dwell_ms:.3f} ms"
+    where = f"  netns {inert(t.netns or '?')}" if with_netns else ""
     return (f"{t.ts:.6f}  {t.old_name:>11} -> {t.new_name:<11}  {fmt_endpoint(t.family, t.src, t.sport)} -> "
-            f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]")
+            f"{fmt_endpoint(t.family, t.dst, t.dport)}{dwell}  [{t.source}]{where}")
 
 
 def run(args) -> int:
@@ -44,6 +48,9 @@ def run(args) -> int:
     if interval is not None and not 0 < interval <= 3600:
         raise BadInput(f"--interval must be between 0 and 3600 seconds, got {interval}")
     netns = getattr(args, "netns", None)  # `sockmon --netns NAME watch`
+    all_netns = getattr(args, "all_netns", False)
+    if all_netns and netns is not None:
+        raise BadInput("--all-netns and --netns exclude each other: every namespace, or one")
     if netns is not None:
         from sockmon.core.netns import open_netns
 
@@ -62,13 +69,18 @@ def run(args) -> int:
         if not transitions:
             return
         if as_json:
-            write_all(fd, transition_lines(transitions))
+            write_all(fd, transition_lines(transitions, all_netns))
         else:
-            write_all(fd, "".join(format_transition(t) + "\n" for t in transitions).encode())
+            write_all(fd, "".join(format_transition(t, all_netns) + "\n" for t in transitions).encode())
 
     try:
         from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
 
+        if all_netns:  # snapshots name each transition's namespace: the collector, tracepoint or not
+            from sockmon.core.netns import ALL_NETNS
+
+            return _watch_inferred(args.port, interval or 0.5, stop, emit, ALL_NETNS,
+                                   use_tracepoint=False if args.inferred else None)
         if args.inferred:
             ok, why = False, "--inferred given"
         elif netns is not None:  # the tracepoint sees every namespace and cannot tell them apart
@@ -118,8 +130,10 @@ def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
     return 0
 
 
-def _watch_inferred(port, interval, stop, emit, netns=None) -> int:
-    """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here).
+def _watch_inferred(port, interval, stop, emit, netns=None, use_tracepoint: bool | None = False) -> int:
+    """The collector's own snapshot diffs (no owners, no tcp_info: only states matter here); with
+    ``use_tracepoint`` None and ``netns`` ALL_NETNS the collector's tracepoint transitions, named by
+    namespace from its snapshots.
 
     ``emit`` runs in the collector's thread: an exception there (a closed pipe: BrokenPipeError) comes
     back through ``on_error``, stops the wait, and is raised here in the main thread, so `main` ends
@@ -139,7 +153,7 @@ def _watch_inferred(port, interval, stop, emit, netns=None) -> int:
         stop.set()
 
     with Collector(interval=interval, netns=netns, port=port, with_info=False, with_owners=False,
-                   use_tracepoint=False, on_update=on_update, on_error=on_error):
+                   use_tracepoint=use_tracepoint, on_update=on_update, on_error=on_error):
         stop.wait()
     if failed:
         raise failed[0]
