@@ -282,3 +282,31 @@ class NetnsIdents:
             out.append(ref)
         self._by_inode = {r.inode: r.ident for r in out}
         return out
+
+
+_CONTAINER_PATTERNS = (  # a cgroup path component → (runtime, id or name): the common container runtimes
+    ("docker-", ".scope", "docker"), ("libpod-", ".scope", "podman"), ("cri-containerd-", ".scope", "containerd"),
+    ("crio-", ".scope", "cri-o"), ("lxc.payload.", "", "lxc"), ("machine-", ".scope", "machine"),
+)
+
+
+def container_of(pid: int, proc: str = "/proc") -> str | None:
+    """"docker 0123456789ab", "lxc NAME", "machine NAME"… when ``pid``'s cgroup path names a container
+    (/proc/PID/cgroup; untrusted text: show it inert), else None."""
+    try:
+        with open(f"{proc}/{pid}/cgroup", "rb") as fh:
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        path = line.split(":", 2)[-1]
+        parts = [p for p in path.split("/") if p]
+        for i, part in enumerate(parts):
+            for head, tail, runtime in _CONTAINER_PATTERNS:
+                if part.startswith(head) and part.endswith(tail) and len(part) > len(head) + len(tail):
+                    what = part[len(head):len(part) - len(tail)] if tail else part[len(head):]
+                    return f"{runtime} {what if runtime in ('lxc', 'machine') else what[:12]}"  # ids: 12 hex
+            if part in ("docker", "lxc") and i + 1 < len(parts):  # cgroup v1 style: /docker/ID, /lxc/NAME
+                what = parts[i + 1]
+                return f"{part} {what[:12] if part == 'docker' else what}"
+    return None

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sockmon.core.lab.events import EventKind
+from sockmon.core.netns import ALL_NETNS
 from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.core.table.collector import Update
@@ -59,6 +60,7 @@ from sockmon.tui.messages import (
 )
 from sockmon.tui.screens.detail import DetailScreen
 from sockmon.tui.screens.help import HelpScreen
+from sockmon.tui.screens.netns import NetnsChoice, NetnsScreen
 from sockmon.tui.screens.options import SocketOptionsScreen
 from sockmon.tui.table.connections import ConnectionsPane
 from sockmon.tui.table.keepalive import KeepalivePane
@@ -137,6 +139,8 @@ class SockmonApp(App[int]):
         Binding("p", "pause", "Pause", show=True, id="pause"),
         Binding("p", "resume", "Resume", show=True, id="resume"),  # only one of the two is active: see check_action
         Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
+        Binding("N", "pick_netns", "Netns", show=False, id="netns.pick",
+                tooltip="Namespace: show every network namespace, ours, a named one or a process's"),
         Binding("o", "socket_options", "Options", show=True, id="socket.options",
                 tooltip="Options: change SO_LINGER / keepalive of the selected socket (another process's after "
                         "confirmation, as root)"),
@@ -154,7 +158,10 @@ class SockmonApp(App[int]):
         self.handle_signals = handle_signals  # run_app: SIGTERM/SIGHUP/SIGINT exit cleanly (tests: off)
         self.exit_signal: int | None = None  # the signal that ended the app, if one did
         self.interval = float(interval)
-        self.netns = netns
+        self.netns = netns  # --netns: where the lab panes create their sockets (the picker never moves them)
+        self.view_netns: str | None = netns  # what the socket lists show: None (ours), ALL_NETNS or an ident
+        self._view_label: str | None = netns
+        self._switching = False  # a namespace was picked: updates of the previous view are dropped
         self.collector_factory = collector_factory
         self.collector = None
         self.is_root = (os.geteuid() == 0) if is_root is None else is_root
@@ -230,7 +237,7 @@ class SockmonApp(App[int]):
         if self.exit_signal is not None:  # a signal arrived while the app was starting
             self.exit_on_signal(self.exit_signal)
             return
-        self.status.show(interval=self.interval, is_root=self.is_root, netns=self.netns, lab_netns=self.netns,
+        self.status.show(interval=self.interval, is_root=self.is_root, netns=self._view_label, lab_netns=self.netns,
                          transition_source=None if self.collector_factory else "injected")
         self.connections.focus_table()
         self.keepalive.lookup = self.fresh_record
@@ -241,7 +248,7 @@ class SockmonApp(App[int]):
     def _start_collector(self) -> None:
         # Building the collector may set up a tracefs instance: never on the UI thread.
         try:
-            collector = self.collector_factory(interval=self.interval, netns=self.netns,
+            collector = self.collector_factory(interval=self.interval, netns=self.view_netns,
                                                on_update=self._from_collector)
             if hasattr(collector, "start"):
                 collector.start()
@@ -252,6 +259,8 @@ class SockmonApp(App[int]):
 
     def _collector_ready(self, collector) -> None:
         self.collector = collector
+        if getattr(collector, "netns", self.view_netns) != self.view_netns:  # picked while it started
+            collector.set_netns(self.view_netns)
         if self.paused and hasattr(collector, "pause"):
             collector.pause()
         source = getattr(collector, "transition_source", None)
@@ -376,6 +385,10 @@ class SockmonApp(App[int]):
             self.lab.update(None, transitions)
             self.status.show(**status)
             return
+        if self._switching:
+            if snapshot.netns != (None if self.view_netns is None else str(self.view_netns)):
+                return  # collected for the view shown before the pick: the next update is the new view
+            self._switching = False
         summary = update.summary
         # the core's diff gives the row marks when it is against the snapshot shown (none was skipped)
         shown = self.snapshot
@@ -388,13 +401,25 @@ class SockmonApp(App[int]):
         self.connections.show_snapshot(snapshot, summary, d)
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
-        self.lab.update(snapshot, transitions)
-        self._route_listener(snapshot)
+        lab_seen = self._lab_ident(snapshot)  # False: the lab's namespace is not in this view
+        self.lab.update(snapshot if lab_seen is not False else None, transitions)
+        if lab_seen is not False:
+            self._route_listener(snapshot, lab_seen)
         counts = {STATE_CODES[name]: n for name, n in summary.by_state.items() if name in STATE_CODES}
         self.status.show(counts=counts, total=summary.total, source=snapshot.source, **status)
         self._update_detail()
 
-    def _route_listener(self, snapshot: Snapshot) -> None:
+    def _lab_ident(self, snapshot: Snapshot) -> str | None | bool:
+        """The ``Socket.netns`` of the lab's sockets in this snapshot: None in a one-namespace view of the
+        lab's own namespace, the ident in the every-namespace view, False when the view does not hold it."""
+        if snapshot.netns != ALL_NETNS:
+            return None if snapshot.netns == self.netns else False
+        for ref in snapshot.namespaces:
+            if (ref.current if self.netns is None else ref.ident == self.netns):
+                return ref.ident
+        return False
+
+    def _route_listener(self, snapshot: Snapshot, netns: str | None = None) -> None:
         """Hand the built-in server's listener row (its accept queue) to the Server pane, by message."""
         found = self.query(ServerPane)
         if not found:
@@ -404,7 +429,7 @@ class SockmonApp(App[int]):
         if not addr:
             return
         host, port = str(addr[0]), int(addr[1])
-        row = next((s for s in snapshot.sockets if s.state == LISTEN and s.sport == port
+        row = next((s for s in snapshot.sockets if s.state == LISTEN and s.sport == port and s.netns == netns
                     and str(s.src) in (host, "0.0.0.0", "::")), None)
         server.post_message(ListenerRow(row))
 
@@ -447,7 +472,7 @@ class SockmonApp(App[int]):
             return not self.paused
         if action == "resume":
             return self.paused
-        if action in ("filter", "show_pane"):
+        if action in ("filter", "show_pane", "pick_netns"):
             return self.on_base_screen()  # not under Detail / Help: nothing there to filter or switch
         return True
 
@@ -625,6 +650,32 @@ class SockmonApp(App[int]):
         smaller = [i for i in INTERVALS if i < self.interval - 1e-9]
         self._set_interval(smaller[-1] if smaller else INTERVALS[0])
 
+    def action_pick_netns(self) -> None:
+        if self.on_base_screen():
+            self.push_screen(NetnsScreen(self.view_netns, self.netns), callback=self._netns_picked)
+
+    def _netns_picked(self, choice: NetnsChoice | None) -> None:
+        if choice is not None:
+            self.show_netns(choice.target, choice.label)
+
+    def show_netns(self, target: str | None, label: str | None = None) -> None:
+        """Show another namespace in the socket lists (None: ours, ALL_NETNS: every one). The collector
+        collects it on its own thread (a new base: no row marks, no transitions across the switch);
+        until its first snapshot arrives the lists keep the previous view."""
+        if target == self.view_netns:
+            return
+        self.view_netns = target
+        if target is None:  # ours: the status bar names it only when the lab lives elsewhere (--netns)
+            label = None if self.netns is None else "own"
+        elif label is None:
+            label = "all namespaces" if target == ALL_NETNS else target
+        self._view_label = label
+        self._switching = True
+        if self.collector is not None and hasattr(self.collector, "set_netns"):
+            self.collector.set_netns(target)  # never blocks: the collector thread does the work
+        self.status.show(netns=self._view_label)
+        self.notify(inert(f"showing {label or 'own namespace'}…"), timeout=2, markup=False)  # names are untrusted
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -645,6 +696,8 @@ class SockmonApp(App[int]):
         yield SystemCommand("Filter connections", "type a filter: state, port, addr:, proc:", self.action_filter)
         yield SystemCommand("Pause / resume collection", "stop or restart refreshing (p)", self.action_toggle_pause)
         yield SystemCommand("Refresh now", "collect a snapshot immediately (r)", self.action_refresh_now)
+        yield SystemCommand("Network namespace", "show every namespace, ours, a named one or a process's (N)",
+                            self.action_pick_netns)
         yield SystemCommand("Slower refresh", "increase the interval (+)", self.action_slower)
         yield SystemCommand("Faster refresh", "decrease the interval (-)", self.action_faster)
         yield SystemCommand("Socket detail", "every field of the selected socket (Enter)", self.action_detail)

@@ -35,6 +35,9 @@ KEYS = [
     ("Alt+1 … Alt+5", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
+    ("N", "network namespace: show every namespace (a Netns column in Listening and Connections), ours, a "
+          "named one or a process's (labelled by process and container); the status bar names it. The lab "
+          "panes (Client, Server) stay in the namespace --netns gave"),
     ("+ / -", "slower / faster refresh (interval up / down)"),
     ("Ctrl+P", "command palette: every action by name"),
     ("?", "this help"),

@@ -49,6 +49,7 @@ class ConnectionsPane(SocketListPane):
             return None if s.timer is None or not s.timer.kind else s.timer.expires_ms
 
         return [
+            self.netns_column(),  # shown only when every namespace is
             self.state_column(11),
             self.local_column(22),
             self.peer_column(22),

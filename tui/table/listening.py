@@ -53,6 +53,7 @@ class ListeningPane(SocketListPane):
 
     def columns(self) -> list[Column]:
         return [
+            self.netns_column(),  # shown only when every namespace is
             self.local_column(28),
             Column("family", "Fam", 5, get=lambda s: s.family_name),
             Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge),

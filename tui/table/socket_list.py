@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from sockmon.core.errors import BadInput
+from sockmon.core.netns import ALL_NETNS
 from sockmon.core.records import SOCKET_COOKIE, SOCKET_IDENTITY, SOCKET_STATE, Process, Snapshot, Socket
 from sockmon.core.states import ESTABLISHED
 from sockmon.core.table.filter import parse_filter
@@ -74,7 +75,8 @@ class SocketListPane(Vertical):
         self._owners: ChainMap = ChainMap({})
         self.counts: Counter = Counter()
         self.filter_error: str | None = None
-        self.table = VirtualTable(self.columns(), key_fn=socket_key, sort_column=self.INITIAL_SORT,
+        self.all_netns = False  # the every-namespace view: the Netns column is shown
+        self.table = VirtualTable(self.shown_columns(), key_fn=socket_key, sort_column=self.INITIAL_SORT,
                                   empty_text=self.EMPTY_TEXT, id=f"{id or 'pane'}-table", clock=self.clock)
 
     EMPTY_TEXT = "no sockets"
@@ -85,6 +87,10 @@ class SocketListPane(Vertical):
 
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def shown_columns(self) -> list[Column]:
+        """``columns()``, without the Netns column unless every namespace is shown."""
+        return [c for c in self.columns() if c.key != "netns" or self.all_netns]
 
     # A pane whose rows are ``wants(sock)`` of the snapshot takes its row marks from the core's diff
     # (added / removed / changed across ``wants``); None: marks from comparing key sets (a subset the
@@ -154,6 +160,13 @@ class SocketListPane(Vertical):
         # vanishing rows keep their owner for the fade: current owners first, then the previous ones
         prev_owners = getattr(prev, "owners", None)
         self._owners = ChainMap(snapshot.owners, prev_owners) if prev_owners else ChainMap(snapshot.owners)
+        if prev is not None and prev.netns != snapshot.netns:  # another namespace: a new table, no marks
+            self.table.rows.reload()
+        all_netns = snapshot.netns == ALL_NETNS
+        if all_netns != self.all_netns:
+            self.all_netns = all_netns
+            self.table.set_columns(self.shown_columns())
+            self.on_resize()  # narrow / wide widths again
         self.table.set_key_fn(key_fn_for(snapshot))
         rows = list(self.select_rows(snapshot))
         self.counts = self.counts_from(summary, rows)
@@ -259,6 +272,12 @@ class SocketListPane(Vertical):
             return ""
 
         return Column("owner", "Process", width, get=get, fmt=text)
+
+    def netns_column(self, width: int = 12) -> Column:
+        """The socket's namespace (NAME or pid:N); in `shown_columns` only in the every-namespace view."""
+        # the tail stays visible when cut: generated names (netns-…-0, cni-…) differ at the end
+        return Column("netns", "Netns", width, get=lambda s: s.netns or "", fmt=lambda s: fmt.safe_text(s.netns or ""),
+                      overflow="start", comparable=True)
 
     def user_column(self, width: int = 9) -> Column:
         def user(s: Socket) -> str:

@@ -95,6 +95,13 @@ class KeyedRows:
         self.rows = new_rows
         self.expire(now)
 
+    def reload(self) -> None:
+        """The next `set_rows` is a first load again (another namespace shown): nothing is marked new
+        or gone across it, and the marks on screen are dropped."""
+        self.loaded = False
+        self.added.clear()
+        self.gone.clear()
+
     def set_key_fn(self, key_fn: Callable[[Any], Hashable]) -> bool:
         """Change how rows are identified; marks are reset, not invented. True if it changed."""
         if key_fn is self.key_fn:

@@ -22,7 +22,7 @@ class StatusInfo:
     collect_ms: float | None = None
     paint_ms: float | None = None
     source: str | None = None  # snapshot source: "netlink" | "procfs"
-    netns: str | None = None
+    netns: str | None = None  # the namespace the lists show ("all namespaces", a name, pid:N…); None: ours
     lab_netns: str | None = None  # where the built-in client and server create their sockets
     error: str | None = None
     collecting: bool = False

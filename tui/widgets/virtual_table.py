@@ -282,6 +282,15 @@ class VirtualTable(ScrollView, can_focus=True):
             self.virtual_size = Size(self._total_width, len(self._view) + 1)
             self.refresh()
 
+    def set_columns(self, columns: list[Column]) -> None:
+        """Show these columns (e.g. with or without a Netns column); a sort on a column that left is dropped."""
+        self.columns = list(columns)
+        self._col_index = {c.key: i for i, c in enumerate(self.columns)}
+        if self.sort_column is not None and self.sort_column not in self._col_index:
+            self.sort_column = None
+        self._total_width = sum(c.width for c in self.columns) + len(self.columns)
+        self._rebuild()
+
     @property
     def needs_horizontal_scroll(self) -> bool:
         return self._total_width > self.scrollable_content_region.width
