@@ -208,3 +208,17 @@ def test_tracepoint_transitions_in_the_all_view_name_their_namespace_and_one_nam
             assert c.collect_once().transition_source == "tracepoint"
         finally:
             c.stop()
+
+
+def test_a_hostile_namespace_name_is_inert_in_the_text_table_and_exact_in_json():
+    from sockmon.core.jsonout import snapshot_lines
+
+    from sockmon.cli.ls import format_table
+
+    evil = "\x1b[2J\x1b]0;owned\x07ns"
+    s = Socket(socket.AF_INET, LISTEN, "127.0.0.1", 80, "0.0.0.0", 0, 0, 8, None, 0, 0, 7, netns=evil)
+    snap = Snapshot((s,), 1.0, 1.0, "netlink", netns=ALL_NETNS)
+    text = "\n".join(format_table(snap))
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b[2J" in text
+    row = json.loads(b"".join(snapshot_lines(snap)))
+    assert row["netns"] == evil

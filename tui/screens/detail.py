@@ -81,6 +81,7 @@ def socket_section(sock: Socket, elapsed_ms: float) -> Table:
         ("cookie", f"{sock.cookie:#x}"),
         ("ifindex", str(sock.ifindex)),
         ("congestion", sock.cong or "—"),
+        *([("netns", sock.netns)] if sock.netns is not None else []),  # the all-namespaces view (N)
     ], 10)
 
 
