@@ -197,6 +197,8 @@ def test_tracepoint_transitions_in_the_all_view_name_their_namespace_and_one_nam
             mine = [t for t in u.transitions if (t.sport, t.dport) in ((sport, PORT), (PORT, sport))]
             assert {(t.old, t.new) for t in mine if t.sport == sport} >= {(2, ESTABLISHED)}
             assert {t.netns for t in mine} == {a.name}, "named from the snapshot, never b"
+            syn = [t for t in u.transitions if t.sport == 0 and t.dport == PORT and t.new == 2]
+            assert syn and {t.netns for t in syn} == {a.name}, "SYN_SENT before the port: named by the next step"
             # one other namespace: the tracepoint (which sees every namespace) is not used there
             c.set_netns(b.name)
             u = c.collect_once()

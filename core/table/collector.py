@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import msgspec
 from sockmon.core.netns import ALL_NETNS, NetnsIdents, all_netns
 from sockmon.core.records import SOCKET_ENDPOINTS, Snapshot, Transition
+from sockmon.core.states import SYN_SENT
 from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
 from sockmon.core.table.owners import OwnerCache
 from sockmon.core.table.snapshot import take_snapshot, take_snapshot_all
@@ -294,9 +295,21 @@ def _name_netns(transitions: tuple[Transition, ...], snap: Snapshot, prev: Snaps
             break
     if not found:
         return transitions
+    # connect() enters SYN_SENT before the kernel picks the source port (sport 0): such a transition
+    # takes the namespace of the next SYN_SENT → … of the same family, source, peer in this batch
+    connecting: dict[tuple, object] = {}
+    for t in transitions:
+        if t.old == SYN_SENT and t.sport:
+            ns = found.get((t.family, t.src, t.sport, t.dst, t.dport))
+            key = (t.family, t.src, t.dst, t.dport)
+            seen = connecting.get(key)
+            connecting[key] = ns if seen is None or seen == ns else _AMBIGUOUS
     replace = msgspec.structs.replace
     out = []
     for t in transitions:
-        ns = found.get((t.family, t.src, t.sport, t.dst, t.dport))
+        if t.sport == 0 and t.new == SYN_SENT:
+            ns = connecting.get((t.family, t.src, t.dst, t.dport))
+        else:
+            ns = found.get((t.family, t.src, t.sport, t.dst, t.dport))
         out.append(replace(t, netns=ns) if isinstance(ns, str) else t)
     return tuple(out)
