@@ -389,6 +389,7 @@ class SockmonApp(App[int]):
             if snapshot.netns != (None if self.view_netns is None else str(self.view_netns)):
                 return  # collected for the view shown before the pick: the next update is the new view
             self._switching = False
+            status["netns"] = self._view_label
         summary = update.summary
         # the core's diff gives the row marks when it is against the snapshot shown (none was skipped)
         shown = self.snapshot
@@ -673,7 +674,7 @@ class SockmonApp(App[int]):
         self._switching = True
         if self.collector is not None and hasattr(self.collector, "set_netns"):
             self.collector.set_netns(target)  # never blocks: the collector thread does the work
-        self.status.show(netns=self._view_label)
+        self.status.show(netns=f"{label or 'own'} (switching…)")  # the lists keep the old view until then
         self.notify(inert(f"showing {label or 'own namespace'}…"), timeout=2, markup=False)  # names are untrusted
 
     def action_help(self) -> None:
