@@ -23,7 +23,7 @@ from operator import attrgetter
 from types import MappingProxyType
 
 from msgspec import Struct
-from sockmon.core.states import TIMER_NAMES, state_name
+from sockmon.core.states import CLOSE, TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import (
     OFFSET_RETRANSMITS,
     OFFSET_RTT,
@@ -74,6 +74,10 @@ class Socket(Struct, frozen=True, gc=False):
     # None for TIME_WAIT and request sockets, /proc/net/tcp, or a dump without it
     tcp_info_bytes: bytes | None = None
     cong: str | None = None
+    # socket.IPPROTO_TCP or IPPROTO_UDP. UDP sockets never enter `Snapshot.sockets` (TCP only: the
+    # diff, summary, transitions) but `Snapshot.udp`; a UDP socket's state is CLOSE (7, shown as
+    # ``UNCONN`` like ss) when unconnected, ESTABLISHED when connected.
+    protocol: int = int(socket.IPPROTO_TCP)
 
     @property
     def tcp_info(self) -> TcpInfo | None:
@@ -110,7 +114,11 @@ class Socket(Struct, frozen=True, gc=False):
         dst, dport, 0) (/proc/net/tcp has no cookies). Identity in `sockmon.core.table.diff` is
         (family, src, sport, dst, dport, cookie): a cookie back with another 4-tuple is another socket.
         """
-        return self.cookie or (self.family, self.src, self.sport, self.dst, self.dport, 0)
+        if self.cookie:
+            return self.cookie
+        if self.protocol != socket.IPPROTO_TCP:  # procfs UDP: never equal to a TCP 4-tuple's key
+            return (self.family, self.src, self.sport, self.dst, self.dport, 0, self.protocol)
+        return (self.family, self.src, self.sport, self.dst, self.dport, 0)
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
@@ -118,11 +126,81 @@ class Socket(Struct, frozen=True, gc=False):
 
     @property
     def state_name(self) -> str:
+        if self.protocol != socket.IPPROTO_TCP and self.state == CLOSE:
+            return "UNCONN"  # an unconnected UDP socket, named as ss names it
         return state_name(self.state)
 
     @property
     def family_name(self) -> str:
         return FAMILY_NAMES.get(self.family, str(self.family))
+
+    @property
+    def protocol_name(self) -> str:
+        return PROTOCOL_NAMES.get(self.protocol, str(self.protocol))
+
+
+PROTOCOL_NAMES = {int(socket.IPPROTO_TCP): "tcp", int(socket.IPPROTO_UDP): "udp"}
+# UNIX socket types, named as `ss -x` names them in its Netid column
+UNIX_TYPE_NAMES = {socket.SOCK_STREAM: "u_str", socket.SOCK_DGRAM: "u_dgr", socket.SOCK_SEQPACKET: "u_seq"}
+
+
+class UnixSocket(Struct, frozen=True, gc=False):
+    """One AF_UNIX socket (unix_diag, or /proc/net/unix). Its own record: a path and inodes instead of
+    addresses and ports. It also answers the few names a socket list reads of every row (``family``,
+    ``src``/``sport`` = path/inode, ``dst``/``dport`` = "*"/peer inode, ``timer``, ``tcp_info_bytes``),
+    so one table can hold it beside TCP and UDP rows.
+    """
+
+    type: int  # socket.SOCK_STREAM / SOCK_DGRAM / SOCK_SEQPACKET
+    state: int  # LISTEN, ESTABLISHED (connected), CLOSE (unconnected: shown UNCONN), SYN_SENT (connecting)
+    path: str  # "" unnamed; a filesystem path; an abstract name starts with "@" (NUL shown as "@", like ss)
+    inode: int
+    peer: int  # the peer socket's inode, 0 when none
+    recv_q: int  # LISTEN: accept-queue length; else bytes (stream) / datagrams queued to read
+    send_q: int  # LISTEN: backlog; else bytes not yet read by the peer
+    uid: int  # the creator's uid (UNIX_DIAG_UID, Linux ≥ 5.3; 0 when unknown)
+    cookie: int = 0  # the kernel's socket cookie (0 from /proc/net/unix)
+    vfs_dev: int = 0  # UNIX_DIAG_VFS: device and inode of the socket file (0 when none)
+    vfs_ino: int = 0
+
+    family = int(socket.AF_UNIX)
+    protocol = 0
+    timer = None
+    tcp_info_bytes = None
+    cong = None
+    dst = "*"
+
+    @property
+    def src(self) -> str:
+        return self.path or "*"
+
+    @property
+    def sport(self) -> int:
+        return self.inode
+
+    @property
+    def dport(self) -> int:
+        return self.peer
+
+    @property
+    def key(self) -> int | tuple:
+        return self.cookie or (int(socket.AF_UNIX), self.inode)
+
+    @property
+    def state_name(self) -> str:
+        return "UNCONN" if self.state == CLOSE else state_name(self.state)
+
+    @property
+    def type_name(self) -> str:
+        return UNIX_TYPE_NAMES.get(self.type, f"u_{self.type}")
+
+    @property
+    def protocol_name(self) -> str:
+        return "unix"
+
+    @property
+    def family_name(self) -> str:
+        return "unix"
 
 
 # Field getters for code that keys, counts or compares many sockets: one C-level call per socket.
@@ -131,6 +209,9 @@ SOCKET_ENDPOINTS = attrgetter("family", "src", "sport", "dst", "dport")
 SOCKET_COOKIE = attrgetter("cookie")
 SOCKET_STATE = attrgetter("state")
 SOCKET_FAMILY = attrgetter("family")
+# the identity of a row in a list that may mix TCP, UDP and UNIX sockets (a UDP and a TCP socket with the
+# same 4-tuple are two rows; UNIX rows: family AF_UNIX, path, inode, "*", peer inode)
+SOCKET_ROW_IDENTITY = attrgetter("protocol", "family", "src", "sport", "dst", "dport", "cookie")
 # what makes a socket "changed" between snapshots (sockmon.core.table.diff): state, queues, timer
 SOCKET_COMPARED = attrgetter("family", "state", "src", "sport", "dst", "dport", "recv_q", "send_q", "timer")
 
@@ -146,6 +227,11 @@ class Snapshot:
     netns: str | None = None  # None = the caller's own namespace
     owners: Mapping[int, Process] = field(default_factory=lambda: _EMPTY)  # inode -> owning process
     note: str = ""
+    # only when asked (take_snapshot(protocols=...)): UDP sockets (Socket, protocol IPPROTO_UDP) and
+    # UNIX sockets; `sockets` stays TCP only (what diff, summary and transitions are about)
+    udp: tuple[Socket, ...] = ()
+    unix: tuple[UnixSocket, ...] = ()
+    protocols: frozenset[str] = frozenset({"tcp"})  # what this snapshot asked for: "tcp", "udp", "unix"
 
     def owner(self, sock: Socket) -> Process | None:
         return self.owners.get(sock.inode) if sock.inode else None

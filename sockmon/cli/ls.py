@@ -1,5 +1,6 @@
-"""`sockmon ls`: one snapshot of the kernel's TCP socket table, as an aligned table or JSON lines
-(`sockmon.core.jsonout`).
+"""`sockmon ls`: one snapshot of the kernel's TCP socket table — and with ``--udp`` / ``--unix`` its UDP
+and UNIX sockets — as an aligned table or JSON lines (`sockmon.core.jsonout`). ``-r`` shows host and
+service names (`sockmon.core.names`) in the table.
 
 Never imports Textual. Bad input (state name, port, namespace) → one line on stderr, exit 2.
 """
@@ -35,10 +36,18 @@ def register(subparsers) -> None:
     p.add_argument("--netns", dest="ls_netns", metavar="NAME", default=None,
                    help="a named network namespace (/run/netns/NAME) or pid:PID")
     p.add_argument("--no-owners", action="store_true", help="skip the process lookup (faster)")
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets (the default; combine with --udp, --unix)")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP sockets (like ss -uan)")
+    p.add_argument("-x", "--unix", action="store_true", help="UNIX sockets (like ss -xan)")
+    p.add_argument("-r", "--resolve", action="store_true",
+                   help="host names (getnameinfo: /etc/hosts, then maybe DNS) and service names "
+                        "(/etc/services) instead of numbers, like ss -r; text output only")
     p.set_defaults(run=run)
 
 
-def fmt_endpoint(family: int, addr: str, port: int) -> str:
+def fmt_endpoint(family: int, addr: str, port: int, names=None, protocol: str = "tcp") -> str:
+    if names is not None:
+        return inert(names.endpoint(addr, port, protocol))
     host = f"[{addr}]" if family == socket.AF_INET6 else addr
     return f"{host}:{port if port else '*'}"
 
@@ -54,17 +63,43 @@ def owner_cell(owner) -> str:
     return f"{inert(owner.name)},pid={owner.pid},user={inert(owner.user)}" if owner else ""
 
 
-def format_table(snapshot) -> list[str]:
-    """The aligned text table. Every outside string is inert: no control byte reaches the terminal."""
-    header = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer", "Process")
+def _inet_rows(socks, snapshot, names, netid: bool) -> list[tuple[str, ...]]:
     rows = []
-    for s in sorted(snapshot.sockets, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
-        owner = snapshot.owner(s)
-        rows.append((s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport),
-                     fmt_endpoint(s.family, s.dst, s.dport), fmt_timer(s.timer),
-                     owner_cell(owner)))
+    for s in sorted(socks, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
+        proto = s.protocol_name
+        row = (s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport, names, proto),
+               fmt_endpoint(s.family, s.dst, s.dport, names, proto), fmt_timer(s.timer),
+               owner_cell(snapshot.owner(s)))
+        rows.append((proto, *row) if netid else row)
+    return rows
+
+
+def _unix_rows(snapshot) -> list[tuple[str, ...]]:
+    """As ss -xan: Netid, State, queues, "path inode", "* peer-inode"."""
+    rows = []
+    for u in sorted(snapshot.unix, key=lambda u: (u.state != 10, u.type, u.path, u.inode)):
+        rows.append((u.type_name, u.state_name, str(u.recv_q), str(u.send_q), f"{inert(u.path or '*')} {u.inode}",
+                     f"* {u.peer}", "", owner_cell(snapshot.owner(u))))
+    return rows
+
+
+def format_table(snapshot, names=None) -> list[str]:
+    """The aligned text table. Every outside string is inert: no control byte reaches the terminal.
+
+    TCP alone (the default) or UDP alone: ss -tan / -uan's columns plus Timer and Process; several
+    socket types, or UNIX sockets: a Netid column first (tcp, udp, u_str, u_dgr, u_seq) like ss.
+    ``names`` (`sockmon.core.names.Names`): host and service names instead of numbers.
+    """
+    protos = getattr(snapshot, "protocols", None) or frozenset({"tcp"})
+    netid = len(protos) > 1 or "unix" in protos
+    header = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer", "Process")
+    if netid:
+        header = ("Netid", *header)
+    rows = _inet_rows(snapshot.sockets, snapshot, names, netid)
+    rows += _inet_rows(getattr(snapshot, "udp", ()), snapshot, names, netid)
+    rows += _unix_rows(snapshot) if getattr(snapshot, "unix", ()) else []
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {1, 2}
+    right = {2, 3} if netid else {1, 2}
     out = []
     for r in [header, *rows]:
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
@@ -83,9 +118,10 @@ def run(args) -> int:
     netns = getattr(args, "ls_netns", None)
     if netns is None:  # `ls --netns ""` is a bad name (refused below), not "no namespace given"
         netns = getattr(args, "netns", None)
+    protocols = [name for name in ("tcp", "udp", "unix") if getattr(args, name, False)] or ["tcp"]
     try:
         snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
-                             owners=None if args.no_owners else OwnerCache())
+                             owners=None if args.no_owners else OwnerCache(), protocols=protocols)
     except OSError as exc:
         from sockmon.core.errors import SockmonError
 
@@ -102,7 +138,12 @@ def run(args) -> int:
         for piece in snapshot_lines(snap):
             write_all(fd, piece)
         return 0
+    names = None
+    if getattr(args, "resolve", False):
+        from sockmon.core.names import Names
+
+        names = Names(blocking=True)
     out = sys.stdout
-    out.write("\n".join(format_table(snap)) + "\n")
+    out.write("\n".join(format_table(snap, names)) + "\n")
     out.flush()
     return 0
