@@ -247,5 +247,5 @@ class Names:
             host = f"[{addr}]"
         return f"{host}:{self.service(port, protocol)}"
 
-    def close(self) -> None:
-        self.hosts.close()
+    def close(self, timeout: float = 1.0) -> None:
+        self.hosts.close(timeout)

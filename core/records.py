@@ -167,8 +167,15 @@ class UnixSocket(Struct, frozen=True, gc=False):
     protocol = 0
     timer = None
     tcp_info_bytes = None
+    tcp_info = None
+    rtt = snd_cwnd = retransmits = total_retrans = None
     cong = None
+    ifindex = 0
     dst = "*"
+
+    @property
+    def four_tuple(self) -> tuple[str, int, str, int]:
+        return (self.src, self.inode, "*", self.peer)
 
     @property
     def src(self) -> str:
