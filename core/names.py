@@ -112,6 +112,7 @@ class HostNames:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[str | None, float]] = OrderedDict()  # addr -> (name, expires)
         self._pending: OrderedDict[str, None] = OrderedDict()
+        self._inflight: str | None = None  # the address the thread is resolving now (not queued again)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -144,7 +145,7 @@ class HostNames:
             known, name = self._cached(addr)
             if known or self._closed:
                 return name
-            if addr not in self._pending:
+            if addr not in self._pending and addr != self._inflight:
                 if len(self._pending) >= self.max_pending:
                     self._pending.popitem(last=False)
                     self.dropped += 1
@@ -208,10 +209,13 @@ class HostNames:
                 if self._closed:
                     return
                 addr, _ = self._pending.popitem(last=False)
+                self._inflight = addr
             name = self._call(addr)
             if self._closed:
                 return
             self._store(addr, name)
+            with self._cond:
+                self._inflight = None
             cb = self.on_resolved
             if cb is not None:
                 try:
