@@ -168,3 +168,19 @@ def test_ls_r_shows_localhost_and_the_service_name():
         assert f"localhost:{service}" in line, r.stdout
     finally:
         lst.close()
+
+
+def test_a_hostile_name_is_shown_inert_and_cut():
+    import time as _time
+
+    from sockmon.core.records import Snapshot, Socket
+
+    from sockmon.cli.ls import format_table
+
+    evil = "\x1b]0;pwned\x07\x1b[31mred" + "x" * 400
+    names = Names(HostNames(lambda addr: evil), blocking=True)
+    sock = Socket(socket.AF_INET, 10, "127.0.0.1", 22, "0.0.0.0", 0, 0, 128, None, 0, 0, 1)
+    snap = Snapshot(sockets=(sock,), taken_at=_time.monotonic(), wall_time=_time.time(), source="netlink")
+    out = "\n".join(format_table(snap, names))
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned" in out
+    assert names.hosts.resolve_now("127.0.0.1") == evil[:253]  # a DNS name is at most 253 characters

@@ -35,6 +35,10 @@ KEYS = [
     ("Alt+1 … Alt+5", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
+    ("u", "socket types in Listening / Connections: TCP → TCP+UDP (bound UDP beside the listeners) → UDP → "
+          "UNIX → all"),
+    ("n", "names / numbers: host names (looked up in the background: /etc/hosts, then maybe DNS) and "
+          "service names (/etc/services), like ss -r"),
     ("+ / -", "slower / faster refresh (interval up / down)"),
     ("Ctrl+P", "command palette: every action by name"),
     ("?", "this help"),
