@@ -15,7 +15,6 @@ import argparse
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time

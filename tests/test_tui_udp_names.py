@@ -158,3 +158,50 @@ async def test_names_toggle_shows_localhost_from_etc_hosts():
             assert await wait_for(pilot, lambda: f"localhost:{port}" in screen_text(app), what="localhost")
     finally:
         lst.close()
+
+
+def _typed_app_before(presses: tuple[str, ...]):
+    """An app fed TCP (the fixture), UDP and UNIX sockets (injected data, frozen clock), and the keys
+    that pick the socket types shown."""
+    import dataclasses
+
+    from sockmon.core import states as S
+    from sockmon.core.records import Process, UnixSocket
+    from test_tui_fixtures import PROCS, frozen_clock, snapshot, summary
+
+    udp = (Socket(socket.AF_INET, S.CLOSE, "0.0.0.0", 53, "0.0.0.0", 0, 0, 0, None, 0, 501, 301,
+                  protocol=socket.IPPROTO_UDP),
+           Socket(socket.AF_INET6, S.CLOSE, "::1", 5353, "::", 0, 768, 0, None, 0, 502, 302,
+                  protocol=socket.IPPROTO_UDP),
+           Socket(socket.AF_INET, S.ESTABLISHED, "127.0.0.1", 40000, "127.0.0.1", 53, 0, 0, None, 0, 503, 303,
+                  protocol=socket.IPPROTO_UDP))
+    unix = (UnixSocket(socket.SOCK_STREAM, S.LISTEN, "/run/app.sock", 9001, 0, 1, 128, 0, 401),
+            UnixSocket(socket.SOCK_SEQPACKET, S.LISTEN, "@abstract", 9002, 0, 0, 16, 0, 402),
+            UnixSocket(socket.SOCK_STREAM, S.ESTABLISHED, "/run/app.sock", 9003, 9004, 5, 0, 0, 403),
+            UnixSocket(socket.SOCK_DGRAM, S.CLOSE, "", 9005, 0, 0, 0, 0, 404))
+
+    async def run_before(pilot):
+        app = pilot.app
+        base = snapshot()
+        owners = dict(base.owners)
+        owners.update({501: Process(800, "dnsmasq", "nobody"), 502: Process(801, "avahi-daemon", "avahi"),
+                       503: PROCS[201], 9001: Process(900, "app", "app"), 9003: Process(900, "app", "app")})
+        snap = dataclasses.replace(base, udp=udp, unix=unix, owners=owners,
+                                   protocols=frozenset({"tcp", "udp", "unix"}))
+        app.inject_snapshot(snap, (), summary(), duration_ms=12.0, transition_source="tracepoint")
+        await pilot.press(*presses)
+        await pilot.pause()
+
+    return SockmonApp(collector_factory=None, is_root=True, clock=frozen_clock()), run_before
+
+
+def test_listening_with_udp_80x24(snap_compare):
+    """80×24, TCP+UDP: bound UDP sockets beside the TCP listeners, marked udp / udp6."""
+    app, run_before = _typed_app_before(("u",))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_all_socket_types_wide(snap_compare):
+    """TCP+UDP+UNIX: UNIX listeners in Listening, connected UDP and UNIX sockets in Connections."""
+    app, run_before = _typed_app_before(("u", "u", "u", "u"))
+    assert snap_compare(app, terminal_size=(130, 44), run_before=run_before)

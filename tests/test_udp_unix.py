@@ -271,3 +271,25 @@ def test_states_apply_to_udp_like_ss_ul(udp_socks):
     assert all(s.state == CLOSE for s in snap.udp)
     est = take_snapshot(states=[ESTABLISHED], protocols=["udp"])
     assert inode_of(conn) in {s.inode for s in est.udp}
+
+
+def test_snapshot_falls_back_to_procfs_when_udp_and_unix_diag_are_missing(monkeypatch, udp_socks, unix_socks):
+    import errno
+
+    from sockmon.core.table import diag
+    from sockmon.core.table import snapshot as snapmod
+
+    def unavailable(*_a, **_k):
+        raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+
+    monkeypatch.setattr(diag, "dump_udp", unavailable)
+    monkeypatch.setattr(unixdiag, "dump_unix", unavailable)
+    snap = snapmod.take_snapshot(protocols=["tcp", "udp", "unix"], owners=OwnerCache())
+    assert snap.source == "netlink"  # TCP still from netlink
+    assert "/proc/net/udp" in snap.note and "/proc/net/unix" in snap.note
+    assert {inode_of(s) for s in udp_socks} <= {s.inode for s in snap.udp}
+    lst = unix_socks[2]
+    row = next(u for u in snap.unix if u.inode == inode_of(lst))
+    assert row.state == LISTEN and row.cookie == 0 and snap.owners[row.inode].pid == os.getpid()
+    lines = sockmon("ls", "--udp").stderr  # the real command is unaffected (netlink here)
+    assert "/proc" not in lines

@@ -64,7 +64,7 @@ from sockmon.tui.screens.options import SocketOptionsScreen
 from sockmon.tui.table.connections import ConnectionsPane
 from sockmon.tui.table.keepalive import KeepalivePane
 from sockmon.tui.table.listening import ListeningPane
-from sockmon.tui.table.socket_list import SOCKET_TYPE_MODES, TCP_ONLY, socket_types_label
+from sockmon.tui.table.socket_list import SOCKET_TYPE_MODES, TCP_ONLY
 from sockmon.tui.widgets.status import StatusBar
 from sockmon.tui.widgets.virtual_table import VirtualTable
 from textual import on, work
@@ -290,7 +290,6 @@ class SockmonApp(App[int]):
         if collector is not None and hasattr(collector, "set_protocols"):
             collector.set_protocols(self.socket_types)
             self.request_refresh()
-        self.notify(f"showing {socket_types_label(self.socket_types)} sockets", timeout=2)
 
     def action_toggle_names(self) -> None:
         if self.names is None:
@@ -303,9 +302,7 @@ class SockmonApp(App[int]):
         else:
             self.names = None
         for pane in (self.listening, self.connections):
-            pane.set_names(self.names)
-        self.notify("host and service names" if self.names is not None else "numeric addresses and ports",
-                    timeout=2)
+            pane.set_names(self.names)  # the panes' bottom borders say "names" while they are on
 
     def _name_arrived(self, _addr: str, _name) -> None:
         """Resolver thread: ask the UI thread to redraw, once until it has (post_message is thread-safe)."""
