@@ -3,10 +3,13 @@
 Every record becomes one JSON object on its own line, written by one ``msgspec.json.Encoder`` (C:
 escaping, numbers, nesting). The shapes:
 
-- socket (`ls --json`): family and state by name, the 4-tuple, queues, ``timer`` (name, expires_ms,
+- socket (`ls --json`): protocol ("tcp" / "udp", last), family and state by name (an unconnected UDP
+  socket is "UNCONN"), the 4-tuple, queues, ``timer`` (name, expires_ms,
   retrans) or null, uid, inode, cookie, the owner (pid, process, user; null when unknown), the
   congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null; from an
   every-namespace snapshot (`ls --all-netns`) also ``netns``: the namespace's name, or ``pid:N``.
+- UNIX socket (`ls --unix --json`): protocol and family "unix", type (u_str / u_dgr / u_seq), state,
+  path (abstract names start with "@"), inode, peer_inode, queues, uid, cookie, owner (`UnixOut`).
 - transition (`watch --json`): ts, family, src, sport, dst, dport, old and new state by name, source,
   dwell_ms (null when unknown).
 - engine event (`connect --json`, `serve --json`): ts (monotonic, for ordering), time (wall clock,
@@ -27,7 +30,7 @@ from datetime import UTC, datetime
 import msgspec
 from msgspec import Struct
 from sockmon.core.netns import ALL_NETNS
-from sockmon.core.records import FAMILY_NAMES, Snapshot, Transition
+from sockmon.core.records import FAMILY_NAMES, PROTOCOL_NAMES, Process, Snapshot, Transition, UnixSocket
 from sockmon.core.states import TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import TcpInfo, decode_tcp_info_from
 
@@ -64,12 +67,38 @@ class SocketOut(Struct, frozen=True, gc=False):
     user: str | None
     cong: str | None
     tcp_info: TcpInfo | None
+    protocol: str = "tcp"  # "tcp" or "udp" (UDP rows: no timer, cong or tcp_info; state "UNCONN" unconnected)
+
+
+class UnixOut(Struct, frozen=True, gc=False):
+    """A UNIX socket (`ls --unix --json`): the same names as a TCP / UDP row where they apply."""
+
+    protocol: str  # "unix"
+    family: str  # "unix"
+    type: str  # "u_str", "u_dgr", "u_seq" (ss's Netid)
+    state: str  # LISTEN, ESTABLISHED, UNCONN, SYN_SENT
+    path: str  # "" unnamed; abstract names start with "@"
+    inode: int
+    peer_inode: int  # 0: no peer
+    recv_q: int
+    send_q: int
+    uid: int
+    cookie: int
+    pid: int | None
+    process: str | None
+    user: str | None
+
+
+class UnixNetnsOut(UnixOut, frozen=True, gc=False):
+    """A UNIX socket of an every-namespace snapshot: its namespace's ident last."""
+
+    netns: str | None = None
 
 
 class SocketNetnsOut(SocketOut, frozen=True, gc=False):
     """A socket of an every-namespace snapshot (`ls --all-netns`): its namespace's ident last."""
 
-    netns: str | None
+    netns: str | None = None
 
 
 class TransitionOut(Struct, frozen=True, gc=False):
@@ -132,6 +161,7 @@ class _Names(dict):
 _family = _Names(lambda code: FAMILY_NAMES.get(code, str(code)))
 _state = _Names(state_name)
 _timer = _Names(lambda kind: TIMER_NAMES.get(kind, f"timer{kind}"))
+_protocol = _Names(lambda code: PROTOCOL_NAMES.get(code, str(code)))
 
 
 CHUNK = 4096  # sockets encoded per piece of `snapshot_lines`: bounded memory, output starts early
@@ -162,12 +192,36 @@ def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
                 append(ns_out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q,
                               s.send_q, None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
                               s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b),
-                              s.netns))
+                              "tcp", s.netns))
                 continue
             append(out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q,
                        None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
                        s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b)))
         yield _encode_lines(rows)
+    udp = snapshot.udp
+    for i in range(0, len(udp), chunk):
+        yield _encode_lines([udp_out(s, owner_of(s.inode) if s.inode else None, with_ns) for s in udp[i:i + chunk]])
+    unix = snapshot.unix
+    for i in range(0, len(unix), chunk):
+        yield _encode_lines([unix_out(u, owner_of(u.inode) if u.inode else None, with_ns)
+                             for u in unix[i:i + chunk]])
+
+
+def udp_out(s, owner: Process | None, with_ns: bool = False) -> SocketOut:
+    """A UDP socket in the TCP row's shape (state "UNCONN" or "ESTABLISHED"; no timer, cong, tcp_info);
+    with ``with_ns`` (`ls --all-netns`) also its namespace."""
+    fields = (_family[s.family], s.state_name, s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q, None,
+              s.uid, s.inode, s.cookie, None if owner is None else owner.pid,
+              None if owner is None else owner.name, None if owner is None else owner.user, None, None,
+              _protocol[s.protocol])
+    return SocketNetnsOut(*fields, s.netns) if with_ns else SocketOut(*fields)
+
+
+def unix_out(u: UnixSocket, owner: Process | None, with_ns: bool = False) -> UnixOut:
+    fields = ("unix", "unix", u.type_name, u.state_name, u.path, u.inode, u.peer, u.recv_q, u.send_q,
+              u.uid, u.cookie, None if owner is None else owner.pid, None if owner is None else owner.name,
+              None if owner is None else owner.user)
+    return UnixNetnsOut(*fields, u.netns) if with_ns else UnixOut(*fields)
 
 
 def transition_out(t: Transition, with_netns: bool = False) -> TransitionOut:

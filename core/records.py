@@ -23,7 +23,7 @@ from operator import attrgetter
 from types import MappingProxyType
 
 from msgspec import Struct
-from sockmon.core.states import TIMER_NAMES, state_name
+from sockmon.core.states import CLOSE, TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import (
     OFFSET_RETRANSMITS,
     OFFSET_RTT,
@@ -77,6 +77,10 @@ class Socket(Struct, frozen=True, gc=False):
     # the namespace it lives in (`NetnsRef.ident`: a /run/netns name or pid:N) in an every-namespace
     # snapshot (`take_snapshot(netns=ALL_NETNS)`); None in a one-namespace snapshot (diag/procnet never set it)
     netns: str | None = None
+    # socket.IPPROTO_TCP or IPPROTO_UDP. UDP sockets never enter `Snapshot.sockets` (TCP only: the
+    # diff, summary, transitions) but `Snapshot.udp`; a UDP socket's state is CLOSE (7, shown as
+    # ``UNCONN`` like ss) when unconnected, ESTABLISHED when connected.
+    protocol: int = int(socket.IPPROTO_TCP)
 
     @property
     def tcp_info(self) -> TcpInfo | None:
@@ -117,9 +121,10 @@ class Socket(Struct, frozen=True, gc=False):
         """
         if self.cookie:
             return self.cookie
-        if self.netns is None:
-            return (self.family, self.src, self.sport, self.dst, self.dport, 0)
-        return (self.family, self.src, self.sport, self.dst, self.dport, 0, self.netns)
+        base = (self.family, self.src, self.sport, self.dst, self.dport, 0)
+        if self.protocol != socket.IPPROTO_TCP:  # procfs UDP: never equal to a TCP 4-tuple's key
+            return (*base, self.protocol) if self.netns is None else (*base, self.protocol, self.netns)
+        return base if self.netns is None else (*base, self.netns)
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
@@ -127,11 +132,89 @@ class Socket(Struct, frozen=True, gc=False):
 
     @property
     def state_name(self) -> str:
+        if self.protocol != socket.IPPROTO_TCP and self.state == CLOSE:
+            return "UNCONN"  # an unconnected UDP socket, named as ss names it
         return state_name(self.state)
 
     @property
     def family_name(self) -> str:
         return FAMILY_NAMES.get(self.family, str(self.family))
+
+    @property
+    def protocol_name(self) -> str:
+        return PROTOCOL_NAMES.get(self.protocol, str(self.protocol))
+
+
+PROTOCOL_NAMES = {int(socket.IPPROTO_TCP): "tcp", int(socket.IPPROTO_UDP): "udp"}
+# UNIX socket types, named as `ss -x` names them in its Netid column
+UNIX_TYPE_NAMES = {socket.SOCK_STREAM: "u_str", socket.SOCK_DGRAM: "u_dgr", socket.SOCK_SEQPACKET: "u_seq"}
+
+
+class UnixSocket(Struct, frozen=True, gc=False):
+    """One AF_UNIX socket (unix_diag, or /proc/net/unix). Its own record: a path and inodes instead of
+    addresses and ports. It also answers the few names a socket list reads of every row (``family``,
+    ``src``/``sport`` = path/inode, ``dst``/``dport`` = "*"/peer inode, ``timer``, ``tcp_info_bytes``),
+    so one table can hold it beside TCP and UDP rows.
+    """
+
+    type: int  # socket.SOCK_STREAM / SOCK_DGRAM / SOCK_SEQPACKET
+    state: int  # LISTEN, ESTABLISHED (connected), CLOSE (unconnected: shown UNCONN), SYN_SENT (connecting)
+    path: str  # "" unnamed; a filesystem path; an abstract name starts with "@" (NUL shown as "@", like ss)
+    inode: int
+    peer: int  # the peer socket's inode, 0 when none
+    recv_q: int  # LISTEN: accept-queue length; else bytes (stream) / datagrams queued to read
+    send_q: int  # LISTEN: backlog; else bytes not yet read by the peer
+    uid: int  # the creator's uid (UNIX_DIAG_UID, Linux ≥ 5.3; 0 when unknown)
+    cookie: int = 0  # the kernel's socket cookie (0 from /proc/net/unix)
+    vfs_dev: int = 0  # UNIX_DIAG_VFS: device and inode of the socket file (0 when none)
+    vfs_ino: int = 0
+    netns: str | None = None  # as Socket.netns: set in an every-namespace snapshot only
+
+    family = int(socket.AF_UNIX)
+    protocol = 0
+    timer = None
+    tcp_info_bytes = None
+    tcp_info = None
+    rtt = snd_cwnd = retransmits = total_retrans = None
+    cong = None
+    ifindex = 0
+    dst = "*"
+
+    @property
+    def four_tuple(self) -> tuple[str, int, str, int]:
+        return (self.src, self.inode, "*", self.peer)
+
+    @property
+    def src(self) -> str:
+        return self.path or "*"
+
+    @property
+    def sport(self) -> int:
+        return self.inode
+
+    @property
+    def dport(self) -> int:
+        return self.peer
+
+    @property
+    def key(self) -> int | tuple:
+        return self.cookie or (int(socket.AF_UNIX), self.inode)
+
+    @property
+    def state_name(self) -> str:
+        return "UNCONN" if self.state == CLOSE else state_name(self.state)
+
+    @property
+    def type_name(self) -> str:
+        return UNIX_TYPE_NAMES.get(self.type, f"u_{self.type}")
+
+    @property
+    def protocol_name(self) -> str:
+        return "unix"
+
+    @property
+    def family_name(self) -> str:
+        return "unix"
 
 
 # Field getters for code that keys, counts or compares many sockets: one C-level call per socket.
@@ -141,6 +224,9 @@ SOCKET_ENDPOINTS = attrgetter("family", "src", "sport", "dst", "dport")
 SOCKET_COOKIE = attrgetter("cookie")
 SOCKET_STATE = attrgetter("state")
 SOCKET_FAMILY = attrgetter("family")
+# the identity of a row in a list that may mix TCP, UDP and UNIX sockets (a UDP and a TCP socket with the
+# same 4-tuple are two rows; UNIX rows: family AF_UNIX, path, inode, "*", peer inode)
+SOCKET_ROW_IDENTITY = attrgetter("protocol", "family", "src", "sport", "dst", "dport", "cookie", "netns")
 # what makes a socket "changed" between snapshots (sockmon.core.table.diff): state, queues, timer
 SOCKET_COMPARED = attrgetter("family", "state", "src", "sport", "dst", "dport", "recv_q", "send_q", "timer")
 
@@ -158,6 +244,11 @@ class Snapshot:
     note: str = ""
     # ALL_NETNS only: the namespaces dumped (sockmon.core.netns.NetnsRef), each socket's ``netns`` one of their idents
     namespaces: tuple = ()
+    # only when asked (take_snapshot(protocols=...)): UDP sockets (Socket, protocol IPPROTO_UDP) and
+    # UNIX sockets; `sockets` stays TCP only (what diff, summary and transitions are about)
+    udp: tuple[Socket, ...] = ()
+    unix: tuple[UnixSocket, ...] = ()
+    protocols: frozenset[str] = frozenset({"tcp"})  # what this snapshot asked for: "tcp", "udp", "unix"
 
     def owner(self, sock: Socket) -> Process | None:
         return self.owners.get(sock.inode) if sock.inode else None

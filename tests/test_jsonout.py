@@ -124,7 +124,7 @@ def test_socket_lines_round_trip_a_real_snapshot(trio):
                                                    "retrans": s.timer.retrans},
             "uid": s.uid, "inode": s.inode, "cookie": s.cookie,
             "pid": os.getpid(), "process": owner.name, "user": owner.user, "cong": s.cong,
-            "tcp_info": msgspec.structs.asdict(s.tcp_info),
+            "tcp_info": msgspec.structs.asdict(s.tcp_info), "protocol": "tcp",
         }
     assert next(r for r in rows if r["sport"] == cli.getsockname()[1])["timer"]["name"] == "keepalive"
     assert next(r for r in rows if r["state"] == "LISTEN")["send_q"] == 7

@@ -54,6 +54,7 @@ from sockmon.tui.messages import (
     CollectionFailed,
     EngineEvent,
     ListenerRow,
+    NamesResolved,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
@@ -65,6 +66,7 @@ from sockmon.tui.screens.options import SocketOptionsScreen
 from sockmon.tui.table.connections import ConnectionsPane
 from sockmon.tui.table.keepalive import KeepalivePane
 from sockmon.tui.table.listening import ListeningPane
+from sockmon.tui.table.socket_list import SOCKET_TYPE_MODES, TCP_ONLY
 from sockmon.tui.widgets.status import StatusBar
 from sockmon.tui.widgets.virtual_table import VirtualTable
 from textual import on, work
@@ -141,6 +143,11 @@ class SockmonApp(App[int]):
         Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
         Binding("N", "pick_netns", "Netns", show=False, id="netns.pick",
                 tooltip="Namespace: show every network namespace, ours, a named one or a process's"),
+        Binding("u", "cycle_socket_types", "TCP/UDP/UNIX", show=False, id="socket.types",
+                tooltip="Socket types in Listening and Connections: TCP → TCP+UDP → UDP → UNIX → all"),
+        Binding("n", "toggle_names", "Names", show=False, id="names",
+                tooltip="Host names (reverse lookups in the background; may ask DNS for non-loopback "
+                        "addresses) and service names (/etc/services) instead of numbers, like ss -r"),
         Binding("o", "socket_options", "Options", show=True, id="socket.options",
                 tooltip="Options: change SO_LINGER / keepalive of the selected socket (another process's after "
                         "confirmation, as root)"),
@@ -179,6 +186,11 @@ class SockmonApp(App[int]):
         self._dropped_transitions = 0  # by the bound above, since the last update shown
         self._last_error: str | None = None
         self.lab = LabWiring(self)  # the lab panes' timeline model and its routes
+        self.socket_types: frozenset[str] = TCP_ONLY  # what Listening / Connections show (`u`)
+        self.names = None  # sockmon.core.names.Names while names are on (`n`); numbers by default
+        self._names_obj = None  # kept across toggles: its cache survives turning names off and on
+        self.host_resolve = None  # test seam: the blocking resolver the names thread calls (None: getnameinfo)
+        self._names_posted = False
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -263,11 +275,55 @@ class SockmonApp(App[int]):
             collector.set_netns(self.view_netns)
         if self.paused and hasattr(collector, "pause"):
             collector.pause()
+        if self.socket_types != TCP_ONLY and hasattr(collector, "set_protocols"):
+            collector.set_protocols(self.socket_types)
+            collector.refresh_now()
         source = getattr(collector, "transition_source", None)
         note = getattr(collector, "tracer_note", "")
         self.status.show(transition_source=source)
         if note and self.is_root:
             self.notify(inert(note), title="transitions", severity="warning", markup=False)
+
+    # ------------------------------------------------------------------ socket types, names
+    def action_cycle_socket_types(self) -> None:
+        modes = SOCKET_TYPE_MODES
+        i = modes.index(self.socket_types) if self.socket_types in modes else -1
+        self.set_socket_types(modes[(i + 1) % len(modes)])
+
+    def set_socket_types(self, types) -> None:
+        """Listening and Connections show these types; the collector dumps UDP / UNIX only while shown."""
+        self.socket_types = frozenset(types)
+        for pane in (self.listening, self.connections):
+            pane.set_socket_types(self.socket_types)
+        collector = self.collector
+        if collector is not None and hasattr(collector, "set_protocols"):
+            collector.set_protocols(self.socket_types)
+            self.request_refresh()
+
+    def action_toggle_names(self) -> None:
+        if self.names is None:
+            if self._names_obj is None:
+                from sockmon.core.names import HostNames, Names
+
+                kw = {} if self.host_resolve is None else {"resolve": self.host_resolve}
+                self._names_obj = Names(HostNames(on_resolved=self._name_arrived, **kw))
+            self.names = self._names_obj
+        else:
+            self.names = None
+        for pane in (self.listening, self.connections):
+            pane.set_names(self.names)  # the panes' bottom borders say "names" while they are on
+
+    def _name_arrived(self, _addr: str, _name) -> None:
+        """Resolver thread: ask the UI thread to redraw, once until it has (post_message is thread-safe)."""
+        if not self._names_posted:
+            self._names_posted = True
+            self.post_message(NamesResolved())
+
+    def on_names_resolved(self, _message: NamesResolved) -> None:
+        self._names_posted = False
+        if self.names is not None:
+            for pane in (self.listening, self.connections):
+                pane.table.refresh()
 
     def _stop_collector(self) -> None:
         collector, self.collector = self.collector, None
@@ -296,6 +352,8 @@ class SockmonApp(App[int]):
         """Stop everything that holds kernel state (collector + tracefs instance, engines + sockets).
         Idempotent; every exit path calls it before the app exits."""
         self._stop_collector()
+        if self._names_obj is not None:
+            self._names_obj.close(timeout=0.2)
         try:
             self._stop_engines()
         except Exception:  # noqa: BLE001 - no DOM any more: the panes stopped their engines on unmount
@@ -498,6 +556,8 @@ class SockmonApp(App[int]):
     def on_socket_selected(self, message: SocketSelected) -> None:
         sock = message.socket
         self.selected = sock
+        if getattr(sock, "protocol", 6) != 6:  # a UDP / UNIX row: the keepalive pane and timeline are TCP's
+            return
         try:
             keepalive = self.keepalive
             if keepalive.wants_selection(message.origin, message.by_user):
@@ -516,6 +576,9 @@ class SockmonApp(App[int]):
         if sock is None:
             self.notify("no socket selected", severity="warning")
             return
+        if getattr(sock, "protocol", 6) != 6:
+            self.notify("Detail is for TCP sockets (this row is UDP or UNIX)", severity="warning")
+            return
         self.lab.follow_socket(sock)
         taken = self.snapshot.taken_at if self.snapshot is not None else None
         self.push_screen(DetailScreen(sock, self.owner_of(sock), self.history.for_socket(sock), taken))
@@ -525,6 +588,9 @@ class SockmonApp(App[int]):
         sock = sock or self.selected
         if sock is None:
             self.notify("no socket selected: pick one in Connections, Listening or Keepalive", severity="warning")
+            return
+        if getattr(sock, "protocol", 6) != 6:
+            self.notify("socket options are for TCP sockets (this row is UDP or UNIX)", severity="warning")
             return
         self.push_screen(SocketOptionsScreen(sock, self.owner_of(sock)))
 
@@ -699,6 +765,10 @@ class SockmonApp(App[int]):
         yield SystemCommand("Refresh now", "collect a snapshot immediately (r)", self.action_refresh_now)
         yield SystemCommand("Network namespace", "show every namespace, ours, a named one or a process's (N)",
                             self.action_pick_netns)
+        yield SystemCommand("Socket types", "TCP → TCP+UDP → UDP → UNIX → all in the lists (u)",
+                            self.action_cycle_socket_types)
+        yield SystemCommand("Names / numbers", "host and service names instead of numbers, like ss -r (n)",
+                            self.action_toggle_names)
         yield SystemCommand("Slower refresh", "increase the interval (+)", self.action_slower)
         yield SystemCommand("Faster refresh", "decrease the interval (-)", self.action_faster)
         yield SystemCommand("Socket detail", "every field of the selected socket (Enter)", self.action_detail)

@@ -37,11 +37,23 @@ def endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_AF_UNIX = 1  # socket.AF_UNIX: a UnixSocket row shows "path inode" / "* peer-inode", like ss -x
+_SHORT_STATES = {"ESTABLISHED": "ESTAB"}
+
+
+def short_state(name: str) -> str:
+    return _SHORT_STATES.get(name, name)
+
+
 def local_of(sock: Socket) -> str:
+    if sock.family == _AF_UNIX:
+        return f"{sock.src} {sock.sport}"
     return endpoint(sock.src, sock.sport)
 
 
 def peer_of(sock: Socket) -> str:
+    if sock.family == _AF_UNIX:
+        return f"* {sock.dport}"
     if sock.dport == 0 and sock.dst in ("0.0.0.0", "::"):
         return "*"
     return endpoint(sock.dst, sock.dport)

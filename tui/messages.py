@@ -101,3 +101,8 @@ class ListenerRow(Message):
     def __init__(self, socket: Socket | None) -> None:
         super().__init__()
         self.socket = socket
+
+
+class NamesResolved(Message):
+    """The host-name resolver thread answered one or more lookups: the lists redraw (names replace
+    numbers). Posted at most once until the app handled it (coalesced)."""

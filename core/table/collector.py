@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -24,7 +24,7 @@ from sockmon.core.records import SOCKET_ENDPOINTS, Snapshot, Transition
 from sockmon.core.states import SYN_SENT
 from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
 from sockmon.core.table.owners import OwnerCache
-from sockmon.core.table.snapshot import take_snapshot, take_snapshot_all
+from sockmon.core.table.snapshot import normalize_protocols, take_snapshot, take_snapshot_all
 from sockmon.core.table.summary import Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,12 @@ class Collector:
     def __init__(self, *, interval: float = 1.0, netns: str | int | None = None,
                  on_update: Callable[[Update], None], use_tracepoint: bool | None = None,
                  port: int | None = None, with_info: bool = True, with_owners: bool = True,
-                 start: bool = True, on_error: Callable[[BaseException], None] | None = None) -> None:
+                 start: bool = True, on_error: Callable[[BaseException], None] | None = None,
+                 protocols: Iterable[str] | None = None) -> None:
         if not 0 < interval <= 3600:
             raise ValueError(f"interval must be in (0, 3600] seconds, got {interval}")
         self._interval = float(interval)
+        self._protocols = normalize_protocols(protocols)
         self.netns = netns
         self.port = port
         self.with_info = with_info
@@ -98,6 +100,15 @@ class Collector:
             raise ValueError(f"interval must be in (0, 3600] seconds, got {seconds}")
         self._interval = float(seconds)
         self._wake.set()
+
+    @property
+    def protocols(self) -> frozenset[str]:
+        return self._protocols
+
+    def set_protocols(self, protocols: Iterable[str]) -> None:
+        """Which socket types the next ticks dump ("tcp", "udp", "unix"): UDP and UNIX cost a dump
+        each, so they are collected only while a view asks for them. Takes effect at the next tick."""
+        self._protocols = normalize_protocols(protocols)
 
     def pause(self) -> None:
         self._paused = True
@@ -233,12 +244,14 @@ class Collector:
 
     def _collect(self, t0: float, source: str) -> Update:
         try:
+            # TCP always (diff, summary, transitions are about it); UDP / UNIX only when asked
+            protocols = self._protocols | {"tcp"}
             if self.netns == ALL_NETNS:
                 snap = take_snapshot_all(refs=self._idents.stable(all_netns()), port=self.port,
-                                         with_info=self.with_info, owners=self._owners)
+                                         with_info=self.with_info, owners=self._owners, protocols=protocols)
             else:
                 snap = take_snapshot(netns=self.netns, port=self.port, with_info=self.with_info,
-                                     owners=self._owners)
+                                     owners=self._owners, protocols=protocols)
             prev = self._prev
             d = diff(self._prev, snap, self._since) if self._prev is not None else None
             base = self._prev.taken_at if self._prev is not None else None

@@ -13,6 +13,7 @@ import socket
 import struct
 from collections.abc import Iterable
 
+from msgspec.structs import replace
 from sockmon.core.records import Socket, Timer
 from sockmon.core.states import ALL_STATES_MASK, NEW_SYN_RECV, SYN_RECV
 from sockmon.core.table import netlink
@@ -336,13 +337,15 @@ def parse_datagram(data: bytes, seq: int | None, out: list[Socket]) -> bool:
 
 
 def dump_tcp(sock: socket.socket, family: int, *, states: int = ALL_STATES_MASK, with_info: bool = True,
-             port: int | None = None, out: list[Socket] | None = None, overlapped: bool = False) -> list[Socket]:
+             port: int | None = None, out: list[Socket] | None = None, overlapped: bool = False,
+             protocol: int = socket.IPPROTO_TCP) -> list[Socket]:
     """All TCP sockets of one address family from an open NETLINK_SOCK_DIAG socket.
 
     ``overlapped``: receive in a helper thread while this one parses (see netlink.dump_overlapped).
+    ``protocol`` IPPROTO_UDP asks for UDP sockets instead (use `dump_udp`: it marks them as UDP).
     """
     result: list[Socket] = [] if out is None else out
-    req = build_request(family, states=states, with_info=with_info, port=port)
+    req = build_request(family, states=states, with_info=with_info, port=port, protocol=protocol)
     parsers: dict[int, DumpParser] = {}
 
     def handle(data: bytes, seq: int) -> bool:
@@ -353,3 +356,19 @@ def dump_tcp(sock: socket.socket, family: int, *, states: int = ALL_STATES_MASK,
 
     (netlink.dump_overlapped if overlapped else netlink.dump)(sock, SOCK_DIAG_BY_FAMILY, req, handle)
     return result
+
+
+_UDP = int(socket.IPPROTO_UDP)
+
+
+def dump_udp(sock: socket.socket, family: int, *, states: int = ALL_STATES_MASK, port: int | None = None,
+             out: list[Socket] | None = None) -> list[Socket]:
+    """All UDP sockets of one address family (inet_diag with IPPROTO_UDP, like ``ss -u``), each a
+    `Socket` with ``protocol`` IPPROTO_UDP: state CLOSE (7) when unconnected, ESTABLISHED when
+    connected; recv_q / send_q are the bytes queued (no tcp_info, no congestion algorithm)."""
+    got = dump_tcp(sock, family, states=states, with_info=False, port=port, protocol=_UDP)
+    marked = [replace(s, protocol=_UDP) for s in got]
+    if out is None:
+        return marked
+    out.extend(marked)
+    return out

@@ -1,4 +1,4 @@
-"""Fallback reader of /proc/net/tcp and /proc/net/tcp6 → `Socket` (when NETLINK_SOCK_DIAG is unavailable).
+"""Fallback reader of /proc/net/tcp{,6} (and udp{,6}) → `Socket` (when NETLINK_SOCK_DIAG is unavailable).
 
 Less than netlink: no cookie (0), no tcp_info, no congestion algorithm, and for LISTEN sockets the
 queues read 0. Addresses are hex of the in-kernel (network order) words printed as host-order u32.
@@ -25,8 +25,9 @@ def _addr6(hexaddr: str) -> str:
     return socket.inet_ntop(socket.AF_INET6, struct.pack("<4I", *words))
 
 
-def parse_line(line: str, family: int) -> Socket | None:
-    """One row of /proc/net/tcp{,6}; None for the header or a row that does not parse."""
+def parse_line(line: str, family: int, protocol: int = socket.IPPROTO_TCP) -> Socket | None:
+    """One row of /proc/net/tcp{,6} (or udp{,6}: the same columns, ``protocol`` IPPROTO_UDP); None for
+    the header or a row that does not parse."""
     f = line.split()
     if len(f) < 10 or not f[0].endswith(":") or not f[0][:-1].isdigit():
         return None
@@ -44,19 +45,23 @@ def parse_line(line: str, family: int) -> Socket | None:
         kind = int(tr, 16)
         timer = Timer(kind, int(when, 16) * _TICK_MS, retrans) if kind else None
         return Socket(int(family), state, conv(lhost), int(lport, 16), conv(rhost), int(rport, 16), rx, tx,
-                      timer, uid, inode, 0)
+                      timer, uid, inode, 0, protocol=int(protocol))
     except (ValueError, OSError):
         return None
 
 
-def read_procnet(root: str = "/proc/net") -> list[Socket]:
-    """Every row of <root>/tcp and <root>/tcp6 (a missing tcp6 — no IPv6 — is skipped)."""
+def read_procnet(root: str = "/proc/net", protocol: str = "tcp") -> list[Socket]:
+    """Every row of <root>/tcp and <root>/tcp6 — or udp and udp6 with ``protocol="udp"`` — (a missing
+    tcp6 / udp6 — no IPv6 — is skipped)."""
+    if protocol not in ("tcp", "udp"):
+        raise ValueError(f"protocol must be tcp or udp, got {protocol!r}")
+    proto = socket.IPPROTO_TCP if protocol == "tcp" else socket.IPPROTO_UDP
     out: list[Socket] = []
-    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+    for name, family in ((protocol, socket.AF_INET), (protocol + "6", socket.AF_INET6)):
         try:
             with open(os.path.join(root, name), encoding="ascii", errors="replace") as fh:
                 for line in fh:
-                    s = parse_line(line, family)
+                    s = parse_line(line, family, proto)
                     if s is not None:
                         out.append(s)
         except FileNotFoundError:

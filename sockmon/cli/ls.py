@@ -1,5 +1,6 @@
-"""`sockmon ls`: one snapshot of the kernel's TCP socket table, as an aligned table or JSON lines
-(`sockmon.core.jsonout`).
+"""`sockmon ls`: one snapshot of the kernel's TCP socket table — and with ``--udp`` / ``--unix`` its UDP
+and UNIX sockets — as an aligned table or JSON lines (`sockmon.core.jsonout`). ``-r`` shows host and
+service names (`sockmon.core.names`) in the table.
 
 Never imports Textual. Bad input (state name, port, namespace) → one line on stderr, exit 2.
 """
@@ -40,10 +41,18 @@ def register(subparsers) -> None:
                        help="every network namespace (named ones and those of running processes); each "
                             "row says its namespace: a Netns column, \"netns\" in JSON (NAME, or pid:N)")
     p.add_argument("--no-owners", action="store_true", help="skip the process lookup (faster)")
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets (the default; combine with --udp, --unix)")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP sockets (like ss -uan)")
+    p.add_argument("-x", "--unix", action="store_true", help="UNIX sockets (like ss -xan)")
+    p.add_argument("-r", "--resolve", action="store_true",
+                   help="host names (getnameinfo: /etc/hosts, then maybe DNS) and service names "
+                        "(/etc/services) instead of numbers, like ss -r; text output only")
     p.set_defaults(run=run)
 
 
-def fmt_endpoint(family: int, addr: str, port: int) -> str:
+def fmt_endpoint(family: int, addr: str, port: int, names=None, protocol: str = "tcp") -> str:
+    if names is not None:
+        return inert(names.endpoint(addr, port, protocol))
     host = f"[{addr}]" if family == socket.AF_INET6 else addr
     return f"{host}:{port if port else '*'}"
 
@@ -59,22 +68,50 @@ def owner_cell(owner) -> str:
     return f"{inert(owner.name)},pid={owner.pid},user={inert(owner.user)}" if owner else ""
 
 
-def format_table(snapshot) -> list[str]:
+def _inet_rows(socks, snapshot, names, netid: bool, with_ns: bool) -> list[tuple[str, ...]]:
+    rows = []
+    for s in sorted(socks, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
+        proto = s.protocol_name
+        row = (s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport, names, proto),
+               fmt_endpoint(s.family, s.dst, s.dport, names, proto), fmt_timer(s.timer),
+               owner_cell(snapshot.owner(s)))
+        row = (proto, *row) if netid else row
+        rows.append((inert(s.netns or ""), *row) if with_ns else row)  # a namespace name is anyone's choice
+    return rows
+
+
+def _unix_rows(snapshot, with_ns: bool) -> list[tuple[str, ...]]:
+    """As ss -xan: Netid, State, queues, "path inode", "* peer-inode"."""
+    rows = []
+    for u in sorted(snapshot.unix, key=lambda u: (u.state != 10, u.type, u.path, u.inode)):
+        row = (u.type_name, u.state_name, str(u.recv_q), str(u.send_q), f"{inert(u.path or '*')} {u.inode}",
+               f"* {u.peer}", "", owner_cell(snapshot.owner(u)))
+        rows.append((inert(u.netns or ""), *row) if with_ns else row)
+    return rows
+
+
+def format_table(snapshot, names=None) -> list[str]:
     """The aligned text table. Every outside string is inert: no control byte reaches the terminal.
-    An every-namespace snapshot (`--all-netns`) gets a Netns column first."""
+
+    TCP alone (the default) or UDP alone: ss -tan / -uan's columns plus Timer and Process; several
+    socket types, or UNIX sockets: a Netid column first (tcp, udp, u_str, u_dgr, u_seq) like ss.
+    ``names`` (`sockmon.core.names.Names`): host and service names instead of numbers.
+    An every-namespace snapshot (`--all-netns`) gets a Netns column first.
+    """
+    protos = getattr(snapshot, "protocols", None) or frozenset({"tcp"})
+    netid = len(protos) > 1 or "unix" in protos
     header = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer", "Process")
-    right = {1, 2}
+    if netid:
+        header = ("Netid", *header)
     with_ns = snapshot.netns == ALL_NETNS
     if with_ns:
         header = ("Netns", *header)
-        right = {2, 3}
-    rows = []
-    for s in sorted(snapshot.sockets, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
-        owner = snapshot.owner(s)
-        row = (s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport),
-               fmt_endpoint(s.family, s.dst, s.dport), fmt_timer(s.timer), owner_cell(owner))
-        rows.append((inert(s.netns or ""), *row) if with_ns else row)  # a namespace name is anyone's choice
+    rows = _inet_rows(snapshot.sockets, snapshot, names, netid, with_ns)
+    rows += _inet_rows(getattr(snapshot, "udp", ()), snapshot, names, netid, with_ns)
+    rows += _unix_rows(snapshot, with_ns) if getattr(snapshot, "unix", ()) else []
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lead = int(netid) + int(with_ns)  # the queue columns, right-aligned, come after State
+    right = {1 + lead, 2 + lead}
     out = []
     for r in [header, *rows]:
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
@@ -99,9 +136,10 @@ def run(args) -> int:
 
             raise BadInput("--all-netns and --netns exclude each other: every namespace, or one")
         netns = ALL_NETNS
+    protocols = [name for name in ("tcp", "udp", "unix") if getattr(args, name, False)] or ["tcp"]
     try:
         snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
-                             owners=None if args.no_owners else OwnerCache())
+                             owners=None if args.no_owners else OwnerCache(), protocols=protocols)
     except OSError as exc:
         from sockmon.core.errors import SockmonError
 
@@ -118,7 +156,12 @@ def run(args) -> int:
         for piece in snapshot_lines(snap):
             write_all(fd, piece)
         return 0
+    names = None
+    if getattr(args, "resolve", False):
+        from sockmon.core.names import Names
+
+        names = Names(blocking=True)
     out = sys.stdout
-    out.write("\n".join(format_table(snap)) + "\n")
+    out.write("\n".join(format_table(snap, names)) + "\n")
     out.flush()
     return 0

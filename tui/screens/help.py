@@ -38,6 +38,10 @@ KEYS = [
     ("N", "network namespace: show every namespace (a Netns column in Listening and Connections), ours, a "
           "named one or a process's (labelled by process and container); the status bar names it. The lab "
           "panes (Client, Server) stay in the namespace --netns gave"),
+    ("u", "socket types in Listening / Connections: TCP → TCP+UDP (bound UDP beside the listeners) → UDP → "
+          "UNIX → all"),
+    ("n", "names / numbers: host names (looked up in the background: /etc/hosts, then maybe DNS) and "
+          "service names (/etc/services), like ss -r"),
     ("+ / -", "slower / faster refresh (interval up / down)"),
     ("Ctrl+P", "command palette: every action by name"),
     ("?", "this help"),

@@ -10,7 +10,7 @@ from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.tui import fmt
-from sockmon.tui.table.socket_list import SocketListPane
+from sockmon.tui.table.socket_list import TCP_ONLY, SocketListPane
 from sockmon.tui.widgets.virtual_table import Column
 
 
@@ -70,13 +70,13 @@ class ConnectionsPane(SocketListPane):
 
     def counts_from(self, summary, rows: list[Socket]) -> Counter:
         by_state = summary.by_state if summary is not None else None
-        if by_state is None:
+        if by_state is None or self.socket_types != TCP_ONLY:
             return super().counts_from(summary, rows)
         return Counter({STATE_CODES[name]: n for name, n in by_state.items()
                         if name in STATE_CODES and (STATE_CODES[name] == LISTEN) is False})
 
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:
-        return [s for s in snapshot.sockets if s.state != LISTEN]
+        return self.connected_rows(snapshot)
 
     def info_text(self) -> Text:
         if self.snapshot is None:

@@ -1,5 +1,7 @@
 """Listening pane: every LISTEN socket (v4 and v6), its accept queue against the backlog as a gauge,
-the owner, and the system-wide ListenOverflows / ListenDrops counters."""
+the owner, and the system-wide ListenOverflows / ListenDrops counters. With UDP shown (the app's socket
+type toggle) the bound, unconnected UDP sockets stand beside them, marked udp / udp6 in the Fam column;
+with UNIX shown, the UNIX listeners (u_str / u_seq, their accept queue and backlog)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,22 @@ from collections.abc import Iterable
 
 from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
-from sockmon.core.states import LISTEN, STATE_CODES
-from sockmon.tui.table.socket_list import SocketListPane
+from sockmon.core.states import CLOSE, LISTEN, STATE_CODES
+from sockmon.tui.table.socket_list import TCP_ONLY, SocketListPane, row_protocol
 from sockmon.tui.widgets.virtual_table import Column
 
 GAUGE_CELLS = 10
+UDP = 17  # socket.IPPROTO_UDP
+
+
+def family_text(s) -> str:
+    """The Fam column: inet / inet6 for TCP listeners; a UDP bound socket is marked udp / udp6, a UNIX
+    listener by its type (u_str, u_seq)."""
+    if s.protocol == 6:
+        return s.family_name
+    if s.protocol == UDP:
+        return "udp" if s.family == 2 else "udp6"
+    return row_protocol(s)
 
 
 def queue_fill(s: Socket) -> float:
@@ -21,6 +34,8 @@ def queue_fill(s: Socket) -> float:
 
 
 def gauge(s: Socket, cells: int = GAUGE_CELLS) -> Text:
+    if s.protocol == UDP:
+        return Text("UDP: no accept queue", style="dim italic")
     frac = queue_fill(s)
     filled = min(cells, round(frac * cells)) if s.recv_q else 0
     if s.recv_q and not filled:
@@ -55,10 +70,10 @@ class ListeningPane(SocketListPane):
         return [
             self.netns_column(),  # shown only when every namespace is
             self.local_column(28),
-            Column("family", "Fam", 5, get=lambda s: s.family_name),
+            Column("family", "Fam", 5, get=family_text),
             Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge),
             Column("recv_q", "Queued", 7, get=lambda s: s.recv_q, justify="right"),
-            Column("send_q", "Backlog", 8, get=lambda s: s.send_q, justify="right"),
+            Column("send_q", "Backlog", 8, get=lambda s: None if s.protocol == UDP else s.send_q, justify="right"),
             self.owner_column(24),
             self.user_column(9),
         ]
@@ -69,19 +84,27 @@ class ListeningPane(SocketListPane):
 
     def counts_from(self, summary, rows: list[Socket]) -> Counter:
         by_state = summary.by_state if summary is not None else None
-        if by_state is None:
+        if by_state is None or self.socket_types != TCP_ONLY:  # UDP / UNIX: count the rows themselves
             return super().counts_from(summary, rows)
         return Counter({STATE_CODES[name]: n for name, n in by_state.items()
                         if name in STATE_CODES and (STATE_CODES[name] == LISTEN) is True})
 
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:
-        return [s for s in snapshot.sockets if s.state == LISTEN]
+        types = self.socket_types
+        rows = [s for s in snapshot.sockets if s.state == LISTEN] if "tcp" in types else []
+        if "udp" in types:  # bound and unconnected: where datagrams arrive (ss -ul)
+            rows += [s for s in snapshot.udp if s.state == CLOSE]
+        if "unix" in types:
+            rows += [u for u in snapshot.unix if u.state == LISTEN]
+        return rows
 
     def info_text(self) -> Text:
         if self.snapshot is None:
             return Text("waiting for the first snapshot…", style="dim italic")
         n = self.counts.get(LISTEN, 0)
         out = Text(f"{n} listener{'s' if n != 1 else ''}", style="bold")
+        if "udp" in self.socket_types:
+            out.append(f"  {self.counts.get(CLOSE, 0)} UDP bound", style="bold")
         full = sum(1 for s in self.table.visible_rows() if s is not None and s.send_q and s.recv_q >= s.send_q)
         if full:
             out.append(f"  {full} with a full accept queue", style="bold #ff6b6b")

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from rich.text import Text
 from sockmon.core.errors import BadInput
 from sockmon.core.netns import ALL_NETNS
-from sockmon.core.records import SOCKET_COOKIE, SOCKET_IDENTITY, SOCKET_STATE, Process, Snapshot, Socket
-from sockmon.core.states import ESTABLISHED
+from sockmon.core.records import SOCKET_COOKIE, SOCKET_ROW_IDENTITY, SOCKET_STATE, Process, Snapshot, Socket
+from sockmon.core.states import CLOSE, ESTABLISHED, LISTEN
 from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
 from sockmon.tui.messages import SocketActivated, SocketSelected
@@ -24,12 +24,30 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Input, Static
 
-# Identity of a socket row across snapshots, as one C-level call: the tuple (family, src, sport,
-# dst, dport, cookie, netns) — the identity core/diff uses — or, with netlink where every socket has a unique
-# cookie, the cookie alone (an int hashes much faster than a 6-tuple at 60k rows); /proc/net/tcp has
-# no cookies. (Socket.key is the cookie when there is one, else the 6-tuple.)
-socket_key = SOCKET_IDENTITY
+# Identity of a socket row across snapshots, as one C-level call: the protocol, the 6-tuple
+# (family, src, sport, dst, dport, cookie) and the namespace — the identity core/diff uses, plus the protocol
+# so a UDP and a TCP socket with the same 4-tuple are two rows — or, with netlink where every socket (TCP, UDP,
+# UNIX) has a unique cookie, the cookie alone (an int hashes much faster than a tuple at 60k rows);
+# /proc/net/tcp has no cookies. (Socket.key is the cookie when there is one, else the tuple.)
+socket_key = SOCKET_ROW_IDENTITY
 cookie_key = SOCKET_COOKIE
+
+TCP_ONLY = frozenset({"tcp"})
+# the socket-type toggle of the lists (the app's `u` key cycles through these)
+SOCKET_TYPE_MODES: tuple[frozenset[str], ...] = (
+    TCP_ONLY, frozenset({"tcp", "udp"}), frozenset({"udp"}), frozenset({"unix"}), frozenset({"tcp", "udp", "unix"}),
+)
+
+
+def socket_types_label(types: frozenset[str]) -> str:
+    if types == frozenset({"tcp", "udp", "unix"}):
+        return "TCP+UDP+UNIX"
+    return "+".join(t.upper() for t in ("tcp", "udp", "unix") if t in types)
+
+
+def row_protocol(s) -> str:
+    """"tcp", "udp" or the UNIX socket type as ss names it (u_str, u_dgr, u_seq)."""
+    return s.type_name if s.family == socket.AF_UNIX else s.protocol_name
 
 
 def key_fn_for(snapshot: Snapshot):
@@ -40,7 +58,7 @@ def addr_key(family: int, host: str, port: int) -> tuple:
     try:
         return (family, socket.inet_pton(family, host), port)
     except (OSError, ValueError):
-        return (family, host.encode(), port)
+        return (family, host.encode("utf-8", "surrogateescape"), port)  # UNIX rows: the path
 
 
 class SocketListPane(Vertical):
@@ -80,6 +98,10 @@ class SocketListPane(Vertical):
                                   empty_text=self.EMPTY_TEXT, id=f"{id or 'pane'}-table", clock=self.clock)
 
     EMPTY_TEXT = "no sockets"
+    # which socket types the list shows (the app's toggle sets it); the snapshot holds UDP / UNIX
+    # sockets only while some list asks the collector for them
+    socket_types: frozenset[str] = TCP_ONLY
+    names = None  # sockmon.core.names.Names while host / service names are on (the app's `n` key)
 
     # ------------------------------------------------------------ subclass hooks
     def columns(self) -> list[Column]:  # pragma: no cover - abstract
@@ -171,7 +193,8 @@ class SocketListPane(Vertical):
         rows = list(self.select_rows(snapshot))
         self.counts = self.counts_from(summary, rows)
         wants = self.wants
-        if diff is not None and wants is not None:
+        # the core's diff is about TCP sockets only: with UDP / UNIX rows the key sets give the marks
+        if diff is not None and wants is not None and self.socket_types == TCP_ONLY:
             added = [s for s in diff.added if wants(s)]
             removed = [s for s in diff.removed if wants(s)]
             for old, new in diff.changed:  # a socket that moved in or out of this pane (e.g. → LISTEN)
@@ -244,18 +267,66 @@ class SocketListPane(Vertical):
         self.query_one(f"#{self.id}-info", Static).update(self.info_text())
 
     # ------------------------------------------------------------ common columns
+    def connected_rows(self, snapshot: Snapshot) -> list:
+        """Every socket but listeners, of the types shown: TCP (not LISTEN), connected UDP sockets
+        (unconnected ones are in Listening), UNIX sockets other than listeners."""
+        types = self.socket_types
+        rows = [s for s in snapshot.sockets if s.state != LISTEN] if "tcp" in types else []
+        if "udp" in types:
+            rows += [s for s in snapshot.udp if s.state != CLOSE]
+        if "unix" in types:
+            rows += [u for u in snapshot.unix if u.state != LISTEN]
+        return rows
+
+    # ------------------------------------------------------------ socket types and names
+    def set_socket_types(self, types: frozenset[str]) -> None:
+        """Show these socket types ("tcp", "udp", "unix") from now on (re-selects the rows shown)."""
+        self.socket_types = frozenset(types)
+        self._refresh_subtitle()
+        if self.snapshot is not None:
+            self.show_snapshot(self.snapshot, self.summary)
+
+    def set_names(self, names) -> None:
+        """Host and service names (a `sockmon.core.names.Names`) or numbers (None) in Local / Peer."""
+        self.names = names
+        self._refresh_subtitle()
+        self.table.refresh()
+
+    def _refresh_subtitle(self) -> None:
+        parts = [] if self.socket_types == TCP_ONLY else [socket_types_label(self.socket_types)]
+        if self.names is not None:
+            parts.append("names")
+        self.border_subtitle = Content(" · ".join(parts)) if parts else ""
+
+    def local_text(self, s) -> str:
+        names = self.names
+        if names is None or s.family == socket.AF_UNIX:
+            return fmt.local_of(s)
+        return names.endpoint(s.src, s.sport, s.protocol_name)
+
+    def peer_text(self, s) -> str:
+        names = self.names
+        if names is None or s.family == socket.AF_UNIX or (s.dport == 0 and s.dst in ("0.0.0.0", "::")):
+            return fmt.peer_of(s)
+        return names.endpoint(s.dst, s.dport, s.protocol_name)
+
     def state_column(self, width: int = 11) -> Column:
         # kernel state codes are already in life order: ESTABLISHED 1, SYN_SENT 2 … TIME_WAIT 6 … LISTEN 10
+        def text(s) -> str:
+            if s.protocol == 6:  # IPPROTO_TCP (UNIX rows have protocol 0)
+                return s.state_name
+            return f"{row_protocol(s)} {fmt.short_state(s.state_name)}"  # e.g. "udp UNCONN", "u_str LISTEN"
+
         return Column("state", "State", width, get=SOCKET_STATE,
-                      fmt=lambda s: s.state_name, style=lambda s: state_style(s.state), comparable=True)
+                      fmt=text, style=lambda s: state_style(s.state), comparable=True)
 
     def local_column(self, width: int = 22) -> Column:
         return Column("local", "Local", width, get=lambda s: addr_key(s.family, s.src, s.sport),
-                      fmt=fmt.local_of, overflow="start", comparable=True)
+                      fmt=self.local_text, overflow="start", comparable=True)
 
     def peer_column(self, width: int = 22) -> Column:
         return Column("peer", "Peer", width, get=lambda s: addr_key(s.family, s.dst, s.dport),
-                      fmt=fmt.peer_of, overflow="start", comparable=True)
+                      fmt=self.peer_text, overflow="start", comparable=True)
 
     def owner_column(self, width: int = 22) -> Column:
         def get(s: Socket):
