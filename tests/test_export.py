@@ -17,11 +17,12 @@ from collections import Counter
 import pytest
 from prom_helpers import SocketSet, http_get, private_netns, ss_counts, start_export, stop_process, wait_until
 from prometheus_client.parser import text_string_to_metric_families
-from sockmon.cli.export import _Bridge, is_loopback, parse_listen, serve
 from sockmon.core.errors import BadInput
 from sockmon.core.netns import run_in_netns
 from sockmon.core.table.metrics import MetricsCollector, exposed_names, families
 from sockmon.core.text import inert
+
+from sockmon.cli.export import _Bridge, is_loopback, parse_listen, serve
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
