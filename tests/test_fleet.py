@@ -14,12 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prom_helpers import free_port
-from sockmon.cli.fleet import format_view
 from sockmon.core.errors import BadInput
 from sockmon.core.fleet import FleetError, PrometheusClient, parse_url, query_fleet
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.screens.fleet import HOW_TO, FleetScreen
 from test_tui_fixtures import sync, wait_for
+
+from sockmon.cli.fleet import format_view
 
 pytestmark = pytest.mark.timeout(60)
 
