@@ -104,6 +104,15 @@ class FleetView:
         }
 
 
+def fmt_rate(v: float | None) -> str:
+    """A per-second rate for a table cell: "-" when unknown, two decimals below 10 (0.03/s matters)."""
+    if v is None:
+        return "-"
+    if v == 0:
+        return "0"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
 def _is_loopback_host(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -35,14 +35,12 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def _rate(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
 def format_view(view) -> list[str]:
     """The fleet as aligned text: one row per host, then the fullest listeners. Every outside string inert."""
+    from sockmon.core.fleet import fmt_rate
+
     with_ns = any(h.netns for h in view.hosts) or any(li.netns for li in view.listeners)
     head = ["HOST", *(["NETNS"] if with_ns else []), "TOTAL", "ESTAB", "LISTEN", "TIME_WAIT", "SYN_RECV",
             "CLOSE_WAIT", "OTHER", "OVERFLOW/s", "DROP/s", "RETRANS/s", "TRANS/s"]
@@ -50,8 +48,8 @@ def format_view(view) -> list[str]:
     for h in view.hosts:
         other = h.total - sum(h.sockets.get(s, 0) for s in SHOWN_STATES)
         rows.append([inert(h.instance), *([inert(h.netns)] if with_ns else []), str(h.total),
-                     *(str(h.sockets.get(s, 0)) for s in SHOWN_STATES), str(other), _rate(h.overflows_per_s),
-                     _rate(h.drops_per_s), _rate(h.retransmits_per_s), _rate(h.transitions_per_s)])
+                     *(str(h.sockets.get(s, 0)) for s in SHOWN_STATES), str(other), fmt_rate(h.overflows_per_s),
+                     fmt_rate(h.drops_per_s), fmt_rate(h.retransmits_per_s), fmt_rate(h.transitions_per_s)])
     out = _align(head, rows, left=2 if with_ns else 1)
     if not view.hosts:
         out.append(f"(no sockmon_tcp_sockets series in {inert(view.url)}: is Prometheus scraping `sockmon export`?)")

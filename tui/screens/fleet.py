@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from sockmon.core.fleet import FleetError, PrometheusClient, query_fleet
+from sockmon.core.fleet import FleetError, PrometheusClient, fmt_rate, query_fleet
 from sockmon.tui.fmt import cell, safe_text
 from textual import work
 from textual.app import ComposeResult
@@ -29,8 +29,6 @@ HOW_TO = ("The fleet view reads `sockmon export` metrics back from Prometheus. S
           "and let Prometheus scrape them (README: Prometheus export).")
 
 
-def _rate(v: float | None) -> str:
-    return "-" if v is None else (f"{v:.1f}" if v < 100 else f"{v:.0f}")
 
 
 class FleetScreen(Screen[None]):
@@ -126,7 +124,7 @@ class FleetScreen(Screen[None]):
         for h in view.hosts:
             hosts.add_row(cell(h.instance), cell(h.netns), Text(str(h.total), justify="right"),
                           *(Text(str(h.sockets.get(s, 0)), justify="right") for s in STATES),
-                          *(Text(_rate(v), justify="right") for v in (h.overflows_per_s, h.drops_per_s,
+                          *(Text(fmt_rate(v), justify="right") for v in (h.overflows_per_s, h.drops_per_s,
                                                                         h.retransmits_per_s, h.transitions_per_s)))
         listeners = self.query_one("#fleet-listeners", DataTable)
         listeners.clear()
