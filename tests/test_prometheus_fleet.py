@@ -87,6 +87,15 @@ def test_prometheus_scrapes_two_exporters_and_fleet_shows_both():
             assert text.returncode == 0, text.stderr
             assert inst_a in text.stdout and inst_b in text.stdout and ns_a in text.stdout
 
+            # every query of the Grafana dashboard is valid PromQL and finds data in this Prometheus
+            from test_grafana_dashboard import dashboard_exprs
+
+            for expr in dashboard_exprs():
+                q = expr.replace("$instance", ".*")
+                if q.startswith("label_values("):
+                    q = q[len("label_values("):].rsplit(",", 1)[0]
+                assert prom.query(q) or "increase(" in q or "rate(" in q, q
+
             for p in procs:  # SIGTERM ends them cleanly
                 assert stop_process(p) == 0
     finally:
