@@ -106,7 +106,7 @@ class SocketSet:
             srv.recv(1)  # the FIN arrived
             srv.close()
         self.held = [s for s in self.held if s.fileno() != -1]
-        self.expected = Counter({"listen": listeners + (1 if queued else 0), "established": 2 * pairs + 2 * queued,
+        self.expected = +Counter({"listen": listeners + (1 if queued else 0), "established": 2 * pairs + 2 * queued,
                                  "time_wait": time_wait})
 
     def close(self) -> None:

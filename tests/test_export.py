@@ -220,6 +220,7 @@ def test_non_loopback_listen_warns():
         try:
             first = proc.stderr.readline()
             assert first.startswith("sockmon export: warning: serving on 0.0.0.0:0, not loopback")
+            assert "serving http://0.0.0.0:" in proc.stderr.readline()
         finally:
             assert stop_process(proc) == 0
 
@@ -249,3 +250,48 @@ def test_no_sample_yet_serves_nothing():
         interval = 5.0
 
     assert list(_Bridge(Empty(), "x").collect()) == []
+
+
+def test_all_netns_labels_each_namespace_and_caps_them():
+    from sockmon.core.netns import all_netns
+    from sockmon.core.table.metrics import LABEL_MAX, label_text
+
+    with private_netns("all1") as ns1, private_netns("all2") as ns2:
+        a = SocketSet(ns1, listeners=1, pairs=2, time_wait=0)
+        b = SocketSet(ns2, listeners=2, pairs=0, time_wait=0)
+        try:
+            sample = MetricsCollector(interval=60, all_netns=True).collect_once()  # every namespace, for real
+            by_ns = {s.netns: s for s in sample.namespaces}
+            for ns, made in ((ns1, a), (ns2, b)):
+                assert {k: v for k, v in by_ns[ns].by_state if v} == made.expected
+            assert sample.labelled and all(s.netns for s in sample.namespaces)
+            assert {li.netns for li in sample.listeners} >= {ns1, ns2}
+
+            refs = {r.ident: r for r in all_netns()}
+            own = next(r for r in refs.values() if r.current)
+            shown = [own, refs[ns1], refs[ns2]]
+            col = MetricsCollector(interval=60, all_netns=True, max_netns=2, list_netns=lambda: shown)
+            first = col.collect_once()
+            assert [s.netns for s in first.namespaces] == [own.ident, ns1] and first.netns_not_exported == 1
+            assert set(col._ns) == {own.ident, ns1}
+            shown[:] = [own, refs[ns2]]  # ns1 left: its state is forgotten
+            second = col.collect_once()
+            assert [s.netns for s in second.namespaces] == [own.ident, ns2] and second.netns_not_exported == 0
+            assert set(col._ns) == {own.ident, ns2}
+        finally:
+            a.close()
+            b.close()
+    long = "x" * 500 + "\x1b"
+    assert len(label_text(long)) == LABEL_MAX and "\x1b" not in label_text("a\x1bb")
+
+
+def test_a_namespace_that_vanishes_is_one_error_not_a_crash(served):
+    errors = []
+    with private_netns("gone") as ns:
+        collector = MetricsCollector(interval=0.2, netns=ns, on_error=errors.append)
+        port = served(collector)
+    wait_until(lambda: errors, 10, "the failed round to be reported")
+    _, fams = scrape(port)
+    assert not samples(fams, "sockmon_tcp_sockets")  # no stale counts for a namespace that is gone
+    assert samples(fams, "sockmon_collect_errors_total")[0].value >= 1
+    assert "namespace" in errors[0]

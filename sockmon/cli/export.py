@@ -121,12 +121,12 @@ def run(args) -> int:
         from sockmon.core.netns import open_netns
 
         os.close(open_netns(netns))  # a missing namespace: one line, before anything starts
-    if not is_loopback(host):
-        print(f"sockmon export: warning: serving on {inert(host)}:{port}, not loopback: anyone who reaches it "
-              "reads your ports and process names", file=sys.stderr, flush=True)
     stop = Stop()
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     old = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in signals}
+    if not is_loopback(host):
+        print(f"sockmon export: warning: serving on {inert(host)}:{port}, not loopback: anyone who reaches it "
+              "reads your ports and process names", file=sys.stderr, flush=True)
     last_error: list[str] = []
 
     def on_error(line: str) -> None:
