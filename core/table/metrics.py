@@ -64,7 +64,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "sockmon_listen_drops": ("counter", "TcpExt ListenDrops of the namespace: SYNs / ACKs a listener dropped"),
     "sockmon_tcp_retransmits": ("counter", "Tcp RetransSegs of the namespace (/proc/net/snmp)"),
     "sockmon_tcp_transitions": ("counter", "TCP state transitions old -> new seen by the exporter"),
-    "sockmon_transition_events_lost": ("counter", "Tracepoint events the kernel or the exporter dropped"),
+    "sockmon_transition_events_lost": ("counter", "Tracepoint events the kernel dropped (trace buffer overrun)"),
     "sockmon_listeners_not_exported": ("gauge", "Listeners beyond --max-listeners, not exported this round"),
     "sockmon_netns_not_exported": ("gauge", "Network namespaces beyond the cap, not collected this round"),
     "sockmon_collect_duration_seconds": ("gauge", "Wall time of the latest collection round"),
@@ -199,7 +199,7 @@ class MetricsCollector:
         self.rounds = 0
         self._tracer = None
         self._drained: Counter = Counter()  # tracepoint (old, new) counts since the start
-        self._dropped = 0
+        self._drain_lock = threading.Lock()  # the thread's drains and a round's final drain never interleave
         self.tracer_note = ""
         want = use_tracepoint if use_tracepoint is not None else not self.labelled
         if want and not self.labelled:
@@ -259,14 +259,14 @@ class MetricsCollector:
         tracer = self._tracer
         if tracer is None or tracer.closed:
             return
-        try:
-            for n, batch in enumerate(tracer.batches(), 1):
-                self._drained.update(map(_PAIR, batch))
-                if n >= DRAIN_BATCHES:
-                    break
-        except Exception as exc:  # noqa: BLE001 - the thread lives on; counted and said once
-            self._dropped += 1
-            self._report(f"tracepoint read failed: {type(exc).__name__}: {exc}")
+        with self._drain_lock:
+            try:
+                for n, batch in enumerate(tracer.batches(), 1):
+                    self._drained.update(map(_PAIR, batch))
+                    if n >= DRAIN_BATCHES:
+                        break
+            except Exception as exc:  # noqa: BLE001 - the thread lives on; said once per new message
+                self._report(f"tracepoint read failed: {type(exc).__name__}: {exc}")
 
     def _report(self, line: str) -> None:
         if self._on_error is not None:
@@ -307,8 +307,9 @@ class MetricsCollector:
                 continue
             seen[label] = state
             if self._tracer is not None:
-                counts = self._drained
-                lost = self._tracer.overruns + self._dropped
+                with self._drain_lock:
+                    counts = Counter(self._drained)  # a copy: the thread's next drain may run meanwhile
+                lost = self._tracer.overruns
             else:
                 if state.prev is not None:
                     state.transitions.update(map(_PAIR, diff(state.prev, snap).transitions))
