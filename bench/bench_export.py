@@ -6,8 +6,9 @@ starts the real `sockmon export --interval I` process (tracepoint transitions, a
 ``--inferred``: snapshot diffs) and, after two warm-up rounds, for W seconds:
 
 - CPU per collection: the exporter's utime+stime (/proc/PID/stat) over the window divided by the rounds
-  it collected (``sockmon_collect_timestamp_seconds`` at both ends; tracepoint drains between rounds and
-  the scrapes of this benchmark included);
+  it finished meanwhile (each new ``sockmon_collect_timestamp_seconds`` seen by a scrape 4 times per
+  interval); tracepoint drains between rounds (every transition of the host: the tracepoint sees all
+  namespaces) and the scrapes of this benchmark included;
 - wall per collection: ``sockmon_collect_duration_seconds`` after each round (min / median);
 - scrape: wall time of ``GET /metrics`` (median; the exporter serves the newest collection, so this is what
   a Prometheus scrape waits — collecting on scrape would make it wait the collection's wall instead);
@@ -93,7 +94,8 @@ def measure_export(extra: list[str], interval: float, window: float) -> dict:
                 last_ts = ts
         body, _ = scrape(port)
         ts1, cpu1 = metric(body, "sockmon_collect_timestamp_seconds"), cpu_seconds(proc.pid)
-        rounds = max(1, round((ts1 - ts0) / interval))
+        # rounds finished between the two CPU readings: every new timestamp seen (polled 4x per interval)
+        rounds = max(1, len(walls) + (ts1 != last_ts))
         rss, hwm = rss_mb(proc.pid)
         count = sum(float(v) for v in re.findall(r'^sockmon_tcp_sockets\{state="[a-z_0-9]+"\} (\S+)$', body, re.M))
         source = re.search(r'transitions="(\w+)"', body).group(1)
