@@ -76,6 +76,8 @@ class FleetScreen(Screen[None]):
             "Host", "Netns", "Local", "Process", "Queue", "Backlog", "Fill")
         if self._client is None:
             self._status(self._setup_error or HOW_TO, error=self._setup_error is not None)
+            for widget in self.query("DataTable, #fleet-listeners-title"):
+                widget.display = False  # nothing to show: only the line above
             return
         self._status(f"asking Prometheus at {self.url} …")
         hosts.focus()
