@@ -60,6 +60,7 @@ from sockmon.tui.messages import (
     SocketSelected,
 )
 from sockmon.tui.screens.detail import DetailScreen
+from sockmon.tui.screens.fleet import FleetScreen
 from sockmon.tui.screens.help import HelpScreen
 from sockmon.tui.screens.netns import NetnsChoice, NetnsScreen
 from sockmon.tui.screens.options import SocketOptionsScreen
@@ -153,6 +154,8 @@ class SockmonApp(App[int]):
                         "confirmation, as root)"),
         Binding("plus,equals_sign", "slower", "Slower", show=True, key_display="+", id="interval.up", group=INTERVAL),
         Binding("minus", "faster", "Faster", show=True, key_display="-", id="interval.down", group=INTERVAL),
+        Binding("F", "fleet", "Fleet", show=False, id="fleet",
+                tooltip="Fleet: every host's sockets from Prometheus (sockmon --prometheus URL)"),
         Binding("question_mark,f1", "help", "Help", show=True, key_display="?", id="help"),
         Binding("q", "quit", "Quit", show=True, id="quit"),
     ]
@@ -160,8 +163,9 @@ class SockmonApp(App[int]):
     def __init__(self, *, interval: float = 1.0, netns: str | None = None,
                  collector_factory: Callable[..., Any] | None = default_collector_factory,
                  is_root: bool | None = None, clock: Callable[[], float] = time.monotonic,
-                 handle_signals: bool = False) -> None:
+                 handle_signals: bool = False, prometheus: str | None = None) -> None:
         super().__init__()
+        self.prometheus = prometheus  # the fleet screen's Prometheus base URL (None: it says how to enable it)
         self.handle_signals = handle_signals  # run_app: SIGTERM/SIGHUP/SIGINT exit cleanly (tests: off)
         self.exit_signal: int | None = None  # the signal that ended the app, if one did
         self.interval = float(interval)
@@ -747,6 +751,10 @@ class SockmonApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_fleet(self) -> None:
+        if self.on_base_screen():
+            self.push_screen(FleetScreen(self.prometheus))
+
     def action_detail(self) -> None:
         self.open_detail()
 
@@ -779,6 +787,8 @@ class SockmonApp(App[int]):
             keys = ", ".join(b.key_display or b.key for b in VirtualTable.BINDINGS if b.action == action)
             yield SystemCommand(title, f"in the focused socket list ({keys})",
                                 lambda a=action: self._sort_focused(a))
+        yield SystemCommand("Fleet", "every host's sockets from Prometheus (F; sockmon --prometheus URL)",
+                            self.action_fleet)
         yield SystemCommand("Sockmon help", "panes, keys, filter syntax, colours (?)", self.action_help)
         # every key of the lab panes, by name (they act on the pane even when its tab is hidden)
         for pane_cls, tab in ((ClientPane, "client"), (ServerPane, "server"), (TimelinePane, "timeline")):
@@ -802,8 +812,8 @@ class SockmonApp(App[int]):
         getattr(target, f"action_{action}")()
 
 
-def run_app(interval: float = 1.0, netns: str | None = None) -> int:
-    app = SockmonApp(interval=interval, netns=netns, handle_signals=True)
+def run_app(interval: float = 1.0, netns: str | None = None, prometheus: str | None = None) -> int:
+    app = SockmonApp(interval=interval, netns=netns, handle_signals=True, prometheus=prometheus)
     # Until the app's event loop takes the signals over (on mount), remember one and exit at mount.
     previous = {}
     for sig in EXIT_SIGNALS:

@@ -16,7 +16,7 @@ import sys
 from sockmon.core.errors import SockmonError
 from sockmon.core.text import inert
 
-COMMANDS = ("serve", "connect", "ls", "watch")
+COMMANDS = ("serve", "connect", "ls", "watch", "export", "fleet")
 
 
 class _Version(argparse.Action):
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="UI refresh interval in seconds (default 1)")
     parser.add_argument("--netns", metavar="NAME", default=None,
                         help="monitor the named network namespace (/run/netns/NAME)")
+    parser.add_argument("--prometheus", metavar="URL", default=None,
+                        help="Prometheus base URL for the fleet screen (F), e.g. http://127.0.0.1:9090")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"sockmon.cli.{name}").register(sub)
@@ -68,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
                 from sockmon.core.netns import open_netns
 
                 os.close(open_netns(args.netns))  # refuse a missing namespace before the screen opens
+            if args.prometheus is not None:
+                from sockmon.core.fleet import parse_url
+
+                parse_url(args.prometheus)  # a bad URL: one line, before the screen opens
             from sockmon.tui.app import run_app
 
-            return run_app(interval=args.interval, netns=args.netns)
+            return run_app(interval=args.interval, netns=args.netns, prometheus=args.prometheus)
         return int(args.run(args) or 0)
     except SockmonError as exc:
         print(f"sockmon: {inert(str(exc))}", file=sys.stderr)  # errors carry names and addresses

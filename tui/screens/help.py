@@ -44,6 +44,8 @@ KEYS = [
           "service names (/etc/services), like ss -r"),
     ("+ / -", "slower / faster refresh (interval up / down)"),
     ("Ctrl+P", "command palette: every action by name"),
+    ("F", "Fleet: every host's sockets, fullest listeners and rates, read from Prometheus "
+          "(sockmon --prometheus URL; Esc back, r refresh)"),
     ("?", "this help"),
     ("q / Ctrl+Q", "quit"),
 ]
