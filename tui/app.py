@@ -51,18 +51,21 @@ from sockmon.tui.messages import (
     ClientEndpointsKnown,
     ClientFdClosed,
     CollectionFailed,
+    ColumnsRequested,
     EngineEvent,
     ListenerRow,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
 )
+from sockmon.tui.screens.columns import ColumnChooser
 from sockmon.tui.screens.detail import DetailScreen
 from sockmon.tui.screens.help import HelpScreen
 from sockmon.tui.screens.options import SocketOptionsScreen
 from sockmon.tui.table.connections import ConnectionsPane
 from sockmon.tui.table.keepalive import KeepalivePane
 from sockmon.tui.table.listening import ListeningPane
+from sockmon.tui.widgets.columns import ColumnChoice, ColumnPrefs, default_config_path
 from sockmon.tui.widgets.status import StatusBar
 from sockmon.tui.widgets.virtual_table import VirtualTable
 from textual import on, work
@@ -149,8 +152,10 @@ class SockmonApp(App[int]):
     def __init__(self, *, interval: float = 1.0, netns: str | None = None,
                  collector_factory: Callable[..., Any] | None = default_collector_factory,
                  is_root: bool | None = None, clock: Callable[[], float] = time.monotonic,
-                 handle_signals: bool = False) -> None:
+                 handle_signals: bool = False, columns_file=None) -> None:
         super().__init__()
+        # the socket lists' column order / visibility: for the session, and in columns_file when given
+        self.column_prefs = ColumnPrefs.load(columns_file)
         self.handle_signals = handle_signals  # run_app: SIGTERM/SIGHUP/SIGINT exit cleanly (tests: off)
         self.exit_signal: int | None = None  # the signal that ended the app, if one did
         self.interval = float(interval)
@@ -220,6 +225,10 @@ class SockmonApp(App[int]):
         found = self.query(TimelinePane)
         return found.first() if found else None
 
+    def socket_lists(self) -> list:
+        """The socket-list panes (each with its own columns)."""
+        return [self.listening, self.connections, self.keepalive.timers]
+
     @property
     def status(self) -> StatusBar:
         return self.query_one("#status", StatusBar)
@@ -234,6 +243,12 @@ class SockmonApp(App[int]):
                          transition_source=None if self.collector_factory else "injected")
         self.connections.focus_table()
         self.keepalive.lookup = self.fresh_record
+        for pane in self.socket_lists():
+            choice = self.column_prefs.get(pane.id or "")
+            if choice is not None:
+                pane.set_column_choice(choice)
+        if self.column_prefs.error:
+            self.notify(inert(self.column_prefs.error), title="columns", severity="warning", markup=False)
         if self.collector_factory is not None:
             self._start_collector()
 
@@ -482,6 +497,24 @@ class SockmonApp(App[int]):
         if message.by_user and message.origin in ("connections", "listening"):
             self.lab.follow_socket(sock)
 
+    @on(ColumnsRequested)
+    def _choose_columns(self, message: ColumnsRequested) -> None:
+        origin = message.origin
+        pane = next((p for p in self.socket_lists() if p.id == origin), None)
+        if pane is None:
+            return
+        title = f"Columns of {getattr(pane, 'TITLE', origin)} (top to bottom = left to right)"
+
+        def chosen(choice: ColumnChoice | None) -> None:
+            if choice is None:
+                return
+            pane.set_column_choice(choice)
+            error = self.column_prefs.set(origin, choice)
+            if error:
+                self.notify(inert(error), title="columns", severity="warning", markup=False)
+
+        self.push_screen(ColumnChooser(message.table, title), chosen)
+
     def on_socket_activated(self, message: SocketActivated) -> None:
         self.open_detail(message.socket)
 
@@ -679,7 +712,7 @@ class SockmonApp(App[int]):
 
 
 def run_app(interval: float = 1.0, netns: str | None = None) -> int:
-    app = SockmonApp(interval=interval, netns=netns, handle_signals=True)
+    app = SockmonApp(interval=interval, netns=netns, handle_signals=True, columns_file=default_config_path())
     # Until the app's event loop takes the signals over (on mount), remember one and exit at mount.
     previous = {}
     for sig in EXIT_SIGNALS:

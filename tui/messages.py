@@ -101,3 +101,12 @@ class ListenerRow(Message):
     def __init__(self, socket: Socket | None) -> None:
         super().__init__()
         self.socket = socket
+
+
+class ColumnsRequested(Message):
+    """The user asked for the column chooser of ``table`` (a VirtualTable) in the pane ``origin``."""
+
+    def __init__(self, table, origin: str = "") -> None:
+        super().__init__()
+        self.table = table
+        self.origin = origin

@@ -48,17 +48,19 @@ class ListeningPane(SocketListPane):
     INITIAL_SORT = "local"
     EMPTY_TEXT = "no listening sockets"
     WITH_FILTER = False
-    NARROW_WIDTHS = {"local": 20}
-    WIDE_WIDTHS = {"local": 30}
 
     def columns(self) -> list[Column]:
+        """At 80 columns: Local, the accept queue gauge, Process; the others as the width allows."""
         return [
-            self.local_column(28),
-            Column("family", "Fam", 5, get=lambda s: s.family_name),
-            Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge),
-            Column("recv_q", "Queued", 7, get=lambda s: s.recv_q, justify="right"),
-            Column("send_q", "Backlog", 8, get=lambda s: s.send_q, justify="right"),
-            self.owner_column(24),
+            self.local_column(21, max_width=47, priority=0),
+            Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge, priority=10,
+                   help="connections waiting for accept() against the backlog"),
+            self.owner_column(21, priority=20),
+            self.family_column(priority=30),
+            Column("recv_q", "Queued", 7, get=lambda s: s.recv_q, justify="right", priority=40,
+                   help="accept queue length now"),
+            Column("send_q", "Backlog", 8, get=lambda s: s.send_q, justify="right", priority=41,
+                   help="the listener's backlog (listen() argument, capped by somaxconn)"),
             self.user_column(9),
         ]
 

@@ -14,7 +14,7 @@ from sockmon.core.records import SOCKET_COOKIE, SOCKET_IDENTITY, SOCKET_STATE, P
 from sockmon.core.states import ESTABLISHED
 from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
-from sockmon.tui.messages import SocketActivated, SocketSelected
+from sockmon.tui.messages import ColumnsRequested, SocketActivated, SocketSelected
 from sockmon.tui.theme import ERROR_STYLE, counts_text, state_style
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
@@ -64,6 +64,8 @@ class SocketListPane(Vertical):
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter", show=True),
         Binding("escape", "leave_filter", "Back to table", show=False),
+        Binding("C", "choose_columns", "Columns", show=False,
+                tooltip="Columns: choose, reorder, show / hide this list's columns"),
     ]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
@@ -116,12 +118,24 @@ class SocketListPane(Vertical):
         self.set_interval(0.5, self._tick)
         self._refresh_info()
 
-    NARROW_WIDTHS: dict[str, int] = {}
-    WIDE_WIDTHS: dict[str, int] = {}
-
     def on_resize(self) -> None:
-        narrow = self.size.width < 110
-        self.table.set_column_widths(self.NARROW_WIDTHS if narrow else self.WIDE_WIDTHS)
+        self.call_after_refresh(self._refresh_subtitle)
+
+    def _refresh_subtitle(self) -> None:
+        """The border says when columns are off screen, and how to reach or choose them."""
+        if not self._ready:
+            return
+        off = len(self.table.off_screen_keys)
+        self.border_subtitle = (Content(f"→ {off} more column{'s' if off != 1 else ''} · C: columns")
+                                if off else Content(""))
+
+    def set_column_choice(self, choice) -> None:
+        """The user's column order / visibility for this list (the app keeps it for the session)."""
+        self.table.set_choice(choice)
+        self._refresh_subtitle()
+
+    def action_choose_columns(self) -> None:
+        self.post_message(ColumnsRequested(self.table, origin=self.id or ""))
 
     def _tick(self) -> None:
         # live countdowns: only the visible rows are re-formatted
@@ -231,20 +245,30 @@ class SocketListPane(Vertical):
         self.query_one(f"#{self.id}-info", Static).update(self.info_text())
 
     # ------------------------------------------------------------ common columns
+    # Column priorities (tui/widgets/columns.py): smaller is further left and on screen first; below 25
+    # a column stays on screen at any width. State + Local are the frozen key columns.
     def state_column(self, width: int = 11) -> Column:
         # kernel state codes are already in life order: ESTABLISHED 1, SYN_SENT 2 … TIME_WAIT 6 … LISTEN 10
         return Column("state", "State", width, get=SOCKET_STATE,
-                      fmt=lambda s: s.state_name, style=lambda s: state_style(s.state), comparable=True)
+                      fmt=lambda s: s.state_name, style=lambda s: state_style(s.state), comparable=True,
+                      priority=0, frozen=True, help="TCP state (sorted in the order of a connection's life)")
 
-    def local_column(self, width: int = 22) -> Column:
+    def local_column(self, width: int = 21, *, max_width: int = 47, priority: int = 1) -> Column:
+        # 21 = 255.255.255.255:65535; 47 = a full [v6]:port. Ellipsized in the middle, never the port.
         return Column("local", "Local", width, get=lambda s: addr_key(s.family, s.src, s.sport),
-                      fmt=fmt.local_of, overflow="start", comparable=True)
+                      fmt=fmt.local_of, overflow="endpoint", comparable=True, priority=priority, frozen=True,
+                      min_width=13, max_width=max_width, help="local address:port")
 
-    def peer_column(self, width: int = 22) -> Column:
+    def peer_column(self, width: int = 21, *, priority: int = 10) -> Column:
         return Column("peer", "Peer", width, get=lambda s: addr_key(s.family, s.dst, s.dport),
-                      fmt=fmt.peer_of, overflow="start", comparable=True)
+                      fmt=fmt.peer_of, overflow="endpoint", comparable=True, priority=priority,
+                      min_width=13, max_width=47, help="peer address:port (* for a listener)")
 
-    def owner_column(self, width: int = 22) -> Column:
+    def family_column(self, *, priority: int = 60) -> Column:
+        return Column("family", "Fam", 3, get=lambda s: s.family, fmt=fmt.family_word, comparable=True,
+                      priority=priority, help="address family: v4 / v6 (the filter's words)")
+
+    def owner_column(self, width: int = 21, *, priority: int = 20) -> Column:
         def get(s: Socket):
             p = self.owner_of(s)
             return None if p is None else (p.name, p.pid)
@@ -258,13 +282,15 @@ class SocketListPane(Vertical):
                 return Text("(not accepted yet)" if s.state == ESTABLISHED else "", style="dim italic")
             return ""
 
-        return Column("owner", "Process", width, get=get, fmt=text)
+        return Column("owner", "Process", width, get=get, fmt=text, priority=priority, min_width=10,
+                      max_width=36, help="owning process pid/name (none for TIME_WAIT and orphans)")
 
-    def user_column(self, width: int = 9) -> Column:
+    def user_column(self, width: int = 9, *, priority: int = 80) -> Column:
         def user(s: Socket) -> str:
             return fmt.socket_user(s, self.owner_of(s))
 
-        return Column("user", "User", width, get=user)
+        return Column("user", "User", width, get=user, priority=priority,
+                      help="the owner's user (none for TIME_WAIT and orphans)")
 
     def counts_line(self, prefix: str = "") -> Text:
         out = Text(prefix)
