@@ -245,8 +245,8 @@ class SocketListPane(Vertical):
         self.query_one(f"#{self.id}-info", Static).update(self.info_text())
 
     # ------------------------------------------------------------ common columns
-    # Column priorities (tui/widgets/columns.py): smaller is further left and on screen first; below 25
-    # a column stays on screen at any width. State + Local are the frozen key columns.
+    # Column priorities (tui/widgets/columns.py): smaller is further left and on screen first; the key
+    # columns (State + Local, frozen) and the two after them stay on screen at any width.
     def state_column(self, width: int = 11) -> Column:
         # kernel state codes are already in life order: ESTABLISHED 1, SYN_SENT 2 … TIME_WAIT 6 … LISTEN 10
         return Column("state", "State", width, get=SOCKET_STATE,

@@ -6,11 +6,12 @@ No Textual here: the layout is a pure function of the columns, the choice and a 
 Adding a column to a pane is one `Column` entry with a ``priority``: smaller priorities come first
 (further left) in the default order, and the columns are laid out left to right in that order; the
 first ones that fit the width are on screen, the others follow to the right, reached by scrolling
-sideways (←/→) while the ``frozen`` key columns (State, Local) stay put. Columns whose priority is
-below `KEEP_PRIORITY` (State, Local, Peer, Process) are kept on screen at any width: the growable
-columns shrink toward their ``min_width`` to make room. Room left over goes to growable columns
-(``max_width`` above ``width``: addresses, the process). The user reorders, shows and hides columns
-in the column chooser (``C``): the order is the priority.
+sideways (←/→) while the ``frozen`` key columns (State, Local) stay put. The key columns and the
+`KEEP_AFTER_KEY` columns after them (by default Peer and Process) stay on screen at any width: the
+growable columns shrink toward their ``min_width`` to make room. Room left over goes to growable
+columns (``max_width`` above ``width``: addresses, the process). The user reorders, shows and hides
+columns in the column chooser (``C``): the order is the priority, so moving a column up brings it on
+screen on a narrow terminal.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rich.style import Style
 from rich.text import Text
 
 CellValue = str | Text
-KEEP_PRIORITY = 25  # columns with a smaller priority stay on screen at any width (others shrink for them)
+KEEP_AFTER_KEY = 2  # columns after the key columns that stay on screen at any width (others shrink for them)
 SEPARATOR = 1  # one blank cell after every column
 
 
@@ -62,10 +63,6 @@ class Column:
     @property
     def hi(self) -> int:
         return self.width if self.max_width is None else max(self.max_width, self.width)
-
-    @property
-    def kept(self) -> bool:
-        return self.frozen or self.priority < KEEP_PRIORITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +154,7 @@ def layout_columns(columns: Iterable[Column], choice: ColumnChoice | None, width
     hidden = (choice.hidden if choice else frozenset()) - {k for k, c in cols.items() if c.frozen}
     order = [k for k in resolve_order(cols.values(), choice) if k not in hidden]
     seq = [cols[k] for k in order]
-    kept = [c for c in seq if c.kept]
+    kept = [c for c in seq if c.frozen] + [c for c in seq if not c.frozen][:KEEP_AFTER_KEY]
     shown: set[str] = {c.key for c in kept}
     used = _span(kept)
     for c in seq:  # the others in order, at their preferred width, while they fit
