@@ -22,7 +22,7 @@ from sockmon.tui.table.keepalive import KeepaliveTimersPane
 from sockmon.tui.table.listening import ListeningPane
 from sockmon.tui.widgets.columns import ColumnChoice, ColumnPrefs, default_config_path, layout_columns
 from sockmon.tui.widgets.status import StatusInfo, status_text
-from test_tui_fixtures import HOSTILE_NAME, T0, frozen_clock, hostile_snapshot, snapshot, summary, sync
+from test_tui_fixtures import HOSTILE_NAME, T0, frozen_clock, hostile_snapshot, summary, sync
 
 
 def make_app(**kw) -> SockmonApp:

@@ -23,9 +23,10 @@ HELP = "↑↓ select · Space show/hide · Shift+↑↓ or K/J move · r defaul
 class ColumnChooser(ModalScreen[ColumnChoice]):
     DEFAULT_CSS = """
     ColumnChooser { align: center middle; }
-    ColumnChooser > Vertical { width: 74; max-width: 100%; height: auto; max-height: 100%;
+    ColumnChooser > Vertical { width: 64; max-width: 100%; height: auto; max-height: 100%;
                                border: thick $accent; background: $surface; padding: 0 1; }
     ColumnChooser #columns-list { height: auto; }
+    ColumnChooser #columns-about { height: auto; min-height: 2; color: $text; }
     ColumnChooser #columns-help { height: auto; color: $text-muted; }
     """
     BINDINGS = [
@@ -54,6 +55,7 @@ class ColumnChooser(ModalScreen[ColumnChoice]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(id="columns-list")
+            yield Static(id="columns-about")
             yield Static(HELP, id="columns-help", markup=False)
 
     def on_mount(self) -> None:
@@ -69,7 +71,7 @@ class ColumnChooser(ModalScreen[ColumnChoice]):
             col = self.columns[key]
             mark = "■" if col.frozen else ("☐" if key in self.hidden else "☑")
             where = ("key column, stays put" if col.frozen else "hidden" if key in self.hidden
-                     else "on screen" if key in on else "→ scroll")
+                     else "on screen" if key in on else "→ scroll sideways")
             lines.append(f"{'›' if i == self.cursor else ' '} {mark} {col.label:<24} {where}")
         return lines
 
@@ -79,23 +81,26 @@ class ColumnChooser(ModalScreen[ColumnChoice]):
         t = Table.grid(padding=(0, 1))
         t.add_column(no_wrap=True)
         t.add_column(no_wrap=True, min_width=24)
-        t.add_column(no_wrap=True, min_width=12)
-        t.add_column(overflow="fold", style="dim")
+        t.add_column(no_wrap=True)
         for i, key in enumerate(self.order):
             col = self.columns[key]
             selected = i == self.cursor
             if col.frozen:
-                mark, where, style = "■", Text("key, stays put", style="#56b6c2"), ""
+                mark, where, style = "■", Text("key column, stays put", style="#56b6c2"), ""
             elif key in self.hidden:
                 mark, where, style = "☐", Text("hidden", style="dim"), "dim"
             elif key in on:
                 mark, where, style = "☑", Text("on screen", style="#4ec94e"), ""
             else:
-                mark, where, style = "☑", Text("→ scroll", style="#e5c07b"), ""
+                mark, where, style = "☑", Text("→ scroll sideways", style="#e5c07b"), ""
             row_style = "reverse" if selected else ""
             t.add_row(Text(f"{'›' if selected else ' '} {mark}", style=row_style),
-                      Text(col.label, style=f"{style} {row_style}".strip() or ""), where, Text(col.help))
+                      Text(col.label, style=f"{style} {row_style}".strip()), where)
         self.query_one("#columns-list", Static).update(t)
+        col = self.columns[self.order[self.cursor]]
+        about = Text(f"{col.label}: ", style="bold")
+        about.append(col.help or "—")
+        self.query_one("#columns-about", Static).update(about)
 
     def _apply(self) -> None:
         self.table.set_choice(self.choice)

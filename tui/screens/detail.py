@@ -76,7 +76,7 @@ def socket_section(sock: Socket, elapsed_ms: float) -> Table:
     if fmt.has_no_user(sock):
         uid: Text | str = Text(f"{sock.uid} (reported for sockets with no owner: no user)", style="dim")
     else:
-        uid = f"{sock.uid} ({fmt.user_name(sock.uid)})"
+        uid = str(sock.uid)
     return _kv_table([
         ("state", state_text(sock.state, bold=True)),
         ("family", f"{fmt.family_word(sock)}  ({sock.family_name})"),

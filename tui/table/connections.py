@@ -57,7 +57,7 @@ class ConnectionsPane(SocketListPane):
                    priority=30, help="bytes received, not yet read by the application"),
             Column("send_q", "Send-Q", 7, get=operator.attrgetter("send_q"), justify="right", comparable=True,
                    priority=31, help="bytes sent, not yet acknowledged by the peer"),
-            Column("timer", "Timer", 17, get=timer_sort, priority=40,
+            Column("timer", "Timer", 19, get=timer_sort, priority=40,
                    fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms()),
                    help="the running timer and its countdown (on = retransmit), rN: retransmits / probes"),
             Column("rtt", "RTT ms", 7, get=fmt.rtt_ms, fmt=_rtt, justify="right", priority=50,

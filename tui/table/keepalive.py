@@ -39,7 +39,7 @@ class KeepaliveTimersPane(SocketListPane):
             self.local_column(),
             self.peer_column(),
             self.owner_column(),
-            Column("timer", "Next probe", 17, get=lambda s: s.timer.expires_ms, comparable=True, priority=30,
+            Column("timer", "Next probe", 19, get=lambda s: s.timer.expires_ms, comparable=True, priority=30,
                    fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms()),
                    help="time left on the keepalive timer, rN: probes sent unanswered"),
             Column("probes", "Probes", 7, get=lambda s: s.timer.retrans if s.timer else 0, justify="right",

@@ -52,7 +52,7 @@ class ListeningPane(SocketListPane):
     def columns(self) -> list[Column]:
         """At 80 columns: Local, the accept queue gauge, Process; the others as the width allows."""
         return [
-            self.local_column(21, max_width=47, priority=0),
+            self.local_column(21, max_width=32, priority=0),
             Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge, priority=10,
                    help="connections waiting for accept() against the backlog"),
             self.owner_column(21, priority=20),

@@ -15,7 +15,7 @@ from sockmon.core.states import ESTABLISHED
 from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
 from sockmon.tui.messages import ColumnsRequested, SocketActivated, SocketSelected
-from sockmon.tui.theme import ERROR_STYLE, counts_text, state_style
+from sockmon.tui.theme import ERROR_STYLE, STATE_SS_NAMES, STATE_TINY_NAMES, counts_text, state_style
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -120,6 +120,7 @@ class SocketListPane(Vertical):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._refresh_subtitle)
+        self._refresh_info()
 
     def _refresh_subtitle(self) -> None:
         """The border says when columns are off screen, and how to reach or choose them."""
@@ -253,8 +254,8 @@ class SocketListPane(Vertical):
                       fmt=lambda s: s.state_name, style=lambda s: state_style(s.state), comparable=True,
                       priority=0, frozen=True, help="TCP state (sorted in the order of a connection's life)")
 
-    def local_column(self, width: int = 21, *, max_width: int = 47, priority: int = 1) -> Column:
-        # 21 = 255.255.255.255:65535; 47 = a full [v6]:port. Ellipsized in the middle, never the port.
+    def local_column(self, width: int = 21, *, max_width: int = 30, priority: int = 1) -> Column:
+        # 21 = 255.255.255.255:65535 (a full [v6]:port is 47: ellipsized in the middle, never the port)
         return Column("local", "Local", width, get=lambda s: addr_key(s.family, s.src, s.sport),
                       fmt=fmt.local_of, overflow="endpoint", comparable=True, priority=priority, frozen=True,
                       min_width=13, max_width=max_width, help="local address:port")
@@ -262,7 +263,7 @@ class SocketListPane(Vertical):
     def peer_column(self, width: int = 21, *, priority: int = 10) -> Column:
         return Column("peer", "Peer", width, get=lambda s: addr_key(s.family, s.dst, s.dport),
                       fmt=fmt.peer_of, overflow="endpoint", comparable=True, priority=priority,
-                      min_width=13, max_width=47, help="peer address:port (* for a listener)")
+                      min_width=13, max_width=30, help="peer address:port (* for a listener)")
 
     def family_column(self, *, priority: int = 60) -> Column:
         return Column("family", "Fam", 3, get=lambda s: s.family, fmt=fmt.family_word, comparable=True,
@@ -283,7 +284,7 @@ class SocketListPane(Vertical):
             return ""
 
         return Column("owner", "Process", width, get=get, fmt=text, priority=priority, min_width=10,
-                      max_width=36, help="owning process pid/name (none for TIME_WAIT and orphans)")
+                      max_width=28, help="owning process pid/name (none for TIME_WAIT and orphans)")
 
     def user_column(self, width: int = 9, *, priority: int = 80) -> Column:
         def user(s: Socket) -> str:
@@ -293,8 +294,14 @@ class SocketListPane(Vertical):
                       help="the owner's user (none for TIME_WAIT and orphans)")
 
     def counts_line(self, prefix: str = "") -> Text:
-        out = Text(prefix)
-        out.append_text(counts_text(dict(self.counts)))
-        if self.table.filtered:
-            out.append(f"   showing {self.table.live_row_count} of {self.table.total_count}", style="bold")
+        """Counts per state; on a narrow pane with ss's shorter names, then the shortest ones."""
+        room = max(0, self.size.width - 4)  # inside the border and the line's padding
+        out = Text("")
+        for names in (None, STATE_SS_NAMES, STATE_TINY_NAMES):
+            out = Text(prefix)
+            out.append_text(counts_text(dict(self.counts), names=names, sep="  " if names is None else " "))
+            if self.table.filtered:
+                out.append(f"   showing {self.table.live_row_count} of {self.table.total_count}", style="bold")
+            if not room or out.cell_len <= room:
+                break
         return out

@@ -443,7 +443,10 @@ class VirtualTable(ScrollView, can_focus=True):
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        full = self.scrollable_content_region.width
+        # draw no further than the layout's width: the cell kept for the vertical scrollbar stays blank
+        # rather than showing the first letter of a column that is off screen
+        width = min(full, self.layout_width()) if self._total_width > self.layout_width() else full
         scroll_x, scroll_y = self.scroll_offset
         base = self._styles.get("base") or self.rich_style
         if y == 0:
@@ -462,8 +465,8 @@ class VirtualTable(ScrollView, can_focus=True):
             left = strip.crop_extend(0, frozen - 1, base)
             divider = Strip([Segment(FROZEN_DIVIDER, base + Style(dim=True))])
             right = strip.crop_extend(frozen + scroll_x, scroll_x + width, base)
-            return Strip.join([left, divider, right])
-        return strip.crop_extend(scroll_x, scroll_x + width, base)
+            return Strip.join([left, divider, right]).extend_cell_length(full, base)
+        return strip.crop_extend(scroll_x, scroll_x + width, base).extend_cell_length(full, base)
 
     # --------------------------------------------------------------- input
     def _boundaries(self) -> list[int]:
