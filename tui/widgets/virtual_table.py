@@ -288,6 +288,7 @@ class VirtualTable(ScrollView, can_focus=True):
         """The user's column order / visibility (kept across refreshes: rows never touch it)."""
         self.choice = choice
         self._relayout(force=True)
+        self.scroll_to(x=0, animate=False, immediate=True)  # the columns moved: start from the left again
 
     def preview(self, choice: ColumnChoice) -> Layout:
         """The layout ``choice`` would give at the current width (the column chooser shows it)."""
