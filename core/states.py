@@ -62,3 +62,25 @@ def parse_state(text: str) -> int:
 
         raise BadInput(f"unknown TCP state {text!r}; one of: {', '.join(n for n in STATE_CODES)}")
     return STATE_CODES[key]
+
+
+def ss_duration(ms: int) -> str:
+    """A timer's time left exactly as ``ss -o`` prints it (iproute2's print_ms_timer): ``4min25sec``,
+    ``12min`` (seconds dropped above 9 minutes), ``59sec``, ``9.500sec`` (milliseconds only below
+    10 s), ``476ms``; 0 prints nothing. Truncated, never rounded."""
+    ms = max(0, int(ms))
+    secs, msecs = divmod(ms, 1000)
+    minutes, secs = divmod(secs, 60)
+    out = ""
+    if minutes:
+        msecs = 0
+        out = f"{minutes}min"
+        if minutes > 9:
+            secs = 0
+    if secs:
+        if secs > 9:
+            msecs = 0
+        out += f"{secs}{'.' if msecs else 'sec'}"
+    if msecs:
+        out += f"{msecs:03d}{'sec' if secs else 'ms'}"
+    return out

@@ -254,3 +254,17 @@ def transitions() -> list[Transition]:
 
 def frozen_clock(at: float = T0 + 0.25):
     return lambda: at
+
+
+# A process name that is an attack on the terminal (OSC title, bell, clear screen) and on Rich markup:
+# the owner columns must show it inert and in its own cell.
+HOSTILE_NAME = "\x1b]0;pwned\x07[bold red]ev\x1b[2Jil"
+
+
+def hostile_snapshot(taken_at: float = T0) -> Snapshot:
+    """The fixture snapshot with the psql client (a keepalive timer, v6) owned by a hostile name."""
+    snap = snapshot(taken_at=taken_at)
+    owners = dict(snap.owners)
+    owners[203] = Process(7002, HOSTILE_NAME, "alice", (HOSTILE_NAME, "-h", "::1"))
+    return Snapshot(snap.sockets, snap.taken_at, snap.wall_time, snap.source, snap.netns,
+                    MappingProxyType(owners))

@@ -83,3 +83,69 @@ def test_detail_screen(snap_compare):
 
 def test_help_screen(snap_compare):
     assert snap_compare(make_app(), terminal_size=(110, 44), run_before=feed, press=["question_mark"])
+
+
+# Small terminals (issue #11): the owner column on screen at 80×24, a hostile process name shown inert.
+async def feed_hostile(pilot) -> None:
+    from test_tui_fixtures import hostile_snapshot
+
+    pilot.app.inject_snapshot(hostile_snapshot(), transitions(), summary(), duration_ms=12.0,
+                              transition_source="tracepoint")
+    await pilot.pause()
+
+
+async def keepalive_hostile(pilot) -> None:
+    app = pilot.app
+    app.keepalive.reader = lambda sock, owner: (Keepalive(True, 7200, 75, 9), "read as root via pidfd_getfd (test)")
+    await feed_hostile(pilot)
+    await pilot.press("2")
+    await pilot.pause()
+    table = app.keepalive.timers.table
+    key = next(table.key_fn(s) for s in table.visible_rows() if s.sport == 51002)
+    table.move_cursor_to_key(key)
+    await pilot.pause(0.2)
+
+
+def test_monitor_80x24_owner_column(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=feed_hostile)
+
+
+def test_monitor_200x60_owner_column(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(200, 60), run_before=feed_hostile)
+
+
+def test_keepalive_80x24_owner_column(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=keepalive_hostile)
+
+
+def test_keepalive_200x60_owner_column(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(200, 60), run_before=keepalive_hostile)
+
+
+def test_connections_80x24_scrolled_sideways_keeps_state_and_local(snap_compare):
+    async def run_before(pilot):
+        await feed_hostile(pilot)
+        pilot.app.connections.table.focus()
+        await pilot.press("right", "right", "right")
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_column_chooser_80x24(snap_compare):
+    async def run_before(pilot):
+        await feed_hostile(pilot)
+        pilot.app.connections.table.focus()
+        await pilot.press("C", "down", "down", "down", "down", "K")
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_detail_screen_80x24(snap_compare):
+    async def run_before(pilot):
+        app = pilot.app
+        await feed_hostile(pilot)
+        sock = next(s for s in app.snapshot.sockets if s.sport == 51002 and s.state == S.ESTABLISHED)
+        app.open_detail(sock)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)

@@ -66,8 +66,8 @@ async def test_udp_bound_sockets_beside_tcp_listeners_and_unix_on_toggle(tmp_pat
                                                          None) == os.getpid(), what="UDP owner")
             await pilot.pause(0.3)
             text = screen_text(app)
-            line = next(x for x in text.split("│") if f"127.0.0.1:{uport} " in x)
-            assert " udp " in line and "UDP: no accept queue" in line  # marked as UDP
+            lines = [x for x in text.split("│") if f"127.0.0.1:{uport} " in x and "UDP: no accept queue" in x]
+            assert lines and " udp " in lines[0]  # in Listening, marked as UDP
             assert "UDP bound" in text and "TCP+UDP" in text
             # the connected UDP socket is a connection, not a listener
             conn = await wait_for(pilot, lambda: next((s for s in app.connections.table.rows.rows.values()

@@ -52,6 +52,7 @@ from sockmon.tui.messages import (
     ClientEndpointsKnown,
     ClientFdClosed,
     CollectionFailed,
+    ColumnsRequested,
     EngineEvent,
     ListenerRow,
     NamesResolved,
@@ -59,6 +60,7 @@ from sockmon.tui.messages import (
     SocketActivated,
     SocketSelected,
 )
+from sockmon.tui.screens.columns import ColumnChooser
 from sockmon.tui.screens.detail import DetailScreen
 from sockmon.tui.screens.fleet import FleetScreen
 from sockmon.tui.screens.help import HelpScreen
@@ -68,6 +70,7 @@ from sockmon.tui.table.connections import ConnectionsPane
 from sockmon.tui.table.keepalive import KeepalivePane
 from sockmon.tui.table.listening import ListeningPane
 from sockmon.tui.table.socket_list import SOCKET_TYPE_MODES, TCP_ONLY
+from sockmon.tui.widgets.columns import ColumnChoice, ColumnPrefs, default_config_path
 from sockmon.tui.widgets.status import StatusBar
 from sockmon.tui.widgets.virtual_table import VirtualTable
 from textual import on, work
@@ -163,9 +166,11 @@ class SockmonApp(App[int]):
     def __init__(self, *, interval: float = 1.0, netns: str | None = None,
                  collector_factory: Callable[..., Any] | None = default_collector_factory,
                  is_root: bool | None = None, clock: Callable[[], float] = time.monotonic,
-                 handle_signals: bool = False, prometheus: str | None = None) -> None:
+                 handle_signals: bool = False, prometheus: str | None = None, columns_file=None) -> None:
         super().__init__()
         self.prometheus = prometheus  # the fleet screen's Prometheus base URL (None: it says how to enable it)
+        # the socket lists' column order / visibility: for the session, and in columns_file when given
+        self.column_prefs = ColumnPrefs.load(columns_file)
         self.handle_signals = handle_signals  # run_app: SIGTERM/SIGHUP/SIGINT exit cleanly (tests: off)
         self.exit_signal: int | None = None  # the signal that ended the app, if one did
         self.interval = float(interval)
@@ -243,6 +248,10 @@ class SockmonApp(App[int]):
         found = self.query(TimelinePane)
         return found.first() if found else None
 
+    def socket_lists(self) -> list:
+        """The socket-list panes (each with its own columns)."""
+        return [self.listening, self.connections, self.keepalive.timers]
+
     @property
     def status(self) -> StatusBar:
         return self.query_one("#status", StatusBar)
@@ -257,6 +266,12 @@ class SockmonApp(App[int]):
                          transition_source=None if self.collector_factory else "injected")
         self.connections.focus_table()
         self.keepalive.lookup = self.fresh_record
+        for pane in self.socket_lists():
+            choice = self.column_prefs.get(pane.id or "")
+            if choice is not None:
+                pane.set_column_choice(choice)
+        if self.column_prefs.error:
+            self.notify(inert(self.column_prefs.error), title="columns", severity="warning", markup=False)
         if self.collector_factory is not None:
             self._start_collector()
 
@@ -572,6 +587,24 @@ class SockmonApp(App[int]):
         if message.by_user and message.origin in ("connections", "listening"):
             self.lab.follow_socket(sock)
 
+    @on(ColumnsRequested)
+    def _choose_columns(self, message: ColumnsRequested) -> None:
+        origin = message.origin
+        pane = next((p for p in self.socket_lists() if p.id == origin), None)
+        if pane is None:
+            return
+        title = f"Columns of {getattr(pane, 'TITLE', origin)} (top to bottom = left to right)"
+
+        def chosen(choice: ColumnChoice | None) -> None:
+            if choice is None:
+                return
+            pane.set_column_choice(choice)
+            error = self.column_prefs.set(origin, choice)
+            if error:
+                self.notify(inert(error), title="columns", severity="warning", markup=False)
+
+        self.push_screen(ColumnChooser(message.table, title), chosen)
+
     def on_socket_activated(self, message: SocketActivated) -> None:
         self.open_detail(message.socket)
 
@@ -813,7 +846,8 @@ class SockmonApp(App[int]):
 
 
 def run_app(interval: float = 1.0, netns: str | None = None, prometheus: str | None = None) -> int:
-    app = SockmonApp(interval=interval, netns=netns, handle_signals=True, prometheus=prometheus)
+    app = SockmonApp(interval=interval, netns=netns, handle_signals=True, prometheus=prometheus,
+                     columns_file=default_config_path())
     # Until the app's event loop takes the signals over (on mount), remember one and exit at mount.
     previous = {}
     for sig in EXIT_SIGNALS:

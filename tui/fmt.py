@@ -33,6 +33,27 @@ def cell(value: RenderableType | None) -> RenderableType:
     return value
 
 
+def fit_span(text: str, width: int, overflow: str = "end") -> tuple[int, int]:
+    """How much of ``text`` (longer than ``width``) to keep around one "…": (head, tail) lengths, with
+    head + 1 + tail == width. "end" keeps the head, "start" the tail, "endpoint" an address's port and
+    as much of the host on both sides of the "…" as fits (``[2001:db8…7334]:443``): never the port cut."""
+    room = max(0, width - 1)
+    if overflow == "start":
+        return 0, room
+    if overflow == "endpoint":
+        colon = text.rfind(":")
+        if colon > 0:
+            port_len = len(text) - colon
+            if text[colon - 1] == "]":
+                port_len += 1  # keep the closing bracket of [v6]:port with the port
+            host_room = room - port_len
+            if host_room >= 2:
+                head = host_room - host_room // 2
+                return head, port_len + host_room // 2
+        return 0, room  # no port, or not even that fits: the end is what tells sockets apart
+    return room, 0
+
+
 def endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -79,15 +100,30 @@ def user_name(uid: int) -> str:
     return name
 
 
+def has_no_user(sock: Socket) -> bool:
+    """True for sockets whose uid means nothing: TIME_WAIT mini-sockets and request sockets (the kernel
+    reports uid 0 whoever made them), and fd-less sockets reported as uid 0 (orphans): like ss, which
+    prints a uid only when it is not 0, these show no user rather than a false "root"."""
+    return sock.state == TIME_WAIT or (not sock.inode and (sock.state == SYN_RECV or not sock.uid))
+
+
 def socket_user(sock: Socket, owner: Process | None) -> str:
-    """The User column: the owner's user, else the socket's uid as a name — except for sockets the kernel
-    reports uid 0 for whatever their creator was (TIME_WAIT mini-sockets, SYN_RECV request sockets: no
-    inode): those show no user rather than a false "root"."""
+    """The User column: the owner's user, else the socket's uid as a name; nothing for `has_no_user`."""
+    if sock.state == TIME_WAIT:
+        return ""  # never an owner's user either: a TIME_WAIT socket has no owner
     if owner is not None and owner.user:
         return inert(owner.user)
-    if sock.state == TIME_WAIT or (sock.state == SYN_RECV and not sock.inode):
+    if has_no_user(sock):
         return ""
     return user_name(sock.uid)
+
+
+FAMILY_WORDS = {2: "v4", 10: "v6"}  # AF_INET, AF_INET6: the words the filter takes
+
+
+def family_word(sock: Socket) -> str:
+    """``v4`` / ``v6``, as the filter spells the families."""
+    return FAMILY_WORDS.get(sock.family, str(sock.family))
 
 
 def owner_text(proc: Process | None) -> str:
@@ -95,12 +131,24 @@ def owner_text(proc: Process | None) -> str:
     return "" if proc is None else f"{proc.pid}/{inert(proc.name)}"
 
 
-def seconds(ms: float) -> str:
-    if ms >= 100_000:
-        return f"{ms / 60_000:.0f}m"
-    if ms >= 10_000:
-        return f"{ms / 1000:.0f}s"
-    return f"{ms / 1000:.1f}s"
+def duration(ms: float) -> str:
+    """A timer's time left, compact and as precise as ``ss -o`` (which truncates, as this does):
+    ``850ms``, ``9.5s``, ``59.1s``, ``4m05s``, ``12m30s``, ``1h02m`` (ss: ``850ms``, ``9.500sec``,
+    ``59sec``, ``4min5sec``, ``12min``, ``62min``). Every timer on screen goes through here."""
+    ms = max(0, int(ms))
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms // 100 / 10:.1f}s"
+    secs = ms // 1000
+    if secs < 3600:
+        m, s = divmod(secs, 60)
+        return f"{m}m{s:02d}s"
+    h, m = divmod(secs // 60, 60)
+    return f"{h}h{m:02d}m"
+
+
+seconds = duration  # the older name
 
 
 def timer_remaining_ms(timer: Timer | None, elapsed_ms: float) -> float | None:
@@ -115,7 +163,7 @@ def timer_text(timer: Timer | None, elapsed_ms: float) -> Text:
     remaining = timer_remaining_ms(timer, elapsed_ms)
     if remaining is None or timer is None:
         return Text("")
-    out = Text(f"{timer.name} {seconds(remaining)}", style=_TIMER_STYLE.get(timer.kind, ""))
+    out = Text(f"{timer.name} {duration(remaining)}", style=_TIMER_STYLE.get(timer.kind, ""))
     if timer.retrans:
         out.append(f" r{timer.retrans}", style="bold #ff6b6b")
     return out

@@ -106,3 +106,12 @@ class ListenerRow(Message):
 class NamesResolved(Message):
     """The host-name resolver thread answered one or more lookups: the lists redraw (names replace
     numbers). Posted at most once until the app handled it (coalesced)."""
+
+
+class ColumnsRequested(Message):
+    """The user asked for the column chooser of ``table`` (a VirtualTable) in the pane ``origin``."""
+
+    def __init__(self, table, origin: str = "") -> None:
+        super().__init__()
+        self.table = table
+        self.origin = origin

@@ -56,8 +56,24 @@ def state_text(code: int, bold: bool = False) -> Text:
     return Text(state_name(code), style=state_style(code, bold))
 
 
-def counts_text(counts: dict[int, int], *, zero: bool = False, sep: str = "  ") -> Text:
-    """``ESTABLISHED 12  TIME_WAIT 3`` with each name in its colour (zero counts left out unless asked)."""
+# Shorter state names for narrow terminals: ss's own (``ss -t`` prints ESTAB, TIME-WAIT…), then the
+# shortest that are still unambiguous (the status bar at 80 columns).
+STATE_SS_NAMES: dict[int, str] = {
+    S.ESTABLISHED: "ESTAB", S.SYN_SENT: "SYN-SENT", S.SYN_RECV: "SYN-RECV", S.NEW_SYN_RECV: "SYN-RECV",
+    S.FIN_WAIT1: "FIN-WAIT-1", S.FIN_WAIT2: "FIN-WAIT-2", S.TIME_WAIT: "TIME-WAIT", S.CLOSE: "UNCONN",
+    S.CLOSE_WAIT: "CLOSE-WAIT", S.LAST_ACK: "LAST-ACK", S.LISTEN: "LISTEN", S.CLOSING: "CLOSING",
+}
+STATE_TINY_NAMES: dict[int, str] = {
+    S.ESTABLISHED: "EST", S.SYN_SENT: "SS", S.SYN_RECV: "SR", S.NEW_SYN_RECV: "SR", S.FIN_WAIT1: "FW1",
+    S.FIN_WAIT2: "FW2", S.TIME_WAIT: "TW", S.CLOSE: "CL", S.CLOSE_WAIT: "CW", S.LAST_ACK: "LA",
+    S.LISTEN: "LIS", S.CLOSING: "CLG",
+}
+
+
+def counts_text(counts: dict[int, int], *, zero: bool = False, sep: str = "  ",
+                names: dict[int, str] | None = None) -> Text:
+    """``ESTABLISHED 12  TIME_WAIT 3`` with each name in its colour (zero counts left out unless asked);
+    ``names``: shorter names (`STATE_SS_NAMES`, `STATE_TINY_NAMES`)."""
     out = Text()
     first = True
     known = [c for c in STATE_ORDER] + sorted(c for c in counts if c not in STATE_ORDER)
@@ -68,7 +84,7 @@ def counts_text(counts: dict[int, int], *, zero: bool = False, sep: str = "  ") 
         if not first:
             out.append(sep)
         first = False
-        out.append(state_name(code), state_style(code, bold=True))
+        out.append((names or {}).get(code) or state_name(code), state_style(code, bold=True))
         out.append(f" {n}")
     return out
 

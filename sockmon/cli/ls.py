@@ -58,9 +58,12 @@ def fmt_endpoint(family: int, addr: str, port: int, names=None, protocol: str = 
 
 
 def fmt_timer(timer) -> str:
-    if timer is None:
+    """``timer:(keepalive,4min25sec,0)`` as ``ss -o`` prints it (the same words and precision)."""
+    if timer is None or not timer.kind:
         return ""
-    return f"{timer.name},{timer.expires_ms / 1000:.3f}s,{timer.retrans}"
+    from sockmon.core.states import ss_duration
+
+    return f"timer:({timer.name},{ss_duration(timer.expires_ms)},{timer.retrans})"
 
 
 def owner_cell(owner) -> str:

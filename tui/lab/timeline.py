@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from sockmon.core.lab.timeline import MAX_LINES, ConnectionTimeline, Line
-from sockmon.tui.fmt import endpoint, event_text, fmt_ms, transition_text
+from sockmon.tui.fmt import duration, endpoint, event_text, fmt_ms, transition_text
 from sockmon.tui.theme import state_label
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -37,8 +37,8 @@ def line_text(line: Line, before: tuple[str, float] | None, t0: float | None) ->
         out.append("kernel ", "bold #c8c8c8")
         out.append_text(state_label(sock.state_name))
         out.append(f"  {endpoint(sock.src, sock.sport)} → {endpoint(sock.dst, sock.dport)}", "dim")
-        if sock.timer is not None:
-            out.append(f"  timer {sock.timer.name} {sock.timer.expires_ms / 1000:.1f} s", "dim")
+        if sock.timer is not None and sock.timer.kind:
+            out.append(f"  timer {sock.timer.name} {duration(sock.timer.expires_ms)}", "dim")
         out.append("  [selected in the socket table]", "dim")
         return out
     elif line.gone and line.kind == "row":

@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from sockmon.core.records import Process, Socket, Transition
+from sockmon.core.states import TIME_WAIT
 from sockmon.tui import fmt
 from sockmon.tui.theme import state_style, state_text
 from textual.app import ComposeResult
@@ -51,10 +52,14 @@ def tcp_info_value(name: str, value: int) -> str:
 
 
 def _kv_table(rows, key_width: int | None = None) -> Table:
-    """Key/value rows; every ``str`` value is shown literally and inert (names, cmdlines: never markup)."""
+    """Key/value rows; every ``str`` value is shown literally and inert (names, cmdlines: never markup).
+    Labels are never cut: their column is as wide as the longest label and never shrinks (fixed
+    width); values wrap, and a long word (a number, a path) folds."""
+    rows = list(rows)
+    widest = max((len(k) for k, _ in rows), default=0)
     t = Table.grid(padding=(0, 1))
-    t.add_column(style="dim", no_wrap=True, min_width=key_width)
-    t.add_column()
+    t.add_column(style="dim", no_wrap=True, width=max(widest, key_width or 0))
+    t.add_column(overflow="fold", ratio=1)
     for k, v in rows:
         t.add_row(fmt.cell(k), fmt.cell(v))
     return t
@@ -68,15 +73,19 @@ def socket_section(sock: Socket, elapsed_ms: float) -> Table:
         timer_val = fmt.timer_text(timer, elapsed_ms)
         timer_val.append(f"   (kernel said {timer.expires_ms} ms at the snapshot, retrans {timer.retrans})",
                          style="dim")
+    if fmt.has_no_user(sock):
+        uid: Text | str = Text(f"{sock.uid} (reported for sockets with no owner: no user)", style="dim")
+    else:
+        uid = str(sock.uid)
     return _kv_table([
         ("state", state_text(sock.state, bold=True)),
-        ("family", sock.family_name),
+        ("family", f"{fmt.family_word(sock)}  ({sock.family_name})"),
         ("local", fmt.local_of(sock)),
         ("peer", fmt.peer_of(sock)),
         ("recv-q", f"{sock.recv_q}" + ("  (accept queue now)" if sock.state == 10 else "")),
         ("send-q", f"{sock.send_q}" + ("  (backlog)" if sock.state == 10 else "")),
         ("timer", timer_val),
-        ("uid", str(sock.uid)),
+        ("uid", uid),
         ("inode", str(sock.inode) + ("  (no fd: TIME_WAIT or orphan)" if not sock.inode else "")),
         ("cookie", f"{sock.cookie:#x}"),
         ("ifindex", str(sock.ifindex)),
@@ -86,8 +95,8 @@ def socket_section(sock: Socket, elapsed_ms: float) -> Table:
 
 
 def owner_section(owner: Process | None, sock: Socket) -> Table | Text:
-    if owner is None:
-        why = ("TIME_WAIT and orphaned sockets belong to no process" if not sock.inode
+    if owner is None or sock.state == TIME_WAIT:
+        why = ("TIME_WAIT and orphaned sockets belong to no process" if not sock.inode or sock.state == TIME_WAIT
                else "not found (another user's process needs root, or it just exited)")
         return Text(why, style="dim italic")
     cmd = " ".join(owner.cmdline) if owner.cmdline else "—"  # _kv_table makes every value inert
@@ -110,10 +119,10 @@ def sockaddr_section(sock: Socket) -> Group | Text:
         struct = "sockaddr_in6" if total == 28 else "sockaddr_in"
         head = Text(f"{label} {fmt.endpoint(host, port)} → struct {struct}, {total} bytes", style="bold")
         t = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
-        t.add_column("field", no_wrap=True)
-        t.add_column("off", justify="right")
-        t.add_column("bytes", style="#e5c07b", no_wrap=True)
-        t.add_column("meaning")
+        t.add_column("field", no_wrap=True, min_width=max(len(f.name) for f in fields))
+        t.add_column("off", justify="right", no_wrap=True)
+        t.add_column("bytes", style="#e5c07b", min_width=11)  # wraps between bytes when narrow
+        t.add_column("meaning", ratio=1)
         for f in fields:
             t.add_row(*map(fmt.cell, (f.name, str(f.offset), f.hex, f.meaning)))
         allhex = Text("  " + " ".join(f.hex for f in fields), style="#e5c07b")
@@ -144,20 +153,23 @@ def options_section(opts, note: str) -> Table | Text:
     ], 16)
 
 
-def tcp_info_section(sock: Socket) -> Table | Text:
+def tcp_info_section(sock: Socket, pairs: int = 2) -> Table | Text:
+    """Every field as name / value; ``pairs`` side by side (1 on a narrow terminal: names never cut)."""
     info = sock.tcp_info
     if info is None:
         return Text("no tcp_info (TIME_WAIT and request sockets carry none, or the dump was without it)",
                     style="dim italic")
     items = list(msgspec.structs.asdict(info).items())
-    half = (len(items) + 1) // 2
+    widest = max(len(k) for k, _ in items)
+    rows_n = (len(items) + pairs - 1) // pairs
     t = Table.grid(padding=(0, 1))
-    for _ in range(2):
-        t.add_column(style="dim", no_wrap=True)
-        t.add_column(no_wrap=True, min_width=24)
-    for i in range(half):
+    for _ in range(pairs):
+        t.add_column(style="dim", no_wrap=True, width=widest)
+        t.add_column(overflow="fold", min_width=12, ratio=1)
+    for i in range(rows_n):
         row = []
-        for k, v in (items[i], items[i + half] if i + half < len(items) else ("", None)):
+        for j in range(pairs):
+            k, v = items[i + j * rows_n] if i + j * rows_n < len(items) else ("", None)
             row += [k, "" if v is None else tcp_info_value(k, v)]
         t.add_row(*map(fmt.cell, row))
     return t
@@ -183,13 +195,16 @@ def history_section(transitions: list[Transition], now: float) -> Table | Text:
 class DetailScreen(Screen[None]):
     DEFAULT_CSS = """
     DetailScreen { layout: vertical; }
-    DetailScreen #detail-title { height: 1; padding: 0 1; background: $panel; }
+    DetailScreen #detail-title { height: auto; max-height: 3; padding: 0 1; background: $panel; }
     DetailScreen VerticalScroll { height: 1fr; }
     DetailScreen .detail-box { border: round $primary 60%; height: auto; padding: 0 1; }
     DetailScreen #detail-row { height: auto; }
     DetailScreen #detail-socket { width: 1fr; }
     DetailScreen #detail-owner { width: 1fr; }
+    DetailScreen.-narrow #detail-row { layout: vertical; }
+    DetailScreen.-narrow #detail-socket, DetailScreen.-narrow #detail-owner { width: 1fr; }
     """
+    NARROW = 110  # below this many columns: boxes stacked, tcp_info one field per line
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", show=True),
         Binding("q", "app.pop_screen", "Back", show=False),
@@ -234,7 +249,17 @@ class DetailScreen(Screen[None]):
                            ("sockaddr", "sockaddr bytes, field by field"), ("history", "Transition history")):
             self.query_one(f"#detail-{wid}", Static).border_title = title
         self.set_interval(0.5, self._refresh_timer)
+        self.set_class(self.narrow, "-narrow")
         self.render_all()
+
+    @property
+    def narrow(self) -> bool:
+        return (self.size.width or self.app.size.width) < self.NARROW
+
+    def on_resize(self) -> None:
+        self.set_class(self.narrow, "-narrow")
+        if self._ready:
+            self.render_all()
 
     def action_options(self) -> None:
         self.app.open_options(self.sock)
@@ -253,7 +278,10 @@ class DetailScreen(Screen[None]):
             self.gone = True
         else:
             self.gone = False
-            self.sock, self.owner, self.taken_at = sock, owner or self.owner, taken_at
+            # keep the owner we had only while the socket still has the same fd (an owner lookup can
+            # miss once); a socket that lost its fd (TIME_WAIT, orphan) has no owner any more
+            keep = self.owner if sock.inode and sock.inode == self.sock.inode else None
+            self.sock, self.owner, self.taken_at = sock, owner or keep, taken_at
         self.history = history
         self._request_options()
         self.render_all()
@@ -292,6 +320,6 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-socket", Static).update(socket_section(s, self._elapsed_ms()))
         self.query_one("#detail-owner", Static).update(owner_section(self.owner, s))
         self.query_one("#detail-options", Static).update(options_section(self.options, self.options_note))
-        self.query_one("#detail-tcpinfo", Static).update(tcp_info_section(s))
+        self.query_one("#detail-tcpinfo", Static).update(tcp_info_section(s, 1 if self.narrow else 2))
         self.query_one("#detail-sockaddr", Static).update(sockaddr_section(s))
         self.query_one("#detail-history", Static).update(history_section(self.history, self._clock()))

@@ -25,7 +25,9 @@ PANES = [
 
 KEYS = [
     ("↑ ↓ PgUp PgDn Home End", "move the cursor in a socket list"),
-    ("← →", "scroll a wide table sideways"),
+    ("← →", "scroll a wide table sideways, a column at a time (State and Local stay put)"),
+    ("C", "columns of a socket list: reorder, show / hide (top = left, and on screen first when narrow); "
+          "kept for the session and in $XDG_CONFIG_HOME/sockmon/columns.json"),
     ("Enter / double click", "Detail screen of the socket under the cursor"),
     ("o", "socket options: SO_LINGER / keepalive of the selected socket, read back from the kernel "
           "(another process's after confirmation, as root)"),

@@ -41,27 +41,34 @@ class ConnectionsPane(SocketListPane):
     KEY_HINT = "c"
     INITIAL_SORT = "state"  # stable: kernel order within a state
     EMPTY_TEXT = "no connections (only listeners, or nothing matches the filter)"
-    NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 14}
-    WIDE_WIDTHS = {"local": 24, "peer": 24, "timer": 17}
 
     def columns(self) -> list[Column]:
+        """At 80 columns: State, Local, Peer, Process; the others by priority as the width allows."""
+
         def timer_sort(s: Socket):
             return None if s.timer is None or not s.timer.kind else s.timer.expires_ms
 
         return [
             self.netns_column(),  # shown only when every namespace is
             self.state_column(11),
-            self.local_column(22),
-            self.peer_column(22),
-            Column("recv_q", "Recv-Q", 7, get=operator.attrgetter("recv_q"), justify="right", comparable=True),
-            Column("send_q", "Send-Q", 7, get=operator.attrgetter("send_q"), justify="right", comparable=True),
-            Column("timer", "Timer", 15, get=timer_sort,
-                   fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms())),
-            Column("rtt", "RTT ms", 7, get=fmt.rtt_ms, fmt=_rtt, justify="right"),
-            Column("cwnd", "cwnd", 5, get=_cwnd, justify="right"),
-            Column("retrans", "Retr", 5, get=_retrans, fmt=_retrans_text, justify="right"),
-            self.owner_column(22),
+            self.local_column(),
+            self.peer_column(),
+            self.owner_column(),
+            Column("recv_q", "Recv-Q", 7, get=operator.attrgetter("recv_q"), justify="right", comparable=True,
+                   priority=30, help="bytes received, not yet read by the application"),
+            Column("send_q", "Send-Q", 7, get=operator.attrgetter("send_q"), justify="right", comparable=True,
+                   priority=31, help="bytes sent, not yet acknowledged by the peer"),
+            Column("timer", "Timer", 19, get=timer_sort, priority=40,
+                   fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms()),
+                   help="the running timer and its countdown (on = retransmit), rN: retransmits / probes"),
+            Column("rtt", "RTT ms", 7, get=fmt.rtt_ms, fmt=_rtt, justify="right", priority=50,
+                   help="smoothed round-trip time (tcp_info)"),
+            Column("cwnd", "cwnd", 5, get=_cwnd, justify="right", priority=60,
+                   help="congestion window, segments (tcp_info)"),
+            Column("retrans", "Retr", 5, get=_retrans, fmt=_retrans_text, justify="right", priority=70,
+                   help="retransmits: outstanding/total (tcp_info)"),
             self.user_column(9),
+            self.family_column(priority=90),
         ]
 
     @staticmethod

@@ -30,20 +30,21 @@ class KeepaliveTimersPane(SocketListPane):
 
     TITLE = "Keepalive timers"
     WITH_FILTER = False
-    NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 17}
-    WIDE_WIDTHS = {"local": 22, "peer": 22, "timer": 17}
     INITIAL_SORT = "timer"
     EMPTY_TEXT = "no socket has a keepalive timer running (SO_KEEPALIVE is off by default)"
 
     def columns(self) -> list[Column]:
         return [
             self.state_column(11),
-            self.local_column(22),
-            self.peer_column(22),
-            Column("timer", "Next probe", 17, get=lambda s: s.timer.expires_ms, comparable=True,
-                   fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms())),
-            Column("probes", "Probes", 7, get=lambda s: s.timer.retrans if s.timer else 0, justify="right"),
-            self.owner_column(22),
+            self.local_column(),
+            self.peer_column(),
+            self.owner_column(),
+            Column("timer", "Next probe", 19, get=lambda s: s.timer.expires_ms, comparable=True, priority=30,
+                   fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms()),
+                   help="time left on the keepalive timer, rN: probes sent unanswered"),
+            Column("probes", "Probes", 7, get=lambda s: s.timer.retrans if s.timer else 0, justify="right",
+                   priority=40, help="keepalive probes sent and not answered"),
+            self.family_column(priority=90),
         ]
 
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:
@@ -256,7 +257,7 @@ class KeepalivePane(Horizontal):
         t.add_row("read", fmt.safe_text(self.read_note or "—", style="dim"))
         if timer is not None and timer.kind == TIMER_KEEPALIVE:
             remaining = fmt.timer_remaining_ms(timer, elapsed) or 0.0
-            t.add_row("keepalive timer", Text(f"next firing in {fmt.seconds(remaining)}, {timer.retrans} probe(s) "
+            t.add_row("keepalive timer", Text(f"next firing in {fmt.duration(remaining)}, {timer.retrans} probe(s) "
                                               "unanswered", style="#56b6c2"))
         elif timer is not None and timer.kind:
             t.add_row("timer", fmt.timer_text(timer, elapsed))

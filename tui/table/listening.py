@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import CLOSE, LISTEN, STATE_CODES
+from sockmon.tui import fmt
 from sockmon.tui.table.socket_list import TCP_ONLY, SocketListPane, row_protocol
 from sockmon.tui.widgets.virtual_table import Column
 
@@ -19,10 +20,10 @@ UDP = 17  # socket.IPPROTO_UDP
 
 
 def family_text(s) -> str:
-    """The Fam column: inet / inet6 for TCP listeners; a UDP bound socket is marked udp / udp6, a UNIX
+    """The Fam column: v4 / v6 for TCP listeners; a UDP bound socket is marked udp / udp6, a UNIX
     listener by its type (u_str, u_seq)."""
     if s.protocol == 6:
-        return s.family_name
+        return fmt.family_word(s)
     if s.protocol == UDP:
         return "udp" if s.family == 2 else "udp6"
     return row_protocol(s)
@@ -63,18 +64,21 @@ class ListeningPane(SocketListPane):
     INITIAL_SORT = "local"
     EMPTY_TEXT = "no listening sockets"
     WITH_FILTER = False
-    NARROW_WIDTHS = {"local": 20}
-    WIDE_WIDTHS = {"local": 30}
 
     def columns(self) -> list[Column]:
+        """At 80 columns: Local, the accept queue gauge, Process; the others as the width allows."""
         return [
+            self.local_column(21, max_width=32, priority=0),
+            Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge, priority=10,
+                   help="connections waiting for accept() against the backlog"),
+            self.owner_column(21, priority=20),
+            Column("family", "Fam", 5, get=family_text, fmt=family_text, priority=30,
+                   help="v4 / v6 for TCP listeners; udp / udp6 for a bound UDP socket, u_str / u_seq for UNIX"),
+            Column("recv_q", "Queued", 7, get=lambda s: s.recv_q, justify="right", priority=40,
+                   help="accept queue length now"),
+            Column("send_q", "Backlog", 8, get=lambda s: None if s.protocol == UDP else s.send_q, justify="right",
+                   priority=41, help="the listener's backlog (listen() argument, capped by somaxconn)"),
             self.netns_column(),  # shown only when every namespace is
-            self.local_column(28),
-            Column("family", "Fam", 5, get=family_text),
-            Column("queue", "Accept queue / backlog", 23, get=queue_fill, fmt=gauge),
-            Column("recv_q", "Queued", 7, get=lambda s: s.recv_q, justify="right"),
-            Column("send_q", "Backlog", 8, get=lambda s: None if s.protocol == UDP else s.send_q, justify="right"),
-            self.owner_column(24),
             self.user_column(9),
         ]
 

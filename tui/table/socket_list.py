@@ -15,8 +15,8 @@ from sockmon.core.records import SOCKET_COOKIE, SOCKET_ROW_IDENTITY, SOCKET_STAT
 from sockmon.core.states import CLOSE, ESTABLISHED, LISTEN
 from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
-from sockmon.tui.messages import SocketActivated, SocketSelected
-from sockmon.tui.theme import ERROR_STYLE, counts_text, state_style
+from sockmon.tui.messages import ColumnsRequested, SocketActivated, SocketSelected
+from sockmon.tui.theme import ERROR_STYLE, STATE_SS_NAMES, STATE_TINY_NAMES, counts_text, state_style
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -83,6 +83,8 @@ class SocketListPane(Vertical):
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter", show=True),
         Binding("escape", "leave_filter", "Back to table", show=False),
+        Binding("C", "choose_columns", "Columns", show=False,
+                tooltip="Columns: choose, reorder, show / hide this list's columns"),
     ]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
@@ -144,12 +146,28 @@ class SocketListPane(Vertical):
         self.set_interval(0.5, self._tick)
         self._refresh_info()
 
-    NARROW_WIDTHS: dict[str, int] = {}
-    WIDE_WIDTHS: dict[str, int] = {}
-
     def on_resize(self) -> None:
-        narrow = self.size.width < 110
-        self.table.set_column_widths(self.NARROW_WIDTHS if narrow else self.WIDE_WIDTHS)
+        self.call_after_refresh(self._refresh_subtitle)
+        self._refresh_info()
+
+    def _refresh_subtitle(self) -> None:
+        """The border says the socket types and names shown (when not TCP / numbers), and when columns
+        are off screen, how to reach or choose them."""
+        parts = [] if self.socket_types == TCP_ONLY else [socket_types_label(self.socket_types)]
+        if self.names is not None:
+            parts.append("names")
+        off = len(self.table.off_screen_keys) if self._ready else 0
+        if off:
+            parts.append(f"→ {off} more column{'s' if off != 1 else ''} · C: columns")
+        self.border_subtitle = Content(" · ".join(parts))
+
+    def set_column_choice(self, choice) -> None:
+        """The user's column order / visibility for this list (the app keeps it for the session)."""
+        self.table.set_choice(choice)
+        self._refresh_subtitle()
+
+    def action_choose_columns(self) -> None:
+        self.post_message(ColumnsRequested(self.table, origin=self.id or ""))
 
     def _tick(self) -> None:
         # live countdowns: only the visible rows are re-formatted
@@ -188,7 +206,7 @@ class SocketListPane(Vertical):
         if all_netns != self.all_netns:
             self.all_netns = all_netns
             self.table.set_columns(self.shown_columns())
-            self.on_resize()  # narrow / wide widths again
+            self.on_resize()  # the layout and the border's column count again
         self.table.set_key_fn(key_fn_for(snapshot))
         rows = list(self.select_rows(snapshot))
         self.counts = self.counts_from(summary, rows)
@@ -292,11 +310,6 @@ class SocketListPane(Vertical):
         self._refresh_subtitle()
         self.table.refresh()
 
-    def _refresh_subtitle(self) -> None:
-        parts = [] if self.socket_types == TCP_ONLY else [socket_types_label(self.socket_types)]
-        if self.names is not None:
-            parts.append("names")
-        self.border_subtitle = Content(" · ".join(parts)) if parts else ""
 
     def local_text(self, s) -> str:
         names = self.names
@@ -310,6 +323,8 @@ class SocketListPane(Vertical):
             return fmt.peer_of(s)
         return names.endpoint(s.dst, s.dport, s.protocol_name)
 
+    # Column priorities (tui/widgets/columns.py): smaller is further left and on screen first; the key
+    # columns (State + Local, frozen) and the two after them stay on screen at any width.
     def state_column(self, width: int = 11) -> Column:
         # kernel state codes are already in life order: ESTABLISHED 1, SYN_SENT 2 … TIME_WAIT 6 … LISTEN 10
         def text(s) -> str:
@@ -318,17 +333,25 @@ class SocketListPane(Vertical):
             return f"{row_protocol(s)} {fmt.short_state(s.state_name)}"  # e.g. "udp UNCONN", "u_str LISTEN"
 
         return Column("state", "State", width, get=SOCKET_STATE,
-                      fmt=text, style=lambda s: state_style(s.state), comparable=True)
+                      fmt=text, style=lambda s: state_style(s.state), comparable=True,
+                      priority=0, frozen=True, help="state (sorted in the order of a connection's life)")
 
-    def local_column(self, width: int = 22) -> Column:
+    def local_column(self, width: int = 21, *, max_width: int = 30, priority: int = 1) -> Column:
+        # 21 = 255.255.255.255:65535 (a full [v6]:port is 47: ellipsized in the middle, never the port)
         return Column("local", "Local", width, get=lambda s: addr_key(s.family, s.src, s.sport),
-                      fmt=self.local_text, overflow="start", comparable=True)
+                      fmt=self.local_text, overflow="endpoint", comparable=True, priority=priority, frozen=True,
+                      min_width=13, max_width=max_width, help="local address:port")
 
-    def peer_column(self, width: int = 22) -> Column:
+    def peer_column(self, width: int = 21, *, priority: int = 10) -> Column:
         return Column("peer", "Peer", width, get=lambda s: addr_key(s.family, s.dst, s.dport),
-                      fmt=self.peer_text, overflow="start", comparable=True)
+                      fmt=self.peer_text, overflow="endpoint", comparable=True, priority=priority,
+                      min_width=13, max_width=30, help="peer address:port (* for a listener)")
 
-    def owner_column(self, width: int = 22) -> Column:
+    def family_column(self, *, priority: int = 60) -> Column:
+        return Column("family", "Fam", 3, get=lambda s: s.family, fmt=fmt.family_word, comparable=True,
+                      priority=priority, help="address family: v4 / v6 (the filter's words)")
+
+    def owner_column(self, width: int = 21, *, priority: int = 20) -> Column:
         def get(s: Socket):
             p = self.owner_of(s)
             return None if p is None else (p.name, p.pid)
@@ -342,23 +365,33 @@ class SocketListPane(Vertical):
                 return Text("(not accepted yet)" if s.state == ESTABLISHED else "", style="dim italic")
             return ""
 
-        return Column("owner", "Process", width, get=get, fmt=text)
+        return Column("owner", "Process", width, get=get, fmt=text, priority=priority, min_width=10,
+                      max_width=28, help="owning process pid/name (none for TIME_WAIT and orphans)")
 
-    def netns_column(self, width: int = 12) -> Column:
-        """The socket's namespace (NAME or pid:N); in `shown_columns` only in the every-namespace view."""
+    def netns_column(self, width: int = 12, *, priority: int = 2) -> Column:
+        """The socket's namespace (NAME or pid:N); in `shown_columns` only in the every-namespace view,
+        right after the frozen key columns (priority 2), so it stays on screen at 80 columns."""
         # the tail stays visible when cut: generated names (netns-…-0, cni-…) differ at the end
         return Column("netns", "Netns", width, get=lambda s: s.netns or "", fmt=lambda s: fmt.safe_text(s.netns or ""),
-                      overflow="start", comparable=True)
+                      overflow="start", comparable=True, priority=priority,
+                      help="the socket's network namespace (every-namespace view only)")
 
-    def user_column(self, width: int = 9) -> Column:
+    def user_column(self, width: int = 9, *, priority: int = 80) -> Column:
         def user(s: Socket) -> str:
             return fmt.socket_user(s, self.owner_of(s))
 
-        return Column("user", "User", width, get=user)
+        return Column("user", "User", width, get=user, priority=priority,
+                      help="the owner's user (none for TIME_WAIT and orphans)")
 
     def counts_line(self, prefix: str = "") -> Text:
-        out = Text(prefix)
-        out.append_text(counts_text(dict(self.counts)))
-        if self.table.filtered:
-            out.append(f"   showing {self.table.live_row_count} of {self.table.total_count}", style="bold")
+        """Counts per state; on a narrow pane with ss's shorter names, then the shortest ones."""
+        room = max(0, self.size.width - 4)  # inside the border and the line's padding
+        out = Text("")
+        for names in (None, STATE_SS_NAMES, STATE_TINY_NAMES):
+            out = Text(prefix)
+            out.append_text(counts_text(dict(self.counts), names=names, sep="  " if names is None else " "))
+            if self.table.filtered:
+                out.append(f"   showing {self.table.live_row_count} of {self.table.total_count}", style="bold")
+            if not room or out.cell_len <= room:
+                break
         return out

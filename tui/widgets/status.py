@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from sockmon.core.text import inert
-from sockmon.tui.theme import ERROR_STYLE, counts_text
+from sockmon.tui.theme import ERROR_STYLE, STATE_SS_NAMES, STATE_TINY_NAMES, counts_text
 from textual.widgets import Static
 
 
@@ -28,35 +28,56 @@ class StatusInfo:
     collecting: bool = False
 
 
-def status_text(info: StatusInfo) -> Text:
+def status_text(info: StatusInfo, width: int | None = None) -> Text:
+    """The status line; with ``width``, the most detailed of three forms that fits (ss's state names,
+    then the shortest ones with the refresh time and labels dropped), cut with "…" if none does."""
+    out = _status(info, 0)
+    if width is None or out.cell_len <= width:
+        return out
+    for level in (1, 2):
+        out = _status(info, level)
+        if out.cell_len <= width:
+            return out
+    out.truncate(width, overflow="ellipsis")
+    return out
+
+
+def _status(info: StatusInfo, level: int) -> Text:
+    sep = " │ " if level < 2 else "│"
     out = Text()
     if info.paused:
-        out.append(" PAUSED ", style="bold reverse #e5c07b")
+        out.append(" PAUSED " if level < 2 else "PAUSED", style="bold reverse #e5c07b")
     else:
-        out.append(f"⟳ {info.interval:g}s", style="bold")
-    if info.collect_ms is not None:
+        out.append(f"⟳ {info.interval:g}s" if level < 2 else f"⟳{info.interval:g}s", style="bold")
+    if info.collect_ms is not None and level < 2:
         out.append(f" {info.collect_ms:.0f}ms", style="dim")
-    out.append(" │ ", style="dim")
+    out.append(sep, style="dim")
     out.append("root" if info.is_root else "non-root", style="bold #4ec94e" if info.is_root else "bold #e5c07b")
     if info.netns:
-        out.append(f" netns {inert(info.netns)}", style="bold")  # a name someone else chose
+        out.append(f" netns {inert(info.netns)}" if level < 1 else f" ns {inert(info.netns)}",
+                   style="bold")  # a name someone else chose
     if info.lab_netns:
-        out.append(f" · lab in netns {inert(info.lab_netns)}", style="bold #56b6c2")
+        out.append(f" · lab in netns {inert(info.lab_netns)}" if level < 1 else f" lab {inert(info.lab_netns)}",
+                   style="bold #56b6c2")
     if info.source and info.source != "netlink":
         out.append(f" {info.source}", style="bold #e5c07b")
-    out.append(" │ ", style="dim")
+    out.append(sep, style="dim")
     src = info.transition_source or "?"
-    out.append(src, style="bold" if src == "tracepoint" else "italic")
+    if level >= 1:
+        src = {"tracepoint": "trace", "inferred": "infer"}.get(src, src)
+    out.append(src, style="bold" if src in ("tracepoint", "trace") else "italic")
     if info.overruns:
         out.append(f" lost {info.overruns}", style=ERROR_STYLE)
-    out.append(" │ ", style="dim")
+    out.append(sep, style="dim")
     if info.collect_ms is None and not info.total:
-        out.append("waiting for the first snapshot…", style="dim italic")
+        out.append("waiting for the first snapshot…" if level < 2 else "waiting…", style="dim italic")
     else:
-        out.append(f"{info.total} sockets: ", style="bold")  # not "22 LISTEN 4": the total is no LISTEN count
-        out.append_text(counts_text(info.counts, sep=" "))
+        # not "22 LISTEN 4": the total is no LISTEN count
+        out.append(f"{info.total} sockets: " if level < 1 else f"{info.total}: ", style="bold")
+        names = None if level == 0 else STATE_SS_NAMES if level == 1 else STATE_TINY_NAMES
+        out.append_text(counts_text(info.counts, sep=" ", names=names))
     if info.error:
-        out.append(" │ ", style="dim")
+        out.append(sep, style="dim")
         out.append(f"⚠ {inert(info.error)}", style=ERROR_STYLE)  # errors carry names and addresses
     return out
 
@@ -73,4 +94,11 @@ class StatusBar(Static):
     def show(self, **changes) -> None:
         for k, v in changes.items():
             setattr(self.info, k, v)
-        self.update(status_text(self.info))
+        self._draw()
+
+    def _draw(self) -> None:
+        width = self.content_region.width
+        self.update(status_text(self.info, width or None))
+
+    def on_resize(self) -> None:
+        self._draw()

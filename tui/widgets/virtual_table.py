@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from sockmon.core.text import inert
+from sockmon.tui.fmt import fit_span
 from sockmon.tui.theme import NEW_ROW_STYLE, VANISHING_STYLE
+from sockmon.tui.widgets.columns import CellValue, Column, ColumnChoice, Layout, layout_columns
 from sockmon.tui.widgets.rows import KeyedRows
 from textual import events
 from textual.binding import Binding
@@ -33,22 +34,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-CellValue = str | Text
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """``get(row)`` is the value sorted on; ``fmt(row)`` the cell shown (str, or Text for colour)."""
-
-    key: str
-    label: str
-    width: int
-    get: Callable[[Any], Any]
-    fmt: Callable[[Any], CellValue] | None = None
-    justify: str = "left"  # "left" | "right"
-    style: Callable[[Any], Style | None] | None = None  # per-cell style for plain str cells
-    overflow: str = "end"  # "end": cut the tail; "start": keep the tail (ports at the end of addresses)
-    comparable: bool = False  # get() never returns None / mixed types: sort on it directly (faster)
+__all__ = ["CellValue", "Column", "ColumnChoice", "VirtualTable"]
+FROZEN_DIVIDER = "│"  # drawn after the key columns while the table is scrolled sideways
 
 
 class VirtualTable(ScrollView, can_focus=True):
@@ -148,8 +135,10 @@ class VirtualTable(ScrollView, can_focus=True):
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.columns = list(columns)
-        self._col_index = {c.key: i for i, c in enumerate(self.columns)}
+        self.all_columns = list(columns)  # every column the table has, as declared
+        self._col_index = {c.key: i for i, c in enumerate(self.all_columns)}
+        self.choice = ColumnChoice()  # the user's order / hidden columns (the column chooser)
+        self.col_layout: Layout = layout_columns(self.all_columns, self.choice, 10_000)
         self.rows = KeyedRows(key_fn, new_mark_seconds=new_mark_seconds, fade_seconds=fade_seconds)
         self.sort_column = sort_column
         self.sort_reverse = sort_reverse
@@ -158,7 +147,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._cursor_key: Hashable | None = None
         self._mark_timer = None
         self._styles: dict[str, Style] = {}
-        self._total_width = sum(c.width for c in self.columns) + len(self.columns)
+        self._laid_out_for = -1  # the width the layout was computed for
 
     # ------------------------------------------------------------------ the model's parts
     @property
@@ -267,28 +256,63 @@ class VirtualTable(ScrollView, can_focus=True):
         self._set_cursor(index, by_user=by_user)
         return True
 
-    def set_column_widths(self, widths: dict[str, int]) -> None:
-        """Change column widths (e.g. narrower addresses on a narrow terminal)."""
-        from dataclasses import replace
+    # ------------------------------------------------------------------ columns
+    @property
+    def columns(self) -> list[Column]:
+        """The columns drawn, in display order, with their laid-out widths: those on screen first, then
+        those reached by scrolling sideways (hidden ones left out)."""
+        return list(self.col_layout.columns)
 
-        changed = False
-        for i, col in enumerate(self.columns):
-            w = widths.get(col.key)
-            if w is not None and w != col.width:
-                self.columns[i] = replace(col, width=w)
-                changed = True
-        if changed:
-            self._total_width = sum(c.width for c in self.columns) + len(self.columns)
-            self.virtual_size = Size(self._total_width, len(self._view) + 1)
-            self.refresh()
+    @property
+    def _total_width(self) -> int:
+        return self.col_layout.total_width
+
+    @property
+    def frozen_width(self) -> int:
+        return self.col_layout.frozen_width
+
+    @property
+    def on_screen_keys(self) -> list[str]:
+        return [c.key for c in self.col_layout.columns[: self.col_layout.on_screen]]
+
+    @property
+    def off_screen_keys(self) -> list[str]:
+        return [c.key for c in self.col_layout.off_screen]
+
+    def layout_width(self) -> int:
+        """Cells a row may use: the widget's width less the vertical scrollbar (always reserved, so the
+        layout does not jump when rows start to need one)."""
+        return max(0, self.size.width - int(self.styles.scrollbar_size_vertical or 0))
+
+    def set_choice(self, choice: ColumnChoice) -> None:
+        """The user's column order / visibility (kept across refreshes: rows never touch it)."""
+        self.choice = choice
+        self._relayout(force=True)
+        self.scroll_to(x=0, animate=False, immediate=True)  # the columns moved: start from the left again
+
+    def preview(self, choice: ColumnChoice) -> Layout:
+        """The layout ``choice`` would give at the current width (the column chooser shows it)."""
+        return layout_columns(self.all_columns, choice, self.layout_width() or 10_000)
+
+    def _relayout(self, force: bool = False) -> None:
+        width = self.layout_width()
+        if not width or (width == self._laid_out_for and not force):
+            return
+        self._laid_out_for = width
+        self.col_layout = layout_columns(self.all_columns, self.choice, width)
+        self.virtual_size = Size(self._total_width, len(self._view) + 1)
+        self.scroll_to(x=min(self.scroll_x, max(0, self._total_width - width)), animate=False, immediate=True)
+        self.refresh()
 
     def set_columns(self, columns: list[Column]) -> None:
-        """Show these columns (e.g. with or without a Netns column); a sort on a column that left is dropped."""
-        self.columns = list(columns)
-        self._col_index = {c.key: i for i, c in enumerate(self.columns)}
+        """Declare these columns (e.g. with or without a Netns column); the user's choice still orders
+        them; a sort on a column that left is dropped."""
+        self.all_columns = list(columns)
+        self._col_index = {c.key: i for i, c in enumerate(self.all_columns)}
         if self.sort_column is not None and self.sort_column not in self._col_index:
             self.sort_column = None
-        self._total_width = sum(c.width for c in self.columns) + len(self.columns)
+        self.col_layout = layout_columns(self.all_columns, self.choice, self.layout_width() or 10_000)
+        self._relayout(force=True)
         self._rebuild()
 
     @property
@@ -302,7 +326,7 @@ class VirtualTable(ScrollView, can_focus=True):
     def _rebuild(self) -> None:
         rows = self.rows
         if self.sort_column is not None:
-            col = self.columns[self._col_index[self.sort_column]]
+            col = self.all_columns[self._col_index[self.sort_column]]
             rows.sort_get, rows.sort_comparable = col.get, col.comparable
         else:
             rows.sort_get = None
@@ -349,6 +373,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._mark_timer = self.set_interval(0.5, self._tick)
 
     def on_resize(self) -> None:
+        self._relayout()
         self._scroll_cursor_into_view()
 
     # --------------------------------------------------------------- drawing
@@ -362,10 +387,8 @@ class VirtualTable(ScrollView, can_focus=True):
                 text = Text(inert(plain), style=text.style)
                 plain = text.plain
             if len(plain) > width:
-                if overflow == "start":
-                    text = Text("…") + text[len(plain) - width + 1:]
-                else:
-                    text = text[: max(0, width - 1)] + Text("…")
+                head, tail = fit_span(plain, width, overflow)
+                text = text[:head] + Text("…") + (text[len(plain) - tail:] if tail else Text(""))
             text = text.copy()
             pad = width - text.cell_len
             if pad > 0:
@@ -377,10 +400,8 @@ class VirtualTable(ScrollView, can_focus=True):
                     for s in text.render(self.app.console)]
         text = inert(text)
         if len(text) > width:
-            if overflow == "start":
-                text = "…" + text[len(text) - width + 1:]
-            else:
-                text = text[: max(0, width - 1)] + "…"
+            head, tail = fit_span(text, width, overflow)
+            text = text[:head] + "…" + (text[len(text) - tail:] if tail else "")
         text = text.rjust(width) if justify == "right" else text.ljust(width)
         return [Segment(text, style)]
 
@@ -434,7 +455,10 @@ class VirtualTable(ScrollView, can_focus=True):
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        full = self.scrollable_content_region.width
+        # draw no further than the layout's width: the cell kept for the vertical scrollbar stays blank
+        # rather than showing the first letter of a column that is off screen
+        width = min(full, self.layout_width()) if self._total_width > self.layout_width() else full
         scroll_x, scroll_y = self.scroll_offset
         base = self._styles.get("base") or self.rich_style
         if y == 0:
@@ -447,9 +471,36 @@ class VirtualTable(ScrollView, can_focus=True):
                 strip = Strip([Segment(f" {self.empty_text}", base + Style(dim=True, italic=True))])
             else:
                 return Strip.blank(width, base)
-        return strip.crop_extend(scroll_x, scroll_x + width, base)
+        frozen = self.col_layout.frozen_width
+        if frozen and scroll_x and frozen < width:
+            # the key columns stay put; the rest scrolls under them, after a divider
+            left = strip.crop_extend(0, frozen - 1, base)
+            divider = Strip([Segment(FROZEN_DIVIDER, base + Style(dim=True))])
+            right = strip.crop_extend(frozen + scroll_x, scroll_x + width, base)
+            return Strip.join([left, divider, right]).extend_cell_length(full, base)
+        return strip.crop_extend(scroll_x, scroll_x + width, base).extend_cell_length(full, base)
 
     # --------------------------------------------------------------- input
+    def _boundaries(self) -> list[int]:
+        """scroll_x values that put a scrolling column right after the key columns."""
+        out, left = [], 0
+        for col in self.col_layout.columns[self.col_layout.frozen:]:
+            out.append(left)
+            left += col.width + 1
+        return out
+
+    def action_scroll_right(self) -> None:
+        """One column to the right (not one cell: a 40-column table is a few presses, not 40)."""
+        limit = max(0, self._total_width - self.scrollable_content_region.width)
+        x = int(self.scroll_x)
+        nxt = next((b for b in self._boundaries() if b > x), limit)
+        self.scroll_to(x=min(nxt, limit), animate=False, immediate=True)
+
+    def action_scroll_left(self) -> None:
+        x = int(self.scroll_x)
+        prev = [b for b in self._boundaries() if b < x]
+        self.scroll_to(x=prev[-1] if prev else 0, animate=False, immediate=True)
+
     def action_cursor_up(self) -> None:
         self._set_cursor(self.cursor_index - 1, by_user=True)
 
@@ -489,13 +540,14 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def action_sort_reverse(self) -> None:
         if self.sort_column is None:
-            self.sort_by(self.columns[0].key, reverse=True)
+            self.sort_by(self.col_layout.columns[0].key, reverse=True)
         else:
             self.sort_by(self.sort_column, reverse=not self.sort_reverse)
 
     def column_at(self, x: int) -> Column | None:
-        """The column under content x (scroll offset included)."""
-        x += int(self.scroll_x)
+        """The column under content x (the frozen key columns do not scroll)."""
+        if x >= self.col_layout.frozen_width:
+            x += int(self.scroll_x)
         left = 0
         for col in self.columns:
             if left <= x < left + col.width + 1:
