@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import LISTEN, STATE_CODES
-from sockmon.tui.table.socket_list import SocketListPane
+from sockmon.tui.table.socket_list import KILL_BINDING, SocketListPane
 from sockmon.tui.widgets.virtual_table import Column
 
 GAUGE_CELLS = 10
@@ -43,6 +43,7 @@ def _counter(summary, *names: str):
 class ListeningPane(SocketListPane):
     """Listeners: who waits for connections, and how full their accept queues are."""
 
+    BINDINGS = [KILL_BINDING]
     TITLE = "Listening"
     KEY_HINT = "l"
     INITIAL_SORT = "local"

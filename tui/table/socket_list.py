@@ -14,7 +14,7 @@ from sockmon.core.records import SOCKET_COOKIE, SOCKET_IDENTITY, SOCKET_STATE, P
 from sockmon.core.states import ESTABLISHED
 from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
-from sockmon.tui.messages import SocketActivated, SocketSelected
+from sockmon.tui.messages import KillRequested, SocketActivated, SocketSelected
 from sockmon.tui.theme import ERROR_STYLE, counts_text, state_style
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
@@ -29,6 +29,10 @@ from textual.widgets import Input, Static
 # no cookies. (Socket.key is the cookie when there is one, else the 6-tuple.)
 socket_key = SOCKET_IDENTITY
 cookie_key = SOCKET_COOKIE
+
+# ``k`` on a row: kill that socket (the app confirms first). In the BINDINGS of the panes that offer it.
+KILL_BINDING = Binding("k", "kill_socket", "Kill", show=True,
+                       tooltip="Kill the selected socket (SOCK_DESTROY, like ss -K), after confirmation")
 
 
 def key_fn_for(snapshot: Snapshot):
@@ -217,6 +221,11 @@ class SocketListPane(Vertical):
     def on_virtual_table_row_activated(self, event: VirtualTable.RowActivated) -> None:
         event.stop()
         self.post_message(SocketActivated(event.row, origin=self.id or ""))
+
+    def action_kill_socket(self) -> None:
+        """``k``: ask the app to kill the socket under the cursor (it confirms, then runs it off the UI thread)."""
+        netns = self.snapshot.netns if self.snapshot is not None else None
+        self.post_message(KillRequested(self.table.cursor_row, origin=self.id or "", netns=netns))
 
     @property
     def selected(self) -> Socket | None:
