@@ -33,7 +33,7 @@ def what_happens(sock: Socket) -> str:
     return "its owner's next call on it fails with ECONNABORTED; the peer gets a RST (ECONNRESET)"
 
 
-def owner_line(sock: Socket, owner: Process | None) -> Text:
+def owner_line(sock: Socket, owner: Process | None, is_root: bool = True) -> Text:
     if owner is not None:
         out = Text("owner: ", style="dim")
         out.append(fmt.inert(owner.name), style="bold")  # plain appended text: never parsed as markup
@@ -42,6 +42,9 @@ def owner_line(sock: Socket, owner: Process | None) -> Text:
         return out
     if not sock.inode:
         return Text("owner: no process (no file descriptor: TIME_WAIT, orphaned, or not accepted yet)", style="dim")
+    if is_root:
+        return Text("owner: no process found (the kernel's own socket, or one in flight between processes)",
+                    style="dim")
     return Text("owner: unknown (another user's process: root sees it)", style="dim")
 
 
@@ -69,7 +72,7 @@ class KillScreen(ModalScreen[bool]):
         s = self.sock
         t = state_text(s.state, bold=True)
         t.append(f"  {fmt.local_of(s)} → {fmt.peer_of(s)}\n")
-        t.append_text(owner_line(s, self.owner))
+        t.append_text(owner_line(s, self.owner, self.is_root))
         t.append("\n\n")
         t.append("SOCK_DESTROY (like ss -K): ", style="bold")
         t.append(what_happens(s))
