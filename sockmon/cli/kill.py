@@ -23,7 +23,8 @@ def register(subparsers) -> None:
                     "The owner's next call on a killed socket fails with ECONNABORTED; the peer gets a RST.")
     p.add_argument("filter", nargs="*", metavar="FILTER",
                    help="the filter of `ls` and the TUI lists, e.g. sport:40312, 'established port:5432'; "
-                        "required (an empty filter would match every socket)")
+                        "required (an empty filter would match every socket); negate a term with ! "
+                        "('!time_wait'), or put -- before a filter whose first term starts with -")
     p.add_argument("-y", "--yes", action="store_true", help="kill without asking")
     p.add_argument("--json", action="store_true", help="one JSON object per socket with its result")
     p.add_argument("--netns", dest="kill_netns", metavar="NAME", default=None,
@@ -61,7 +62,7 @@ def run(args) -> int:
         raise BadInput("kill needs a FILTER (e.g. `sockmon kill sport:40312`): an empty filter would match "
                        "every socket")
     netns = args.kill_netns if args.kill_netns is not None else getattr(args, "netns", None)
-    parse_filter(text)  # bad text fails here, before any dump or /proc scan
+    parse_filter(text, lambda s: None)  # bad text fails here, before any dump or /proc scan
     try:
         snap = take_snapshot(netns=netns, with_info=True, owners=OwnerCache())
     except OSError as exc:
