@@ -46,15 +46,17 @@ def sockmon(*args: str, stdin=subprocess.DEVNULL, timeout: float = 30) -> subpro
 
 
 def filter_for_sport(sport: int, port: int) -> str:
-    """Filter text matching only the client socket with source port ``sport`` (in whichever spelling the
-    filter language takes: ``sport:N`` or ss's ``sport = :N``)."""
-    snap = take_snapshot(port=port, with_info=False)
-    for text in (f"sport:{sport}", f"sport = :{sport}"):
+    """Filter text matching only our client socket 127.0.0.1:sport → :port among every socket of the host (in
+    whichever spelling the filter language takes: ``sport:N dport:P`` or ss's ``sport = :N and dport = :P``).
+    The source port alone is not enough on a busy host: connect() reuses an ephemeral port towards other
+    destinations, and TIME_WAITs of earlier connections keep theirs."""
+    snap = take_snapshot(with_info=False)
+    for text in (f"sport:{sport} dport:{port}", f"sport = :{sport} and dport = :{port}"):
         try:
             pred = parse_filter(text, snap.owner)
         except BadInput:
             continue
-        if pred is not None and [s.sport for s in snap.sockets if pred(s)] == [sport]:
+        if pred is not None and [(s.sport, s.dport) for s in snap.sockets if pred(s)] == [(sport, port)]:
             return text
     raise AssertionError("no filter spelling matches the one socket")
 

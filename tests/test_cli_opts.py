@@ -220,13 +220,14 @@ def test_time_wait_has_no_owner_and_no_options():
     lst = socket.create_server(("127.0.0.1", 0))
     cli = socket.create_connection(lst.getsockname())
     srv, _ = lst.accept()
-    cport = cli.getsockname()[1]
+    cport, lport = cli.getsockname()[1], lst.getsockname()[1]
     cli.close()
     srv.recv(1)
     srv.close()
     lst.close()
     rows = [json.loads(x) for x in sockmon("ls", "--json", "--port", str(cport)).stdout.splitlines()]
-    tw = [x for x in rows if x["state"] == "TIME_WAIT" and x["sport"] == cport]
+    # (older TIME_WAITs may share the port number: ours has the whole 4-tuple)
+    tw = [x for x in rows if x["state"] == "TIME_WAIT" and (x["sport"], x["dport"]) == (cport, lport)]
     assert len(tw) == 1 and tw[0]["inode"] == 0
     r = sockmon("opts", "--inode", str(tw[0]["inode"]))
     assert r.returncode == 2 and "TIME_WAIT" in r.stderr and "no options" in r.stderr

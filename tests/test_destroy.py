@@ -167,12 +167,12 @@ def test_time_wait_entry_is_removed():
     srv.close()
     try:
         deadline = time.monotonic() + 5
-        while not rows(port, state=TIME_WAIT, sport=cport) and time.monotonic() < deadline:
+        while not rows(port, state=TIME_WAIT, sport=cport, dport=port) and time.monotonic() < deadline:
             time.sleep(0.02)
-        tw = one(port, state=TIME_WAIT, sport=cport)
+        tw = one(port, state=TIME_WAIT, sport=cport, dport=port)
         assert tw.inode == 0
         assert destroy(tw).ok
-        assert rows(port, state=TIME_WAIT, sport=cport) == []
+        assert rows(port, state=TIME_WAIT, sport=cport, dport=port) == []
     finally:
         lst.close()
 
