@@ -216,3 +216,20 @@ def test_non_root_gets_one_clear_line_and_nothing_is_killed(two_connections):
     assert "EPERM: killing a socket needs root (CAP_NET_ADMIN in its network namespace)" in failed[0]
     assert "1 not killed: EPERM" in r.stderr
     assert vport in established(port)
+
+
+@needs_root
+def test_a_filter_on_the_owner_kills_that_process_side(two_connections):
+    """``pid:N`` needs every socket's owner (the /proc scan): it picks the server's end of one connection."""
+    port, (victim, other), server = two_connections
+    vport = victim.getsockname()[1]
+    r = sockmon("kill", "--yes", "--json", f"pid:{server.pid}", f"dport:{vport}")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(x["result"], x["pid"], x["sport"], x["dport"]) for x in rows] == [("killed", server.pid, port, vport)]
+    assert server.stdout.readline().split() == ["server", "saw", str(errno.ECONNABORTED)]
+    with pytest.raises(OSError) as exc:
+        victim.recv(16)
+    assert exc.value.errno == errno.ECONNRESET
+    other.sendall(b"ok")
+    assert other.recv(2) == b"ok"
