@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import pty
+import signal
 import socket
 import subprocess
 import sys
@@ -158,8 +159,9 @@ def test_nothing_matching_exits_1():
     assert r.returncode == 1 and "no socket matches sport:1" in r.stderr
 
 
-def run_on_a_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
-    """Run ``sockmon ARGS`` with a pseudo-terminal as stdin/stdout/stderr, answer the question."""
+def run_on_a_terminal(args: list[str], answer: bytes | int) -> tuple[int, str]:
+    """Run ``sockmon ARGS`` with a pseudo-terminal as stdin/stdout/stderr, answer the question (bytes typed,
+    or a signal number sent while it waits)."""
     pid, fd = pty.fork()
     if pid == 0:  # child
         os.execv(sys.executable, [*SOCKMON, *args])
@@ -175,7 +177,10 @@ def run_on_a_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
             break
         out += chunk
         if not answered and b"[y/N]" in out:
-            os.write(fd, answer)
+            if isinstance(answer, int):
+                os.kill(pid, answer)  # our own child, by pid
+            else:
+                os.write(fd, answer)
             answered = True
     _, status = os.waitpid(pid, 0)
     os.close(fd)
@@ -194,6 +199,16 @@ def test_asks_on_the_terminal(two_connections, answer, killed):
     assert (vport not in established(port)) is killed
     if not killed:
         assert "not confirmed" in out
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, -signal.SIGTERM),
+                                         (signal.SIGHUP, -signal.SIGHUP)], ids=["INT", "TERM", "HUP"])
+def test_a_signal_at_the_question_ends_it_and_kills_nothing(two_connections, sig, status):
+    port, (victim, _other), _server = two_connections
+    vport = victim.getsockname()[1]
+    code, out = run_on_a_terminal(["kill", *filter_for_sport(vport, port).split()], sig)
+    assert "[y/N]" in out and code == status and "Traceback" not in out, (code, out)
+    assert vport in established(port)
 
 
 AS_NOBODY = ("import os, sys\nfrom sockmon.cli import build_parser, main\nbuild_parser()\n"
