@@ -82,7 +82,9 @@ def _target(args):
     try:
         row = _find_row(inode, netns if netns is not None else f"pid:{args.pid}")
     except SockmonError:
-        row = None  # the namespace cannot be entered (not root): the options can still be read
+        # the process's namespace cannot be entered (not root): most likely it is ours; the options can
+        # be read either way, the row only adds the state and the ends
+        row = _find_row(inode, None) if netns is None else None
     return args.pid, args.fd, inode, row
 
 
