@@ -131,6 +131,8 @@ def run(args) -> int:
     proc = describe_process(pid)
     who = (f"{inert(proc.name)} (pid {pid}, user {inert(proc.user)})" if proc is not None else f"pid {pid}")
     head = f"{who} fd {fd}, socket inode {inode}" + (f": {_ends(row)}" if row is not None else "")
+    if row is not None and row.state_name == "LISTEN":
+        head += "\n  (a listener: the connections it accepts start with these options)"
     after = None
     with borrowed_socket(pid, inode, fd) as dup:
         require_tcp(dup, f"fd {fd} of pid {pid}")
