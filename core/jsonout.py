@@ -12,6 +12,8 @@ escaping, numbers, nesting). The shapes:
   path (abstract names start with "@"), inode, peer_inode, queues, uid, cookie, owner (`UnixOut`).
 - transition (`watch --json`): ts, family, src, sport, dst, dport, old and new state by name, source,
   dwell_ms (null when unknown).
+- kill result (`kill --json`): a socket's shape plus ``result`` (killed / gone / failed), ``errno`` and
+  ``reason``; socket options (`opts --json`): the process, fd, socket and every option read back.
 - engine event (`connect --json`, `serve --json`): ts (monotonic, for ordering), time (wall clock,
   ISO 8601 UTC with microseconds), kind, then every other field of the `Event` that is set (not None,
   not ""), payload bytes as ``data`` (text, undecodable bytes as ``\\xNN``) and ``hex`` (exact).
@@ -30,7 +32,15 @@ from datetime import UTC, datetime
 import msgspec
 from msgspec import Struct
 from sockmon.core.netns import ALL_NETNS
-from sockmon.core.records import FAMILY_NAMES, PROTOCOL_NAMES, Process, Snapshot, Transition, UnixSocket
+from sockmon.core.records import (
+    FAMILY_NAMES,
+    PROTOCOL_NAMES,
+    Process,
+    Snapshot,
+    Socket,
+    Transition,
+    UnixSocket,
+)
 from sockmon.core.states import TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import TcpInfo, decode_tcp_info_from
 
@@ -215,6 +225,22 @@ def udp_out(s, owner: Process | None, with_ns: bool = False) -> SocketOut:
               None if owner is None else owner.name, None if owner is None else owner.user, None, None,
               _protocol[s.protocol])
     return SocketNetnsOut(*fields, s.netns) if with_ns else SocketOut(*fields)
+
+
+def socket_out(s: Socket, owner: Process | None) -> SocketOut:
+    """One socket in the shape of `snapshot_lines` (for commands that report on a few sockets: `kill`)."""
+    t, b = s.timer, s.tcp_info_bytes
+    return SocketOut(_family[s.family], _state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q,
+                     None if t is None else TimerOut(_timer[t.kind], t.expires_ms, t.retrans), s.uid, s.inode,
+                     s.cookie, None if owner is None else owner.pid, None if owner is None else owner.name,
+                     None if owner is None else owner.user, s.cong, None if b is None else decode_tcp_info_from(b))
+
+
+def record_line(obj) -> bytes:
+    """Any record msgspec encodes (Struct, dataclass, dict of them) as one JSON line (with its newline)."""
+    return _encode_lines([obj])
+
+
 
 
 def unix_out(u: UnixSocket, owner: Process | None, with_ns: bool = False) -> UnixOut:

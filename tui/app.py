@@ -54,6 +54,7 @@ from sockmon.tui.messages import (
     CollectionFailed,
     ColumnsRequested,
     EngineEvent,
+    KillRequested,
     ListenerRow,
     NamesResolved,
     SnapshotReady,
@@ -64,6 +65,7 @@ from sockmon.tui.screens.columns import ColumnChooser
 from sockmon.tui.screens.detail import DetailScreen
 from sockmon.tui.screens.fleet import FleetScreen
 from sockmon.tui.screens.help import HelpScreen
+from sockmon.tui.screens.kill import KillScreen
 from sockmon.tui.screens.netns import NetnsChoice, NetnsScreen
 from sockmon.tui.screens.options import SocketOptionsScreen
 from sockmon.tui.table.connections import ConnectionsPane
@@ -139,7 +141,6 @@ class SockmonApp(App[int]):
         Binding("alt+5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_alt"),
         Binding("l", "show_pane('listening')", "Listening", show=False, id="pane.listening"),
         Binding("c", "show_pane('connections')", "Connections", show=False, id="pane.connections"),
-        Binding("k", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_k"),
         Binding("t", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_t"),
         Binding("slash", "filter", "Filter", show=True, id="filter"),
         Binding("p", "pause", "Pause", show=True, id="pause"),
@@ -200,6 +201,7 @@ class SockmonApp(App[int]):
         self._names_obj = None  # kept across toggles: its cache survives turning names off and on
         self.host_resolve = None  # test seam: the blocking resolver the names thread calls (None: getnameinfo)
         self._names_posted = False
+        self.last_kill = None  # the outcome of the latest kill (k), a core DestroyResult
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -631,6 +633,49 @@ class SockmonApp(App[int]):
             return
         self.push_screen(SocketOptionsScreen(sock, self.owner_of(sock)))
 
+    # ------------------------------------------------------------------ kill one socket (k)
+    def on_kill_requested(self, message: KillRequested) -> None:
+        """``k`` on a row: confirm (naming the owner and both ends), then kill it off the UI thread."""
+        message.stop()
+        sock = message.socket
+        if sock is None or not self.on_base_screen():
+            if sock is None:
+                self.notify("no socket selected: move the cursor to a row first", severity="warning")
+            return
+        netns = message.netns if message.netns is not None else self.netns
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.kill_socket(sock, netns)
+
+        self.push_screen(KillScreen(sock, self.owner_of(sock), is_root=self.is_root), confirmed)
+
+    @work(thread=True, group="kill-socket", exit_on_error=False)
+    def kill_socket(self, sock: Socket, netns: str | None = None) -> None:
+        """SOCK_DESTROY (blocking netlink round trip, maybe a namespace switch): a worker thread."""
+        from sockmon.core.table.destroy import DestroyResult, destroy
+
+        try:
+            result = destroy(sock, netns)
+        except Exception as exc:  # noqa: BLE001 - shown, the app keeps running
+            result = DestroyResult(sock, False, None, str(exc))
+        self.call_from_thread(self._killed, result)
+
+    def _killed(self, result) -> None:
+        from sockmon.tui.fmt import local_of, peer_of
+
+        s = result.socket
+        ends = f"{s.state_name} {local_of(s)} → {peer_of(s)}"
+        self.last_kill = result
+        if result.ok:
+            self.notify(inert(f"killed {ends}"), title="kill", timeout=6, markup=False)
+        elif result.gone:
+            self.notify(inert(f"{ends}: {result.reason}"), title="kill", severity="warning", timeout=8, markup=False)
+        else:
+            self.notify(inert(f"not killed: {ends}: {result.reason}"), title="kill", severity="error", timeout=10,
+                        markup=False)
+        self.request_refresh()
+
     # ------------------------------------------------------------------ the lab panes' facts (one route each)
     @on(ClientConnecting)
     def _client_connecting(self, message: ClientConnecting) -> None:
@@ -815,6 +860,8 @@ class SockmonApp(App[int]):
         yield SystemCommand("Socket detail", "every field of the selected socket (Enter)", self.action_detail)
         yield SystemCommand("Socket options", "change SO_LINGER / keepalive of the selected socket (o)",
                             self.open_options)
+        yield SystemCommand("Kill socket", "kill the selected socket after confirmation: SOCK_DESTROY (k)",
+                            self._kill_selected)
         for action, title in (("sort_next", "Sort by next column"), ("sort_prev", "Sort by previous column"),
                               ("sort_reverse", "Reverse the sort order")):
             keys = ", ".join(b.key_display or b.key for b in VirtualTable.BINDINGS if b.action == action)
@@ -835,6 +882,9 @@ class SockmonApp(App[int]):
                 yield SystemCommand(f"{tab.title()}: {b.description}",
                                     f"{b.tooltip or b.description} (key {b.key} in the {tab.title()} pane)",
                                     lambda p=pane, a=b.action, t=tab: self._run_pane_action(p, a, t))
+
+    def _kill_selected(self) -> None:
+        self.post_message(KillRequested(self.selected, origin="palette"))
 
     async def _run_pane_action(self, pane, action: str, tab: str) -> None:
         self.action_show_pane(tab)

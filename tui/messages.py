@@ -115,3 +115,14 @@ class ColumnsRequested(Message):
         super().__init__()
         self.table = table
         self.origin = origin
+
+
+class KillRequested(Message):
+    """The user pressed ``k`` on ``socket`` in a socket list (None: the list is empty): the app asks for
+    confirmation and kills it (SOCK_DESTROY) in ``netns``, the namespace the list shows (None: ours)."""
+
+    def __init__(self, socket: Socket | None, origin: str = "", netns: str | None = None) -> None:
+        super().__init__()
+        self.socket = socket
+        self.origin = origin
+        self.netns = netns

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sockmon.core.errors import BadInput, SockmonError
-from sockmon.core.lab.options import SocketOptions, read_options
+from sockmon.core.lab.options import OptionChanges, SocketOptions, apply_changes, read_options
+from sockmon.core.records import Process, Socket
+from sockmon.core.states import TIME_WAIT
 
 # Syscall numbers: 434/438 on every architecture that uses the unified table (x86_64, aarch64, ...).
 SYS_PIDFD_OPEN = 434
@@ -74,6 +76,39 @@ def find_socket_fd(pid: int, inode: int, hint: int | None = None) -> int:
     raise SockmonError(f"process {pid} holds no fd for socket inode {inode}", errno=errno.ENOENT)
 
 
+def why_no_options(sock: Socket, owner: Process | None) -> str | None:
+    """None when ``sock``'s options can be read and changed through its owner, else why not, in one line
+    (the Options screen, the Keepalive pane and ``sockmon opts`` say the same)."""
+    if sock.state == TIME_WAIT or not sock.inode:
+        return "no file descriptor (TIME_WAIT or orphaned): nothing to read options from"
+    if owner is None:
+        if os.geteuid() == 0:
+            return ("no owning process found: held by no process (it may have exited, the socket may be in "
+                    "flight between processes, or belong to the kernel)")
+        return "owner unknown: another user's process needs root to see and to change"
+    return None
+
+
+def socket_inode_of(pid: int, fd: int) -> int:
+    """The socket inode behind fd ``fd`` of process ``pid`` (``/proc/PID/fd/FD -> socket:[INODE]``)."""
+    for name, value in (("pid", pid), ("fd", fd)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "pid" else 0):
+            raise BadInput(f"bad {name} {value!r}")
+    path = f"/proc/{pid}/fd/{fd}"
+    try:
+        target = os.readlink(path)
+    except FileNotFoundError:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise SockmonError(f"no process {pid}", errno=errno.ESRCH) from None
+        raise SockmonError(f"process {pid} has no fd {fd}", errno=errno.EBADF) from None
+    except PermissionError:
+        raise SockmonError(f"cannot read {path}: only root (or the owner) can see another process's file "
+                           "descriptors", errno=errno.EACCES) from None
+    if not (target.startswith("socket:[") and target.endswith("]") and target[8:-1].isdigit()):
+        raise BadInput(f"fd {fd} of pid {pid} is not a socket: it is {target!r}")
+    return int(target[8:-1])
+
+
 def duplicate_socket(pid: int, inode: int, fd_hint: int | None = None) -> socket.socket:
     """A socket object for our own duplicate of process ``pid``'s socket with this inode."""
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
@@ -123,6 +158,13 @@ def borrowed_socket(pid: int, inode: int, fd_hint: int | None = None) -> Iterato
         yield sock
     finally:
         sock.close()
+
+
+def change_options_of(pid: int, inode: int, changes: OptionChanges, fd_hint: int | None = None) -> SocketOptions:
+    """Make ``changes`` on process ``pid``'s socket with this inode (borrowed as `borrowed_socket` does),
+    then read every option back from the kernel: what the owner itself now reads with getsockopt."""
+    with borrowed_socket(pid, inode, fd_hint) as dup:
+        return apply_changes(dup, changes)
 
 
 def read_options_of(pid: int, inode: int, fd_hint: int | None = None) -> tuple[SocketOptions, int]:

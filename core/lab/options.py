@@ -235,6 +235,127 @@ def set_buffers(sock: socket.socket, rcvbuf: int | None = None, sndbuf: int | No
         raise _wrap(exc, "setsockopt(SO_RCVBUF/SO_SNDBUF)") from None
 
 
+SET_NAMES = ("linger", "keepalive", "nodelay", "user-timeout")
+_ON = ("on", "yes", "1", "true")
+_OFF = ("off", "no", "0", "false")
+
+
+@dataclass(frozen=True, slots=True)
+class OptionChanges:
+    """What to change on a socket; None leaves an option as it is. ``keepalive`` True turns SO_KEEPALIVE
+    on with the socket's current timers, False turns it off (timers kept), a `Keepalive` sets all four."""
+
+    linger: Linger | None = None
+    keepalive: Keepalive | bool | None = None
+    nodelay: bool | None = None
+    user_timeout_ms: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.linger, self.keepalive, self.nodelay, self.user_timeout_ms))
+
+    def describe(self) -> str:
+        """The changes in one line, e.g. ``linger on, 0 s (close sends RST); nodelay on``."""
+        parts = []
+        if self.linger is not None:
+            parts.append(str(self.linger))
+        ka = self.keepalive
+        if ka is True:
+            parts.append("keepalive on (current timers)")
+        elif ka is False or (isinstance(ka, Keepalive) and not ka.enabled):
+            parts.append("keepalive off")
+        elif isinstance(ka, Keepalive):
+            parts.append(f"keepalive on idle={ka.idle}s intvl={ka.intvl}s cnt={ka.cnt}")
+        if self.nodelay is not None:
+            parts.append(f"nodelay {'on' if self.nodelay else 'off'}")
+        if self.user_timeout_ms is not None:
+            parts.append(f"user-timeout {self.user_timeout_ms} ms" + (" (system default)"
+                                                                       if not self.user_timeout_ms else ""))
+        return "; ".join(parts) or "nothing"
+
+
+def _on_off(value: str, what: str) -> bool:
+    low = value.strip().lower()
+    if low in _ON:
+        return True
+    if low in _OFF:
+        return False
+    raise BadInput(f"bad {what} {value!r}: on or off")
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> OptionChanges:
+    """``NAME=VALUE`` texts (``sockmon opts --set``) → `OptionChanges`; BadInput names the bad one.
+
+    ``linger=off|0|N`` (0: close sends RST), ``keepalive=on|off|IDLE,INTVL,CNT``, ``nodelay=on|off``,
+    ``user-timeout=MS`` (0: the system's retransmission limits decide)."""
+    found: dict[str, object] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        name = name.strip().lower().replace("_", "-")
+        if not sep or not value.strip():
+            raise BadInput(f"bad --set {item!r}: expected NAME=VALUE with NAME one of {', '.join(SET_NAMES)}")
+        if name not in SET_NAMES:
+            raise BadInput(f"unknown option {name!r} in --set {item!r}: use one of {', '.join(SET_NAMES)}")
+        if name in found:
+            raise BadInput(f"--set {name} given twice")
+        value = value.strip()
+        if name == "linger":
+            found[name] = Linger.parse(value)
+        elif name == "keepalive":
+            low = value.lower()
+            if low in _ON:
+                found[name] = True
+            elif low in _OFF:
+                found[name] = False
+            else:
+                found[name] = Keepalive.parse(value)
+        elif name == "nodelay":
+            found[name] = _on_off(value, "nodelay")
+        else:
+            ms = _int(value, "user-timeout")
+            if not 0 <= ms <= 2**31 - 1:
+                raise BadInput(f"bad user-timeout {ms}: use 0-2147483647 ms")
+            found[name] = ms
+    return OptionChanges(linger=found.get("linger"), keepalive=found.get("keepalive"),  # type: ignore[arg-type]
+                         nodelay=found.get("nodelay"), user_timeout_ms=found.get("user-timeout"))  # type: ignore[arg-type]
+
+
+def apply_changes(sock: socket.socket, changes: OptionChanges) -> SocketOptions:
+    """Make every change in ``changes`` on ``sock``, then read every option back from the kernel."""
+    if changes.linger is not None:
+        set_linger(sock, changes.linger)
+    ka = changes.keepalive
+    if ka is True:
+        try:
+            current = read_keepalive(sock)
+        except OSError as exc:
+            raise _wrap(exc, "getsockopt(SO_KEEPALIVE)") from None
+        set_keepalive(sock, Keepalive(True, current.idle, current.intvl, current.cnt))
+    elif ka is False:
+        set_keepalive(sock, Keepalive(False))
+    elif ka is not None:
+        set_keepalive(sock, ka)
+    if changes.nodelay is not None:
+        set_nodelay(sock, changes.nodelay)
+    if changes.user_timeout_ms is not None:
+        set_user_timeout(sock, changes.user_timeout_ms)
+    return read_options(sock)
+
+
+def require_tcp(sock: socket.socket, what: str) -> None:
+    """BadInput unless ``sock`` is a TCP socket (IPv4 or IPv6): the TCP options mean nothing elsewhere."""
+    try:
+        proto = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL)
+    except OSError:
+        proto = None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM or \
+            proto not in (None, socket.IPPROTO_TCP):
+        kind = {socket.AF_UNIX: "a UNIX socket", socket.AF_NETLINK: "a netlink socket"}.get(
+            sock.family, f"a {getattr(sock.family, 'name', sock.family)} {getattr(sock.type, 'name', sock.type)} socket")
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_DGRAM:
+            kind = "a UDP socket"
+        raise BadInput(f"{what} is {kind}, not TCP: these options are TCP socket options")
+
+
 def system_keepalive(root: Path = SYSCTL_DIR) -> Keepalive:
     """The system defaults new sockets get: tcp_keepalive_time / _intvl / _probes (keepalive itself is off)."""
     try:

@@ -1,6 +1,6 @@
 """Command-line entry point.
 
-`sockmon` alone starts the terminal UI; `sockmon serve|connect|ls|watch` are headless and never import
+`sockmon` alone starts the terminal UI; `sockmon serve|connect|ls|watch|kill|opts` are headless and never import
 Textual. Each subcommand lives in its own module here and exposes ``register(subparsers)``, which adds
 its parser and sets ``run=<callable(args) -> int>`` as a default.
 """
@@ -16,7 +16,7 @@ import sys
 from sockmon.core.errors import SockmonError
 from sockmon.core.text import inert
 
-COMMANDS = ("serve", "connect", "ls", "watch", "export", "fleet")
+COMMANDS = ("serve", "connect", "ls", "watch", "export", "fleet", "kill", "opts")
 
 
 class _Version(argparse.Action):

@@ -15,7 +15,7 @@ from textual.widgets import Static
 PANES = [
     ("1  l", "Listening", "every LISTEN socket (v4/v6), accept queue vs backlog, owner, ListenOverflows/Drops"),
     ("1  c", "Connections", "every other TCP socket: state, ends, queues, timer countdown, rtt, cwnd, owner"),
-    ("2  k", "Keepalive", "sysctls, sockets with a keepalive timer, SO_KEEPALIVE of the selected socket"),
+    ("2", "Keepalive", "sysctls, sockets with a keepalive timer, SO_KEEPALIVE of the selected socket"),
     ("3", "Client", "the built-in client: Target has the focus (type HOST:PORT, Enter connects, then type "
                     "lines to send: each gets its ending, CRLF by default), one-key options, shutdown/close/abort"),
     ("4", "Server", "the built-in server: start/stop, modes (m picks one), its clients sorted by peer, the accept "
@@ -31,6 +31,8 @@ KEYS = [
     ("Enter / double click", "Detail screen of the socket under the cursor"),
     ("o", "socket options: SO_LINGER / keepalive of the selected socket, read back from the kernel "
           "(another process's after confirmation, as root)"),
+    ("k", "kill the socket under the cursor in Listening / Connections (SOCK_DESTROY, like ss -K): a "
+          "confirmation names the owner and both ends first; the owner then gets ECONNABORTED, the peer a RST"),
     ("s / S / < >", "sort by the next column / reverse / previous, next column (or click a header)"),
     ("/", "filter the Connections list as you type (Enter or Esc: back to the table)"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),

@@ -15,7 +15,6 @@ from rich.text import Text
 from sockmon.core.errors import SockmonError
 from sockmon.core.lab.options import Keepalive, Linger, SocketOptions
 from sockmon.core.records import Process, Socket
-from sockmon.core.states import TIME_WAIT
 from sockmon.tui import fmt
 from sockmon.tui.theme import state_text
 from textual import on, work
@@ -28,33 +27,25 @@ from textual.widgets import Button, Input, Label, Static
 
 def why_not_changeable(sock: Socket, owner: Process | None) -> str | None:
     """None when the socket's options can be changed here, else the reason in one line."""
-    if sock.state == TIME_WAIT or not sock.inode:
-        return "no file descriptor (TIME_WAIT or orphaned socket): there are no options left to change"
-    if owner is None:
-        if os.geteuid() == 0:
-            return "no owning process found (it may have exited, or the socket waits in an accept queue)"
-        return "owner unknown: another user's process needs root to see and to change"
-    return None
+    from sockmon.core.lab.foreign import why_no_options
+
+    return why_no_options(sock, owner)
 
 
 def read_socket_options(pid: int, inode: int) -> SocketOptions:
     """Blocking (/proc scan, syscalls): call from a worker thread."""
-    from sockmon.core.lab.foreign import borrowed_socket
-    from sockmon.core.lab.options import read_options
+    from sockmon.core.lab.foreign import read_options_of
 
-    with borrowed_socket(pid, inode) as s:
-        return read_options(s)
+    return read_options_of(pid, inode)[0]
 
 
 def apply_socket_options(pid: int, inode: int, linger: Linger, keepalive: Keepalive) -> SocketOptions:
-    """Set both options on process ``pid``'s socket, then read everything back. Blocking."""
-    from sockmon.core.lab.foreign import borrowed_socket
-    from sockmon.core.lab.options import read_options, set_keepalive, set_linger
+    """Set both options on process ``pid``'s socket, then read everything back (the core code that
+    ``sockmon opts --set`` uses too). Blocking."""
+    from sockmon.core.lab.foreign import change_options_of
+    from sockmon.core.lab.options import OptionChanges
 
-    with borrowed_socket(pid, inode) as s:
-        set_linger(s, linger)
-        set_keepalive(s, keepalive)
-        return read_options(s)
+    return change_options_of(pid, inode, OptionChanges(linger=linger, keepalive=keepalive))
 
 
 def _linger_field(linger: Linger) -> str:

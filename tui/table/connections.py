@@ -10,7 +10,7 @@ from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.tui import fmt
-from sockmon.tui.table.socket_list import TCP_ONLY, SocketListPane
+from sockmon.tui.table.socket_list import KILL_BINDING, TCP_ONLY, SocketListPane
 from sockmon.tui.widgets.virtual_table import Column
 
 
@@ -37,6 +37,7 @@ def _retrans_text(s: Socket) -> str:
 class ConnectionsPane(SocketListPane):
     """All TCP sockets except listeners."""
 
+    BINDINGS = [KILL_BINDING]
     TITLE = "Connections"
     KEY_HINT = "c"
     INITIAL_SORT = "state"  # stable: kernel order within a state

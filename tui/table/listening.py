@@ -12,7 +12,7 @@ from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
 from sockmon.core.states import CLOSE, LISTEN, STATE_CODES
 from sockmon.tui import fmt
-from sockmon.tui.table.socket_list import TCP_ONLY, SocketListPane, row_protocol
+from sockmon.tui.table.socket_list import KILL_BINDING, TCP_ONLY, SocketListPane, row_protocol
 from sockmon.tui.widgets.virtual_table import Column
 
 GAUGE_CELLS = 10
@@ -59,6 +59,7 @@ def _counter(summary, *names: str):
 class ListeningPane(SocketListPane):
     """Listeners: who waits for connections, and how full their accept queues are."""
 
+    BINDINGS = [KILL_BINDING]
     TITLE = "Listening"
     KEY_HINT = "l"
     INITIAL_SORT = "local"

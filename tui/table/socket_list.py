@@ -15,7 +15,7 @@ from sockmon.core.records import SOCKET_COOKIE, SOCKET_ROW_IDENTITY, SOCKET_STAT
 from sockmon.core.states import CLOSE, ESTABLISHED, LISTEN
 from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
-from sockmon.tui.messages import ColumnsRequested, SocketActivated, SocketSelected
+from sockmon.tui.messages import ColumnsRequested, KillRequested, SocketActivated, SocketSelected
 from sockmon.tui.theme import ERROR_STYLE, STATE_SS_NAMES, STATE_TINY_NAMES, counts_text, state_style
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
@@ -48,6 +48,11 @@ def socket_types_label(types: frozenset[str]) -> str:
 def row_protocol(s) -> str:
     """"tcp", "udp" or the UNIX socket type as ss names it (u_str, u_dgr, u_seq)."""
     return s.type_name if s.family == socket.AF_UNIX else s.protocol_name
+
+
+# ``k`` on a row: kill that socket (the app confirms first). In the BINDINGS of the panes that offer it.
+KILL_BINDING = Binding("k", "kill_socket", "Kill", show=True,
+                       tooltip="Kill the selected socket (SOCK_DESTROY, like ss -K), after confirmation")
 
 
 def key_fn_for(snapshot: Snapshot):
@@ -271,6 +276,14 @@ class SocketListPane(Vertical):
     def on_virtual_table_row_activated(self, event: VirtualTable.RowActivated) -> None:
         event.stop()
         self.post_message(SocketActivated(event.row, origin=self.id or ""))
+
+    def action_kill_socket(self) -> None:
+        """``k``: ask the app to kill the socket under the cursor (it confirms, then runs it off the UI thread)."""
+        row = self.table.cursor_row
+        netns = self.snapshot.netns if self.snapshot is not None else None
+        if netns == ALL_NETNS:  # every namespace on screen: the row's own
+            netns = getattr(row, "netns", None)
+        self.post_message(KillRequested(row, origin=self.id or "", netns=netns))
 
     @property
     def selected(self) -> Socket | None:

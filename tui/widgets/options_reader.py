@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from sockmon.core.errors import SockmonError
 from sockmon.core.records import Process, Socket
-from sockmon.core.states import LISTEN, TIME_WAIT
+from sockmon.core.states import LISTEN
 
 Reader = Callable[[Socket, "Process | None"], tuple[object, str]]
 
@@ -19,14 +19,11 @@ def read_socket_options(sock: Socket, owner: Process | None, fd_hints: dict | No
     """(SocketOptions | None, how it was read or why not). Blocking (/proc, syscalls): never on the UI thread.
 
     ``fd_hints``: (pid, inode) → fd number, kept by the caller so a re-read costs one readlink."""
-    from sockmon.core.lab.foreign import read_options_of
+    from sockmon.core.lab.foreign import read_options_of, why_no_options
 
-    if sock.state == TIME_WAIT or not sock.inode:
-        return None, "no file descriptor (TIME_WAIT or orphaned): nothing to read options from"
-    if owner is None:
-        if os.geteuid() == 0:
-            return None, "no owning process found (it may have exited, or the socket waits in an accept queue)"
-        return None, "owner unknown (another user's process needs root to see)"
+    why = why_no_options(sock, owner)
+    if why is not None:
+        return None, why
     key = (owner.pid, sock.inode)
     try:
         opts, fd = read_options_of(owner.pid, sock.inode, (fd_hints or {}).get(key))
