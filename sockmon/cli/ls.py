@@ -35,6 +35,11 @@ def register(subparsers) -> None:
     p.add_argument("--netns", dest="ls_netns", metavar="NAME", default=None,
                    help="a named network namespace (/run/netns/NAME) or pid:PID")
     p.add_argument("--no-owners", action="store_true", help="skip the process lookup (faster)")
+    p.add_argument("--closed", action="store_true",
+                   help="record for --for S seconds (or until Ctrl-C), then list the connections that closed: "
+                   "owner, lifetime, bytes each way, how each ended (FIN / RST)")
+    p.add_argument("--for", dest="record_for", type=float, default=5.0, metavar="S",
+                   help="with --closed: seconds to record (default 5)")
     p.set_defaults(run=run)
 
 
@@ -78,11 +83,15 @@ def run(args) -> int:
     from sockmon.core.table.snapshot import normalize_states, take_snapshot
 
     states = normalize_states(args.state) if args.state else None
-    if args.listening:
-        states = sorted(set(states or []) | {LISTEN})
     netns = getattr(args, "ls_netns", None)
     if netns is None:  # `ls --netns ""` is a bad name (refused below), not "no namespace given"
         netns = getattr(args, "netns", None)
+    if args.closed:
+        from sockmon.cli.closed import run_closed
+
+        return run_closed(args, netns)
+    if args.listening:
+        states = sorted(set(states or []) | {LISTEN})
     try:
         snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
                              owners=None if args.no_owners else OwnerCache())
