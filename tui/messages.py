@@ -101,3 +101,11 @@ class ListenerRow(Message):
     def __init__(self, socket: Socket | None) -> None:
         super().__init__()
         self.socket = socket
+
+
+class ClosedActivated(Message):
+    """The user pressed Enter on a closed connection in the History pane: open its record."""
+
+    def __init__(self, record) -> None:
+        super().__init__()
+        self.record = record  # sockmon.core.table.closed.ClosedConnection
