@@ -88,16 +88,21 @@ class ClosedPane(Vertical):
                    overflow="start", comparable=True),
             Column("peer", "Peer", 22, get=lambda c: (c.family, c.dst, c.dport), fmt=fmt.peer_of,
                    overflow="start", comparable=True),
-            Column("owner", "Process", 18, get=lambda c: None if c.owner is None else (c.owner.name, c.owner.pid),
-                   fmt=lambda c: fmt.owner_text(c.owner)),
             Column("lifetime", "Lifetime", 9, get=lambda c: c.lifetime_s, fmt=lifetime_text, justify="right"),
             Column("received", "Recv", 9, get=attrgetter("bytes_received"),
                    fmt=lambda c: bytes_text(c.bytes_received), justify="right"),
             Column("sent", "Sent", 9, get=attrgetter("bytes_sent"), fmt=lambda c: bytes_text(c.bytes_sent),
                    justify="right"),
+            Column("owner", "Process", 18, get=lambda c: None if c.owner is None else (c.owner.name, c.owner.pid),
+                   fmt=lambda c: fmt.owner_text(c.owner)),
             Column("state", "Final state", 11, get=attrgetter("state"), fmt=lambda c: c.state_name,
                    style=lambda c: state_style(c.state), comparable=True),
         ]
+
+    def on_resize(self) -> None:
+        # at 80 columns: Closed, Ended, both ends and the lifetime; the rest scrolls in (→)
+        narrow = self.size.width < 110
+        self.table.set_column_widths({"local": 18, "peer": 18} if narrow else {"local": 24, "peer": 24})
 
     def compose(self) -> ComposeResult:
         yield Static(id=f"{self.id}-info", classes="pane-info")
