@@ -7,11 +7,11 @@ import socket
 import threading
 
 import pytest
+from sockhelp_closed import CLIENT_SENDS, SERVER_SENDS, one_connection
 from sockmon.core.table.collector import Collector
 from sockmon.core.table.tracepoint import tracing_available
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.screens.closed import ClosedScreen
-from sockhelp_closed import CLIENT_SENDS, SERVER_SENDS, one_connection
 from test_tui_fixtures import sync, wait_for
 
 pytestmark = pytest.mark.timeout(90)

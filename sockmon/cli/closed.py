@@ -101,6 +101,9 @@ def run_closed(args, netns) -> int:
                 why = collector.tracer_note or "no tracepoint"
                 print(f"sockmon ls --closed: how connections ended is inferred from snapshots ({inert(why)})",
                       file=sys.stderr, flush=True)
+            # (the collector is running from here: tests and scripts may start their connections now)
+            print(f"sockmon ls --closed: recording for {seconds:g} s (Ctrl-C ends it sooner)", file=sys.stderr,
+                  flush=True)
             stop.wait(seconds)
             if not failed:  # one last collection: what closed just now
                 import time

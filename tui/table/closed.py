@@ -77,7 +77,7 @@ class ClosedPane(Vertical):
         self.filter_error: str | None = None
         self.table = VirtualTable(self.columns(), key_fn=attrgetter("seq"), sort_column="closed",
                                   sort_reverse=True, new_mark_seconds=2.0, fade_seconds=0.0,
-                                  empty_text="no connection closed since sockmon started", id=f"{self.id}-table")
+                                  empty_text="no closed connection (since sockmon started, or matching the filter)", id=f"{self.id}-table")
 
     def columns(self) -> list[Column]:
         return [
@@ -129,15 +129,16 @@ class ClosedPane(Vertical):
 
     def info_text(self) -> Text:
         n = self.table.total_count
-        out = Text(f"{n} closed connection{'s' if n != 1 else ''}", style="bold")
+        out = Text(f"{n} closed", style="bold")
         if self.total > n:
             out.append(f" (the last {n} of {self.total})", style="dim")
-        if self.source == "inferred":
-            out.append("   inferred from snapshots: FIN seen only if a FIN state was caught", style="dim italic")
-        elif self.source == "tracepoint":
-            out.append("   exact (tracepoint); RST and timeout look alike to the kernel event", style="dim")
         if self.table.filtered:
-            out.append(f"   showing {self.table.live_row_count} of {n}", style="bold")
+            out.append(f"  showing {self.table.live_row_count}", style="bold")
+        if self.source == "inferred":
+            out.append("   inferred from snapshots: a FIN is seen only if a refresh caught a FIN state",
+                       style="dim italic")
+        elif self.source == "tracepoint":
+            out.append("   exact (tracepoint); an RST and a timeout look alike to it", style="dim")
         return out
 
     def _refresh_info(self) -> None:
