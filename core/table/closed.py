@@ -58,6 +58,7 @@ from sockmon.core.states import (
 )
 from sockmon.core.table.diff import diff as snapshot_diff
 from sockmon.core.table.history import TransitionHistory, four_tuple_key
+from sockmon.core.tcpinfo import decode_tcp_info_from
 
 MAX_CLOSED = 5_000  # closed connections kept (rustnet keeps as many)
 MAX_WAITING = 20_000  # closes waiting for their removal / removals waiting for their close
@@ -287,16 +288,17 @@ class ClosedHistory:
         with self._lock:
             offset = self._offset
             taken = self._prev.taken_at if self._prev is not None else None
+            add, life_of, departed = history.add_keyed, history.life, self._departed
+            tr = None
             for tr in transitions:
-                history.add((tr,))
+                k = four_tuple_key(tr.src, tr.sport, tr.dst, tr.dport)
+                add(k, tr)
                 src = source or tr.source
-                if not ends_connection(tr, src):
+                if (tr.new != CLOSE and tr.new != TIME_WAIT) or not ends_connection(tr, src):
                     continue
                 ended += 1
-                life = tuple(history.get(tr.src, tr.sport, tr.dst, tr.dport))
-                c = _Close(tr, life, src, offset if offset is not None else 0.0)
-                k = four_tuple_key(tr.src, tr.sport, tr.dst, tr.dport)
-                seen = self._departed.pop(k, None)
+                c = _Close(tr, tuple(life_of(k)), src, offset if offset is not None else 0.0)
+                seen = departed.pop(k, None)
                 if seen is not None or src != "tracepoint" or (taken is not None and tr.ts < taken):
                     self._record(c, seen)
                 else:
@@ -304,8 +306,9 @@ class ClosedHistory:
                     self._waiting.move_to_end(k)
                     if len(self._waiting) > self.max_waiting:
                         self._record(self._waiting.popitem(last=False)[1], None)
+            if tr is not None:
+                history.evict_idle(tr.ts)
             if upto is not None:
-                departed = self._departed
                 while departed:
                     k, seen = next(iter(departed.items()))
                     if seen.found_at > upto:
@@ -325,8 +328,9 @@ class ClosedHistory:
     # ------------------------------------------------------------------ one record
     def _record(self, c: _Close, seen: _Seen | None) -> None:
         tr = c.tr
-        life = [t for t in c.life if t.ts <= tr.ts] or [tr]
-        if life[-1] is not tr and life[-1] != tr:
+        life = c.life
+        if not life or life[-1] is not tr:  # (a later socket on the 4-tuple in the same batch: rare)
+            life = [t for t in life if t.ts < tr.ts]
             life.append(tr)
         first = life[0]
         # born here: out of CLOSE / LISTEN; or out of SYN_SENT with its dwell known (the tracepoint's
@@ -344,24 +348,23 @@ class ClosedHistory:
             states.append(StateTime(TIME_WAIT, None))
         offset = c.offset
         opened = (first.ts - first.dwell_ms / 1000.0 if connecting else first.ts) if birth_seen else None
-        sock = seen.sock if seen is not None else None
-        info = sock.tcp_info if sock is not None and sock.tcp_info_bytes is not None else None
+        ended = how_ended(tr.old, tr.new, [s.state for s in states], c.source, seen.sock if seen else None)
         self._seq += 1
-        rec = ClosedConnection(
-            self._seq, tr.family, tr.src, tr.sport, tr.dst, tr.dport, tr.old,
-            how_ended(tr.old, tr.new, (s.state for s in states), c.source, sock),
-            tr.ts, tr.ts + offset, None if opened is None else opened + offset,
-            None if opened is None else max(0.0, tr.ts - opened), birth_seen, tuple(states), c.source,
-            owner=seen.owner if seen is not None else None,
-            uid=sock.uid if sock is not None else -1,
-            inode=sock.inode if sock is not None else 0,
-            cookie=sock.cookie if sock is not None else (tr.cookie or 0),
-            bytes_received=info.bytes_received if info is not None else None,
-            bytes_acked=info.bytes_acked if info is not None else None,
-            bytes_sent=max(0, info.bytes_sent - info.bytes_retrans) if info is not None else None,
-            total_retrans=info.total_retrans if info is not None else None,
-            seen_wall=seen.wall if seen is not None else None,
-        )
+        head = (self._seq, tr.family, tr.src, tr.sport, tr.dst, tr.dport, tr.old, ended, tr.ts, tr.ts + offset,
+                None if opened is None else opened + offset, None if opened is None else max(0.0, tr.ts - opened),
+                birth_seen, tuple(states), c.source)
+        if seen is None:
+            rec = ClosedConnection(*head, None, -1, 0, tr.cookie or 0)
+        else:
+            sock = seen.sock
+            b = sock.tcp_info_bytes
+            if b is None:
+                rec = ClosedConnection(*head, seen.owner, sock.uid, sock.inode, sock.cookie, seen_wall=seen.wall)
+            else:
+                info = decode_tcp_info_from(b)
+                rec = ClosedConnection(*head, seen.owner, sock.uid, sock.inode, sock.cookie, info.bytes_received,
+                                       info.bytes_acked, max(0, info.bytes_sent - info.bytes_retrans),
+                                       info.total_retrans, seen.wall)
         self._records.append(rec)
         self.total += 1
         self.version += 1
