@@ -113,7 +113,6 @@ def _closed_cmd(port: int, *extra: str) -> subprocess.Popen:
 @pytest.mark.skipif(not OK, reason=WHY)
 def test_ls_closed_json_for_2_records_the_connections_made_meanwhile(listener):
     port = listener.getsockname()[1]
-    before = set(list_instances())
     proc = _closed_cmd(port, "--json", "--for", "2")
     t0 = time.monotonic()
     done = [one_connection(listener, how, lifetime=0.5) for how in ("FIN", "RST")]
@@ -132,7 +131,7 @@ def test_ls_closed_json_for_2_records_the_connections_made_meanwhile(listener):
             assert r["pid"] is not None and r["birth_seen"] is True and r["source"] == "tracepoint"
             assert r["closed"].endswith("Z") and r["opened"] < r["closed"]
             assert r["states"][-1]["state"] == r["final_state"]
-    assert set(list_instances()) <= before, "the tracefs instance is removed"
+    assert not any(i.startswith(f"sockmon-{proc.pid}-") for i in list_instances()), "its tracefs instance is removed"
 
 
 def test_ls_closed_text_and_signals_end_the_recording_cleanly(listener):
@@ -265,3 +264,19 @@ def test_a_timeout_through_a_dead_peer_is_not_called_a_plain_rst():
     assert len(mine) == 1, model.records()
     assert mine[0].ended == "RST or timeout", mine[0]
     assert mine[0].state_name == "ESTABLISHED"
+
+
+def test_watch_closed_prints_each_connection_as_it_ends_and_stops_on_sigint(listener):
+    port = listener.getsockname()[1]
+    proc = subprocess.Popen([*SOCKMON, "watch", "--closed", "--json", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while "recording until" not in (line := proc.stderr.readline()):
+        assert line, "the command ended before recording"
+    conn = one_connection(listener, "RST", lifetime=0.3)
+    first = json.loads(proc.stdout.readline())  # printed while it runs, not at the end
+    assert first["ended"] == "RST" and port in (first["sport"], first["dport"])
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    out = proc.stdout.read()  # (not communicate(): it would miss what readline() buffered)
+    got = [first, *(json.loads(x) for x in out.splitlines())]
+    assert {(r["src"], r["sport"], r["dst"], r["dport"]) for r in got} == {t for t, _, _ in both_ends(conn)}, got

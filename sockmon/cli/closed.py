@@ -1,10 +1,11 @@
-"""`sockmon ls --closed`: record closed connections for a while, then print them.
+"""`sockmon ls --closed` / `sockmon watch --closed`: record closed connections, print them.
 
 There is no history before sockmon runs, so this records: a `Collector` (tracepoint as root, else
 snapshot diffs) feeds a `ClosedHistory` (`sockmon.core.table.closed`) for ``--for S`` seconds, or until
 SIGINT / SIGTERM / SIGHUP, then one last collection catches what closed at the end and every connection
 seen closing is printed, oldest first: JSON lines (`sockmon.core.jsonout.closed_lines`) or a text table
-(every name inert). Not a subcommand of its own (`COMMANDS`): `sockmon.cli.ls` calls `run_closed`.
+(every name inert). `watch --closed` prints each one as it is recorded, until a signal. Not a subcommand
+of its own (`COMMANDS`): `sockmon.cli.ls` calls `run_closed`, `sockmon.cli.watch` `watch_closed`.
 """
 
 from __future__ import annotations
@@ -54,15 +55,27 @@ def format_closed(records) -> list[str]:
     return out
 
 
-def run_closed(args, netns) -> int:
-    from sockmon.core.errors import BadInput
-    from sockmon.core.jsonout import closed_lines
+def closed_line(c) -> str:
+    """One closed connection as one text line (`sockmon watch --closed`), names inert."""
+    from sockmon.cli.ls import fmt_endpoint, owner_cell
+    from sockmon.core.jsonout import iso_time
+
+    life = fmt_seconds(c.lifetime_s) if c.birth_seen else "?"
+    recv = "?" if c.bytes_received is None else str(c.bytes_received)
+    sent = "?" if c.bytes_sent is None else str(c.bytes_sent)
+    return (f"{iso_time(c.closed_wall)}  {c.ended:<14} {c.state_name:<11}  {fmt_endpoint(c.family, c.src, c.sport)} -> "
+            f"{fmt_endpoint(c.family, c.dst, c.dport)}  lifetime {life}  recv {recv} sent {sent}  "
+            f"{owner_cell(c.owner)}  [{c.source}]").rstrip()
+
+
+def record(netns, port, with_owners: bool, seconds: float | None, *, label: str, on_new=None,
+           use_tracepoint: bool | None = None):
+    """Record closed connections for ``seconds`` (None: until a signal) with a `Collector` feeding a
+    `ClosedHistory`; ``on_new(records)`` (collector thread) gets each tick's new records. Returns the model
+    after one last collection (what closed at the very end) and `ClosedHistory.flush`."""
     from sockmon.core.table.closed import ClosedHistory
     from sockmon.core.table.collector import Collector
 
-    seconds = args.record_for
-    if not 0 < seconds <= 86400:  # refuses nan too
-        raise BadInput(f"--for must be between 0 and 86400 seconds, got {seconds}")
     if netns is not None:
         import os
 
@@ -74,12 +87,21 @@ def run_closed(args, netns) -> int:
     failed: list[BaseException] = []
     final = threading.Event()
     lock = threading.Lock()
-    state = {"final_from": None}
+    state = {"final_from": None, "shown": 0}
+
+    def emit_new() -> None:
+        if on_new is None:
+            return
+        new = [c for c in model.records_oldest_first() if c.seq > state["shown"]]
+        if new:
+            state["shown"] = new[-1].seq
+            on_new(new)
 
     def on_update(update) -> None:
         model.feed(update)
         if update.error:
-            print(f"sockmon ls --closed: {inert(update.error)}", file=sys.stderr, flush=True)
+            print(f"sockmon {label}: {inert(update.error)}", file=sys.stderr, flush=True)
+        emit_new()
         with lock:
             if state["final_from"] is not None and update.snapshot is not None \
                     and update.snapshot.taken_at >= state["final_from"]:
@@ -95,15 +117,15 @@ def run_closed(args, netns) -> int:
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     old = {s: signal.signal(s, on_signal) for s in signals}
     try:
-        with Collector(interval=RECORD_INTERVAL, netns=netns, port=args.port, with_info=True,
-                       with_owners=not args.no_owners, on_update=on_update, on_error=on_error) as collector:
+        with Collector(interval=RECORD_INTERVAL, netns=netns, port=port, with_info=True, with_owners=with_owners,
+                       use_tracepoint=use_tracepoint, on_update=on_update, on_error=on_error) as collector:
             if collector.transition_source != "tracepoint":
                 why = collector.tracer_note or "no tracepoint"
-                print(f"sockmon ls --closed: how connections ended is inferred from snapshots ({inert(why)})",
+                print(f"sockmon {label}: how connections ended is inferred from snapshots ({inert(why)})",
                       file=sys.stderr, flush=True)
             # (the collector is running from here: tests and scripts may start their connections now)
-            print(f"sockmon ls --closed: recording for {seconds:g} s (Ctrl-C ends it sooner)", file=sys.stderr,
-                  flush=True)
+            how_long = f"for {seconds:g} s (Ctrl-C ends it sooner)" if seconds else "until Ctrl-C"
+            print(f"sockmon {label}: recording {how_long}", file=sys.stderr, flush=True)
             stop.wait(seconds)
             if not failed:  # one last collection: what closed just now
                 import time
@@ -119,6 +141,19 @@ def run_closed(args, netns) -> int:
     if failed:
         raise failed[0]
     model.flush()
+    emit_new()
+    return model
+
+
+def run_closed(args, netns) -> int:
+    """`sockmon ls --closed`: record, then print."""
+    from sockmon.core.errors import BadInput
+    from sockmon.core.jsonout import closed_lines
+
+    seconds = args.record_for
+    if not 0 < seconds <= 86400:  # refuses nan too
+        raise BadInput(f"--for must be between 0 and 86400 seconds, got {seconds}")
+    model = record(netns, args.port, not args.no_owners, seconds, label="ls --closed")
     records = model.records_oldest_first()
     if args.state:
         from sockmon.core.table.snapshot import normalize_states
@@ -131,4 +166,21 @@ def run_closed(args, netns) -> int:
             write_all(fd, closed_lines(records))
         return 0
     write_all(fd, ("\n".join(format_closed(records)) + "\n").encode("utf-8", "backslashreplace"))
+    return 0
+
+
+def watch_closed(args, netns) -> int:
+    """`sockmon watch --closed`: each closed connection as it is recorded, until a signal."""
+    from sockmon.core.jsonout import closed_lines
+
+    fd = fileno_of_stdout()
+
+    def on_new(records) -> None:  # collector thread: a closed pipe stops the recording (on_error)
+        if args.json:
+            write_all(fd, closed_lines(records))
+        else:
+            write_all(fd, "".join(closed_line(c) + "\n" for c in records).encode("utf-8", "backslashreplace"))
+
+    record(netns, args.port, True, None, label="watch --closed", on_new=on_new,
+           use_tracepoint=False if args.inferred else None)
     return 0

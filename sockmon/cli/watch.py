@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--interval", dest="watch_interval", type=float, default=None, metavar="S",
                    help="poll interval (default 0.05 s with the tracepoint, 0.5 s inferred)")
     p.add_argument("--inferred", action="store_true", help="never use the tracepoint; diff snapshots")
+    p.add_argument("--closed", action="store_true",
+                   help="instead of transitions: each connection as it closes (owner, lifetime, bytes, FIN / RST)")
     p.set_defaults(run=run)
 
 
@@ -44,6 +46,10 @@ def run(args) -> int:
     if interval is not None and not 0 < interval <= 3600:
         raise BadInput(f"--interval must be between 0 and 3600 seconds, got {interval}")
     netns = getattr(args, "netns", None)  # `sockmon --netns NAME watch`
+    if args.closed:
+        from sockmon.cli.closed import watch_closed
+
+        return watch_closed(args, netns)
     if netns is not None:
         from sockmon.core.netns import open_netns
 
