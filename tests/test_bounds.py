@@ -13,6 +13,7 @@ from collections import deque
 
 import pytest
 from sockmon.core.lab import timeline as tl
+from sockmon.core.table import closed as closed_module
 from sockmon.tui import app as app_module
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.widgets import rows as rows_module
@@ -105,6 +106,11 @@ async def test_churn_keeps_every_event_fed_structure_within_its_cap():
             assert sizes["new"] <= rows_module.MAX_MARKS and sizes["gone"] <= rows_module.MAX_MARKS
         collector = app.collector
         assert len(collector._pending) <= 200_000
+        closed = app.closed  # the closed-connection history: 16,000 closed ends went through it
+        assert closed.total >= 2 * CONNECTIONS - 100 and len(closed) == closed_module.MAX_CLOSED
+        assert len(closed._waiting) <= closed.max_waiting and len(closed._departed) <= closed.max_waiting
+        assert len(closed._owners) <= closed.max_owners
+        assert app.closed_pane.table.row_count == closed_module.MAX_CLOSED
 
         # and nothing else grows with the events: no container in the app, its widgets or our models
         # comes near the number of transitions seen (the old TimelinePane._seen held one per transition)

@@ -75,8 +75,9 @@ class ClosedPane(Vertical):
         self.total = 0
         self.source: str | None = None
         self.filter_error: str | None = None
+        # no row marks: the newest are on top, and marks at thousands of closes a second would pile up
         self.table = VirtualTable(self.columns(), key_fn=attrgetter("seq"), sort_column="closed",
-                                  sort_reverse=True, new_mark_seconds=2.0, fade_seconds=0.0,
+                                  sort_reverse=True, new_mark_seconds=0.0, fade_seconds=0.0,
                                   empty_text="no closed connection (since sockmon started, or matching the filter)", id=f"{self.id}-table")
 
     def columns(self) -> list[Column]:
