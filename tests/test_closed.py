@@ -161,7 +161,13 @@ def test_history_keeps_the_last_5000_of_more_closes_under_real_churn(listener):
     port = listener.getsockname()[1]
     model = ClosedHistory()
     n = 3_000
-    with Collector(interval=0.2, port=port, on_update=model.feed):
+    lost = [0]
+
+    def feed(update):
+        lost[0] = max(lost[0], update.overruns) + update.dropped_transitions
+        model.feed(update)
+
+    with Collector(interval=0.2, port=port, on_update=feed):
         time.sleep(0.3)
         last = None
         for _ in range(n):
@@ -172,7 +178,9 @@ def test_history_keeps_the_last_5000_of_more_closes_under_real_churn(listener):
             srv.close()
         time.sleep(0.8)
     model.flush()
-    assert model.total >= 2 * n - 10  # (the kernel may drop a few events under a flood: counted elsewhere)
+    if not lost[0]:  # (a loaded machine may make the kernel drop events: then only the cap is checked)
+        assert model.total == 2 * n
+    assert model.total > MAX_CLOSED
     assert len(model) == MAX_CLOSED
     recs = model.records()
     assert len(recs) == MAX_CLOSED
