@@ -11,7 +11,11 @@ total. ``rest`` = total − snapshot: what the collector adds. The previous upda
 benchmark (like a UI) during the tick and dropped after it: ``free prev`` is the time that takes
 (freeing a 60k snapshot), ``total+free+gc`` adds it and the GC work that ran right after the tick.
 
-    sudo python3 bench/bench_collect.py [--sizes 20000,60000] [--runs 7] [--compare HEAD~1]
+``closed`` is the closed-connection model (`ClosedHistory.feed`, core/table/closed.py) fed each tick,
+inside ``total``; with ``--churn K`` the benchmark closes K of its own loopback connections (both ends
+closing: 2K closed ends) and opens K new ones before every tick, so each diff has closes to record.
+
+    sudo python3 bench/bench_collect.py [--sizes 20000,60000] [--runs 7] [--churn 1000] [--compare HEAD~1]
 
 ``--compare REV`` also runs the core of git revision REV (exported to a temporary directory) in the
 same run, for a before/after table.
@@ -35,7 +39,36 @@ sys.path.insert(0, HERE)
 
 from connpool import export_tree, print_banner, reexec_in_private_netns  # noqa: E402
 
-PHASES = ("snapshot", "owners", "diff", "advance", "summary", "gc", "rest", "total", "free prev", "total+free+gc")
+PHASES = ("snapshot", "owners", "diff", "advance", "summary", "closed", "gc", "rest", "total", "free prev",
+          "total+free+gc")
+
+
+class Churn:
+    """K of our own loopback connections closed (FIN from both ends) and K opened before each tick."""
+
+    def __init__(self, k: int) -> None:
+        import collections
+        import resource
+        import socket
+
+        self.k = k
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8 * k + 1024)), hard))
+        self.socket = socket
+        self.lst = socket.create_server(("127.0.0.1", 0), backlog=max(128, k))
+        self.pairs: collections.deque = collections.deque()
+        self.closed = 0
+
+    def step(self) -> None:
+        for _ in range(min(self.k, len(self.pairs))):
+            a, b = self.pairs.popleft()
+            a.close()
+            b.close()
+            self.closed += 2
+        for _ in range(self.k):
+            c = self.socket.create_connection(self.lst.getsockname())
+            s, _ = self.lst.accept()
+            self.pairs.append((c, s))
 
 
 def worker(runs: int) -> dict:
@@ -70,11 +103,21 @@ def worker(runs: int) -> dict:
             gen2[0] += info["generation"] == 2
 
     gc.callbacks.append(on_gc)
-    col = cmod.Collector(interval=3600, use_tracepoint=False, on_update=lambda u: None, start=False)
+    try:
+        from sockmon.core.table.closed import ClosedHistory
+    except ImportError:  # an older tree (--compare): no model
+        ClosedHistory = None  # noqa: N806
+    model = ClosedHistory() if ClosedHistory is not None else None
+    on_update = timed("closed", model.feed) if model is not None else (lambda u: None)
+    churn_k = int(os.environ.get("SOCKMON_BENCH_CHURN", "0"))
+    churn = Churn(churn_k) if churn_k else None
+    col = cmod.Collector(interval=3600, use_tracepoint=False, on_update=on_update, start=False)
     samples: dict[str, list[float]] = {p: [] for p in PHASES}
     count = 0
     u = None
     for i in range(runs + 2):
+        if churn is not None:
+            churn.step()
         acc.clear()
         bucket[0] = "gc"
         t0 = time.perf_counter()
@@ -97,6 +140,7 @@ def worker(runs: int) -> dict:
         snap = acc.get("snapshot+owners", 0.0) - acc.get("owners", 0.0)
         vals = {"snapshot": snap, "owners": acc.get("owners", 0.0), "diff": acc.get("diff", 0.0),
                 "advance": acc.get("advance", 0.0), "summary": acc.get("summary", 0.0),
+                "closed": acc.get("closed", 0.0),
                 "gc": acc.get("gc", 0.0) + acc.get("gc_after", 0.0), "rest": total - snap, "total": total,
                 "free prev": free, "total+free+gc": total + free + acc.get("gc_after", 0.0)}
         for p in PHASES:
@@ -104,13 +148,15 @@ def worker(runs: int) -> dict:
     col.stop()
     import resource
 
-    return {"count": count, "gen2": gen2[0], "min": {p: min(v) for p, v in samples.items()},
+    return {"count": count, "gen2": gen2[0], "recorded": model.total if model is not None else 0,
+            "churned": churn.closed if churn is not None else 0, "min": {p: min(v) for p, v in samples.items()},
             "median": {p: statistics.median(v) for p, v in samples.items()},
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_worker(runs: int, tree: str | None) -> dict:
+def run_worker(runs: int, tree: str | None, churn: int = 0) -> dict:
     env = dict(os.environ)
+    env["SOCKMON_BENCH_CHURN"] = str(churn)
     if tree is not None:
         env["PYTHONPATH"] = os.path.join(tree, "pkg")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", str(runs)],
@@ -122,6 +168,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="20000,60000")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--churn", type=int, default=0, metavar="K",
+                    help="close K connections and open K before every tick (closes for the closed-connection model)")
     ap.add_argument("--compare", metavar="REV", help="also time the core of this git revision")
     ap.add_argument("--worker", type=int, metavar="RUNS", help=argparse.SUPPRESS)
     ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
@@ -153,10 +201,13 @@ def main() -> int:
                 print(f"| {n} | `ss -tanoi` ({ss['count']} rows) | {ss_cells} | 1.00 | 1.00 | | "
                       f"{ss['maxrss_kb'] / 1024:.0f} |", flush=True)
                 for label, tree in trees:
-                    r = run_worker(args.runs, tree)
+                    r = run_worker(args.runs, tree, args.churn)
                     cells = " | ".join(f"{r['min'][p]:.1f} ({r['median'][p]:.1f})" for p in PHASES)
                     print(f"| {n} | {label} ({r['count']} rows) | {cells} | {r['min']['snapshot'] / ss_ms:.2f} | "
                           f"{r['min']['total'] / ss_ms:.2f} | {r['gen2']} | {r['maxrss_mb']:.0f} |", flush=True)
+                    if args.churn:
+                        print(f"|   | churn: {r['churned']} ends closed by the benchmark, {r['recorded']} "
+                              "closed connections recorded |", flush=True)
     finally:
         for _label, tree in trees:
             if tree is not None:

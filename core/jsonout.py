@@ -14,6 +14,9 @@ escaping, numbers, nesting). The shapes:
   dwell_ms (null when unknown).
 - kill result (`kill --json`): a socket's shape plus ``result`` (killed / gone / failed), ``errno`` and
   ``reason``; socket options (`opts --json`): the process, fd, socket and every option read back.
+- closed connection (`ls --closed --json`): the 4-tuple, ended (FIN, RST, "RST or timeout",
+  "connect failed", unknown), final_state, opened / closed (ISO 8601 UTC; opened null when the birth
+  was not seen), lifetime_s, birth_seen, bytes each way, the owner as last seen, states with seconds.
 - engine event (`connect --json`, `serve --json`): ts (monotonic, for ordering), time (wall clock,
   ISO 8601 UTC with microseconds), kind, then every other field of the `Event` that is set (not None,
   not ""), payload bytes as ``data`` (text, undecodable bytes as ``\\xNN``) and ``hex`` (exact).
@@ -287,3 +290,52 @@ def event_out(event) -> dict:
 def event_line(event) -> bytes:
     """One engine event as one JSON line (with its newline)."""
     return _encode_lines([event_out(event)])
+
+
+class StateTimeOut(Struct, frozen=True, gc=False):
+    state: str
+    seconds: float | None
+
+
+class ClosedOut(Struct, frozen=True, gc=False):
+    family: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    ended: str
+    final_state: str
+    opened: str | None  # ISO 8601 UTC; null when the birth was not seen
+    closed: str
+    lifetime_s: float | None
+    birth_seen: bool
+    bytes_received: int | None
+    bytes_sent: int | None
+    bytes_acked: int | None
+    total_retrans: int | None
+    pid: int | None
+    process: str | None
+    user: str | None
+    uid: int | None
+    cookie: int
+    states: tuple[StateTimeOut, ...]
+    source: str
+
+
+def closed_out(c) -> ClosedOut:
+    """The JSON shape of one closed connection (`sockmon.core.table.closed.ClosedConnection`)."""
+    p = c.owner
+    return ClosedOut(
+        _family[c.family], c.src, c.sport, c.dst, c.dport, c.ended, _state[c.state],
+        None if c.opened_wall is None else iso_time(c.opened_wall), iso_time(c.closed_wall),
+        None if c.lifetime_s is None else round(c.lifetime_s, 6), c.birth_seen,
+        c.bytes_received, c.bytes_sent, c.bytes_acked, c.total_retrans,
+        None if p is None else p.pid, None if p is None else p.name, None if p is None else p.user,
+        None if c.uid < 0 else c.uid, c.cookie,
+        tuple(StateTimeOut(_state[s.state], None if s.seconds is None else round(s.seconds, 6)) for s in c.states),
+        c.source)
+
+
+def closed_lines(records: Iterable) -> bytes:
+    """One JSON object per closed connection, each on its own line (`sockmon ls --closed --json`)."""
+    return _encode_lines([closed_out(c) for c in records])

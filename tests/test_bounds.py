@@ -13,6 +13,7 @@ from collections import deque
 
 import pytest
 from sockmon.core.lab import timeline as tl
+from sockmon.core.table import closed as closed_module
 from sockmon.tui import app as app_module
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.widgets import rows as rows_module
@@ -87,6 +88,10 @@ async def test_churn_keeps_every_event_fed_structure_within_its_cap():
                     p.wait()
         assert made == CONNECTIONS
         await pilot.pause(1.0)  # the last transitions reach the app
+        # (on a loaded machine the collector may still be draining them; closes drained after their tick's
+        # snapshot wait for the next snapshot in the closed-connection history)
+        await wait_for(pilot, lambda: app.history.total >= 3 * CONNECTIONS and app.closed.total > 2 * CONNECTIONS * 0.9,
+                       timeout=30, what="the churn's transitions and closes")
         seen = app.history.total
         assert seen >= 3 * CONNECTIONS, f"the tracepoint saw the churn ({seen} transitions)"
 
@@ -105,6 +110,11 @@ async def test_churn_keeps_every_event_fed_structure_within_its_cap():
             assert sizes["new"] <= rows_module.MAX_MARKS and sizes["gone"] <= rows_module.MAX_MARKS
         collector = app.collector
         assert len(collector._pending) <= 200_000
+        closed = app.closed  # the closed-connection history: 16,000 closed ends went through it
+        assert closed.total > closed_module.MAX_CLOSED and len(closed) == closed_module.MAX_CLOSED
+        assert len(closed._waiting) <= closed.max_waiting and len(closed._departed) <= closed.max_waiting
+        assert len(closed._owners) <= closed.max_owners
+        assert app.closed_pane.table.row_count == closed_module.MAX_CLOSED
 
         # and nothing else grows with the events: no container in the app, its widgets or our models
         # comes near the number of transitions seen (the old TimelinePane._seen held one per transition)

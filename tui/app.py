@@ -37,6 +37,7 @@ from sockmon.core.lab.events import EventKind
 from sockmon.core.netns import ALL_NETNS
 from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.core.states import LISTEN, STATE_CODES
+from sockmon.core.table.closed import ClosedHistory
 from sockmon.core.table.collector import Update
 from sockmon.core.table.diff import diff as snapshot_diff
 from sockmon.core.table.history import TransitionHistory
@@ -51,6 +52,7 @@ from sockmon.tui.messages import (
     ClientConnecting,
     ClientEndpointsKnown,
     ClientFdClosed,
+    ClosedActivated,
     CollectionFailed,
     ColumnsRequested,
     EngineEvent,
@@ -61,6 +63,7 @@ from sockmon.tui.messages import (
     SocketActivated,
     SocketSelected,
 )
+from sockmon.tui.screens.closed import ClosedScreen
 from sockmon.tui.screens.columns import ColumnChooser
 from sockmon.tui.screens.detail import DetailScreen
 from sockmon.tui.screens.fleet import FleetScreen
@@ -68,6 +71,7 @@ from sockmon.tui.screens.help import HelpScreen
 from sockmon.tui.screens.kill import KillScreen
 from sockmon.tui.screens.netns import NetnsChoice, NetnsScreen
 from sockmon.tui.screens.options import SocketOptionsScreen
+from sockmon.tui.table.closed import ClosedPane
 from sockmon.tui.table.connections import ConnectionsPane
 from sockmon.tui.table.keepalive import KeepalivePane
 from sockmon.tui.table.listening import ListeningPane
@@ -90,6 +94,7 @@ TABS = {
     "client": "3 Client",
     "server": "4 Server",
     "timeline": "5 Timeline",
+    "history": "6 History",
 }
 NON_ROOT_BANNER = ("non-root: owners of other users' sockets hidden (/proc/PID/fd needs root) · transitions "
                    "inferred, not exact (tracefs needs root) · other processes' options unreadable (pidfd_getfd)")
@@ -133,15 +138,18 @@ class SockmonApp(App[int]):
         Binding("3", "show_pane('client')", "Client", show=False, id="pane.client"),
         Binding("4", "show_pane('server')", "Server", show=False, id="pane.server"),
         Binding("5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline"),
+        Binding("6", "show_pane('history')", "History", show=False, id="pane.history"),
         # from inside a text field too (digits there are text); also what Esc-then-digit arrives as
         Binding("alt+1", "show_pane('sockets')", "Listening+Connections", show=False, id="pane.sockets_alt"),
         Binding("alt+2", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_alt"),
         Binding("alt+3", "show_pane('client')", "Client", show=False, id="pane.client_alt"),
         Binding("alt+4", "show_pane('server')", "Server", show=False, id="pane.server_alt"),
         Binding("alt+5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_alt"),
+        Binding("alt+6", "show_pane('history')", "History", show=False, id="pane.history_alt"),
         Binding("l", "show_pane('listening')", "Listening", show=False, id="pane.listening"),
         Binding("c", "show_pane('connections')", "Connections", show=False, id="pane.connections"),
         Binding("t", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_t"),
+        Binding("h", "show_pane('history')", "History", show=False, id="pane.history_h"),
         Binding("slash", "filter", "Filter", show=True, id="filter"),
         Binding("p", "pause", "Pause", show=True, id="pause"),
         Binding("p", "resume", "Resume", show=True, id="resume"),  # only one of the two is active: see check_action
@@ -188,6 +196,8 @@ class SockmonApp(App[int]):
         self.snapshot: Snapshot | None = None
         self.summary = None
         self.history = TransitionHistory()
+        # closed connections: snapshots observed on the collector thread, transitions added here
+        self.closed = ClosedHistory(self.history)
         self.selected: Socket | None = None
         self.updates_applied = 0
         self.last_apply_ms: float | None = None
@@ -224,6 +234,8 @@ class SockmonApp(App[int]):
                 yield server
             with TabPane(TABS["timeline"], id="timeline"):
                 yield TimelinePane(self.lab.model)
+            with TabPane(TABS["history"], id="history"):
+                yield ClosedPane(id="closed")
         yield StatusBar(id="status")
         yield Footer(compact=True)
 
@@ -253,6 +265,10 @@ class SockmonApp(App[int]):
     def socket_lists(self) -> list:
         """The socket-list panes (each with its own columns)."""
         return [self.listening, self.connections, self.keepalive.timers]
+
+    @property
+    def closed_pane(self) -> ClosedPane:
+        return self.query_one("#closed", ClosedPane)
 
     @property
     def status(self) -> StatusBar:
@@ -404,6 +420,10 @@ class SockmonApp(App[int]):
     # ------------------------------------------------------------------ collector → UI
     def _from_collector(self, update) -> None:
         """Collector thread: hand over, never touch widgets. Transitions are never dropped."""
+        try:
+            self.closed.observe(update)  # every snapshot, even those the UI will skip (thread-safe)
+        except Exception as exc:  # noqa: BLE001 - the history misses one tick; the UI goes on
+            self.post_message(CollectionFailed(f"closed-connection history: {type(exc).__name__}: {exc}"))
         if update.transitions:
             pending = self._pending_transitions
             over = len(pending) + len(update.transitions) - MAX_PENDING_TRANSITIONS
@@ -447,8 +467,15 @@ class SockmonApp(App[int]):
 
     def _apply(self, update: Update, transitions: list[Transition]) -> None:
         snapshot = update.snapshot
-        if transitions:
-            self.history.add(transitions)
+        closed = self.closed
+        closed.observe(update)  # a no-op when the collector thread observed it already
+        if transitions:  # into the transition history (Detail) and the closed-connection history
+            closed.add_transitions(transitions, source=update.transition_source,
+                                   upto=snapshot.taken_at if snapshot is not None else None)
+        history = self.closed_pane
+        if closed.version != history.version or update.transition_source != history.source:
+            history.show_records(closed.records(), version=closed.version, total=closed.total,
+                                 source=update.transition_source)
         dropped, self._dropped_transitions = self._dropped_transitions, 0
         status = dict(collect_ms=update.duration_ms, transition_source=update.transition_source,
                       overruns=update.overruns + update.dropped_transitions + dropped)
@@ -610,6 +637,10 @@ class SockmonApp(App[int]):
     def on_socket_activated(self, message: SocketActivated) -> None:
         self.open_detail(message.socket)
 
+    @on(ClosedActivated)
+    def _closed_activated(self, message: ClosedActivated) -> None:
+        self.push_screen(ClosedScreen(message.record))
+
     def open_detail(self, sock: Socket | None = None) -> None:
         sock = sock or self.selected
         if sock is None:
@@ -742,6 +773,8 @@ class SockmonApp(App[int]):
             self.connections.focus_table()
         elif name == "listening":
             self.listening.focus_table()
+        elif name == "history":
+            self.closed_pane.focus_table()
         elif name == "keepalive":
             self.keepalive.focus_table()
             self.keepalive.show_cursor_row()
@@ -843,7 +876,8 @@ class SockmonApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         panes = [("Show Listening", "listening"), ("Show Connections", "connections"), ("Show Keepalive", "keepalive"),
-                 ("Show Client", "client"), ("Show Server", "server"), ("Show Timeline", "timeline")]
+                 ("Show Client", "client"), ("Show Server", "server"), ("Show Timeline", "timeline"),
+                 ("Show History (closed connections)", "history")]
         for title, name in panes:
             yield SystemCommand(title, f"switch to the {name} pane", lambda n=name: self.action_show_pane(n))
         yield SystemCommand("Filter connections", "type a filter: state, port, addr:, proc:", self.action_filter)

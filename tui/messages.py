@@ -126,3 +126,11 @@ class KillRequested(Message):
         self.socket = socket
         self.origin = origin
         self.netns = netns
+
+
+class ClosedActivated(Message):
+    """The user pressed Enter on a closed connection in the History pane: open its record."""
+
+    def __init__(self, record) -> None:
+        super().__init__()
+        self.record = record  # sockmon.core.table.closed.ClosedConnection

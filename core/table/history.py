@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from operator import attrgetter
 
 from sockmon.core.records import Transition
 from sockmon.core.states import CLOSE, LISTEN, NEW_SYN_RECV
 
 FourTuple = tuple[str, int, str, int]
+_TS = attrgetter("ts")
 NEW_LIFE = frozenset((CLOSE, LISTEN, NEW_SYN_RECV))  # a transition out of these: a new socket on the 4-tuple
 
 
@@ -42,25 +44,39 @@ class TransitionHistory:
 
     def add(self, transitions: Iterable[Transition]) -> int:
         n = 0
+        add = self.add_keyed
         for tr in transitions:
-            key = four_tuple_key(tr.src, tr.sport, tr.dst, tr.dport)
-            q = self._by_tuple.get(key)
-            if q is None:
-                q = self._by_tuple[key] = []
-                if len(self._by_tuple) > self.max_sockets:
-                    self._by_tuple.popitem(last=False)
-            else:
-                self._by_tuple.move_to_end(key)
-                if tr.old in NEW_LIFE and q[-1].ts <= tr.ts:
-                    q.clear()  # another socket on the same 4-tuple: its own life
-            q.append(tr)
-            if len(q) > self.per_socket:
-                del q[0]
+            add(four_tuple_key(tr.src, tr.sport, tr.dst, tr.dport), tr)
             n += 1
-        self.total += n
         if n:
-            self._evict_old(tr.ts)
+            self.evict_idle(tr.ts)
         return n
+
+    def add_keyed(self, key: FourTuple, tr: Transition) -> None:
+        """Add one transition under its `four_tuple_key` (already computed by the caller); idle 4-tuples
+        are forgotten by `evict_idle`, which the caller runs after a batch."""
+        by_tuple = self._by_tuple
+        q = by_tuple.get(key)
+        if q is None:
+            q = by_tuple[key] = []
+            if len(by_tuple) > self.max_sockets:
+                by_tuple.popitem(last=False)
+        else:
+            by_tuple.move_to_end(key)
+            if tr.old in NEW_LIFE and q[-1].ts <= tr.ts:
+                q.clear()  # another socket on the same 4-tuple: its own life
+        q.append(tr)
+        if len(q) > self.per_socket:
+            del q[0]
+        self.total += 1
+
+    def life(self, key: FourTuple) -> list[Transition]:
+        """The transitions kept under ``key`` (a `four_tuple_key`), oldest first."""
+        q = self._by_tuple.get(key)
+        return sorted(q, key=_TS) if q else []
+
+    def evict_idle(self, now: float) -> None:
+        self._evict_old(now)
 
     def _evict_old(self, now: float) -> None:
         # least recently changed first: stop at the first 4-tuple young enough
@@ -74,8 +90,7 @@ class TransitionHistory:
 
     def get(self, src: str, sport: int, dst: str, dport: int) -> list[Transition]:
         """Transitions of that socket, oldest first (by timestamp)."""
-        q = self._by_tuple.get(four_tuple_key(src, sport, dst, dport))
-        return sorted(q, key=lambda t: t.ts) if q else []
+        return self.life(four_tuple_key(src, sport, dst, dport))
 
     def for_socket(self, sock) -> list[Transition]:
         return self.get(sock.src, sock.sport, sock.dst, sock.dport)

@@ -47,6 +47,11 @@ def register(subparsers) -> None:
     p.add_argument("-r", "--resolve", action="store_true",
                    help="host names (getnameinfo: /etc/hosts, then maybe DNS) and service names "
                         "(/etc/services) instead of numbers, like ss -r; text output only")
+    p.add_argument("--closed", action="store_true",
+                   help="record for --for S seconds (or until Ctrl-C), then list the connections that closed: "
+                   "owner, lifetime, bytes each way, how each ended (FIN / RST)")
+    p.add_argument("--for", dest="record_for", type=float, default=5.0, metavar="S",
+                   help="with --closed: seconds to record (default 5)")
     p.set_defaults(run=run)
 
 
@@ -128,8 +133,6 @@ def run(args) -> int:
     from sockmon.core.table.snapshot import normalize_states, take_snapshot
 
     states = normalize_states(args.state) if args.state else None
-    if args.listening:
-        states = sorted(set(states or []) | {LISTEN})
     netns = getattr(args, "ls_netns", None)
     if netns is None:  # `ls --netns ""` is a bad name (refused below), not "no namespace given"
         netns = getattr(args, "netns", None)
@@ -139,6 +142,12 @@ def run(args) -> int:
 
             raise BadInput("--all-netns and --netns exclude each other: every namespace, or one")
         netns = ALL_NETNS
+    if args.closed:
+        from sockmon.cli.closed import run_closed
+
+        return run_closed(args, netns)
+    if args.listening:
+        states = sorted(set(states or []) | {LISTEN})
     protocols = [name for name in ("tcp", "udp", "unix") if getattr(args, name, False)] or ["tcp"]
     try:
         snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,

@@ -30,6 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--all-netns", action="store_true",
                    help="every network namespace: each transition says its namespace (\"netns\" in JSON; "
                         "null when the snapshots cannot tell); snapshots every --interval (default 0.5 s)")
+    p.add_argument("--closed", action="store_true",
+                   help="instead of transitions: each connection as it closes (owner, lifetime, bytes, FIN / RST)")
     p.set_defaults(run=run)
 
 
@@ -51,6 +53,10 @@ def run(args) -> int:
     all_netns = getattr(args, "all_netns", False)
     if all_netns and netns is not None:
         raise BadInput("--all-netns and --netns exclude each other: every namespace, or one")
+    if args.closed:
+        from sockmon.cli.closed import watch_closed
+
+        return watch_closed(args, netns)
     if netns is not None:
         from sockmon.core.netns import open_netns
 

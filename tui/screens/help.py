@@ -21,6 +21,8 @@ PANES = [
     ("4", "Server", "the built-in server: start/stop, modes (m picks one), its clients sorted by peer, the accept "
                     "queue, send to one client or all, per-client actions"),
     ("5  t", "Timeline", "the life of the selected connection (or our client): calls, states, bytes"),
+    ("6  h", "History", "the last 5,000 closed connections, newest first: owner, lifetime, bytes each way, how "
+                        "each ended (FIN / RST); / filters, Enter shows one"),
 ]
 
 KEYS = [
@@ -36,7 +38,7 @@ KEYS = [
     ("s / S / < >", "sort by the next column / reverse / previous, next column (or click a header)"),
     ("/", "filter the Connections list as you type (Enter or Esc: back to the table)"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
-    ("Alt+1 … Alt+5", "switch panes from inside a text field too (there digits are text)"),
+    ("Alt+1 … Alt+6", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
     ("N", "network namespace: show every namespace (a Netns column in Listening and Connections), ours, a "
