@@ -3,7 +3,8 @@
 - any text, and random streams of the language's own tokens, either parse or raise BadInput — nothing else —
   and a parsed predicate never raises on any socket;
 - generated well-formed ss expressions parse, and their predicate agrees with a straightforward reference
-  evaluator written here from ss(8) / misc/ss.c (ipaddress networks, left-to-right and/or);
+  evaluator written here from ss(8), iproute2's misc/ssfilter.y (and / or alike, from the left) and the
+  kernel's inet_diag_bc_run (ipaddress networks);
 - the printer round-trips: parse(to_text(ast)).node == ast.
 """
 
@@ -114,22 +115,23 @@ def addr16(family: int, text: str) -> bytes:
     return raw + bytes(16 - len(raw))
 
 
-def ref_prefix_match(sock_fam: int, sock_addr: str, pfam: int, paddr: str, bits: int) -> bool:
-    """ss: the first ``bits`` bits of the 16 address bytes (IPv4 in the first 4, rest zero) agree whatever
-    the family; then a v4 pattern on a v4-mapped IPv6 socket compares the embedded IPv4 address."""
+def ref_prefix_match(sock_fam: int, sock_addr: str, pfam: int, paddr: str, bits: int, user: bool) -> bool:
+    """ss evaluates a filter twice and lists what passes both. In the kernel (inet_diag_bc_run): same family
+    and the first ``bits`` bits equal; an IPv4 network also takes a v4-mapped IPv6 socket by its embedded
+    IPv4 address. In ss itself (run_ssfilter): the first ``bits`` of the 16 address bytes whatever the
+    family (IPv4 in the first 4, zeros after), or a v4 network on a v4-mapped socket's IPv4 address."""
+    net = ipaddress.ip_network(f"{paddr}/{bits}", strict=False)
+    ip = ipaddress.ip_address(sock_addr)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if pfam == V4 and mapped is not None and mapped in net:
+        return True
+    if not user:
+        return sock_fam == pfam and ip in net
     if bits == 0:
         return True
     a = int.from_bytes(addr16(sock_fam, sock_addr), "big")
     p = int.from_bytes(addr16(pfam, paddr), "big")
-    if a >> (128 - bits) != p >> (128 - bits):
-        return False
-    if pfam == V4 and sock_fam == V6:
-        ip = ipaddress.IPv6Address(sock_addr)
-        if ip.ipv4_mapped is not None:
-            raw = bytearray(addr16(V6, sock_addr))
-            raw[0:4] = raw[12:16]
-            return int.from_bytes(raw, "big") >> (128 - bits) == p >> (128 - bits)
-    return True
+    return a >> (128 - bits) == p >> (128 - bits)
 
 
 @st.composite
@@ -142,12 +144,18 @@ def ss_terms(draw, first: bool = False):
         op_word, op = draw(st.sampled_from([("=", "eq"), ("==", "eq"), ("eq", "eq"), ("", "eq"), ("!=", "ne"),
                                             ("ne", "ne"), ("<", "lt"), ("lt", "lt"), ("<=", "le"), ("le", "le"),
                                             (">", "gt"), ("gt", "gt"), (">=", "ge"), ("ge", "ge")]))
-        port = draw(st.sampled_from(PORTS + [40000, 50000]))
+        port = draw(st.sampled_from(PORTS + [40000, 50000, 70000, -1]))
         colon = draw(st.sampled_from([":", ""]))
-        text = f"{side} {op_word} {colon}{port}".replace("  ", " ")
+        if port == -1:  # "*": any port
+            text = f"{side} {op_word} *".replace("  ", " ")
+        else:
+            text = f"{side} {op_word} {colon}{port}".replace("  ", " ")
 
-        def pred(s, side=side, op=op, port=port):
+        def pred(s, user, side=side, op=op, port=port):
             v = s.sport if side == "sport" else s.dport
+            if port == -1 and op in ("eq", "ne"):
+                return op == "eq"
+            port = port if op in ("eq", "ne") or user else port & 0xFFFF  # the kernel's 16 bits
             return {"eq": v == port, "ne": v != port, "lt": v < port, "le": v <= port, "gt": v > port,
                     "ge": v >= port}[op]
 
@@ -167,22 +175,22 @@ def ss_terms(draw, first: bool = False):
             addr_text = f"[{paddr}]" if not with_bits else f"{paddr}/{bits}"
         text = f"{side} {addr_text}" + (f":{port}" if port is not None else "")
 
-        def pred(s, side=side, fam=fam, paddr=paddr, bits=bits, port=port):
+        def pred(s, user, side=side, fam=fam, paddr=paddr, bits=bits, port=port):
             sp, sa = (s.sport, s.src) if side == "src" else (s.dport, s.dst)
             if port is not None and sp != port:
                 return False
-            return ref_prefix_match(s.family, sa, fam, paddr, bits)
+            return ref_prefix_match(s.family, sa, fam, paddr, bits, user)
 
         return text, pred
     if kind == "state":  # sockmon's: "state X" as a term after the first
         name = draw(st.sampled_from(["established", "time-wait", "listening", "syn-recv", *GROUPS]))
         codes = set(GROUPS[name]) if name in GROUPS else {S.parse_state(name)}
         codes |= {S.NEW_SYN_RECV} if S.SYN_RECV in codes else set()
-        return f"state {name}", (lambda s, codes=frozenset(codes): s.state in codes)
+        return f"state {name}", (lambda s, user, codes=frozenset(codes): s.state in codes)
     if kind == "not":
         text, inner = draw(ss_terms())
         word = draw(st.sampled_from(["not", "!"]))
-        return f"{word} {text}", (lambda s, inner=inner: not inner(s))
+        return f"{word} {text}", (lambda s, user, inner=inner: not inner(s, user))
     text, inner = draw(ss_exprs())
     lp, rp = draw(st.sampled_from([("(", ")"), ("\\(", "\\)")]))
     return f"{lp} {text} {rp}", inner
@@ -199,10 +207,10 @@ def ss_exprs(draw, first: bool = False):
         text += f" {joiner} {t}" if joiner else f" {t}"
         preds.append((joiner, p))
 
-    def pred(s, preds=tuple(preds)):
-        value = preds[0][1](s)
+    def pred(s, user, preds=tuple(preds)):
+        value = preds[0][1](s, user)
         for joiner, p in preds[1:]:
-            value = (value or p(s)) if joiner in ("or", "||") else (value and p(s))
+            value = (value or p(s, user)) if joiner in ("or", "||") else (value and p(s, user))
         return value
 
     return text, pred
@@ -224,11 +232,13 @@ def ss_filters(draw):
             mask = (set(GROUPS["all"]) if mask is None else mask) - codes
     text, expr = draw(ss_exprs(first=True))
     prefix = " ".join(f"{v} {n}" for v, n in clauses)
+    if mask is not None and not mask:  # ss: nothing left is ss's default set
+        mask = set(GROUPS["all"]) - {S.LISTEN, S.CLOSE, S.TIME_WAIT, S.SYN_RECV}
     if mask is not None and S.SYN_RECV in mask:
         mask.add(S.NEW_SYN_RECV)
 
-    def pred(s, mask=None if mask is None else frozenset(mask)):
-        return (mask is None or s.state in mask) and expr(s)
+    def pred(s, mask=None if mask is None else frozenset(mask)):  # what passes the kernel's and ss's test
+        return (mask is None or s.state in mask) and expr(s, False) and expr(s, True)
 
     return (prefix + " " + text).strip(), pred, mask
 

@@ -11,7 +11,8 @@ reason naming the bad token and its column). ``parse(text) -> Filter`` gives the
 
 ss's language (ss(8), iproute2 misc/ssfilter.y and misc/ss.c), giving the sockets ``ss -tan EXPR`` gives:
   ``state NAME`` / ``exclude NAME`` (also ``excl``) before the expression: a run of them makes one state set
-      (``state`` adds, ``exclude`` removes from all). NAME is a state (``established``, ``syn-sent``,
+      (``state`` adds, ``exclude`` removes from all; a set left empty, ``exclude all``, is ss's default:
+      connected without bucket). NAME is a state (``established``, ``syn-sent``,
       ``syn-recv``, ``fin-wait-1``, ``fin-wait-2``, ``time-wait``, ``closed``, ``close-wait``, ``last-ack``,
       ``listening``, ``closing``) or a group: ``all``; ``connected`` (all but listening and closed);
       ``synchronized`` (connected but syn-sent); ``bucket`` (syn-recv, time-wait); ``big`` (all but bucket).
@@ -20,8 +21,13 @@ ss's language (ss(8), iproute2 misc/ssfilter.y and misc/ss.c), giving the socket
       it has a prefix length: ``dst ::1`` means address ``:`` port 1 to ss, so it is an error),
       ``:PORT``, ``ADDR:PORT``, ``[V6]:PORT``, ``*``, ``*:PORT``; ``inet:`` / ``inet6:`` in front limit
       the whole listing to that family (as ss does). Host names are never resolved (numeric only).
+      Matching is the kernel's (ss sends the expression to sock_diag as bytecode): the socket's family must
+      be the address's, except that an IPv4 address or network also matches a v4-mapped IPv6 socket
+      (``::ffff:127.0.0.1``) by its embedded address: ``src 127.0.0.0/8`` lists those too, ``src 0.0.0.0``
+      does not list ``[::]``.
   ``sport OP PORT`` / ``dport OP PORT``: OP is ``= == eq != ne neq < lt <= le leq > gt >= ge geq`` (``=`` may be
-      left out), PORT is ``:N``, ``N``, a service name (``:https``) or ``*`` (any port).
+      left out), PORT is ``:N``, ``N``, a service name (``:https``) or ``*`` (any port). As in the kernel's
+      bytecode, ``<`` ``<=`` ``>`` ``>=`` compare the port's low 16 bits (``*`` is 65535 there).
   ``and`` ``&&`` ``&`` / ``or`` ``||`` ``|`` / ``not`` ``!`` / ``(`` ``)``: and/or have EQUAL precedence and
       group from the left, as in ss: ``a or b and c`` is ``(a or b) and c``; writing two terms side by side
       means ``and``. ``not`` / ``!`` binds to the one term after it. ``\\(`` is ``(`` (a backslash escapes
@@ -92,6 +98,7 @@ GROUPS: dict[str, frozenset[int]] = {
     "big": ALL_STATES - {SYN_RECV, TIME_WAIT},
     "none": frozenset(),  # sockmon's: prints an empty set (ss has no name for it)
 }
+SS_CONN = ALL_STATES - {LISTEN, CLOSE, TIME_WAIT, SYN_RECV}  # ss's default set (ss without -a)
 # every spelling a state takes: ss's names (scan_state) and the kernel's, -/_ alike, case-insensitive
 _STATE_WORDS: dict[str, int] = {}
 for _code, _name in STATE_NAMES.items():
@@ -144,9 +151,9 @@ class StateOrText(Node):
 class Host(Node):
     """An address prefix and / or a port on one side (``s`` local, ``d`` peer) or ``any``.
 
-    ``bits`` 0: any address; ``port`` -1: any port. ``ss`` True: ss's matching (the 16 address bytes
-    compared whatever the family, v4-mapped sockets as ss treats them); False: sockmon's (same family,
-    a v4 pattern also matching a v4-mapped socket). ``only_family``: an ``inet:`` / ``inet6:`` prefix."""
+    ``family`` 0: no address given (any); ``bits`` the prefix length; ``port`` -1: any port. Matching is
+    the kernel's for ss's bytecode (``_addr_pred``). ``ss``: written as ss's ``src X`` / ``dst X`` (True) or
+    as sockmon's shorthand (printing only). ``only_family``: an ``inet:`` / ``inet6:`` prefix."""
     side: str
     family: int
     addr: int  # the address as 128 bits: an IPv4 address in the top 32 (ss's inet_prefix.data)
@@ -298,6 +305,11 @@ def tokenize(text: str) -> list[Token]:
 # ---------------------------------------------------------------------------------------------- values
 _C_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
 _C_UINT = re.compile(r"(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes ``²`` and other digits ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _c_int(text: str) -> int | None:
@@ -470,7 +482,7 @@ def _strict_endpoint(word: str, side: str) -> Host | None:
             return None
     port = -1
     if port_text and port_text != "*":
-        if not port_text.isdigit() or int(port_text) > 65535:
+        if not _digits(port_text) or int(port_text) > 65535:
             return None
         port = int(port_text)
     elif addr == "*" or (word.endswith(":") and not word.startswith("[")):
@@ -489,7 +501,7 @@ def _strict_endpoint(word: str, side: str) -> Host | None:
         value <<= 96
     bits = maxbits
     if slash:
-        if not mask.isdigit() or int(mask) > maxbits:
+        if not _digits(mask) or int(mask) > maxbits:
             return None
         bits = int(mask)
     return Host(side, fam, value, bits, port, False)
@@ -537,6 +549,8 @@ class _Parser:
             raise BadInput(f"unexpected {_where(tok)}" + (": no '(' before it" if tok.kind == ")" else ""))
         if states is None:
             return expr
+        if not states:  # ss: an empty state set leaves ss's default, the connected states without bucket
+            states = SS_CONN
         return States(states) if expr is None else And(States(states), expr)
 
     def state_arg(self, key: Token) -> frozenset[int]:
@@ -638,9 +652,9 @@ class _Parser:
             if key.isalpha() or "_" in key:
                 raise BadInput(f"unknown filter key {key!r} at column {tok.pos + 1}: use one of "
                                f"{', '.join(KEYS)}")
-        if sep and not key and value.isdigit():  # ":8080"
+        if sep and not key and _digits(value):  # ":8080"
             return self.ports("any", value, tok)
-        if w.isdigit():
+        if _digits(w):
             return self.ports("any", w, tok)
         codes = _state_word(w)
         if codes is not None:
@@ -648,7 +662,7 @@ class _Parser:
         low = w.lower()
         if low in ("v4", "v6", "inet", "inet6", "ipv4", "ipv6"):
             return Family(AF_INET6 if "6" in low else AF_INET)
-        if not w.isdigit() and (prefixed := _state_prefix(w)):
+        if not _digits(w) and (prefixed := _state_prefix(w)):
             return StateOrText(prefixed, low)
         return Text("any", low)
 
@@ -678,7 +692,7 @@ class _Parser:
             host = _strict_endpoint(value, side)
             return host if host is not None else Text(key, value.lower())
         if key == "pid":
-            if not value.isdigit():
+            if not _digits(value):
                 raise BadInput(f"bad pid {value!r} at column {tok.pos + 1}: a number")
             return Owner("pid", str(int(value)))
         return Owner(key, value if key == "user" else value.lower())
@@ -698,7 +712,7 @@ class _Parser:
 
 
 def _port16(text: str, tok: Token) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    if not _digits(text) or not 0 <= int(text) <= 65535:
         raise BadInput(f"bad port {text!r} at column {tok.pos + 1}: a port is a number 0-65535")
     return int(text)
 
@@ -719,56 +733,68 @@ _MAPPED = 0xFFFF  # ::ffff:a.b.c.d >> 32
 _LOW32 = (1 << 32) - 1
 
 
-def _addr_pred(h: Host, src: bool) -> Callable[[Socket], bool]:
+def _addr_pred(h: Host, src: bool, user: bool = False) -> Callable[[Socket], bool]:
+    """A host condition. Kernel (``user`` False; net/ipv4/inet_diag.c inet_diag_bc_run, what ``ss`` sends as
+    bytecode): the port, if given, must be equal; a pattern with an address needs the socket's family,
+    except that an IPv4 pattern also matches a v4-mapped IPv6 socket by its embedded address; then the
+    first ``bits`` bits. ss's own (``user`` True; misc/ss.c run_ssfilter, inet2_addr_match): the first
+    ``bits`` of the 16 address bytes whatever the family (IPv4 in the first four), or a v4 pattern on the
+    embedded address of a v4-mapped socket; no address check at all when ``bits`` is 0."""
     shift = 128 - h.bits
     want = h.addr >> shift
-    pat_v4 = h.family == AF_INET
-    port = h.port
-    if h.ss:
-        def match(s: Socket) -> bool:
-            if port != -1 and port != (s.sport if src else s.dport):
-                return False
-            a = _addr128(s.family, s.src if src else s.dst)
-            if a < 0 or a >> shift != want:
-                return False
-            # ss's "cursed v4-mapped" rule (misc/ss.c inet2_addr_match)
-            if pat_v4 and s.family == AF_INET6 and a >> 32 == _MAPPED:
-                tmp = (a & ~(_LOW32 << 96)) | ((a & _LOW32) << 96)
-                return tmp >> shift == want
-            return True
-    else:
-        fam = h.family
-
-        def match(s: Socket) -> bool:
-            if port != -1 and port != (s.sport if src else s.dport):
-                return False
-            a = _addr128(s.family, s.src if src else s.dst)
-            if a < 0:
-                return False
-            if s.family == fam:
-                return a >> shift == want
-            if pat_v4 and s.family == AF_INET6 and a >> 32 == _MAPPED:
-                return ((a & _LOW32) << 96) >> shift == want
-            return False
-    if h.bits == 0 and (h.ss or h.family == 0):
+    want_v4 = (h.addr >> 96) >> (32 - h.bits) if h.family == AF_INET else 0
+    fam, port = h.family, h.port
+    if fam == 0:  # no address (``:22``, ``*``, ``default``): the port only
         if port == -1:
             return lambda s: True
         if src:
             return lambda s: s.sport == port
         return lambda s: s.dport == port
+
+    if user:
+        def user_match(s: Socket) -> bool:
+            if port != -1 and port != (s.sport if src else s.dport):
+                return False
+            if h.bits == 0:
+                return True
+            a = _addr128(s.family, s.src if src else s.dst)
+            if a < 0:
+                return False
+            if a >> shift == want:
+                return True
+            if fam == AF_INET and s.family == AF_INET6 and a >> 32 == _MAPPED:
+                return (a & _LOW32) >> (32 - h.bits) == want_v4
+            return False
+
+        return user_match
+
+    def match(s: Socket) -> bool:
+        if port != -1 and port != (s.sport if src else s.dport):
+            return False
+        if s.family != fam:
+            if fam == AF_INET and s.family == AF_INET6:
+                a = _addr128(AF_INET6, s.src if src else s.dst)
+                return a >= 0 and a >> 32 == _MAPPED and (a & _LOW32) >> (32 - h.bits) == want_v4
+            return False
+        if h.bits == 0:
+            return True
+        a = _addr128(s.family, s.src if src else s.dst)
+        return a >= 0 and a >> shift == want
+
     return match
 
 
-def compile_node(node: Node, owner_of: OwnerOf) -> Pred:
-    """The predicate of one AST node (closures; ``owner_of`` is asked only by owner / text terms)."""
+def compile_node(node: Node, owner_of: OwnerOf, user: bool = False) -> Pred:
+    """The predicate of one AST node (closures; ``owner_of`` is asked only by owner / text terms).
+    ``user``: ss's own evaluation of its address and port terms instead of the kernel's (`Filter.predicate`)."""
     if isinstance(node, And):
-        a, b = compile_node(node.left, owner_of), compile_node(node.right, owner_of)
+        a, b = compile_node(node.left, owner_of, user), compile_node(node.right, owner_of, user)
         return lambda s: a(s) and b(s)
     if isinstance(node, Or):
-        a, b = compile_node(node.left, owner_of), compile_node(node.right, owner_of)
+        a, b = compile_node(node.left, owner_of, user), compile_node(node.right, owner_of, user)
         return lambda s: a(s) or b(s)
     if isinstance(node, Not):
-        a = compile_node(node.node, owner_of)
+        a = compile_node(node.node, owner_of, user)
         return lambda s: not a(s)
     if isinstance(node, States):
         codes = node.codes | ({NEW_SYN_RECV} if SYN_RECV in node.codes else set())
@@ -784,14 +810,17 @@ def compile_node(node: Node, owner_of: OwnerOf) -> Pred:
 
         return state_or_text
     if isinstance(node, Host):
+        user = user and node.ss  # sockmon's shorthand means the kernel's matching only
         if node.side == "s":
-            return _addr_pred(node, True)
+            return _addr_pred(node, True, user)
         if node.side == "d":
-            return _addr_pred(node, False)
-        a, b = _addr_pred(node, True), _addr_pred(node, False)
+            return _addr_pred(node, False, user)
+        a, b = _addr_pred(node, True, user), _addr_pred(node, False, user)
         return lambda s: a(s) or b(s)
     if isinstance(node, PortCmp):
         port, src = node.port, node.side == "s"
+        if node.op in ("<", "<=", ">", ">=") and not user:
+            port &= 0xFFFF  # the kernel's bytecode holds it in 16 bits: ss sends "*" (-1) as 65535
         get = (lambda s: s.sport) if src else (lambda s: s.dport)
         op = node.op
         if op == "=":
@@ -880,6 +909,22 @@ def only_family(node: Node | None) -> int:
     return fam
 
 
+def _both_ways(node: Node) -> bool:
+    """Whether ss's kernel and user-space evaluations of ``node`` can disagree on some socket."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (And, Or)):
+            stack.extend((n.left, n.right))
+        elif isinstance(n, Not):
+            stack.append(n.node)
+        elif isinstance(n, Host) and n.ss and n.family:
+            return True
+        elif isinstance(n, PortCmp) and n.op in ("<", "<=", ">", ">=") and not 0 <= n.port <= 0xFFFF:
+            return True
+    return False
+
+
 # ---------------------------------------------------------------------------------------------- printer
 def _host_text(h: Host) -> str:
     """A Host as text that parses back to it: ss's form for src / dst, the table's for the shorthand."""
@@ -946,9 +991,16 @@ class Filter:
     family: int
 
     def predicate(self, owner_of: OwnerOf = lambda s: None) -> Pred | None:
+        """The compiled predicate. ss evaluates its expression twice — in the kernel (bytecode) and again
+        on each socket it receives (misc/ss.c show_one_inet_sock → run_ssfilter) — and lists what passes
+        both; the two differ only for an address of the other family and a ``<`` / ``>`` port outside
+        0-65535 (``*``), so only such filters are evaluated both ways here."""
         if self.node is None:
             return None
         pred = compile_node(self.node, owner_of)
+        if _both_ways(self.node):
+            kernel, user = pred, compile_node(self.node, owner_of, user=True)
+            pred = lambda s: kernel(s) and user(s)  # noqa: E731
         if self.family:
             fam = self.family
             return lambda s: s.family == fam and pred(s)
