@@ -424,4 +424,4 @@ async def test_narrow_terminal_shows_whole_titles_banner_and_filter_errors():
         await pilot.pause()
         assert app.connections.filter_error
         text = screen_text(app)
-        assert "NEW_SYN_RECV" in text and "not filtering" in text, "the whole reason shows (the last state named), wrapped"
+        assert "big, all)" in text and "previous filter kept" in text, "the whole reason shows (its end), wrapped"

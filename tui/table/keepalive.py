@@ -29,7 +29,6 @@ class KeepaliveTimersPane(SocketListPane):
     """Sockets whose keepalive timer is running now."""
 
     TITLE = "Keepalive timers"
-    WITH_FILTER = False
     NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 17}
     WIDE_WIDTHS = {"local": 22, "peer": 22, "timer": 17}
     INITIAL_SORT = "timer"
@@ -51,7 +50,10 @@ class KeepaliveTimersPane(SocketListPane):
 
     def info_text(self) -> Text:
         n = self.table.total_count
-        return Text(f"{n} socket{'s' if n != 1 else ''} with a keepalive timer running", style="bold")
+        out = Text(f"{n} socket{'s' if n != 1 else ''} with a keepalive timer running", style="bold")
+        if self.table.filtered:
+            out.append(f"   showing {self.table.live_row_count} of {n}", style="bold")
+        return out
 
 
 class KeepalivePane(Horizontal):

@@ -47,7 +47,6 @@ class ListeningPane(SocketListPane):
     KEY_HINT = "l"
     INITIAL_SORT = "local"
     EMPTY_TEXT = "no listening sockets"
-    WITH_FILTER = False
     NARROW_WIDTHS = {"local": 20}
     WIDE_WIDTHS = {"local": 30}
 

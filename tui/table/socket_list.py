@@ -103,7 +103,8 @@ class SocketListPane(Vertical):
         yield Static(id=f"{self.id}-info", classes="pane-info")
         if self.WITH_FILTER:
             with Horizontal(classes="filter-row"):
-                yield Input(placeholder="/ filter: state port addr:… proc:… (e.g. established 8080)",
+                yield Input(placeholder="/ filter: ss syntax or shorthand (state established dport = :443, "
+                            "127.0.0.1:6379, proc:nginx, ? for help)",
                             id=f"{self.id}-filter", select_on_focus=False)
             # its own line under the filter, wrapped: the reason is never cut off in a narrow terminal
             yield Static("", id=f"{self.id}-filter-error", classes="filter-error")
@@ -179,16 +180,16 @@ class SocketListPane(Vertical):
         self.apply_filter(event.value)
 
     def apply_filter(self, text: str) -> bool:
-        """Apply the filter text; bad text keeps the previous filter and says why (text is kept)."""
+        """Apply the filter text (``sockmon.core.table.filter``: parsed once per text, the predicate runs per
+        row); bad text keeps the previous filter and says why in one line (the typed text is kept)."""
         err = self.query_one(f"#{self.id}-filter-error", Static)
         try:
             pred = parse_filter(text, self.owner_of)
         except BadInput as exc:
-            # Keep the typed text, say why, and show everything rather than a stale filter.
+            # Keep the typed text and the previous filter (half-typed "dport >" must not flash everything)
             self.filter_error = str(exc)
-            err.update(fmt.safe_text(f"✗ {exc} — not filtering", style=ERROR_STYLE))
+            err.update(fmt.safe_text(f"✗ {exc} — previous filter kept", style=ERROR_STYLE))
             err.add_class("-shown")
-            self.table.set_filter(None)
             self._refresh_info()
             return False
         self.filter_error = None
