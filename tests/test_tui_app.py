@@ -209,7 +209,7 @@ async def test_interval_keys_help_and_palette_commands():
         assert not isinstance(app.screen, HelpScreen)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for want in ("Show Listening", "Show Connections", "Show Keepalive", "Show Client", "Show Server",
-                     "Show Timeline", "Pause / resume collection", "Refresh now", "Filter connections",
+                     "Show Timeline", "Pause / resume collection", "Refresh now", "Filter the list",
                      "Socket detail", "Sockmon help"):
             assert want in titles
         for key, tab in (("2", "keepalive"), ("3", "client"), ("4", "server"), ("5", "timeline"), ("1", "sockets")):

@@ -32,6 +32,7 @@ class KeepaliveTimersPane(SocketListPane):
     NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 17}
     WIDE_WIDTHS = {"local": 22, "peer": 22, "timer": 17}
     INITIAL_SORT = "timer"
+    FILTER_ALWAYS_SHOWN = False
     EMPTY_TEXT = "no socket has a keepalive timer running (SO_KEEPALIVE is off by default)"
 
     def columns(self) -> list[Column]:

@@ -46,6 +46,7 @@ class ListeningPane(SocketListPane):
     TITLE = "Listening"
     KEY_HINT = "l"
     INITIAL_SORT = "local"
+    FILTER_ALWAYS_SHOWN = False
     EMPTY_TEXT = "no listening sockets"
     NARROW_WIDTHS = {"local": 20}
     WIDE_WIDTHS = {"local": 30}
