@@ -50,7 +50,7 @@ FILTER = [
     ("( a or b ) and not c   ! c   && ||", "ss: and / or (equal, from the left: a or b c = (a or b) and c), "
                                          "not, parentheses"),
     ("127.0.0.1:6379  [::1]:6379  *:22", "what the table shows: that endpoint on either side"),
-    ("est  state:est,tw  established", "states by name, prefix or group"),
+    ("est  state:est,fin  established  connected", "states by name, prefix or group"),
     ("8080  :8080  port:6000-7000  sport:22,80", "local or peer port; sport: / dport: one side; ranges, lists"),
     ("proc:python  pid:1234  user:root  v4  v6", "owner process, address family"),
     ("-time_wait  !8080", "not; two terms side by side: and"),
