@@ -48,7 +48,7 @@ sockmon's shorthand (each is one word; words ss has no meaning for):
   ``proc:nginx`` / ``pid:1234`` / ``user:www``     owner process (name substring, pid, user name or uid)
   ``v4`` / ``v6`` (``family:v4``)                  family
   ``-X`` / ``!X``                                  not X
-  anything else                                    substring of either address or the process name
+  anything else (or ``text:X``)                    substring of either address or the process name
 
 Where the two overlap, ss wins: its keywords (``and or not src dst sport dport state exclude eq ne lt le gt
 ge …``) are never shorthand text; ``!`` alone is ss's ``not``. Everything ss rejects and sockmon accepts is an
@@ -85,7 +85,7 @@ from sockmon.core.states import (
 Pred = Callable[[Socket], bool]
 OwnerOf = Callable[[Socket], Process | None]
 Services = Callable[[str], int | None]
-KEYS = ("state", "port", "sport", "dport", "addr", "src", "dst", "proc", "pid", "user", "family")
+KEYS = ("state", "port", "sport", "dport", "addr", "src", "dst", "proc", "pid", "user", "family", "text")
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 
 # ---------------------------------------------------------------------------------------------- states
@@ -691,6 +691,8 @@ class _Parser:
             side = {"addr": "any", "src": "s", "dst": "d"}[key]
             host = _strict_endpoint(value, side)
             return host if host is not None else Text(key, value.lower())
+        if key == "text":  # the plain substring, whatever the text looks like
+            return Text("any", value.lower())
         if key == "pid":
             if not _digits(value):
                 raise BadInput(f"bad pid {value!r} at column {tok.pos + 1}: a number")
@@ -730,6 +732,7 @@ def _addr128(family: int, text: str) -> int:
 
 
 _MAPPED = 0xFFFF  # ::ffff:a.b.c.d >> 32
+ADDR_CACHE_MAX = 65536  # per address term of a compiled predicate
 _LOW32 = (1 << 32) - 1
 
 
@@ -751,37 +754,39 @@ def _addr_pred(h: Host, src: bool, user: bool = False) -> Callable[[Socket], boo
             return lambda s: s.sport == port
         return lambda s: s.dport == port
 
-    if user:
-        def user_match(s: Socket) -> bool:
-            if port != -1 and port != (s.sport if src else s.dport):
-                return False
-            if h.bits == 0:
-                return True
-            a = _addr128(s.family, s.src if src else s.dst)
-            if a < 0:
-                return False
-            if a >> shift == want:
-                return True
-            if fam == AF_INET and s.family == AF_INET6 and a >> 32 == _MAPPED:
-                return (a & _LOW32) >> (32 - h.bits) == want_v4
-            return False
+    bits = h.bits
 
-        return user_match
-
-    def match(s: Socket) -> bool:
-        if port != -1 and port != (s.sport if src else s.dport):
+    def addr_ok(family: int, text: str) -> bool:
+        a = _addr128(family, text)
+        if a < 0:
             return False
-        if s.family != fam:
-            if fam == AF_INET and s.family == AF_INET6:
-                a = _addr128(AF_INET6, s.src if src else s.dst)
-                return a >= 0 and a >> 32 == _MAPPED and (a & _LOW32) >> (32 - h.bits) == want_v4
-            return False
-        if h.bits == 0:
-            return True
-        a = _addr128(s.family, s.src if src else s.dst)
-        return a >= 0 and a >> shift == want
+        mapped_ok = (fam == AF_INET and family == AF_INET6 and a >> 32 == _MAPPED
+                     and (a & _LOW32) >> (32 - bits) == want_v4)
+        if user:  # ss's own test
+            return bits == 0 or a >> shift == want or mapped_ok
+        if family != fam:  # the kernel's
+            return mapped_ok
+        return bits == 0 or a >> shift == want
 
-    return match
+    # The answer depends on the address text only (its family shows in it): one dict lookup per socket.
+    # Bounded: cleared when it holds ADDR_CACHE_MAX texts (a table's distinct addresses are far fewer).
+    cache: dict[str, bool] = {}
+
+    def ok(family: int, text: str) -> bool:
+        r = cache.get(text)
+        if r is None:
+            if len(cache) >= ADDR_CACHE_MAX:
+                cache.clear()
+            r = cache[text] = addr_ok(family, text)
+        return r
+
+    if src:
+        if port == -1:
+            return lambda s: ok(s.family, s.src)
+        return lambda s: s.sport == port and ok(s.family, s.src)
+    if port == -1:
+        return lambda s: ok(s.family, s.dst)
+    return lambda s: s.dport == port and ok(s.family, s.dst)
 
 
 def compile_node(node: Node, owner_of: OwnerOf, user: bool = False) -> Pred:
@@ -836,6 +841,12 @@ def compile_node(node: Node, owner_of: OwnerOf, user: bool = False) -> Pred:
         return lambda s: get(s) > port
     if isinstance(node, PortRange):
         lo, hi = node.lo, node.hi
+        if lo == hi:
+            if node.side == "s":
+                return lambda s: s.sport == lo
+            if node.side == "d":
+                return lambda s: s.dport == lo
+            return lambda s: s.sport == lo or s.dport == lo
         if node.side == "s":
             return lambda s: lo <= s.sport <= hi
         if node.side == "d":
@@ -909,9 +920,13 @@ def only_family(node: Node | None) -> int:
     return fam
 
 
-def _both_ways(node: Node) -> bool:
-    """Whether ss's kernel and user-space evaluations of ``node`` can disagree on some socket."""
+def _both_ways(node: Node) -> tuple[bool, set[int] | None]:
+    """Whether ss's kernel and user-space evaluations of ``node`` can disagree on some socket, and the
+    families of its addresses (None: a port term differs whatever the family). They differ only on a socket
+    of another family than an address's (the user-space test then also compares raw bytes) and on a
+    ``<`` / ``>`` port outside 0-65535."""
     stack = [node]
+    families: set[int] = set()
     while stack:
         n = stack.pop()
         if isinstance(n, (And, Or)):
@@ -919,10 +934,10 @@ def _both_ways(node: Node) -> bool:
         elif isinstance(n, Not):
             stack.append(n.node)
         elif isinstance(n, Host) and n.ss and n.family:
-            return True
+            families.add(n.family)
         elif isinstance(n, PortCmp) and n.op in ("<", "<=", ">", ">=") and not 0 <= n.port <= 0xFFFF:
-            return True
-    return False
+            return True, None
+    return bool(families), families
 
 
 # ---------------------------------------------------------------------------------------------- printer
@@ -974,7 +989,7 @@ def to_text(node: Node | None) -> str:
     if isinstance(node, Owner):
         return f"{node.kind}:{_escape(node.value)}"
     if isinstance(node, Text):
-        return f"{node.where}:{_escape(node.text)}" if node.where != "any" else _escape(node.text)
+        return f"{'text' if node.where == 'any' else node.where}:{_escape(node.text)}"
     raise TypeError(f"not a filter node: {node!r}")  # pragma: no cover
 
 
@@ -998,9 +1013,15 @@ class Filter:
         if self.node is None:
             return None
         pred = compile_node(self.node, owner_of)
-        if _both_ways(self.node):
+        both, families = _both_ways(self.node)
+        if both:
             kernel, user = pred, compile_node(self.node, owner_of, user=True)
-            pred = lambda s: kernel(s) and user(s)  # noqa: E731
+            if families is not None and len(families) == 1:
+                # a socket of the addresses' family gets the same answer both ways: one evaluation
+                (same,) = families
+                pred = lambda s: kernel(s) and (s.family == same or user(s))  # noqa: E731
+            else:
+                pred = lambda s: kernel(s) and user(s)  # noqa: E731
         if self.family:
             fam = self.family
             return lambda s: s.family == fam and pred(s)
