@@ -205,3 +205,31 @@ def test_service_names_come_from_the_function_handed_in():
     assert f.node is not None and "6379" in to_text(f.node)
     with pytest.raises(BadInput, match="does not look like a port"):
         parse("dport = :redis", services=lambda name: None)
+
+
+def test_address_answer_cache_is_bounded_under_churn(monkeypatch):
+    """A compiled address term remembers answers per address text, at most ADDR_CACHE_MAX of them."""
+    import sockmon.core.table.filter as F
+    from sockmon.core.records import Socket
+
+    monkeypatch.setattr(F, "ADDR_CACHE_MAX", 64)
+    pred = parse("src 10.0.0.0/8").predicate()
+
+    def caches(fn, seen=None):
+        seen = seen if seen is not None else set()
+        for cell in getattr(fn, "__closure__", None) or ():
+            v = cell.cell_contents
+            if isinstance(v, dict) and id(v) not in seen:
+                seen.add(id(v))
+                yield v
+            elif callable(v) and id(v) not in seen:
+                seen.add(id(v))
+                yield from caches(v, seen)
+
+    for i in range(5000):  # churn: every socket a new address
+        addr = f"10.{i // 256 % 256}.{i % 256}.1" if i % 2 else f"11.0.{i // 256 % 256}.{i % 256}"
+        s = Socket(family=2, state=1, src=addr, sport=1, dst="1.1.1.1", dport=2, recv_q=0, send_q=0, timer=None,
+                   uid=0, inode=0, cookie=i + 1)
+        assert pred(s) == addr.startswith("10.")
+    found = list(caches(pred))
+    assert found and all(len(c) <= 64 for c in found)
