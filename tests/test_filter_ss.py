@@ -98,6 +98,9 @@ EXPRESSIONS = [
     ["state", "synchronized", "sport != :8080 && ! dport eq :8080"],
     ["sport < * or sport > :9000"],  # the kernel: * is 65535 (16 bits); ss itself: -1 — both must pass
     ["! src 0.0.0.0"],  # the kernel: [::1] is not 0.0.0.0 (family); ss itself: its first 32 bits are
+    ["sport = :0x18eb or dport = :0x18eb"],  # 6379 as a C number, as ss reads it
+    ["dst ::ffff:127.0.0.0/104"],
+    ["state", "established", "state", "syn-sent", "dst 127.0.0.1:7000"],
     ["exclude", "all"],
 ]
 
