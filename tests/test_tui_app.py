@@ -210,7 +210,7 @@ async def test_interval_keys_help_and_palette_commands():
         assert not isinstance(app.screen, HelpScreen)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for want in ("Show Listening", "Show Connections", "Show Keepalive", "Show Client", "Show Server",
-                     "Show Timeline", "Pause / resume collection", "Refresh now", "Filter connections",
+                     "Show Timeline", "Pause / resume collection", "Refresh now", "Filter the list",
                      "Socket detail", "Sockmon help"):
             assert want in titles
         for key, tab in (("2", "keepalive"), ("3", "client"), ("4", "server"), ("5", "timeline"), ("1", "sockets")):
@@ -425,4 +425,4 @@ async def test_narrow_terminal_shows_whole_titles_banner_and_filter_errors():
         await pilot.pause()
         assert app.connections.filter_error
         text = screen_text(app)
-        assert "NEW_SYN_RECV" in text and "not filtering" in text, "the whole reason shows (the last state named), wrapped"
+        assert "big, all)" in text and "previous filter kept" in text, "the whole reason shows (its end), wrapped"

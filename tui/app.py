@@ -790,10 +790,17 @@ class SockmonApp(App[int]):
                     break
 
     def action_filter(self) -> None:
+        """The filter line of the list on screen: Keepalive's timer list, Listening when it has the focus,
+        else Connections (every socket list has one; the same language everywhere)."""
         if not self.on_base_screen():
             return
+        tab = self.query_one("#tabs", TabbedContent).active
+        if tab == "keepalive":
+            self.call_after_refresh(self.keepalive.timers.action_focus_filter)
+            return
+        pane = self.listening if self.listening.has_focus_within else self.connections
         self.action_show_pane("sockets")
-        self.call_after_refresh(self.connections.action_focus_filter)
+        self.call_after_refresh(pane.action_focus_filter)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -880,7 +887,8 @@ class SockmonApp(App[int]):
                  ("Show History (closed connections)", "history")]
         for title, name in panes:
             yield SystemCommand(title, f"switch to the {name} pane", lambda n=name: self.action_show_pane(n))
-        yield SystemCommand("Filter connections", "type a filter: state, port, addr:, proc:", self.action_filter)
+        yield SystemCommand("Filter the list", "ss syntax (state, src/dst, sport/dport, and/or/not) or shorthand",
+                            self.action_filter)
         yield SystemCommand("Pause / resume collection", "stop or restart refreshing (p)", self.action_toggle_pause)
         yield SystemCommand("Refresh now", "collect a snapshot immediately (r)", self.action_refresh_now)
         yield SystemCommand("Network namespace", "show every namespace, ours, a named one or a process's (N)",

@@ -1,6 +1,12 @@
-"""`sockmon ls`: one snapshot of the kernel's TCP socket table — and with ``--udp`` / ``--unix`` its UDP
-and UNIX sockets — as an aligned table or JSON lines (`sockmon.core.jsonout`). ``-r`` shows host and
+"""`sockmon ls [FILTER...]`: one snapshot of the kernel's TCP socket table — and with ``--udp`` / ``--unix``
+its UDP and UNIX sockets — as an aligned table or JSON lines (`sockmon.core.jsonout`). ``-r`` shows host and
 service names (`sockmon.core.names`) in the table.
+
+FILTER is the filter language of `sockmon.core.table.filter` (ss's expressions and sockmon's shorthand): the
+words are joined with spaces, so ``sockmon ls state established '( dport = :6379 or sport = :6379 )'`` reads
+as it does for ss. It combines with ``--state`` / ``--listening`` / ``--port`` by ``and``. The states the
+filter can match (and ``--state``) are asked of the kernel, so ``ls state time-wait`` never decodes the
+other sockets.
 
 Never imports Textual. Bad input (state name, port, namespace) → one line on stderr, exit 2.
 """
@@ -26,9 +32,14 @@ def _port(text: str) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("ls", help="list TCP sockets once (like ss -tanoi, plus owners)",
-                              description="List the kernel's TCP sockets once (netlink sock_diag; "
-                              "/proc/net/tcp when that is unavailable).")
+    p = subparsers.add_parser(
+        "ls", help="list TCP sockets once (like ss -tanoi, plus owners)",
+        description="List the kernel's TCP sockets once (netlink sock_diag; /proc/net/tcp when that is "
+        "unavailable), those FILTER matches: ss's filter language (state established, dport >= :1024, "
+        "src 127.0.0.0/8, ( ... or ... ), not ...) and sockmon's shorthand (est, 8080, 127.0.0.1:6379, "
+        "proc:nginx). Put a word that starts with '-' after '--': sockmon ls -- -time_wait.")
+    p.add_argument("filter", nargs="*", metavar="FILTER",
+                   help="filter words, joined with spaces (see README: the filter language)")
     p.add_argument("--json", action="store_true", help="one JSON object per socket (JSON lines)")
     p.add_argument("--listening", action="store_true", help="only LISTEN sockets")
     p.add_argument("--state", action="append", default=[], metavar="STATE",
@@ -52,6 +63,8 @@ def register(subparsers) -> None:
                    "owner, lifetime, bytes each way, how each ended (FIN / RST)")
     p.add_argument("--for", dest="record_for", type=float, default=5.0, metavar="S",
                    help="with --closed: seconds to record (default 5)")
+    p.add_argument("-o", "--options", action="store_true",
+                   help="accepted for ss's habit (ss -o state ...): timers are always shown")
     p.set_defaults(run=run)
 
 
@@ -128,11 +141,22 @@ def format_table(snapshot, names=None) -> list[str]:
 
 
 def run(args) -> int:
+    from dataclasses import replace
+
     from sockmon.core.states import LISTEN
+    from sockmon.core.table.filter import parse
     from sockmon.core.table.owners import OwnerCache
     from sockmon.core.table.snapshot import normalize_states, take_snapshot
 
+    flt = parse(" ".join(getattr(args, "filter", None) or []))  # BadInput: one line, exit 2
     states = normalize_states(args.state) if args.state else None
+    if args.listening:
+        states = sorted(set(states or []) | {LISTEN})
+    if flt.states is not None:  # ask the kernel only for the states the filter can match (and --state's)
+        narrowed = set(flt.states) & set(states) if states is not None else set(flt.states)
+        states = sorted(narrowed) if narrowed else states or sorted(flt.states)
+        if not states:  # nothing can match ("exclude all"): a dump of one state the predicate refuses
+            states = [LISTEN]
     netns = getattr(args, "ls_netns", None)
     if netns is None:  # `ls --netns ""` is a bad name (refused below), not "no namespace given"
         netns = getattr(args, "netns", None)
@@ -146,8 +170,6 @@ def run(args) -> int:
         from sockmon.cli.closed import run_closed
 
         return run_closed(args, netns)
-    if args.listening:
-        states = sorted(set(states or []) | {LISTEN})
     protocols = [name for name in ("tcp", "udp", "unix") if getattr(args, name, False)] or ["tcp"]
     try:
         snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
@@ -158,6 +180,9 @@ def run(args) -> int:
         if isinstance(exc, SockmonError):
             raise
         raise SockmonError.from_os_error(exc, "netlink sock_diag dump") from None
+    pred = flt.predicate(snap.owner)
+    if pred is not None:
+        snap = replace(snap, sockets=tuple(filter(pred, snap.sockets)))
     if snap.note:
         print(f"sockmon: {inert(snap.note)}", file=sys.stderr)
     if args.json:

@@ -36,7 +36,8 @@ KEYS = [
     ("k", "kill the socket under the cursor in Listening / Connections (SOCK_DESTROY, like ss -K): a "
           "confirmation names the owner and both ends first; the owner then gets ECONNABORTED, the peer a RST"),
     ("s / S / < >", "sort by the next column / reverse / previous, next column (or click a header)"),
-    ("/", "filter the Connections list as you type (Enter or Esc: back to the table)"),
+    ("/", "filter the list in focus as you type: Connections, Listening, Keepalive timers (Enter or Esc: "
+          "back to the table)"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
     ("Alt+1 … Alt+6", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
@@ -57,13 +58,18 @@ KEYS = [
 ]
 
 FILTER = [
-    ("established  state:time_wait", "state (case-insensitive, TCP_ prefix optional)"),
-    ("8080  :8080  port:8080", "local or peer port; sport:N / dport:N for one side"),
-    ("addr:127.0.0  src:…  dst:…", "address substring"),
-    ("proc:python  pid:1234  user:root", "owner process"),
-    ("v4  v6", "address family"),
-    ("-time_wait  !8080", "negate a term; terms are AND-ed"),
-    ("anything else", "substring of either address or the process name"),
+    ("state established  exclude time-wait", "ss: states first (also the groups all, connected, synchronized, "
+                                            "bucket, big)"),
+    ("dport = :6379  sport >= :1024  sport lt :9000", "ss: ports with = != < <= > >= (eq ne lt le gt ge)"),
+    ("src 127.0.0.0/8  dst [::1]  dst 10.0.0.1:22", "ss: address, network (CIDR), address:port, :port"),
+    ("( a or b ) and not c   ! c   && ||", "ss: and / or (equal, from the left: a or b c = (a or b) and c), "
+                                         "not, parentheses"),
+    ("127.0.0.1:6379  [::1]:6379  *:22", "what the table shows: that endpoint on either side"),
+    ("est  state:est,fin  established  connected", "states by name, prefix or group"),
+    ("8080  :8080  port:6000-7000  sport:22,80", "local or peer port; sport: / dport: one side; ranges, lists"),
+    ("proc:python  pid:1234  user:root  v4  v6", "owner process, address family"),
+    ("-time_wait  !8080", "not; two terms side by side: and"),
+    ("anything else", "substring of either address or the process name; bad text: the reason, old filter kept"),
 ]
 
 
@@ -115,7 +121,7 @@ def help_renderable() -> Table:
     section("Keys", KEYS)
     for title, rows in lab_key_sections():
         section(title, rows)
-    section("Filter (Connections)", FILTER)
+    section("Filter (every socket list, sockmon ls FILTER; ss's language plus shorthand)", FILTER)
     outer.add_row(Text("State colours (the same everywhere)", style="bold underline"))
     legend = Text()
     for code in STATE_ORDER:

@@ -29,8 +29,8 @@ class KeepaliveTimersPane(SocketListPane):
     """Sockets whose keepalive timer is running now."""
 
     TITLE = "Keepalive timers"
-    WITH_FILTER = False
     INITIAL_SORT = "timer"
+    FILTER_ALWAYS_SHOWN = False
     EMPTY_TEXT = "no socket has a keepalive timer running (SO_KEEPALIVE is off by default)"
 
     def columns(self) -> list[Column]:
@@ -52,7 +52,10 @@ class KeepaliveTimersPane(SocketListPane):
 
     def info_text(self) -> Text:
         n = self.table.total_count
-        return Text(f"{n} socket{'s' if n != 1 else ''} with a keepalive timer running", style="bold")
+        out = Text(f"{n} socket{'s' if n != 1 else ''} with a keepalive timer running", style="bold")
+        if self.table.filtered:
+            out.append(f"   showing {self.table.live_row_count} of {n}", style="bold")
+        return out
 
 
 class KeepalivePane(Horizontal):

@@ -63,8 +63,8 @@ class ListeningPane(SocketListPane):
     TITLE = "Listening"
     KEY_HINT = "l"
     INITIAL_SORT = "local"
+    FILTER_ALWAYS_SHOWN = False
     EMPTY_TEXT = "no listening sockets"
-    WITH_FILTER = False
 
     def columns(self) -> list[Column]:
         """At 80 columns: Local, the accept queue gauge, Process; the others as the width allows."""

@@ -74,6 +74,7 @@ class SocketListPane(Vertical):
     SocketListPane:focus-within { border: round $accent; }
     SocketListPane > .pane-info { height: 1; padding: 0 1; }
     SocketListPane .filter-row { height: 1; }
+    SocketListPane .filter-row.-collapsed { display: none; }
     SocketListPane .filter-row Input { border: none; height: 1; padding: 0 1; width: 1fr; background: $boost; }
     SocketListPane .filter-row Input:focus { background: $accent 20%; }
     SocketListPane .filter-error { height: auto; max-height: 3; padding: 0 1; display: none; }
@@ -83,6 +84,9 @@ class SocketListPane(Vertical):
     TITLE = "Sockets"
     KEY_HINT = ""
     WITH_FILTER = True
+    # False: the filter line takes no row while it is empty and unfocused (``/`` shows it): small lists
+    # such as Listening keep their rows in a short terminal
+    FILTER_ALWAYS_SHOWN = True
     INITIAL_SORT: str | None = None
 
     BINDINGS = [
@@ -137,8 +141,9 @@ class SocketListPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id=f"{self.id}-info", classes="pane-info")
         if self.WITH_FILTER:
-            with Horizontal(classes="filter-row"):
-                yield Input(placeholder="/ filter: state port addr:… proc:… (e.g. established 8080)",
+            with Horizontal(classes="filter-row" if self.FILTER_ALWAYS_SHOWN else "filter-row -collapsed"):
+                yield Input(placeholder="/ filter: ss syntax (state established dport = :443) or shorthand "
+                            "(127.0.0.1:6379, est, proc:nginx); ? help",
                             id=f"{self.id}-filter", select_on_focus=False)
             # its own line under the filter, wrapped: the reason is never cut off in a narrow terminal
             yield Static("", id=f"{self.id}-filter-error", classes="filter-error")
@@ -238,16 +243,16 @@ class SocketListPane(Vertical):
         self.apply_filter(event.value)
 
     def apply_filter(self, text: str) -> bool:
-        """Apply the filter text; bad text keeps the previous filter and says why (text is kept)."""
+        """Apply the filter text (``sockmon.core.table.filter``: parsed once per text, the predicate runs per
+        row); bad text keeps the previous filter and says why in one line (the typed text is kept)."""
         err = self.query_one(f"#{self.id}-filter-error", Static)
         try:
             pred = parse_filter(text, self.owner_of)
         except BadInput as exc:
-            # Keep the typed text, say why, and show everything rather than a stale filter.
+            # Keep the typed text and the previous filter (half-typed "dport >" must not flash everything)
             self.filter_error = str(exc)
-            err.update(fmt.safe_text(f"✗ {exc} — not filtering", style=ERROR_STYLE))
+            err.update(fmt.safe_text(f"✗ {exc} — previous filter kept", style=ERROR_STYLE))
             err.add_class("-shown")
-            self.table.set_filter(None)
             self._refresh_info()
             return False
         self.filter_error = None
@@ -263,7 +268,12 @@ class SocketListPane(Vertical):
 
     def action_focus_filter(self) -> None:
         if self.WITH_FILTER:
+            self.query_one(".filter-row").remove_class("-collapsed")
             self.query_one(f"#{self.id}-filter", Input).focus()
+
+    def on_descendant_blur(self, event) -> None:
+        if self.WITH_FILTER and not self.FILTER_ALWAYS_SHOWN and getattr(event.widget, "id", None) == f"{self.id}-filter":
+            self.query_one(".filter-row").set_class(not event.widget.value, "-collapsed")
 
     def action_leave_filter(self) -> None:
         self.table.focus()
