@@ -5,7 +5,9 @@ escaping, numbers, nesting). The shapes:
 
 - socket (`ls --json`): family and state by name, the 4-tuple, queues, ``timer`` (name, expires_ms,
   retrans) or null, uid, inode, cookie, the owner (pid, process, user; null when unknown), the
-  congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null.
+  congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null; with rates (`ls --rates S`)
+  also ``rx_bps`` / ``tx_bps``: bytes per second received / acknowledged by the peer between two dumps
+  (null: no rate — the socket was not in the first dump, or has no tcp_info).
 - transition (`watch --json`): ts, family, src, sport, dst, dport, old and new state by name, source,
   dwell_ms (null when unknown).
 - engine event (`connect --json`, `serve --json`): ts (monotonic, for ordering), time (wall clock,
@@ -25,7 +27,9 @@ from datetime import UTC, datetime
 
 import msgspec
 from msgspec import Struct
+from msgspec.structs import astuple
 from sockmon.core.records import FAMILY_NAMES, Snapshot, Transition
+from sockmon.core.series import Rates
 from sockmon.core.states import TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import TcpInfo, decode_tcp_info_from
 
@@ -62,6 +66,11 @@ class SocketOut(Struct, frozen=True, gc=False):
     user: str | None
     cong: str | None
     tcp_info: TcpInfo | None
+
+
+class SocketRatesOut(SocketOut, frozen=True, gc=False):
+    rx_bps: float | None
+    tx_bps: float | None
 
 
 class TransitionOut(Struct, frozen=True, gc=False):
@@ -123,10 +132,12 @@ _timer = _Names(lambda kind: TIMER_NAMES.get(kind, f"timer{kind}"))
 CHUNK = 4096  # sockets encoded per piece of `snapshot_lines`: bounded memory, output starts early
 
 
-def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
+def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK, rates: Rates | None = None) -> Iterator[bytes]:
     """Every socket of a snapshot, one JSON object per line (`sockmon ls --json`), in pieces of
     ``chunk`` sockets (each piece ends with a newline). this loop is most of
-    what `ls --json` costs beyond the dump."""
+    what `ls --json` costs beyond the dump. With ``rates`` (of this snapshot) each row also carries
+    ``rx_bps`` / ``tx_bps`` (rounded to 0.1 B/s; null where there is no rate)."""
+    get_rate = rates.get if rates is not None else None
     owner_of = snapshot.owners.get
     socks = snapshot.sockets
     family, state, timer_name = _family, _state, _timer
@@ -142,9 +153,13 @@ def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
                 pid = name = user = None
             else:
                 pid, name, user = p.pid, p.name, p.user
-            append(out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q,
-                       None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
-                       s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b)))
+            row = out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q,
+                      None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
+                      s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b))
+            if get_rate is not None:
+                r = get_rate(s)
+                row = SocketRatesOut(*astuple(row), *((None, None) if r is None else (round(r[0], 1), round(r[1], 1))))
+            append(row)
         yield _encode_lines(rows)
 
 

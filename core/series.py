@@ -74,6 +74,24 @@ class Rates:
 NO_RATES = Rates(0.0, None)
 
 
+RATE_UNITS = ("B/s", "kB/s", "MB/s", "GB/s", "TB/s")  # SI: 1 kB/s = 1000 B/s, 1 MB/s = 10⁶ B/s
+
+
+def rate_text(bps: float | None) -> str:
+    """A rate in bytes per second, SI units (powers of 1000), three significant digits: ``812 B/s``,
+    ``12.3 kB/s``, ``9.87 MB/s``. None (no rate yet) is blank, never 0."""
+    if bps is None:
+        return ""
+    value = float(bps)
+    for unit in RATE_UNITS:
+        if abs(value) < 999.5 or unit == RATE_UNITS[-1]:
+            if unit == "B/s" or abs(value) >= 99.95:
+                return f"{value:.0f} {unit}"
+            return f"{value:.2f} {unit}" if abs(value) < 9.995 else f"{value:.1f} {unit}"
+        value /= 1000.0
+    return f"{value:.0f} TB/s"  # pragma: no cover
+
+
 class Sample(Struct, frozen=True, gc=False):
     """One refresh of one connection; None where the kernel said nothing (no tcp_info, no rate yet)."""
 

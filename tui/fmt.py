@@ -13,7 +13,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.records import Process, Socket, Timer, Transition
-from sockmon.core.series import SampleRing
+from sockmon.core.series import SampleRing, rate_text  # rate_text: the one rate format (core: ls uses it too)
 from sockmon.core.states import SYN_RECV, TIME_WAIT, TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
 from sockmon.core.text import inert
 from sockmon.tui.theme import KIND_STYLE, state_label
@@ -123,24 +123,6 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-RATE_UNITS = ("B/s", "kB/s", "MB/s", "GB/s", "TB/s")  # SI: 1 kB/s = 1000 B/s (as `ss -i` and the issue)
-
-
-def rate_text(bps: float | None) -> str:
-    """A rate in bytes per second, SI units (powers of 1000), three significant digits: ``812 B/s``,
-    ``12.3 kB/s``, ``9.87 MB/s``. None (no rate yet) is blank, never 0."""
-    if bps is None:
-        return ""
-    value = float(bps)
-    for unit in RATE_UNITS:
-        if abs(value) < 999.5 or unit == RATE_UNITS[-1]:
-            if unit == "B/s" or abs(value) >= 99.95:
-                return f"{value:.0f} {unit}"
-            return f"{value:.2f} {unit}" if abs(value) < 9.995 else f"{value:.1f} {unit}"
-        value /= 1000.0
-    return f"{value:.0f} TB/s"  # pragma: no cover
-
-
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -167,7 +149,7 @@ def spark(values, width: int | None = None) -> str:
 
 _SPARK_STYLE = "#61afef"
 _SPARK_LABEL = 8  # "retrans " and friends
-_SPARK_VALUE = 22  # "9.87 MB/s  max 10.2 MB/s"
+_SPARK_VALUE = 24  # " 9.87 MB/s  max 10.2 MB/s"
 
 
 def _metric_rows(samples: SampleRing) -> list[tuple[str, list, str, str]]:
@@ -208,7 +190,7 @@ def sparklines(samples: SampleRing | None, width: int, columns: int = 1, footer:
     columns = max(1, columns)
     cell = max(_SPARK_LABEL + 12 + _SPARK_VALUE, (width - 2 * (columns - 1)) // columns)
     spark_w = min(samples.size, cell - _SPARK_LABEL - _SPARK_VALUE - 1)
-    out = Text()
+    out = Text(no_wrap=True, overflow="ellipsis")  # a narrow box cuts a line, never wraps it
     rows = _metric_rows(samples)
     for i, (label, values, now, top) in enumerate(rows):
         if i:
