@@ -65,6 +65,16 @@ async def test_process_view_totals_per_process_and_toggle():
         await pilot.press("g")
         await pilot.pause()
         assert not app.process_view and app.connections.display and app.focused is app.connections.table
+        await pilot.press("g")
+        await pilot.pause()
+        table.move_cursor_to_key(4242)
+        await pilot.press("enter")  # nginx's connections
+        await pilot.pause()
+        assert not app.process_view and app.connections.display
+        assert app.query_one("#connections-filter").value == "pid:4242"
+        shown = app.connections.table.visible_rows()
+        assert len(shown) == 3 and all(app.connections.owner_of(s).pid == 4242 for s in shown)
+        app.connections.set_filter_text("")
         await pilot.press("g", "c")  # c goes back to the connections too
         await pilot.pause()
         assert not app.process_view and app.connections.display

@@ -54,6 +54,7 @@ from sockmon.tui.messages import (
     CollectionFailed,
     EngineEvent,
     ListenerRow,
+    ProcessActivated,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
@@ -646,6 +647,14 @@ class SockmonApp(App[int]):
         else:
             self.call_after_refresh(connections.focus_table)
         self.refresh_bindings()
+
+    def on_process_activated(self, message: ProcessActivated) -> None:
+        """Enter on a process: its connections, in the Connections pane (filtered by pid)."""
+        if not message.pid:
+            self.notify("no known owner: TIME_WAIT sockets, orphans, other users' without root", timeout=4)
+            return
+        self.set_process_view(False)
+        self.connections.set_filter_text(f"pid:{message.pid}")
 
     def _show_processes(self, update: Update) -> None:
         totals = update.processes

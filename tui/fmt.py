@@ -177,7 +177,8 @@ def _metric_rows(samples: SampleRing) -> list[tuple[str, list, str, str]]:
         ("cwnd", cwnd, num(last(cwnd)), num(peak(cwnd))),
         ("recv/s", rx, rate_text(last(rx)), rate_text(peak(rx))),
         ("send/s", tx, rate_text(last(tx)), rate_text(peak(tx))),
-        ("retrans", retr, "" if total is None else f"{total} total", num(peak(retr))),
+        ("retrans", retr, "" if total is None else f"{total} total",
+         f"{peak(retr)}/refresh" if peak(retr) else ""),
     ]
 
 

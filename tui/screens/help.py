@@ -17,7 +17,7 @@ PANES = [
     ("1  c", "Connections", "every other TCP socket: state, ends, queues, receive / send rate, timer countdown, "
                             "rtt, cwnd, owner"),
     ("1  g", "Processes", "instead of Connections (g again, or c: back): connections per process, their states "
-                          "and summed receive / send rates, busiest first (like nethogs)"),
+                          "and summed receive / send rates, busiest first (like nethogs); Enter: that process's connections"),
     ("2  k", "Keepalive", "sysctls, sockets with a keepalive timer, SO_KEEPALIVE of the selected socket"),
     ("3", "Client", "the built-in client: Target has the focus (type HOST:PORT, Enter connects, then type "
                     "lines to send: each gets its ending, CRLF by default), one-key options, shutdown/close/abort"),

@@ -1,6 +1,6 @@
 """Process view (like nethogs): connections grouped by owning process — count, states, summed receive and
 send rates — busiest first. A toggle of the Listening+Connections tab (``g``), in the Connections pane's
-place. The totals are computed by the collector (`ProcessTotal`, core/table/rates.py: every socket but
+place; Enter on a process shows its connections (the Connections pane filtered to ``pid:N``). The totals are computed by the collector (`ProcessTotal`, core/table/rates.py: every socket but
 listeners; sockets with no known owner are one row, pid 0) while this view is shown; this pane only
 draws them."""
 
@@ -15,6 +15,7 @@ from sockmon.core.states import STATE_CODES
 from sockmon.core.table.rates import ProcessTotal
 from sockmon.core.text import inert
 from sockmon.tui import fmt
+from sockmon.tui.messages import ProcessActivated
 from sockmon.tui.theme import counts_text
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
@@ -106,6 +107,8 @@ class ProcessesPane(Vertical):
 
     def on_virtual_table_row_activated(self, event: VirtualTable.RowActivated) -> None:
         event.stop()
+        if event.row is not None:
+            self.post_message(ProcessActivated(event.row.pid))
 
     def info_text(self) -> Text:
         totals = self.totals
