@@ -234,7 +234,6 @@ class DetailScreen(Screen[None]):
         self._reads = OptionsReader(self.app, self._options_read, self.reader)
         self._request_options()
         for wid, title in (("socket", "Socket"), ("owner", "Owner process"),
-                           ("graphs", "Last refreshes: rtt, cwnd, throughput, retransmissions"),
                            ("options", "Socket options (read from the kernel at each refresh)"),
                            ("tcpinfo", "tcp_info (all fields)"),
                            ("sockaddr", "sockaddr bytes, field by field"), ("history", "Transition history")):
@@ -298,7 +297,11 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-title", Static).update(title)
         self.query_one("#detail-socket", Static).update(socket_section(s, self._elapsed_ms()))
         self.query_one("#detail-owner", Static).update(owner_section(self.owner, s))
-        self.query_one("#detail-graphs", Static).update(fmt.Sparklines(self.samples))
+        graphs = self.query_one("#detail-graphs", Static)
+        n = len(self.samples) if self.samples is not None else 0
+        size = self.samples.size if self.samples is not None else 0
+        graphs.border_title = f"Last {n} of {size} refreshes" if n else "Last refreshes"
+        graphs.update(fmt.Sparklines(self.samples, footer=False))
         self.query_one("#detail-options", Static).update(options_section(self.options, self.options_note))
         self.query_one("#detail-tcpinfo", Static).update(tcp_info_section(s))
         self.query_one("#detail-sockaddr", Static).update(sockaddr_section(s))

@@ -68,7 +68,11 @@ class ConnectionsPane(SocketListPane):
         ]
 
     TITLE = "Connections"
-    KEY_HINT = "c · g: by process"
+    KEY_HINT = "c"
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.border_subtitle = "g: by process"
     INITIAL_SORT = "state"  # stable: kernel order within a state
     EMPTY_TEXT = "no connections (only listeners, or nothing matches the filter)"
     NARROW_WIDTHS = {"local": 17, "peer": 17, "timer": 14}
