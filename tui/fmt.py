@@ -188,6 +188,9 @@ def sparklines(samples: SampleRing | None, width: int, columns: int = 1, footer:
     from 0 to its own maximum, with the newest value and the maximum; ``columns`` metrics per line."""
     if samples is None or not len(samples):
         return Text("no samples yet: one per refresh while this connection is followed", style="dim italic")
+    if not samples.has_data:
+        return Text("no tcp_info for this connection (TIME_WAIT, or a dump without it): nothing to draw",
+                    style="dim italic")
     columns = max(1, columns)
     cell = max(_SPARK_LABEL + 12 + _SPARK_VALUE, (width - 2 * (columns - 1)) // columns)
     spark_w = min(samples.size, cell - _SPARK_LABEL - _SPARK_VALUE - 1)
