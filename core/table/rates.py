@@ -66,10 +66,9 @@ class RateTracker:
         seconds = snapshot.taken_at - prev_at
         moving: dict[int, tuple[float, float]] = {}
         fresh: list[int] = []
-        get = prev.get
+        befores = list(map(prev.get, keys))
         # only the sockets whose 16 counter bytes differ from the previous tick's (or that are new)
-        for key, now in compress(zip(keys, counters, strict=True), map(ne, counters, map(get, keys))):
-            before = get(key)
+        for key, now, before in compress(zip(keys, counters, befores, strict=True), map(ne, counters, befores)):
             if before is None:
                 fresh.append(key)
                 continue
