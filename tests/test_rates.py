@@ -214,3 +214,23 @@ def test_collector_rates_stay_bounded_by_the_live_table_under_real_churn():
         col.stop()
     assert len(cookies) > 2000, f"the churn went through the table ({len(cookies)} sockets seen)"
     assert all(kept == live == held for kept, live, held in seen)  # the latest table, no more
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_ls_rates_wait_ends_cleanly_on_a_signal(sig):
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-m", "sockmon", "ls", "--json", "--rates", "30"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # the first dump is taken; now it waits
+    t0 = time.monotonic()
+    p.send_signal(getattr(signal, sig))
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 0 and time.monotonic() - t0 < 5
+    assert out == "" and "interrupted before the second dump" in err
+
+
+def test_ls_rates_refuses_bad_seconds():
+    for bad in ("0", "-1", "nan", "x", "4000"):
+        r = subprocess.run([sys.executable, "-m", "sockmon", "ls", "--rates", bad], capture_output=True, text=True)
+        assert r.returncode == 2 and "--rates" in r.stderr.splitlines()[-1], bad
