@@ -5,7 +5,8 @@ helper processes (bench/connpool.py), times `ss -tanoi` in the same run, then in
 code tree runs the real ``Collector.collect_once`` (tcp_info, warm OwnerCache, inferred transitions)
 R times after two warm-up ticks, timing each phase through thin wrappers around the functions the
 collector calls: snapshot (the dump, owners excluded), owners (``OwnerCache.resolve``), diff,
-advance (``advance_since``), summary (``summarize``), GC (time the cyclic collector ran during the
+advance (``advance_since``), summary (``summarize``), rates (``RateTracker.update``: each socket's
+receive / send rate from its tcp_info byte counters; a tree without it shows 0), GC (time the cyclic collector ran during the
 tick and in the collections its garbage triggers right after it, via ``gc.callbacks``) and the
 total. ``rest`` = total − snapshot: what the collector adds. The previous update is held by the
 benchmark (like a UI) during the tick and dropped after it: ``free prev`` is the time that takes
@@ -18,7 +19,8 @@ closing: 2K closed ends) and opens K new ones before every tick, so each diff ha
     sudo python3 bench/bench_collect.py [--sizes 20000,60000] [--runs 7] [--churn 1000] [--compare HEAD~1]
 
 ``--compare REV`` also runs the core of git revision REV (exported to a temporary directory) in the
-same run, for a before/after table.
+same run, for a before/after table. ``procs`` (not in the total) is what one tick costs more while the
+TUI's process view is shown: ``process_totals`` of the tick's snapshot and rates, timed after it.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ sys.path.insert(0, HERE)
 
 from connpool import export_tree, print_banner, reexec_in_private_netns  # noqa: E402
 
-PHASES = ("snapshot", "owners", "diff", "advance", "summary", "closed", "gc", "rest", "total", "free prev",
-          "total+free+gc")
+PHASES = ("snapshot", "owners", "diff", "advance", "summary", "closed", "rates", "gc", "rest", "total",
+          "free prev", "total+free+gc", "procs")
+
 
 
 class Churn:
@@ -91,6 +94,14 @@ def worker(runs: int) -> dict:
     cmod.advance_since = timed("advance", cmod.advance_since)
     cmod.summarize = timed("summary", cmod.summarize)
     omod.OwnerCache.resolve = timed("owners", omod.OwnerCache.resolve)
+    process_totals = None
+    try:  # a tree from before the rates has no RateTracker: its rates phase is 0
+        from sockmon.core.table import rates as rmod
+
+        rmod.RateTracker.update = timed("rates", rmod.RateTracker.update)
+        process_totals = rmod.process_totals
+    except ImportError:
+        pass
     gc_t0 = [0.0]
     gen2 = [0]
     bucket = ["gc"]  # "gc": during the tick, "gc_after": triggered by the tick's garbage after it
@@ -130,6 +141,11 @@ def worker(runs: int) -> dict:
         del nu
         if u.error:
             raise SystemExit(u.error)
+        procs = 0.0
+        if process_totals is not None:  # what the process view (g) adds to a tick
+            t2 = time.perf_counter()
+            process_totals(u.snapshot, u.rates)
+            procs = time.perf_counter() - t2
         count = len(u.snapshot.sockets)
         # the tick's garbage is the GC's next work, wherever it runs: allocate a little so the
         # collections it triggers happen now and are counted with this tick
@@ -141,6 +157,7 @@ def worker(runs: int) -> dict:
         vals = {"snapshot": snap, "owners": acc.get("owners", 0.0), "diff": acc.get("diff", 0.0),
                 "advance": acc.get("advance", 0.0), "summary": acc.get("summary", 0.0),
                 "closed": acc.get("closed", 0.0),
+                "rates": acc.get("rates", 0.0), "procs": procs,
                 "gc": acc.get("gc", 0.0) + acc.get("gc_after", 0.0), "rest": total - snap, "total": total,
                 "free prev": free, "total+free+gc": total + free + acc.get("gc_after", 0.0)}
         for p in PHASES:

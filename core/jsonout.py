@@ -6,7 +6,9 @@ escaping, numbers, nesting). The shapes:
 - socket (`ls --json`): protocol ("tcp" / "udp", last), family and state by name (an unconnected UDP
   socket is "UNCONN"), the 4-tuple, queues, ``timer`` (name, expires_ms,
   retrans) or null, uid, inode, cookie, the owner (pid, process, user; null when unknown), the
-  congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null; from an
+  congestion algorithm and ``tcp_info``: every `TcpInfo` field by name, or null; with rates (`ls --rates S`) also
+  ``rx_bps`` / ``tx_bps``: bytes per second received / acknowledged by the peer between two dumps (null: no
+  rate — not in the first dump, or no tcp_info); from an
   every-namespace snapshot (`ls --all-netns`) also ``netns``: the namespace's name, or ``pid:N``.
 - UNIX socket (`ls --unix --json`): protocol and family "unix", type (u_str / u_dgr / u_seq), state,
   path (abstract names start with "@"), inode, peer_inode, queues, uid, cookie, owner (`UnixOut`).
@@ -34,6 +36,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from msgspec import Struct
+from msgspec.structs import astuple
 from sockmon.core.netns import ALL_NETNS
 from sockmon.core.records import (
     FAMILY_NAMES,
@@ -44,6 +47,7 @@ from sockmon.core.records import (
     Transition,
     UnixSocket,
 )
+from sockmon.core.series import Rates
 from sockmon.core.states import TIMER_NAMES, state_name
 from sockmon.core.tcpinfo import TcpInfo, decode_tcp_info_from
 
@@ -114,6 +118,11 @@ class SocketNetnsOut(SocketOut, frozen=True, gc=False):
     netns: str | None = None
 
 
+class SocketRatesOut(SocketOut, frozen=True, gc=False):
+    rx_bps: float | None = None
+    tx_bps: float | None = None
+
+
 class TransitionOut(Struct, frozen=True, gc=False):
     ts: float
     family: str
@@ -180,10 +189,12 @@ _protocol = _Names(lambda code: PROTOCOL_NAMES.get(code, str(code)))
 CHUNK = 4096  # sockets encoded per piece of `snapshot_lines`: bounded memory, output starts early
 
 
-def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
+def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK, rates: Rates | None = None) -> Iterator[bytes]:
     """Every socket of a snapshot, one JSON object per line (`sockmon ls --json`), in pieces of
     ``chunk`` sockets (each piece ends with a newline). this loop is most of
-    what `ls --json` costs beyond the dump."""
+    what `ls --json` costs beyond the dump. With ``rates`` (of this snapshot) each row also carries
+    ``rx_bps`` / ``tx_bps`` (rounded to 0.1 B/s; null where there is no rate)."""
+    get_rate = rates.get if rates is not None else None
     owner_of = snapshot.owners.get
     socks = snapshot.sockets
     family, state, timer_name = _family, _state, _timer
@@ -202,14 +213,18 @@ def snapshot_lines(snapshot: Snapshot, chunk: int = CHUNK) -> Iterator[bytes]:
             else:
                 pid, name, user = p.pid, p.name, p.user
             if with_ns:
-                append(ns_out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q,
-                              s.send_q, None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
-                              s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b),
-                              "tcp", s.netns))
-                continue
-            append(out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q,
-                       None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
-                       s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b)))
+                row = ns_out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q,
+                             s.send_q, None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
+                             s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b),
+                             "tcp", s.netns)
+            else:
+                row = out(family[s.family], state[s.state], s.src, s.sport, s.dst, s.dport, s.recv_q, s.send_q,
+                          None if t is None else timer_out(timer_name[t.kind], t.expires_ms, t.retrans),
+                          s.uid, s.inode, s.cookie, pid, name, user, s.cong, None if b is None else decode(b))
+            if get_rate is not None:  # `ls --rates` (never with --all-netns: ls refuses the pair)
+                r = get_rate(s)
+                row = SocketRatesOut(*astuple(row), *((None, None) if r is None else (round(r[0], 1), round(r[1], 1))))
+            append(row)
         yield _encode_lines(rows)
     udp = snapshot.udp
     for i in range(0, len(udp), chunk):

@@ -167,6 +167,17 @@ async def test_tui_survives_and_shows_hostile_names_inert(hostile):
         await pilot.pause()
         text = assert_inert(app, "Detail (red)")
         assert RESTYLE in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, DetailScreen), what="back from Detail")
+
+        # the process view: both names as rows, inert and literal
+        await pilot.press("g")
+        procs = app.processes.table
+        await wait_for(pilot, lambda: {evil.pid, red.pid} <= {t.pid for t in procs.visible_rows()},
+                       what="both hostile processes in the process view")
+        await pilot.pause()
+        text = assert_inert(app, "Processes")
+        assert RESTYLE in text and "\\x1b]0;X" in text
         assert app.is_running
 
 

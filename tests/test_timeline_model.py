@@ -8,6 +8,7 @@ from sockmon.core import states as S
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.lab.timeline import MAX_EVENTS, MAX_LINES, MAX_TRANSITIONS, ConnectionTimeline
 from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.series import SAMPLES
 from sockmon.core.tcpinfo import encode_tcp_info
 from test_tui_fixtures import info
 
@@ -136,8 +137,12 @@ def test_everything_fed_by_events_is_bounded():
         m.add_event(ev(10.0 + i, EventKind.BYTES_IN, nbytes=1))
     for i in range(3 * MAX_TRANSITIONS):  # every other socket's transitions, host-wide
         m.add_transitions([tr(10.0 + i, S.SYN_SENT, S.ESTABLISHED, ("127.0.0.1", 1024 + i % 60000))])
+    for i in range(3 * SAMPLES):  # a refresh of the followed connection: one sample each
+        m.observe(snap(20_000.0 + i, sock(S.ESTABLISHED)))
     sizes = m.sizes()
-    assert sizes == {"lines": MAX_LINES, "events": MAX_EVENTS, "transitions": MAX_TRANSITIONS}
+    assert sizes == {"lines": MAX_LINES, "events": MAX_EVENTS, "transitions": MAX_TRANSITIONS,
+                     "samples": SAMPLES}
+    assert [s.ts for s in m.samples][0] == 20_000.0 + 2 * SAMPLES  # the newest kept, oldest dropped
     assert m.client_bytes_in == 3 * MAX_EVENTS  # counts are not derived from what is kept
     assert not [name for name, value in vars(m).items() if isinstance(value, (set, dict))]
 

@@ -170,7 +170,7 @@ async def test_column_chooser_reorders_and_the_order_sticks_across_refreshes_and
         assert chooser.order[chooser.cursor] == "peer"  # the first movable column
         while chooser.order[chooser.cursor] != "timer":
             await pilot.press("down")
-        for _ in range(4):
+        for _ in range(chooser.cursor - 2):
             await pilot.press("K")  # move up: Timer becomes the first column after the key columns
         assert chooser.order[:3] == ["state", "local", "timer"]
         await pilot.press("down", "down", "down")

@@ -268,3 +268,35 @@ def hostile_snapshot(taken_at: float = T0) -> Snapshot:
     owners[203] = Process(7002, HOSTILE_NAME, "alice", (HOSTILE_NAME, "-h", "::1"))
     return Snapshot(snap.sockets, snap.taken_at, snap.wall_time, snap.source, snap.netns,
                     MappingProxyType(owners))
+
+
+# Throughput per fixture connection (local port → (received, acked) bytes per second), for rated_sockets.
+FLOWS = {51000: (1_250_000, 40_000), 8080: (40_000, 1_250_000), 51002: (3_000, 250_000), 5432: (250_000, 3_000),
+         51012: (800, 1_600)}
+WAVE = (0, 1, 3, 6, 3, 1, 0, 2)  # the 51000 ↔ 8080 pair's rate varies: (4 + WAVE[tick % 8]) / 8 of its flow
+
+
+def _pair(s: Socket) -> bool:
+    return {s.sport, s.dport} == {51000, 8080}
+
+
+def rated_sockets(tick: int) -> list[Socket]:
+    """The fixture sockets after ``tick`` one-second refreshes: the byte counters of the ESTABLISHED ones
+    advanced by FLOWS; the 51000 ↔ 8080 pair also varies its rate, rtt, cwnd and retransmissions (for
+    sparklines)."""
+    from sockmon.core.tcpinfo import decode_tcp_info
+
+    out = []
+    for s in sockets():
+        flow = FLOWS.get(s.sport) if s.state == S.ESTABLISHED and s.tcp_info_bytes is not None else None
+        if flow is None:
+            out.append(s)
+            continue
+        t = decode_tcp_info(s.tcp_info_bytes)
+        share = [(4 + WAVE[k % 8]) / 8 if _pair(s) else 1.0 for k in range(1, tick + 1)]
+        t = replace(t, bytes_received=int(flow[0] * sum(share)), bytes_acked=int(flow[1] * sum(share)))
+        if _pair(s):
+            t = replace(t, rtt=t.rtt + 40 * WAVE[tick % 8], snd_cwnd=10 + tick // 2,
+                        total_retrans=t.total_retrans + tick // 5)
+        out.append(replace(s, tcp_info_bytes=encode_tcp_info(t)))
+    return out

@@ -9,7 +9,16 @@ import msgspec
 from sockmon.core import states as S
 from sockmon.core.lab.options import Keepalive
 from sockmon.tui.app import SockmonApp
-from test_tui_fixtures import frozen_clock, snapshot, sockets, summary, transitions
+from test_tui_fixtures import (
+    T0,
+    frozen_clock,
+    rated_sockets,
+    snapshot,
+    sockets,
+    summary,
+    transitions,
+    wait_for,
+)
 
 
 def make_app(is_root: bool = True) -> SockmonApp:
@@ -149,3 +158,43 @@ def test_detail_screen_80x24(snap_compare):
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+async def feed_rates(pilot, ticks: int = 2, *, before_last=None) -> None:
+    """``ticks`` + 1 one-second refreshes of the fixture table with moving byte counters, the last at T0
+    (``before_last(app)`` runs after the first one)."""
+    app = pilot.app
+    for tick in range(ticks + 1):
+        snap = snapshot(rated_sockets(tick), taken_at=T0 - ticks + tick)
+        app.inject_snapshot(snap, (), summary(snap), duration_ms=12.0, transition_source="tracepoint")
+        if tick == 0 and before_last is not None:
+            before_last(app)
+    await pilot.pause()
+
+
+def test_connections_with_rates(snap_compare):
+    async def run_before(pilot):
+        await feed_rates(pilot)
+        pilot.app.connections.table.sort_by("rx", reverse=True)  # busiest first, blanks last
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(160, 34), run_before=run_before)
+
+
+def test_process_view(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(120, 30), run_before=feed_rates, press=["g"])
+
+
+def test_detail_sparklines(snap_compare):
+    """The Detail screen of a connection followed for 24 refreshes: rtt, cwnd, rates, retransmissions."""
+    def open_detail(app):
+        sock = next(s for s in app.snapshot.sockets if s.sport == 51000)
+        app.open_detail(sock)
+        app.screen.reader = lambda sock, owner: (None, "not read in this test")
+
+    async def run_before(pilot):
+        await feed_rates(pilot, 24, before_last=open_detail)
+        await wait_for(pilot, lambda: pilot.app.screen.options_note == "not read in this test", what="the read")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(140, 50), run_before=run_before)

@@ -41,6 +41,7 @@ from sockmon.core.table.closed import ClosedHistory
 from sockmon.core.table.collector import Update
 from sockmon.core.table.diff import diff as snapshot_diff
 from sockmon.core.table.history import TransitionHistory
+from sockmon.core.table.rates import process_totals, rates_between
 from sockmon.core.table.summary import Summary, summarize
 from sockmon.core.text import inert
 from sockmon.tui.lab.client import ClientPane
@@ -59,6 +60,7 @@ from sockmon.tui.messages import (
     KillRequested,
     ListenerRow,
     NamesResolved,
+    ProcessActivated,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
@@ -75,6 +77,7 @@ from sockmon.tui.table.closed import ClosedPane
 from sockmon.tui.table.connections import ConnectionsPane
 from sockmon.tui.table.keepalive import KeepalivePane
 from sockmon.tui.table.listening import ListeningPane
+from sockmon.tui.table.processes import ProcessesPane
 from sockmon.tui.table.socket_list import SOCKET_TYPE_MODES, TCP_ONLY
 from sockmon.tui.widgets.columns import ColumnChoice, ColumnPrefs, default_config_path
 from sockmon.tui.widgets.status import StatusBar
@@ -119,12 +122,15 @@ def make_update(snapshot: Snapshot, transitions: Iterable[Transition] = (), summ
                 prev: Snapshot | None = None, duration_ms: float = 0.0, transition_source: str = "inferred",
                 overruns: int = 0, error: str | None = None) -> Update:
     """A collector `Update` for tests and tools that feed the app without a collector: the diff against
-    ``prev`` and the summary (without the system counters) computed by the core, as the collector does."""
+    ``prev``, the summary (without the system counters), the rates since ``prev`` and the totals per process
+    computed by the core, as the collector does."""
     d = snapshot_diff(prev, snapshot) if prev is not None else None
     if summary is None:
         summary = summarize(snapshot, read_system=False)
+    rates = rates_between(prev, snapshot) if prev is not None else None
     return Update(snapshot, d, tuple(transitions), summary, duration_ms, overruns, transition_source, error,
-                  base_taken_at=prev.taken_at if prev is not None else None)
+                  base_taken_at=prev.taken_at if prev is not None else None, rates=rates,
+                  processes=process_totals(snapshot, rates))
 
 
 class SockmonApp(App[int]):
@@ -151,6 +157,8 @@ class SockmonApp(App[int]):
         Binding("t", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_t"),
         Binding("h", "show_pane('history')", "History", show=False, id="pane.history_h"),
         Binding("slash", "filter", "Filter", show=True, id="filter"),
+        Binding("g", "toggle_processes", "By process", show=False, id="processes",
+                tooltip="Process view: connections and throughput per process (g again: back)"),
         Binding("p", "pause", "Pause", show=True, id="pause"),
         Binding("p", "resume", "Resume", show=True, id="resume"),  # only one of the two is active: see check_action
         Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
@@ -205,6 +213,7 @@ class SockmonApp(App[int]):
         self._pending_transitions: deque[Transition] = deque(maxlen=MAX_PENDING_TRANSITIONS)
         self._dropped_transitions = 0  # by the bound above, since the last update shown
         self._last_error: str | None = None
+        self.process_view = False  # the Connections pane's place shows the totals per process (g)
         self.lab = LabWiring(self)  # the lab panes' timeline model and its routes
         self.socket_types: frozenset[str] = TCP_ONLY  # what Listening / Connections show (`u`)
         self.names = None  # sockmon.core.names.Names while names are on (`n`); numbers by default
@@ -222,6 +231,9 @@ class SockmonApp(App[int]):
                 with Vertical(id="sockets-box"):
                     yield ListeningPane(id="listening")
                     yield ConnectionsPane(id="connections")
+                    processes = ProcessesPane(id="processes")
+                    processes.display = False
+                    yield processes
             with TabPane(TABS["keepalive"], id="keepalive"):
                 yield KeepalivePane(id="keepalive-pane")
             with TabPane(TABS["client"], id="client"):
@@ -252,6 +264,10 @@ class SockmonApp(App[int]):
     @property
     def connections(self) -> ConnectionsPane:
         return self.query_one("#connections", ConnectionsPane)
+
+    @property
+    def processes(self) -> ProcessesPane:
+        return self.query_one("#processes", ProcessesPane)
 
     @property
     def keepalive(self) -> KeepalivePane:
@@ -315,6 +331,8 @@ class SockmonApp(App[int]):
         if self.socket_types != TCP_ONLY and hasattr(collector, "set_protocols"):
             collector.set_protocols(self.socket_types)
             collector.refresh_now()
+        if self.process_view and hasattr(collector, "want_processes"):
+            collector.want_processes(True)
         source = getattr(collector, "transition_source", None)
         note = getattr(collector, "tracer_note", "")
         self.status.show(transition_source=source)
@@ -505,11 +523,14 @@ class SockmonApp(App[int]):
         self.snapshot, self.summary = snapshot, summary
         self.updates_applied += 1
         self.listening.show_snapshot(snapshot, summary, d)
+        self.connections.set_rates(update.rates)
         self.connections.show_snapshot(snapshot, summary, d)
+        if self.process_view:
+            self._show_processes(update)
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
         lab_seen = self._lab_ident(snapshot)  # False: the lab's namespace is not in this view
-        self.lab.update(snapshot if lab_seen is not False else None, transitions)
+        self.lab.update(snapshot if lab_seen is not False else None, transitions, rates=update.rates)
         if lab_seen is not False:
             self._route_listener(snapshot, lab_seen)
         counts = {STATE_CODES[name]: n for name, n in summary.by_state.items() if name in STATE_CODES}
@@ -564,7 +585,8 @@ class SockmonApp(App[int]):
             return
         fresh = self.fresh_record(screen.sock)
         screen.update_socket(fresh, self.snapshot.owner(fresh) if fresh else None,
-                             self.history.for_socket(screen.sock), self.snapshot.taken_at)
+                             self.history.for_socket(screen.sock), self.snapshot.taken_at,
+                             samples=self.lab.samples_for(screen.sock))
 
     def view_clock(self) -> float:
         """The time countdowns and row marks are drawn at: frozen while paused, so the screen shows the
@@ -579,7 +601,7 @@ class SockmonApp(App[int]):
             return not self.paused
         if action == "resume":
             return self.paused
-        if action in ("filter", "show_pane", "pick_netns"):
+        if action in ("filter", "show_pane", "pick_netns", "toggle_processes"):
             return self.on_base_screen()  # not under Detail / Help: nothing there to filter or switch
         return True
 
@@ -651,7 +673,8 @@ class SockmonApp(App[int]):
             return
         self.lab.follow_socket(sock)
         taken = self.snapshot.taken_at if self.snapshot is not None else None
-        self.push_screen(DetailScreen(sock, self.owner_of(sock), self.history.for_socket(sock), taken))
+        self.push_screen(DetailScreen(sock, self.owner_of(sock), self.history.for_socket(sock), taken,
+                                      samples=self.lab.samples_for(sock)))
 
     def open_options(self, sock: Socket | None = None) -> None:
         """SO_LINGER / keepalive of a socket in the table: ours directly, another process's after confirming."""
@@ -762,6 +785,8 @@ class SockmonApp(App[int]):
         tab = {"listening": "sockets", "connections": "sockets"}.get(name, name)
         if isinstance(self.screen, Screen) and self.screen is not self.screen_stack[0]:
             return  # a modal/detail screen is up
+        if name == "connections" and self.process_view:
+            self.set_process_view(False)
         tabs = self.query_one("#tabs", TabbedContent)
         if tabs.active != tab:
             self.screen.set_focus(None)  # a field of the old tab keeps no focus (it would pull its tab back)
@@ -769,7 +794,9 @@ class SockmonApp(App[int]):
         self.call_after_refresh(self._focus_pane, name)
 
     def _focus_pane(self, name: str) -> None:
-        if name in ("sockets", "connections"):
+        if name == "sockets" and self.process_view:
+            self.processes.focus_table()
+        elif name in ("sockets", "connections"):
             self.connections.focus_table()
         elif name == "listening":
             self.listening.focus_table()
@@ -798,9 +825,57 @@ class SockmonApp(App[int]):
         if tab == "keepalive":
             self.call_after_refresh(self.keepalive.timers.action_focus_filter)
             return
+        self.set_process_view(False)
         pane = self.listening if self.listening.has_focus_within else self.connections
         self.action_show_pane("sockets")
         self.call_after_refresh(pane.action_focus_filter)
+
+    # ------------------------------------------------------------------ process view
+    def action_toggle_processes(self) -> None:
+        if self.on_base_screen():
+            self.set_process_view(not self.process_view)
+
+    def set_process_view(self, on: bool) -> None:
+        """Show the totals per process in the Connections pane's place (or the connections again). The
+        collector totals them only while this view is shown; until its next tick they are totalled here
+        once from the snapshot on screen."""
+        if on == self.process_view:
+            return
+        self.process_view = on
+        if self.collector is not None and hasattr(self.collector, "want_processes"):
+            self.collector.want_processes(on)
+        connections, processes = self.connections, self.processes
+        connections.display = not on
+        processes.display = on
+        if on:
+            if self._latest is not None and self._latest.snapshot is self.snapshot:
+                self._show_processes(self._latest)
+            elif self.snapshot is not None:
+                self.processes.show_totals(process_totals(self.snapshot, connections.rates),
+                                           connections.rates.seconds)
+            tabs = self.query_one("#tabs", TabbedContent)
+            if tabs.active != "sockets":
+                self.screen.set_focus(None)
+                tabs.active = "sockets"
+            self.call_after_refresh(processes.focus_table)
+        else:
+            self.call_after_refresh(connections.focus_table)
+        self.refresh_bindings()
+
+    def on_process_activated(self, message: ProcessActivated) -> None:
+        """Enter on a process: its connections, in the Connections pane (filtered by pid)."""
+        if not message.pid:
+            self.notify("no known owner: TIME_WAIT sockets, orphans, other users' without root", timeout=4)
+            return
+        self.set_process_view(False)
+        self.connections.set_filter_text(f"pid:{message.pid}")
+
+    def _show_processes(self, update: Update) -> None:
+        totals = update.processes
+        rates = update.rates
+        if totals is None and update.snapshot is not None:  # wanted since this tick began
+            totals = process_totals(update.snapshot, rates)
+        self.processes.show_totals(totals, rates.seconds if rates is not None else None)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -889,6 +964,8 @@ class SockmonApp(App[int]):
             yield SystemCommand(title, f"switch to the {name} pane", lambda n=name: self.action_show_pane(n))
         yield SystemCommand("Filter the list", "ss syntax (state, src/dst, sport/dport, and/or/not) or shorthand",
                             self.action_filter)
+        yield SystemCommand("Process view", "connections and throughput per process, like nethogs (g)",
+                            self.action_toggle_processes)
         yield SystemCommand("Pause / resume collection", "stop or restart refreshing (p)", self.action_toggle_pause)
         yield SystemCommand("Refresh now", "collect a snapshot immediately (r)", self.action_refresh_now)
         yield SystemCommand("Network namespace", "show every namespace, ours, a named one or a process's (N)",

@@ -13,6 +13,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.records import Process, Socket, Timer, Transition
+from sockmon.core.series import SampleRing, rate_text  # rate_text: the one rate format (core: ls uses it too)
 from sockmon.core.states import SYN_RECV, TIME_WAIT, TIMER_KEEPALIVE, TIMER_ON, TIMER_PERSIST, TIMER_TIMEWAIT
 from sockmon.core.text import inert
 from sockmon.tui.theme import KIND_STYLE, state_label
@@ -180,6 +181,106 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark(values, width: int | None = None) -> str:
+    """A one-line sparkline: one cell per value (the newest at the right; the last ``width`` values,
+    right-aligned in ``width`` cells), scaled from 0 to the largest value (a steady stream is a flat bar,
+    not noise magnified); None (unknown) is a blank cell, 0 the lowest bar."""
+    vals = list(values)
+    if width is not None:
+        vals = vals[-width:] if width > 0 else []
+    top = max((v for v in vals if v is not None), default=0) or 0
+    cells = []
+    last = len(SPARK_BARS) - 1
+    for v in vals:
+        if v is None:
+            cells.append(" ")
+        elif top <= 0 or v <= 0:
+            cells.append(SPARK_BARS[0])
+        else:
+            cells.append(SPARK_BARS[max(0, min(last, round(v / top * last)))])
+    out = "".join(cells)
+    return out.rjust(width) if width is not None else out
+
+
+_SPARK_STYLE = "#61afef"
+_SPARK_LABEL = 8  # "retrans " and friends
+_SPARK_VALUE = 24  # " 9.87 MB/s  max 10.2 MB/s"
+
+
+def _metric_rows(samples: SampleRing) -> list[tuple[str, list, str, str]]:
+    """(label, values, now, max) of each metric a sparkline shows."""
+    def last(values):
+        return next((v for v in reversed(values) if v is not None), None)
+
+    def peak(values):
+        return max((v for v in values if v is not None), default=None)
+
+    rtt = [None if v is None else v / 1000.0 for v in samples.series("rtt_us")]
+    cwnd = samples.series("cwnd")
+    rx, tx = samples.series("rx_bps"), samples.series("tx_bps")
+    retr = samples.retrans_deltas()
+    total = last(samples.series("total_retrans"))
+
+    def ms(v):
+        return "" if v is None else fmt_ms(v)
+
+    def num(v):
+        return "" if v is None else str(v)
+
+    return [
+        ("rtt", rtt, ms(last(rtt)), ms(peak(rtt))),
+        ("cwnd", cwnd, num(last(cwnd)), num(peak(cwnd))),
+        ("recv/s", rx, rate_text(last(rx)), rate_text(peak(rx))),
+        ("send/s", tx, rate_text(last(tx)), rate_text(peak(tx))),
+        ("retrans", retr, "" if total is None else f"{total} total",
+         f"{peak(retr)}/refresh" if peak(retr) else ""),
+    ]
+
+
+def sparklines(samples: SampleRing | None, width: int, columns: int = 1, footer: bool = True) -> Text:
+    """Sparklines of rtt, cwnd, receive / send rate and retransmissions per refresh of one connection's
+    last refreshes (`SampleRing`), one cell per refresh (newest right, blank = unknown), each scaled
+    from 0 to its own maximum, with the newest value and the maximum; ``columns`` metrics per line."""
+    if samples is None or not len(samples):
+        return Text("no samples yet: one per refresh while this connection is followed", style="dim italic")
+    if not samples.has_data:
+        return Text("no tcp_info for this connection (TIME_WAIT, or a dump without it): nothing to draw",
+                    style="dim italic")
+    columns = max(1, columns)
+    cell = max(_SPARK_LABEL + 12 + _SPARK_VALUE, (width - 2 * (columns - 1)) // columns)
+    spark_w = min(samples.size, cell - _SPARK_LABEL - _SPARK_VALUE - 1)
+    out = Text(no_wrap=True, overflow="ellipsis")  # a narrow box cuts a line, never wraps it
+    rows = _metric_rows(samples)
+    for i, (label, values, now, top) in enumerate(rows):
+        if i:
+            out.append("\n" if i % columns == 0 else "  ")
+        out.append(f"{label:<{_SPARK_LABEL}}", "dim")
+        out.append(spark(values, spark_w), _SPARK_STYLE)
+        value = f" {now}"
+        if top and top != now:
+            value += f"  max {top}"
+        out.append(value.ljust(_SPARK_VALUE + 1) if (i + 1) % columns and i + 1 < len(rows) else value)
+    if footer:
+        out.append(f"\n{len(samples)} of the last {samples.size} refreshes", "dim")
+    return out
+
+
+class Sparklines:
+    """`sparklines` laid out for the width it is drawn at (two metrics a line from ``two_columns_at``)."""
+
+    def __init__(self, samples: SampleRing | None, two_columns_at: int = 110, footer: bool = True) -> None:
+        self.samples = samples
+        self.two_columns_at = two_columns_at
+        self.footer = footer
+
+    def __rich_console__(self, console, options):
+        width = options.max_width
+        yield sparklines(self.samples, width, 2 if width >= self.two_columns_at else 1, self.footer)
 
 
 def fmt_ms(ms: float | None) -> str:

@@ -62,6 +62,14 @@ class SocketActivated(Message):
         self.origin = origin
 
 
+class ProcessActivated(Message):
+    """Enter on a row of the process view: show that process's connections (pid 0: no known owner)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.pid = pid
+
+
 class EngineEvent(Message):
     """A lifecycle engine (built-in client or server) reported ``event``; ``origin`` names the engine;
     ``generation`` which of the Client pane's connects it belongs to (None: not counted)."""

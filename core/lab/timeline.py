@@ -18,8 +18,14 @@ Byte counters belong to what is followed: the client's are the engine's own coun
 ``bytes_received`` / ``bytes_acked`` of that very socket (none when the kernel gave no tcp_info, e.g.
 TIME_WAIT). Nothing is summed twice: counts are never rebuilt from a replay.
 
+Each snapshot in which the followed connection has a row adds one `Sample` (rtt, cwnd, receive / send
+rate, retransmissions; ``observe(snapshot, rates)``) to ``samples``, the last `SAMPLES` refreshes of that
+connection for sparklines (the Timeline view and the Detail screen); they start again when the model
+follows another connection.
+
 Bounded: at most `MAX_LINES` lines (oldest dropped), `MAX_EVENTS` events and `MAX_TRANSITIONS`
-transitions kept for replay (deques). Nothing is keyed by socket.
+transitions kept for replay (deques), `SAMPLES` samples of the one followed connection. Nothing is
+keyed by socket.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 
 from sockmon.core.lab.events import Event, EventKind
 from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.series import SAMPLES, Rates, SampleRing, sample_of
 
 MAX_LINES = 600  # lines shown for the followed connection (oldest dropped first)
 MAX_EVENTS = 1200  # engine events kept to replay when the followed connection changes
@@ -94,8 +101,9 @@ class ConnectionTimeline:
     """What the Timeline pane shows and what the Client pane asks (``client_state``)."""
 
     def __init__(self, *, max_lines: int = MAX_LINES, max_events: int = MAX_EVENTS,
-                 max_transitions: int = MAX_TRANSITIONS) -> None:
+                 max_transitions: int = MAX_TRANSITIONS, max_samples: int = SAMPLES) -> None:
         self.max_lines = max_lines
+        self.samples = SampleRing(max_samples)  # the followed connection's last refreshes
         self.lines: list[Line] = []  # sorted by (ts, seq)
         self._seq = 0
         self.t0: float | None = None
@@ -149,6 +157,7 @@ class ConnectionTimeline:
         self.client_bytes_in = self.client_bytes_out = 0
         self.following_client = True
         self.socket = None
+        self.samples.clear()
         self._reset_lines()
 
     def client_endpoints(self, local, peer) -> None:
@@ -160,6 +169,8 @@ class ConnectionTimeline:
         if tup == self.client_tuple:
             return
         self.client_tuple = tup
+        if self.following_client:
+            self.samples.clear()
         for tr in sorted(self._recent, key=lambda t: t.ts):  # what the kernel said before we knew the tuple
             if norm_tuple((tr.src, tr.sport, tr.dst, tr.dport)) == tup:
                 self._client_transition(tr)
@@ -174,6 +185,7 @@ class ConnectionTimeline:
         """The view goes back to the client (the ``f`` key), rebuilt from the replay buffers."""
         self.following_client = True
         self.socket = None
+        self.samples.clear()
         self._reset_lines()
         self._replay()
 
@@ -190,6 +202,7 @@ class ConnectionTimeline:
             return
         self.following_client = False
         self.socket = sock
+        self.samples.clear()
         self._reset_lines()
         self._replay()
         if not self.lines:
@@ -226,17 +239,19 @@ class ConnectionTimeline:
             if tup == followed:
                 self._show_transition(tr)
 
-    def observe(self, snapshot: Snapshot) -> None:
-        """A socket-table snapshot: the followed 4-tuple's row (or its absence) and the client's."""
+    def observe(self, snapshot: Snapshot, rates: Rates | None = None) -> None:
+        """A socket-table snapshot: the followed 4-tuple's row (or its absence) and the client's; a sample
+        of the followed connection's row (``rates``: the collector's rates of this snapshot)."""
         client = self.client_tuple if (self.client_closed and not self.client_gone) else None
         if client is not None and snapshot.taken_at < self._client_closed_at:
             # a collection that started before the close but was handed over after it: its rows were
             # read at some point during the close (taken_at is when it began), so the next one tells
             client = None
         followed = None if self.following_client else self.followed_tuple
-        if client is None and followed is None:
+        sampled = self.followed_tuple  # the client's connection too, while it is open
+        if client is None and followed is None and sampled is None:
             return
-        wanted = {t for t in (client, followed) if t is not None}
+        wanted = {t for t in (client, followed, sampled) if t is not None}
         found: dict[FourTuple, Socket] = {}
         ports = {t[1] for t in wanted}
         for sock in snapshot.sockets:
@@ -245,6 +260,10 @@ class ConnectionTimeline:
                 if tup in wanted:
                     found[tup] = sock
         ts = snapshot.taken_at
+        if sampled is not None:
+            row = found.get(sampled)
+            if row is not None:
+                self.samples.add(sample_of(row, rates, ts))
         if client is not None:
             row = found.get(client)
             if ts >= self._client_state_ts:
@@ -419,6 +438,13 @@ class ConnectionTimeline:
             if norm_tuple((tr.src, tr.sport, tr.dst, tr.dport)) == tup:
                 self._show_transition(tr)
 
+    def samples_for(self, sock: Socket | None) -> SampleRing | None:
+        """``samples`` when ``sock`` is the connection followed (same 4-tuple), else None."""
+        if sock is None or self.followed_tuple != norm_tuple(sock.four_tuple):
+            return None
+        return self.samples
+
     def sizes(self) -> dict[str, int]:
         """How full each bounded structure is (for tests and the bounds table in ARCHITECTURE.md)."""
-        return {"lines": len(self.lines), "events": len(self._events), "transitions": len(self._recent)}
+        return {"lines": len(self.lines), "events": len(self._events), "transitions": len(self._recent),
+                "samples": len(self.samples)}

@@ -1,7 +1,9 @@
 """`Collector`: a daemon thread producing one `Update` per interval for the UI (or any consumer).
 
 Each tick: `take_snapshot` (owners from one long-lived `OwnerCache`), `diff` against the previous
-snapshot, transitions from the tracepoint when available (else the diff's inferred ones), `summarize`.
+snapshot, transitions from the tracepoint when available (else the diff's inferred ones), `summarize`,
+the rates of every socket from its tcp_info byte counters (`RateTracker`, core/table/rates.py) and, while
+someone shows them (``want_processes(True)``: the TUI's process view), the totals per process.
 One thread does every collection, so two never overlap; `refresh_now()` just wakes it. With the
 tracepoint the thread also drains the kernel buffer every ≤ 100 ms between ticks so nothing is lost
 at high connection rates. Errors of a tick are delivered as ``Update.error`` (a failed tracepoint read
@@ -21,9 +23,11 @@ from dataclasses import dataclass
 import msgspec
 from sockmon.core.netns import ALL_NETNS, NetnsIdents, all_netns
 from sockmon.core.records import SOCKET_ENDPOINTS, Snapshot, Transition
+from sockmon.core.series import Rates
 from sockmon.core.states import SYN_SENT
 from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
 from sockmon.core.table.owners import OwnerCache
+from sockmon.core.table.rates import ProcessTotal, RateTracker, process_totals
 from sockmon.core.table.snapshot import normalize_protocols, take_snapshot, take_snapshot_all
 from sockmon.core.table.summary import Summary, summarize
 
@@ -47,6 +51,8 @@ class Update:
     note: str = ""  # e.g. why the tracepoint is not used, or the snapshot's fallback note
     dropped_transitions: int = 0  # transitions discarded because MAX_PENDING was exceeded
     base_taken_at: float | None = None  # taken_at of the snapshot ``diff`` is from (None: no diff)
+    rates: Rates | None = None  # rx / tx rate of each socket since the previous tick (None: no tcp_info)
+    processes: tuple[ProcessTotal, ...] | None = None  # per-process totals, while wanted (want_processes)
 
 
 class Collector:
@@ -82,6 +88,8 @@ class Collector:
         self._switch_to: tuple[str | int | None] | None = None  # set_netns: applied by the next collection
         self.transition_source = "inferred"
         self._setup_tracer(netns)
+        self._rates = RateTracker()  # the counters of the latest snapshot only: bounded by the table
+        self._processes = False
         self._thread = threading.Thread(target=self._run, name="sockmon-collector", daemon=True)
         if start:
             self._thread.start()
@@ -129,6 +137,14 @@ class Collector:
         with self._lock:
             self._switch_to = (netns,)
         self.refresh_now()
+
+    def want_processes(self, wanted: bool = True) -> None:
+        """Compute the totals per process at each tick (``Update.processes``) while ``wanted``."""
+        self._processes = bool(wanted)
+
+    @property
+    def processes_wanted(self) -> bool:
+        return self._processes
 
     def refresh_now(self) -> None:
         self._force = True
@@ -271,11 +287,13 @@ class Collector:
                 transitions = d.transitions if d is not None else ()
                 overruns = 0
             summary = summarize(snap)
+            rates = self._rates.update(snap) if self.with_info else None
+            processes = process_totals(snap, rates) if self._processes else None
             drain_error, self._drain_error = self._drain_error, None
             notes = "; ".join(n for n in (snap.note, self.tracer_note, drain_error) if n)
             dropped, self._dropped = self._dropped, 0
             update = Update(snap, d, transitions, summary, (time.perf_counter() - t0) * 1000.0, overruns, source,
-                            None, notes, dropped, base_taken_at=base)
+                            None, notes, dropped, base_taken_at=base, rates=rates, processes=processes)
         except Exception as exc:  # noqa: BLE001 - the thread must survive; the UI shows the line
             update = Update(None, None, (), None, (time.perf_counter() - t0) * 1000.0, 0, source,
                             f"{type(exc).__name__}: {exc}", self.tracer_note)

@@ -6,7 +6,9 @@ FILTER is the filter language of `sockmon.core.table.filter` (ss's expressions a
 words are joined with spaces, so ``sockmon ls state established '( dport = :6379 or sport = :6379 )'`` reads
 as it does for ss. It combines with ``--state`` / ``--listening`` / ``--port`` by ``and``. The states the
 filter can match (and ``--state``) are asked of the kernel, so ``ls state time-wait`` never decodes the
-other sockets.
+other sockets. ``--rates S``: two dumps S seconds apart, each socket of the second with its
+receive / send rate since the first (tcp_info byte counters, `sockmon.core.table.rates`); a signal during
+the wait ends it cleanly (exit 0, nothing written).
 
 Never imports Textual. Bad input (state name, port, namespace) → one line on stderr, exit 2.
 """
@@ -28,6 +30,16 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"port must be a number 0-65535, got {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rates needs seconds (e.g. 1 or 0.5), got {text!r}") from None
+    if not 0 < value <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"--rates must be between 0 and 3600 seconds, got {text}")
     return value
 
 
@@ -65,6 +77,10 @@ def register(subparsers) -> None:
                    help="with --closed: seconds to record (default 5)")
     p.add_argument("-o", "--options", action="store_true",
                    help="accepted for ss's habit (ss -o state ...): timers are always shown")
+    p.add_argument("--rates", type=_seconds, default=None, metavar="S",
+                   help="two dumps S seconds apart: each socket's receive / send rate (Recv/s, Send/s; JSON: "
+                   "rx_bps, tx_bps) from the kernel's tcp_info byte counters; blank / null for sockets not in "
+                   "the first dump or without tcp_info")
     p.set_defaults(run=run)
 
 
@@ -89,11 +105,17 @@ def owner_cell(owner) -> str:
     return f"{inert(owner.name)},pid={owner.pid},user={inert(owner.user)}" if owner else ""
 
 
-def _inet_rows(socks, snapshot, names, netid: bool, with_ns: bool) -> list[tuple[str, ...]]:
+def _inet_rows(socks, snapshot, names, netid: bool, with_ns: bool, rates=None) -> list[tuple[str, ...]]:
+    from sockmon.core.series import rate_text
+
     rows = []
     for s in sorted(socks, key=lambda s: (s.state != 10, s.family, s.sport, s.dst, s.dport)):
         proto = s.protocol_name
-        row = (s.state_name, str(s.recv_q), str(s.send_q), fmt_endpoint(s.family, s.src, s.sport, names, proto),
+        cells = ()
+        if rates is not None:
+            r = rates.get(s)
+            cells = (rate_text(r[0]), rate_text(r[1])) if r is not None else ("", "")
+        row = (s.state_name, str(s.recv_q), str(s.send_q), *cells, fmt_endpoint(s.family, s.src, s.sport, names, proto),
                fmt_endpoint(s.family, s.dst, s.dport, names, proto), fmt_timer(s.timer),
                owner_cell(snapshot.owner(s)))
         row = (proto, *row) if netid else row
@@ -111,28 +133,31 @@ def _unix_rows(snapshot, with_ns: bool) -> list[tuple[str, ...]]:
     return rows
 
 
-def format_table(snapshot, names=None) -> list[str]:
+def format_table(snapshot, names=None, rates=None) -> list[str]:
     """The aligned text table. Every outside string is inert: no control byte reaches the terminal.
 
     TCP alone (the default) or UDP alone: ss -tan / -uan's columns plus Timer and Process; several
     socket types, or UNIX sockets: a Netid column first (tcp, udp, u_str, u_dgr, u_seq) like ss.
     ``names`` (`sockmon.core.names.Names`): host and service names instead of numbers.
-    An every-namespace snapshot (`--all-netns`) gets a Netns column first.
+    An every-namespace snapshot (`--all-netns`) gets a Netns column first; with ``rates``
+    (`sockmon.core.series.Rates`) Recv/s and Send/s follow the queues.
     """
     protos = getattr(snapshot, "protocols", None) or frozenset({"tcp"})
     netid = len(protos) > 1 or "unix" in protos
     header = ("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer", "Process")
+    rate_cols = () if rates is None else ("Recv/s", "Send/s")
+    header = header[:3] + rate_cols + header[3:]
     if netid:
         header = ("Netid", *header)
     with_ns = snapshot.netns == ALL_NETNS
     if with_ns:
         header = ("Netns", *header)
-    rows = _inet_rows(snapshot.sockets, snapshot, names, netid, with_ns)
-    rows += _inet_rows(getattr(snapshot, "udp", ()), snapshot, names, netid, with_ns)
+    rows = _inet_rows(snapshot.sockets, snapshot, names, netid, with_ns, rates)
+    rows += _inet_rows(getattr(snapshot, "udp", ()), snapshot, names, netid, with_ns, () if rates is not None else None)
     rows += _unix_rows(snapshot, with_ns) if getattr(snapshot, "unix", ()) else []
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lead = int(netid) + int(with_ns)  # the queue columns, right-aligned, come after State
-    right = {1 + lead, 2 + lead}
+    right = {1 + lead, 2 + lead, *range(3 + lead, 3 + lead + len(rate_cols))}
     out = []
     for r in [header, *rows]:
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
@@ -171,18 +196,41 @@ def run(args) -> int:
 
         return run_closed(args, netns)
     protocols = [name for name in ("tcp", "udp", "unix") if getattr(args, name, False)] or ["tcp"]
-    try:
-        snap = take_snapshot(netns=netns, states=states, port=args.port, with_info=True,
-                             owners=None if args.no_owners else OwnerCache(), protocols=protocols)
-    except OSError as exc:
-        from sockmon.core.errors import SockmonError
+    seconds = getattr(args, "rates", None)
+    if seconds is not None and netns == ALL_NETNS:
+        from sockmon.core.errors import BadInput
 
-        if isinstance(exc, SockmonError):
-            raise
-        raise SockmonError.from_os_error(exc, "netlink sock_diag dump") from None
+        raise BadInput("--rates and --all-netns do not go together (yet): give one namespace, or none")
+    owners = None if args.no_owners else OwnerCache()
+
+    def dump():
+        try:
+            return take_snapshot(netns=netns, states=states, port=args.port, with_info=True, owners=owners,
+                                 protocols=protocols)
+        except OSError as exc:
+            from sockmon.core.errors import SockmonError
+
+            if isinstance(exc, SockmonError):
+                raise
+            raise SockmonError.from_os_error(exc, "netlink sock_diag dump") from None
+
+    snap = dump()
+    rates = None
+    if seconds is not None:
+        from sockmon.core.table.rates import rates_between
+
+        first = snap
+        if not _wait(seconds):
+            print("sockmon ls: interrupted before the second dump: no rates", file=sys.stderr)
+            return 0
+        snap = dump()
+        rates = rates_between(first, snap)
+        del first
     pred = flt.predicate(snap.owner)
     if pred is not None:
-        snap = replace(snap, sockets=tuple(filter(pred, snap.sockets)))
+        # every list: TCP, and the UDP / UNIX sockets asked for (their records answer the same field names)
+        snap = replace(snap, sockets=tuple(filter(pred, snap.sockets)), udp=tuple(filter(pred, snap.udp)),
+                       unix=tuple(filter(pred, snap.unix)))
     if snap.note:
         print(f"sockmon: {inert(snap.note)}", file=sys.stderr)
     if args.json:
@@ -190,7 +238,7 @@ def run(args) -> int:
         from sockmon.core.jsonout import snapshot_lines
 
         fd = fileno_of_stdout()
-        for piece in snapshot_lines(snap):
+        for piece in snapshot_lines(snap, rates=rates):
             write_all(fd, piece)
         return 0
     names = None
@@ -199,6 +247,31 @@ def run(args) -> int:
 
         names = Names(blocking=True)
     out = sys.stdout
-    out.write("\n".join(format_table(snap, names)) + "\n")
+    out.write("\n".join(format_table(snap, names, rates)) + "\n")
     out.flush()
     return 0
+
+
+def _wait(seconds: float) -> bool:
+    """Sleep ``seconds``; False when SIGTERM / SIGINT / SIGHUP came first (their handlers restored after)."""
+    import signal
+
+    from sockmon.cli.output import Stop
+
+    stop = Stop()
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    old = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in sigs}
+    try:
+        import time
+
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            stop.wait(left)
+        return False
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        stop.close()

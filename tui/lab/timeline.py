@@ -3,7 +3,9 @@ timestamps and how long each kernel state lasted.
 
 The model follows the built-in client's connection (by default) or the socket selected in a table, and
 is fed by the app (tui/lab/wiring.py): engine events, kernel transitions and every snapshot, each once.
-This pane only draws it (``refresh_view``) and has two keys of its own: ``f`` follows the client again,
+This pane only draws it (``refresh_view``) — the lines, and sparklines of the followed connection's last
+refreshes (rtt, cwnd, receive / send rate, retransmissions: the model's ``samples``) once there are
+any — and has two keys of its own: ``f`` follows the client again,
 ``e`` clears the lines. It calls no other pane and runs no thread.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from sockmon.core.lab.timeline import MAX_LINES, ConnectionTimeline, Line
-from sockmon.tui.fmt import duration, endpoint, event_text, fmt_ms, transition_text
+from sockmon.tui.fmt import Sparklines, duration, endpoint, event_text, fmt_ms, transition_text
 from sockmon.tui.theme import state_label
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -69,6 +71,7 @@ class TimelinePane(Vertical, can_focus=True):
     TimelinePane { height: 1fr; }
     TimelinePane:focus #timeline-header { background: $accent 30%; }
     TimelinePane #timeline-header { height: auto; padding: 0 1; background: $boost; }
+    TimelinePane #timeline-graphs { height: auto; padding: 0 1; border-bottom: solid $primary 30%; }
     TimelinePane #timeline-log { height: 1fr; }
     """
 
@@ -85,6 +88,9 @@ class TimelinePane(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), id="timeline-header")
+        graphs = Static(id="timeline-graphs")
+        graphs.display = False
+        yield graphs
         yield RichLog(id="timeline-log", wrap=True, highlight=False, markup=False, auto_scroll=True,
                       max_lines=MAX_LINES)
 
@@ -109,6 +115,13 @@ class TimelinePane(Vertical, can_focus=True):
     def header_text(self) -> str:
         return self._header().plain
 
+    def graphs_text(self, width: int = 120) -> str:
+        """The sparklines as plain text (what the graphs line shows at ``width``), "" without samples."""
+        from sockmon.tui.fmt import sparklines
+
+        samples = self.model.samples
+        return sparklines(samples, width, 2 if width >= 100 else 1, footer=False).plain if samples.has_data else ""
+
     # ------------------------------------------------------------------ keys
     def action_follow_client(self) -> None:
         self.model.follow_client()
@@ -125,6 +138,10 @@ class TimelinePane(Vertical, can_focus=True):
             return
         self.query_one("#timeline-header", Static).update(self._header())
         model = self.model
+        graphs = self.query_one("#timeline-graphs", Static)
+        graphs.display = model.samples.has_data
+        if graphs.display:
+            graphs.update(Sparklines(model.samples, two_columns_at=100, footer=False))
         rendered = model.rendered()
         log = self.query_one("#timeline-log", RichLog)
         drawn = self._drawn

@@ -8,7 +8,7 @@ update:
     ClientEndpointsKnown  → model.client_endpoints(local, peer)
     ClientFdClosed        → model.client_fd_closed() (+ a collection now: the TIME_WAIT row shows at once)
     EngineEvent           → model.add_event(ev)           (the one route: pane → bubble → app → model)
-    update(snapshot, trs) → model.add_transitions(trs); model.observe(snapshot)
+    update(snapshot, trs, rates) → model.add_transitions(trs); model.observe(snapshot, rates)
     follow_socket(sock)   → model.follow_socket(sock)     (a row picked in a table)
 
 After each, the Timeline view redraws what changed and the Client pane is told the kernel's state of
@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 from sockmon.core.lab.timeline import ConnectionTimeline
 from sockmon.core.records import Snapshot, Socket, Transition
+from sockmon.core.series import Rates, SampleRing
 from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.timeline import TimelinePane
 
@@ -52,12 +53,17 @@ class LabWiring:
         self.changed(client=False)
 
     # ------------------------------------------------------------------ the collector
-    def update(self, snapshot: Snapshot | None, transitions: Iterable[Transition] = ()) -> None:
+    def update(self, snapshot: Snapshot | None, transitions: Iterable[Transition] = (),
+               rates: Rates | None = None) -> None:
         if transitions:
             self.model.add_transitions(transitions)
         if snapshot is not None:
-            self.model.observe(snapshot)
+            self.model.observe(snapshot, rates)
         self.changed()
+
+    def samples_for(self, sock: Socket | None) -> SampleRing | None:
+        """The followed connection's last refreshes (sparklines), when ``sock`` is what the model follows."""
+        return self.model.samples_for(sock)
 
     # ------------------------------------------------------------------ views
     def _base(self):

@@ -1,5 +1,7 @@
 """Detail screen for one socket: every tcp_info field, the timer, the sockaddr bytes of both ends
-field by field, the owner process, its socket options and its transition history. Updated live while
+field by field, the owner process, its socket options, sparklines of its last refreshes (rtt, cwnd,
+receive / send rate, retransmissions: the timeline model's samples of the connection it follows, which
+is this one) and its transition history. Updated live while
 open: the options are re-read from the kernel at every refresh, off the UI thread (ours through a dup of
 our fd, another process's through pidfd_getfd as root)."""
 
@@ -12,12 +14,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from sockmon.core.records import Process, Socket, Transition
+from sockmon.core.series import SampleRing
 from sockmon.core.states import TIME_WAIT
 from sockmon.tui import fmt
 from sockmon.tui.theme import state_style, state_text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -200,9 +203,9 @@ class DetailScreen(Screen[None]):
     DetailScreen .detail-box { border: round $primary 60%; height: auto; padding: 0 1; }
     DetailScreen #detail-row { height: auto; }
     DetailScreen #detail-socket { width: 1fr; }
-    DetailScreen #detail-owner { width: 1fr; }
+    DetailScreen #detail-right { width: 1fr; height: auto; }
     DetailScreen.-narrow #detail-row { layout: vertical; }
-    DetailScreen.-narrow #detail-socket, DetailScreen.-narrow #detail-owner { width: 1fr; }
+    DetailScreen.-narrow #detail-socket, DetailScreen.-narrow #detail-right { width: 1fr; }
     """
     NARROW = 110  # below this many columns: boxes stacked, tcp_info one field per line
     BINDINGS = [
@@ -212,13 +215,14 @@ class DetailScreen(Screen[None]):
     ]
 
     def __init__(self, sock: Socket, owner: Process | None, history: list[Transition],
-                 taken_at: float | None = None) -> None:
+                 taken_at: float | None = None, *, samples: SampleRing | None = None) -> None:
         self._ready = False
         super().__init__()
         self.sock = sock
         self.owner = owner
         self.history = history
         self.taken_at = taken_at
+        self.samples = samples
         self.gone = False
         self.options = None  # SocketOptions read at the latest refresh
         self.options_note = ""
@@ -230,7 +234,9 @@ class DetailScreen(Screen[None]):
         with VerticalScroll():
             with Horizontal(id="detail-row"):
                 yield Static(id="detail-socket", classes="detail-box")
-                yield Static(id="detail-owner", classes="detail-box")
+                with Vertical(id="detail-right"):  # beside the socket's dozen lines
+                    yield Static(id="detail-owner", classes="detail-box")
+                    yield Static(id="detail-graphs", classes="detail-box")
             yield Static(id="detail-options", classes="detail-box")
             yield Static(id="detail-tcpinfo", classes="detail-box")
             yield Static(id="detail-sockaddr", classes="detail-box")
@@ -272,8 +278,9 @@ class DetailScreen(Screen[None]):
         return 0.0 if self.taken_at is None else max(0.0, (self._clock() - self.taken_at) * 1000.0)
 
     def update_socket(self, sock: Socket | None, owner: Process | None, history: list[Transition],
-                      taken_at: float | None) -> None:
+                      taken_at: float | None, *, samples: SampleRing | None = None) -> None:
         """A new snapshot: the fresh record of our socket, or None when it left the table."""
+        self.samples = samples
         if sock is None:
             self.gone = True
         else:
@@ -319,6 +326,11 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-title", Static).update(title)
         self.query_one("#detail-socket", Static).update(socket_section(s, self._elapsed_ms()))
         self.query_one("#detail-owner", Static).update(owner_section(self.owner, s))
+        graphs = self.query_one("#detail-graphs", Static)
+        n = len(self.samples) if self.samples is not None else 0
+        size = self.samples.size if self.samples is not None else 0
+        graphs.border_title = f"Last {n} of {size} refreshes" if n else "Last refreshes"
+        graphs.update(fmt.Sparklines(self.samples, footer=False))
         self.query_one("#detail-options", Static).update(options_section(self.options, self.options_note))
         self.query_one("#detail-tcpinfo", Static).update(tcp_info_section(s, 1 if self.narrow else 2))
         self.query_one("#detail-sockaddr", Static).update(sockaddr_section(s))

@@ -14,7 +14,10 @@ from textual.widgets import Static
 
 PANES = [
     ("1  l", "Listening", "every LISTEN socket (v4/v6), accept queue vs backlog, owner, ListenOverflows/Drops"),
-    ("1  c", "Connections", "every other TCP socket: state, ends, queues, timer countdown, rtt, cwnd, owner"),
+    ("1  c", "Connections", "every other TCP socket: state, ends, queues, receive / send rate, timer countdown, "
+                            "rtt, cwnd, owner"),
+    ("1  g", "Processes", "instead of Connections (g again, or c: back): connections per process, their states "
+                          "and summed receive / send rates, busiest first (like nethogs); Enter: that process's connections"),
     ("2", "Keepalive", "sysctls, sockets with a keepalive timer, SO_KEEPALIVE of the selected socket"),
     ("3", "Client", "the built-in client: Target has the focus (type HOST:PORT, Enter connects, then type "
                     "lines to send: each gets its ending, CRLF by default), one-key options, shutdown/close/abort"),
@@ -38,6 +41,7 @@ KEYS = [
     ("s / S / < >", "sort by the next column / reverse / previous, next column (or click a header)"),
     ("/", "filter the list in focus as you type: Connections, Listening, Keepalive timers (Enter or Esc: "
           "back to the table)"),
+    ("g", "process view: connections and throughput per process, in the Connections pane's place"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
     ("Alt+1 … Alt+6", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
@@ -132,6 +136,9 @@ def help_renderable() -> Table:
     outer.add_row("")
     outer.add_row(Text("Row marks: a new socket is highlighted for 3 s; a socket that is gone stays 2 s, dim and "
                        "struck through, before it leaves.", style="dim"))
+    outer.add_row(Text("Recv/s, Send/s: the change of the kernel's tcp_info bytes_received / bytes_acked since the "
+                       "previous refresh, per second, in SI units (1 kB/s = 1000 B/s); blank until a connection "
+                       "has been seen twice, and for sockets without tcp_info (TIME_WAIT).", style="dim"))
     return outer
 
 

@@ -1,4 +1,6 @@
-"""Connections pane: every non-listening TCP socket, state-coloured, with live timer countdowns."""
+"""Connections pane: every non-listening TCP socket, state-coloured, with live timer countdowns and each
+connection's receive / send rate (the collector's `Rates`, from tcp_info byte counters: blank until a
+socket has been seen twice)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,10 @@ import operator
 from collections import Counter
 from collections.abc import Iterable
 
+from rich.style import Style
 from rich.text import Text
 from sockmon.core.records import Snapshot, Socket
+from sockmon.core.series import NO_RATES, Rates
 from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.tui import fmt
 from sockmon.tui.table.socket_list import KILL_BINDING, TCP_ONLY, SocketListPane
@@ -34,12 +38,45 @@ def _retrans_text(s: Socket) -> str:
     return f"{now}/{total}" if now else str(total)
 
 
+_IDLE = Style(dim=True)
+
+
 class ConnectionsPane(SocketListPane):
     """All TCP sockets except listeners."""
 
     BINDINGS = [KILL_BINDING]
+
+    rates: Rates = NO_RATES  # of the snapshot shown (the app sets them with each snapshot)
+
+    def set_rates(self, rates: Rates | None) -> None:
+        """The rates of the snapshot about to be shown (`show_snapshot` redraws)."""
+        self.rates = rates if rates is not None else NO_RATES
+
+    def rate_columns(self) -> list[Column]:
+        def rx(s: Socket):
+            r = self.rates.get(s)
+            return None if r is None else r[0]
+
+        def tx(s: Socket):
+            r = self.rates.get(s)
+            return None if r is None else r[1]
+
+        def idle(get):
+            return lambda s: _IDLE if get(s) == 0 else None
+
+        return [
+            Column("rx", "Recv/s", 9, get=rx, fmt=lambda s: fmt.rate_text(rx(s)), justify="right", style=idle(rx),
+                   priority=35, help="bytes received per second (tcp_info bytes_received, between refreshes)"),
+            Column("tx", "Send/s", 9, get=tx, fmt=lambda s: fmt.rate_text(tx(s)), justify="right", style=idle(tx),
+                   priority=36, help="bytes acknowledged by the peer per second (tcp_info bytes_acked)"),
+        ]
+
     TITLE = "Connections"
     KEY_HINT = "c"
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.border_subtitle = "g: by process"
     INITIAL_SORT = "state"  # stable: kernel order within a state
     EMPTY_TEXT = "no connections (only listeners, or nothing matches the filter)"
 
@@ -59,6 +96,7 @@ class ConnectionsPane(SocketListPane):
                    priority=30, help="bytes received, not yet read by the application"),
             Column("send_q", "Send-Q", 7, get=operator.attrgetter("send_q"), justify="right", comparable=True,
                    priority=31, help="bytes sent, not yet acknowledged by the peer"),
+            *self.rate_columns(),
             Column("timer", "Timer", 19, get=timer_sort, priority=40,
                    fmt=lambda s: fmt.timer_text(s.timer, self.elapsed_ms()),
                    help="the running timer and its countdown (on = retransmit), rN: retransmits / probes"),

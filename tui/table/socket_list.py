@@ -262,6 +262,12 @@ class SocketListPane(Vertical):
         self._refresh_info()
         return True
 
+    def set_filter_text(self, text: str) -> None:
+        """Put ``text`` in the filter line (and apply it), as if typed."""
+        if self.WITH_FILTER:
+            self.query_one(f"#{self.id}-filter", Input).value = text
+            self.apply_filter(text)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.table.focus()

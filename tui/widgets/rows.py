@@ -18,10 +18,10 @@ from typing import Any
 MAX_MARKS = 20_000  # new / gone marks kept at most (each map), oldest dropped first
 
 
-def _sort_value(value: Any) -> tuple:
-    # None sorts last; mixed types never raise.
+def _sort_value(value: Any, none: tuple = (1, 0, "")) -> tuple:
+    # None (a blank cell) sorts last; mixed types never raise.
     if value is None:
-        return (1, 0, "")
+        return none
     if isinstance(value, (int, float)):
         return (0, 0, value)
     if isinstance(value, tuple):
@@ -148,8 +148,10 @@ class KeyedRows:
         if get is not None:
             if self.sort_comparable:
                 rows.sort(key=get, reverse=self.sort_reverse)
+            elif self.sort_reverse:  # blanks last in either direction (busiest first, then the blanks)
+                rows.sort(key=lambda r: _sort_value(get(r), (-1, 0, "")), reverse=True)
             else:
-                rows.sort(key=lambda r: _sort_value(get(r)), reverse=self.sort_reverse)
+                rows.sort(key=lambda r: _sort_value(get(r)))
         self.view = list(map(self.key_fn, rows))
         return self.view
 
