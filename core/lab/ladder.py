@@ -478,6 +478,7 @@ class LadderCapture:
         self.rcvbuf = rcvbuf
         self.grace = grace
         self.kernel_drops = 0
+        self.frames = 0  # frames the kernel's filter let through (read from the socket)
         self.undecoded = 0  # frames the filter let through that did not decode (a reason each)
         self.last_reason: str | None = None
         self._sock: socket.socket | None = None
@@ -595,6 +596,7 @@ class LadderCapture:
                 ts = sec + nsec / 1e9
         if ts is None:
             ts = time.time()
+        self.frames += 1
         seg = decode_frame(data)
         if isinstance(seg, str):
             self.undecoded += 1
@@ -618,5 +620,59 @@ class LadderCapture:
             pass
 
 
-__all__ = ["GRACE", "MAX_PACKETS", "Ladder", "LadderCapture", "LadderPacket", "LadderUnavailable", "PacketLog",
+class LadderHook:
+    """The client engine's ``before_connect`` hook that starts a ladder: in the engine thread, bind the
+    new socket to an ephemeral port (bind(port 0): the port is known before connect()), then start a
+    `LadderCapture` for (that port, the server's port) so the SYN is caught. One capture per connect
+    attempt (the previous one is stopped). ``on_packet`` gets each packet from the capture thread;
+    ``on_unavailable`` gets the one-line reason when no capture can run (once per attempt)."""
+
+    def __init__(self, on_packet: Callable[[LadderPacket], None] | None = None,
+                 on_unavailable: Callable[[str], None] | None = None, *, iface: str | None = None,
+                 max_packets: int = MAX_PACKETS, grace: float = GRACE) -> None:
+        self.on_packet = on_packet
+        self.on_unavailable = on_unavailable
+        self.iface = iface
+        self.max_packets = max_packets
+        self.grace = grace
+        self.capture: LadderCapture | None = None
+        self.reason: str | None = None
+
+    def __call__(self, sock: socket.socket, family: int, sockaddr: tuple) -> str:
+        self.stop()
+        wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        sock.bind((wildcard, 0))
+        client_port = sock.getsockname()[1]
+        server_port = sockaddr[1]
+        capture = LadderCapture(client_port, server_port, on_packet=self.on_packet, iface=self.iface,
+                                max_packets=self.max_packets, grace=self.grace)
+        bound = f"bind({wildcard} port 0) → port {client_port}"
+        try:
+            capture.start()
+        except LadderUnavailable as exc:
+            self.reason = str(exc)
+            if self.on_unavailable is not None:
+                self.on_unavailable(self.reason)
+            return f"{bound}; no packet capture (ladder empty)"
+        self.capture = capture
+        where = f"device {self.iface}" if self.iface else "every device of this namespace"
+        return (f"{bound}; packet capture (AF_PACKET, BPF: tcp ports {client_port} ⇄ {server_port}) "
+                f"on {where}, started before connect() so the SYN is caught")
+
+    def stop(self) -> None:
+        if self.capture is not None:
+            self.capture.stop()
+
+    def wait_done(self, timeout: float) -> bool:
+        """Wait for the capture to end by itself (connection over + grace); stop it after ``timeout``."""
+        capture = self.capture
+        if capture is None:
+            return True
+        done = capture.wait_done(timeout)
+        if not done:
+            capture.stop()
+        return done
+
+
+__all__ = ["LadderHook", "GRACE", "MAX_PACKETS", "Ladder", "LadderCapture", "LadderPacket", "LadderUnavailable", "PacketLog",
            "Segment", "decode_frame", "decode_ip", "flag_names", "packet_line", "port_filter"]
