@@ -52,6 +52,8 @@ from sockmon.tui.messages import (
     ClientFdClosed,
     CollectionFailed,
     EngineEvent,
+    LadderPacketsCaptured,
+    LadderUnavailableSeen,
     ListenerRow,
     SnapshotReady,
     SocketActivated,
@@ -193,7 +195,7 @@ class SockmonApp(App[int]):
                 server.netns = self.netns
                 yield server
             with TabPane(TABS["timeline"], id="timeline"):
-                yield TimelinePane(self.lab.model)
+                yield TimelinePane(self.lab.model, ladder=self.lab.ladder)
         yield StatusBar(id="status")
         yield Footer(compact=True)
 
@@ -505,7 +507,15 @@ class SockmonApp(App[int]):
     # ------------------------------------------------------------------ the lab panes' facts (one route each)
     @on(ClientConnecting)
     def _client_connecting(self, message: ClientConnecting) -> None:
-        self.lab.client_connecting()
+        self.lab.client_connecting(message.generation)
+
+    @on(LadderPacketsCaptured)
+    def _ladder_packets(self, message: LadderPacketsCaptured) -> None:
+        self.lab.ladder_packets(message.queue, message.generation)
+
+    @on(LadderUnavailableSeen)
+    def _ladder_unavailable(self, message: LadderUnavailableSeen) -> None:
+        self.lab.ladder_unavailable(message.reason, message.generation)
 
     @on(ClientEndpointsKnown)
     def _client_endpoints_known(self, message: ClientEndpointsKnown) -> None:

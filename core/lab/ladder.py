@@ -463,6 +463,76 @@ class PacketLog:
         return len(self._items)
 
 
+class PacketQueue:
+    """Hand-off of packets from a capture thread to a UI thread without a message per packet: ``put``
+    says whether the consumer must be woken (the queue was empty), ``drain`` takes everything. Bounded:
+    at most ``cap`` wait, the oldest dropped first and counted in ``dropped``."""
+
+    def __init__(self, cap: int = MAX_PACKETS) -> None:
+        self.cap = cap
+        self._items: deque[LadderPacket] = deque()
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def put(self, packet: LadderPacket) -> bool:
+        with self._lock:
+            wake = not self._items
+            if len(self._items) >= self.cap:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(packet)
+            return wake
+
+    def drain(self) -> list[LadderPacket]:
+        with self._lock:
+            out = list(self._items)
+            self._items.clear()
+            return out
+
+
+class LadderModel:
+    """What a view shows of the ladder of the built-in client's newest connection: its packets (at most
+    ``cap``, oldest evicted and counted) or the one line saying why there are none. ``epoch`` changes when
+    a new connection starts (a view then draws from scratch)."""
+
+    def __init__(self, cap: int = MAX_PACKETS) -> None:
+        self.log = PacketLog(cap)
+        self.reason: str | None = None
+        self.generation: int | None = None
+        self.epoch = 0
+
+    def reset(self, generation: int | None = None) -> None:
+        self.log.clear()
+        self.reason = None
+        self.generation = generation
+        self.epoch += 1
+
+    def current(self, generation: int | None) -> bool:
+        return generation is None or self.generation is None or generation == self.generation
+
+    def add(self, packets, generation: int | None = None) -> int:
+        """Add ``packets`` of connect ``generation`` (ignored when it is not the current one)."""
+        if not self.current(generation):
+            return 0
+        n = 0
+        for p in packets:
+            self.log.add(p)
+            n += 1
+        return n
+
+    def unavailable(self, reason: str, generation: int | None = None) -> None:
+        if self.current(generation):
+            self.reason = reason
+
+    @property
+    def packets(self) -> list[LadderPacket]:
+        return self.log.items()
+
+    @property
+    def evicted(self) -> int:
+        return self.log.evicted
+
+
 class LadderCapture:
     """Capture one connection's packets (see the module text). ``client_port`` / ``server_port`` name
     it; ``iface`` limits the capture to one device (default: every device of the namespace)."""
@@ -674,5 +744,5 @@ class LadderHook:
         return done
 
 
-__all__ = ["LadderHook", "GRACE", "MAX_PACKETS", "Ladder", "LadderCapture", "LadderPacket", "LadderUnavailable", "PacketLog",
+__all__ = ["LadderHook", "LadderModel", "PacketQueue", "GRACE", "MAX_PACKETS", "Ladder", "LadderCapture", "LadderPacket", "LadderUnavailable", "PacketLog",
            "Segment", "decode_frame", "decode_ip", "flag_names", "packet_line", "port_filter"]
