@@ -114,3 +114,24 @@ async def show_fixed_ladder(pilot) -> None:
 def test_snapshot_timeline_ladder(snap_compare):
     assert snap_compare(LabHost("tab-timeline", collect=False), terminal_size=(100, 32),
                         run_before=show_fixed_ladder)
+
+
+def test_timeline_says_why_the_ladder_is_empty():
+    reason = "packet ladder empty: socket(AF_PACKET) = EPERM: capturing packets needs root (CAP_NET_RAW)"
+
+    async def scenario():
+        app = LabHost("tab-timeline", collect=False)
+        async with app.run_test(size=(120, 30)) as pilot:
+            app.lab.client_connecting(4)
+            app.lab.ladder_unavailable(reason, 4)
+            timeline = app.query_one(TimelinePane)
+            timeline.focus()
+            await pilot.press("L")
+            await pilot.pause()
+            assert timeline.ladder_shown and reason in timeline.ladder_lines()[0]
+            header = str(timeline.query_one("#timeline-ladder-header").render())
+            assert "EPERM" in header
+            app.lab.client_connecting(5)  # a new connect: the old reason is gone
+            assert timeline.ladder.reason is None
+
+    run(scenario())
