@@ -362,7 +362,7 @@ def test_capture_churn_through_its_cap(echo_server):
 
 def test_rcvbuf_is_bounded():
     cap = LadderCapture(1, 2)
-    assert cap.rcvbuf <= 1 << 20 and cap.log.cap == 2000
+    assert cap.rcvbuf <= 4 << 20 and cap.log.cap == 2000
 
 
 # ------------------------------------------------------------------------------------------ headless

@@ -54,6 +54,7 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SKF_AD_OFF = -0x1000
 SKF_AD_PKTTYPE = 4
@@ -61,7 +62,9 @@ SKF_AD_IFINDEX = 8
 
 SNAPLEN = 192  # bytes of each packet the kernel copies: Ethernet 14 + IP ≤ 60 + TCP ≤ 60 fit; no payload
 MAX_PACKETS = 2000  # packets a capture keeps (oldest evicted)
-RCVBUF = 256 * 1024  # the capture socket's receive buffer (the kernel drops, and counts, beyond it)
+RCVBUF = 4 << 20  # the capture socket's receive buffer (the kernel drops, and counts, beyond it); each
+# queued packet is charged its whole buffer (a 64 KiB loopback segment costs ~66 KiB however little is
+# copied), so the buffer is forced past net.core.rmem_max (SO_RCVBUFFORCE, root) when it can be
 GRACE = 0.2  # seconds the capture keeps reading after the connection is over (a late ACK)
 
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
@@ -554,6 +557,7 @@ class LadderCapture:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop_r, self._stop_w = -1, -1
+        self._pipe_lock = threading.Lock()  # stop() never writes to a pipe fd the thread already closed
         self._done = threading.Event()
         self._finished_at: float | None = None
 
@@ -587,7 +591,10 @@ class LadderCapture:
                 except OSError:
                     raise LadderUnavailable(f"packet ladder empty: no interface {self.iface!r} here") from None
             attach_filter(sock, port_filter(self.ladder.client_port, self.ladder.server_port, lo))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
+            except OSError:  # without CAP_NET_ADMIN: at most net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             if self.iface is not None:
                 sock.bind((self.iface, ETH_P_ALL))  # protocol 0 until here: nothing queued unfiltered
@@ -606,11 +613,12 @@ class LadderCapture:
 
     def stop(self) -> None:
         """Stop reading (any thread); packets still queued in the socket are read first."""
-        if self._stop_w >= 0:
-            try:
-                os.write(self._stop_w, b"x")
-            except OSError:
-                pass
+        with self._pipe_lock:
+            if self._stop_w >= 0:
+                try:
+                    os.write(self._stop_w, b"x")
+                except OSError:
+                    pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
 
@@ -645,9 +653,10 @@ class LadderCapture:
         finally:
             self._read_stats(sock)
             sock.close()
-            os.close(self._stop_r)
-            os.close(self._stop_w)
-            self._stop_r = self._stop_w = -1
+            with self._pipe_lock:
+                os.close(self._stop_r)
+                os.close(self._stop_w)
+                self._stop_r = self._stop_w = -1
             self._done.set()
 
     def _drain(self, sock: socket.socket, cmsg_space: int) -> None:
