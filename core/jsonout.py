@@ -23,6 +23,12 @@ escaping, numbers, nesting). The shapes:
   ISO 8601 UTC with microseconds), kind, then every other field of the `Event` that is set (not None,
   not ""), payload bytes as ``data`` (text, undecodable bytes as ``\\xNN``) and ``hex`` (exact).
 
+- packet ladder (`connect --ladder --json`, interleaved with the events): ``{"ladder": {"n", "t_ms",
+  "dir" ("c>s" / "s>c"), "flags" (["SYN", "ACK"]), "seq", "ack" (null without ACK), "win", "wscale"
+  (null: unscaled), "len", "opts"}}`` per packet (`sockmon.core.lab.ladder.LadderPacket`); once at the end
+  ``{"ladder_end": {"packets", "evicted", "kernel_drops"}}``; instead of packets, when no capture can run,
+  ``{"ladder_unavailable": "one line saying why"}``.
+
 Strings are written as they are, escaped as JSON requires (control characters as ``\\u001b``...):
 JSON output stays lossless and safe to print; making text safe for a terminal is the text output's
 job (`sockmon.core.text`). A string holding bytes that were not UTF-8 (lone surrogates, e.g. a
@@ -354,3 +360,13 @@ def closed_out(c) -> ClosedOut:
 def closed_lines(records: Iterable) -> bytes:
     """One JSON object per closed connection, each on its own line (`sockmon ls --closed --json`)."""
     return _encode_lines([closed_out(c) for c in records])
+
+
+def ladder_line(packet) -> bytes:
+    """One packet of the ladder (`sockmon.core.lab.ladder.LadderPacket`) as ``{"ladder": {...}}``."""
+    return _encode_lines([{"ladder": packet}])
+
+
+def keyed_line(key: str, value) -> bytes:
+    """``{key: value}`` as one JSON line (``ladder_end``, ``ladder_unavailable``)."""
+    return _encode_lines([{key: value}])

@@ -23,7 +23,14 @@ from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.server import ServerPane
 from sockmon.tui.lab.timeline import TimelinePane
 from sockmon.tui.lab.wiring import LabWiring
-from sockmon.tui.messages import ClientConnecting, ClientEndpointsKnown, ClientFdClosed, EngineEvent
+from sockmon.tui.messages import (
+    ClientConnecting,
+    ClientEndpointsKnown,
+    ClientFdClosed,
+    EngineEvent,
+    LadderPacketsCaptured,
+    LadderUnavailableSeen,
+)
 from textual import on
 from textual.app import App, ComposeResult
 from textual.widgets import Footer, TabbedContent, TabPane
@@ -82,7 +89,7 @@ class LabHost(App):
             with TabPane("Server", id="tab-server"):
                 yield ServerPane()
             with TabPane("Timeline", id="tab-timeline"):
-                yield TimelinePane(self.lab.model)
+                yield TimelinePane(self.lab.model, ladder=self.lab.ladder)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -107,7 +114,15 @@ class LabHost(App):
 
     @on(ClientConnecting)
     def _client_connecting(self, message) -> None:
-        self.lab.client_connecting()
+        self.lab.client_connecting(message.generation)
+
+    @on(LadderPacketsCaptured)
+    def _ladder_packets(self, message) -> None:
+        self.lab.ladder_packets(message.queue, message.generation)
+
+    @on(LadderUnavailableSeen)
+    def _ladder_unavailable(self, message) -> None:
+        self.lab.ladder_unavailable(message.reason, message.generation)
 
     @on(ClientEndpointsKnown)
     def _client_endpoints(self, message) -> None:

@@ -58,6 +58,8 @@ from sockmon.tui.messages import (
     ColumnsRequested,
     EngineEvent,
     KillRequested,
+    LadderPacketsCaptured,
+    LadderUnavailableSeen,
     ListenerRow,
     NamesResolved,
     ProcessActivated,
@@ -245,7 +247,7 @@ class SockmonApp(App[int]):
                 server.netns = self.netns
                 yield server
             with TabPane(TABS["timeline"], id="timeline"):
-                yield TimelinePane(self.lab.model)
+                yield TimelinePane(self.lab.model, ladder=self.lab.ladder)
             with TabPane(TABS["history"], id="history"):
                 yield ClosedPane(id="closed")
         yield StatusBar(id="status")
@@ -733,7 +735,15 @@ class SockmonApp(App[int]):
     # ------------------------------------------------------------------ the lab panes' facts (one route each)
     @on(ClientConnecting)
     def _client_connecting(self, message: ClientConnecting) -> None:
-        self.lab.client_connecting()
+        self.lab.client_connecting(message.generation)
+
+    @on(LadderPacketsCaptured)
+    def _ladder_packets(self, message: LadderPacketsCaptured) -> None:
+        self.lab.ladder_packets(message.queue, message.generation)
+
+    @on(LadderUnavailableSeen)
+    def _ladder_unavailable(self, message: LadderUnavailableSeen) -> None:
+        self.lab.ladder_unavailable(message.reason, message.generation)
 
     @on(ClientEndpointsKnown)
     def _client_endpoints_known(self, message: ClientEndpointsKnown) -> None:

@@ -102,6 +102,26 @@ class ClientFdClosed(Message):
     """The built-in client's fd is closed; the kernel may still hold the 4-tuple (FIN_WAIT2, TIME_WAIT)."""
 
 
+class LadderPacketsCaptured(Message):
+    """The built-in client's packet capture queued packets in ``queue`` (a
+    `sockmon.core.lab.ladder.PacketQueue`, drained by whoever handles this) for connect ``generation``.
+    Posted from the capture thread once per batch (when the queue was empty), not once per packet."""
+
+    def __init__(self, queue, generation: int | None) -> None:
+        super().__init__()
+        self.queue = queue
+        self.generation = generation
+
+
+class LadderUnavailableSeen(Message):
+    """No packet capture can run for the built-in client's connection (e.g. not root): ``reason``."""
+
+    def __init__(self, reason: str, generation: int | None) -> None:
+        super().__init__()
+        self.reason = reason
+        self.generation = generation
+
+
 class ListenerRow(Message):
     """The app's latest snapshot holds ``socket`` (None: no row) for the built-in server's listener: its
     accept queue (Recv-Q queued / Send-Q backlog) shown in the Server pane. Posted by the app to that pane."""

@@ -69,9 +69,15 @@ class ClientEngine(EngineLoop):
 
     def __init__(self, on_event: OnEvent | None = None, *, sample_interval: float = 0.2,
                  max_received: int = 65536, graceful_timeout: float = 5.0, netns: str | None = None,
-                 event_data_max: int = EVENT_DATA_MAX) -> None:
+                 event_data_max: int = EVENT_DATA_MAX,
+                 before_connect: Callable[[socket.socket, int, tuple], str | None] | None = None) -> None:
         """``event_data_max``: how many bytes of each send/receive a BYTES_IN / BYTES_OUT event carries (the
-        headless CLI prints every byte: it passes RECV_SIZE or more)."""
+        headless CLI prints every byte: it passes RECV_SIZE or more).
+
+        ``before_connect(sock, family, sockaddr)``: called in the engine thread (its network namespace)
+        for each new socket just before connect(), e.g. to bind it and start a packet capture that
+        catches the SYN (`sockmon.core.lab.ladder.LadderHook`); the text it returns (or the text of
+        what it raises) becomes an INFO event, and connect() goes ahead either way."""
         super().__init__(on_event, netns=netns)
         if not 0 < sample_interval <= 60:
             raise BadInput(f"bad sample interval {sample_interval}: use more than 0 and at most 60 s")
@@ -79,6 +85,7 @@ class ClientEngine(EngineLoop):
         self.max_received = max_received
         self.graceful_timeout = graceful_timeout
         self.event_data_max = event_data_max
+        self.before_connect = before_connect
         # bytes handed to send() but not delivered to the peer's kernel when the last connection's fd was
         # closed (the engine's queue + the kernel's unacknowledged send queue); None before any close
         self.undelivered: int | None = None
@@ -329,6 +336,13 @@ class ClientEngine(EngineLoop):
                 self._close_deadline = None
                 self._state = None
                 self._local = self._peer = None
+            if self.before_connect is not None:
+                try:
+                    note = self.before_connect(sock, family, sockaddr)
+                except Exception as exc:  # noqa: BLE001 - a hook's failure must not stop the connect
+                    note = str(exc) or type(exc).__name__
+                if note:
+                    self.emit(EventKind.INFO, note, conn=CONN)
             self.emit(EventKind.CALL, f"connect({self._where})", conn=CONN)
             self._connect_started = time.monotonic()  # the timeout measures the kernel's connect only
             self._deadline = self._connect_started + self._budget

@@ -71,6 +71,12 @@ def register(subparsers) -> None:
                    help="stay connected this long before closing (events keep printing); with stdin: wait "
                         "at most this long for the peer to close after stdin ended")
     p.add_argument("--json", action="store_true", help="one JSON object per event (with ts and wall-clock time)")
+    p.add_argument("--ladder", action="store_true",
+                   help="also print the connection's packets as a ladder, one line each as they pass (SYN, "
+                        "SYN-ACK, ACK, data, FIN, RST with relative seq/ack, window, options; root: AF_PACKET "
+                        "capture started before connect(); with --json one {\"ladder\": {...}} line each)")
+    p.add_argument("--ladder-iface", metavar="DEV",
+                   help="capture the ladder on this device only (default: every device, e.g. lo)")
     p.set_defaults(run=run)
 
 
@@ -175,8 +181,14 @@ def run(args: argparse.Namespace) -> int:
     streaming = _stdin_streams(args)
 
     rec = _Recorder(args.json, args.raw)
+    ladder = None
+    if args.ladder or args.ladder_iface:
+        from sockmon.core.lab.ladder import LadderHook
+
+        ladder = LadderHook(on_packet=rec.ladder, iface=args.ladder_iface,
+                            on_unavailable=lambda reason: rec.note("ladder_unavailable", reason, reason))
     engine = ClientEngine(on_event=rec, event_data_max=RECV_SIZE,
-                          graceful_timeout=args.wait if args.wait is not None else 5.0)
+                          graceful_timeout=args.wait if args.wait is not None else 5.0, before_connect=ladder)
     interrupted = False
     stdin_read = None
     try:
@@ -222,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
         engine.wait_closed(10.0 + linger_wait + (args.wait or 5.0))
     finally:
         engine.stop()
+        if ladder is not None:
+            _end_ladder(rec, ladder)
     active_close = not args.abort and rec.failure is None and local is not None and peer is not None
     if active_close and not interrupted:
         _follow_in_table(rec, local, peer)
@@ -240,6 +254,23 @@ def run(args: argparse.Namespace) -> int:
 
         raise SockmonError(lost + ": the peer did not read them (or the network did not carry them)")
     return 130 if interrupted else 0
+
+
+LADDER_WAIT = 1.0  # after close, how long the ladder may wait for the connection's last FIN/ACK or RST
+
+
+def _end_ladder(rec: _Recorder, ladder) -> None:
+    """Let the capture see the connection's last segment (it ends by itself a grace period after the last
+    FIN is acknowledged or an RST), stop it after LADDER_WAIT seconds at most, and say what it kept."""
+    capture = ladder.capture
+    if capture is None:
+        return
+    ladder.wait_done(LADDER_WAIT)
+    summary = {"packets": capture.ladder.count, "evicted": capture.evicted, "kernel_drops": capture.kernel_drops}
+    text = f"ladder: {capture.ladder.count} packets"
+    if capture.evicted or capture.kernel_drops:
+        text += f" ({capture.evicted} evicted, {capture.kernel_drops} dropped by the kernel)"
+    rec.note("ladder_end", summary, text)
 
 
 def _wait_until(engine, rec: _Recorder, args, deadline: float | None, *, until_peer_closes: bool) -> None:

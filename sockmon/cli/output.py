@@ -76,6 +76,34 @@ class EventPrinter:
     def seen(self, event) -> None:
         """Hook for subclasses, called under the lock after printing."""
 
+    def ladder(self, packet) -> None:
+        """One packet of the ladder (`sockmon.core.lab.ladder.LadderPacket`), from the capture thread:
+        ``{"ladder": {...}}`` or one text line (stderr with ``raw``, like the events)."""
+        if self.as_json:
+            from sockmon.core.jsonout import ladder_line
+
+            self._write_line(ladder_line(packet))
+        else:
+            from sockmon.core.lab.ladder import packet_line
+
+            self._write_line((packet_line(packet) + "\n").encode())
+
+    def note(self, key: str, value, text: str) -> None:
+        """A line about the output itself: ``{key: value}`` in JSON, else ``text`` (made inert)."""
+        if self.as_json:
+            from sockmon.core.jsonout import keyed_line
+
+            self._write_line(keyed_line(key, value))
+        else:
+            self._write_line((inert(text) + "\n").encode("utf-8", "backslashreplace"))
+
+    def _write_line(self, line: bytes) -> None:
+        with self._lock:
+            try:
+                write_all(fileno_of_stderr() if self.raw else fileno_of_stdout(), line)
+            except (BrokenPipeError, ValueError):
+                pass
+
 
 def fileno_of_stderr() -> int:
     sys.stderr.flush()

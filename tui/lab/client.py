@@ -51,7 +51,14 @@ from sockmon.tui.lab.forms import (
     send_bindings,
     stop_in_background,
 )
-from sockmon.tui.messages import ClientConnecting, ClientEndpointsKnown, ClientFdClosed, EngineEvent
+from sockmon.tui.messages import (
+    ClientConnecting,
+    ClientEndpointsKnown,
+    ClientFdClosed,
+    EngineEvent,
+    LadderPacketsCaptured,
+    LadderUnavailableSeen,
+)
 from sockmon.tui.theme import state_label
 from textual import on, work
 from textual.app import ComposeResult
@@ -123,6 +130,7 @@ class ClientPane(LabPane):
         self.bytes_in = 0
         self.bytes_out = 0
         self._generation = 0
+        self._ladder = None  # the LadderHook of the newest connect (its capture runs in its own thread)
         self._we_closed = False  # we sent FIN first (graceful close / shutdown WR): the peer's FIN is expected
         self._connect_focus = False  # the connect started with the focus in this pane: move it to the send box
         self.clock_text: Callable[..., str] = clock_text  # wall-clock HH:MM:SS.mmm (snapshot tests fix it)
@@ -422,7 +430,27 @@ class ClientPane(LabPane):
             return self._engine_factory(on_event)
         from sockmon.core.lab.client import ClientEngine
 
-        return ClientEngine(on_event, sample_interval=0.2, netns=self.netns)
+        return ClientEngine(on_event, sample_interval=0.2, netns=self.netns,
+                            before_connect=self._ladder_hook(generation))
+
+    def _ladder_hook(self, generation: int):
+        """The packet ladder of this connect (shown in the Timeline): a capture started by the engine
+        just before connect() (core/lab/ladder.py); packets reach the app in batches, off the UI thread."""
+        from sockmon.core.lab.ladder import LadderHook, PacketQueue
+
+        if self._ladder is not None:
+            self._ladder.stop()
+        queue = PacketQueue()
+
+        def on_packet(packet) -> None:  # capture thread
+            if queue.put(packet):
+                self.post_message(LadderPacketsCaptured(queue, generation))
+
+        def on_unavailable(reason: str) -> None:  # engine thread
+            self.post_message(LadderUnavailableSeen(reason, generation))
+
+        self._ladder = LadderHook(on_packet, on_unavailable)
+        return self._ladder
 
     def _connected_engine(self, what: str):
         if self.engine is None:
@@ -601,6 +629,8 @@ class ClientPane(LabPane):
             log.write(Text("   " + line, style="dim"))
 
     def on_unmount(self) -> None:
+        if self._ladder is not None:
+            self._ladder.stop()
         engine, self.engine = self.engine, None
         self._generation += 1
         if engine is not None:

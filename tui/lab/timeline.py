@@ -5,13 +5,16 @@ The model follows the built-in client's connection (by default) or the socket se
 is fed by the app (tui/lab/wiring.py): engine events, kernel transitions and every snapshot, each once.
 This pane only draws it (``refresh_view``) — the lines, and sparklines of the followed connection's last
 refreshes (rtt, cwnd, receive / send rate, retransmissions: the model's ``samples``) once there are
-any — and has two keys of its own: ``f`` follows the client again,
-``e`` clears the lines. It calls no other pane and runs no thread.
+any — and has keys of its own: ``f`` follows the client again, ``e`` clears the lines, ``L`` shows /
+hides the packet ladder of the client's connection (a `LadderModel` fed by the app from the capture the
+Client pane's engine starts before connect(): core/lab/ladder.py; ``refresh_ladder`` draws the packets
+added since the last call). It calls no other pane and runs no thread.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
+from sockmon.core.lab.ladder import MAX_PACKETS, LadderModel, LadderPacket, packet_line
 from sockmon.core.lab.timeline import MAX_LINES, ConnectionTimeline, Line
 from sockmon.tui.fmt import Sparklines, duration, endpoint, event_text, fmt_ms, transition_text
 from sockmon.tui.theme import state_label
@@ -64,6 +67,26 @@ def line_text(line: Line, before: tuple[str, float] | None, t0: float | None) ->
     return out
 
 
+LADDER_STYLES = {"c>s": "#61afef", "s>c": "#98c379"}
+
+
+def ladder_text(packet: LadderPacket) -> Text:
+    """One rung: the client → server packets in one colour, the answers in another; SYN / FIN / RST
+    bold (numbers and names only: nothing from the peer's bytes reaches this line)."""
+    style = LADDER_STYLES.get(packet.dir, "")
+    if "RST" in packet.flags:
+        style = "bold #e06c75"
+    elif "SYN" in packet.flags or "FIN" in packet.flags:
+        style += " bold"
+    line = packet_line(packet)
+    t, _, rest = line.partition("  client ")
+    out = Text(t + "  ", "dim")
+    out.append("client ", "bold")
+    out.append(rest.rsplit(" server", 1)[0], style)
+    out.append(" server", "bold")
+    return out
+
+
 class TimelinePane(Vertical, can_focus=True):
     """Calls, kernel states with dwell times, bytes and errors of one connection."""
 
@@ -73,18 +96,26 @@ class TimelinePane(Vertical, can_focus=True):
     TimelinePane #timeline-header { height: auto; padding: 0 1; background: $boost; }
     TimelinePane #timeline-graphs { height: auto; padding: 0 1; border-bottom: solid $primary 30%; }
     TimelinePane #timeline-log { height: 1fr; }
+    TimelinePane #timeline-ladder-header { height: auto; padding: 0 1; background: $boost; display: none; }
+    TimelinePane #timeline-ladder { height: 1fr; display: none; }
+    TimelinePane.-ladder #timeline-ladder-header { display: block; }
+    TimelinePane.-ladder #timeline-ladder { display: block; }
     """
 
     BINDINGS = [
         Binding("f", "follow_client", "Follow client", id="timeline.follow_client"),
         Binding("e", "clear_timeline", "Clear", id="timeline.clear"),
+        Binding("L", "toggle_ladder", "Ladder", id="timeline.ladder",
+                tooltip="show / hide the packet ladder of the client's connection (root: AF_PACKET capture)"),
     ]
 
-    def __init__(self, model: ConnectionTimeline | None = None, *, name: str | None = None,
-                 id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
+    def __init__(self, model: ConnectionTimeline | None = None, *, ladder: LadderModel | None = None,
+                 name: str | None = None, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(name=name, id=id, classes=classes)
         self.model = model if model is not None else ConnectionTimeline()
+        self.ladder = ladder if ladder is not None else LadderModel()
         self._drawn: tuple[int, int] | None = None  # (model epoch, lines drawn) the log shows
+        self._ladder_drawn: tuple[int, int] | None = None  # (ladder epoch, number of the last packet drawn)
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), id="timeline-header")
@@ -93,6 +124,61 @@ class TimelinePane(Vertical, can_focus=True):
         yield graphs
         yield RichLog(id="timeline-log", wrap=True, highlight=False, markup=False, auto_scroll=True,
                       max_lines=MAX_LINES)
+        yield Static(self._ladder_header(), id="timeline-ladder-header")
+        yield RichLog(id="timeline-ladder", wrap=False, highlight=False, markup=False, auto_scroll=True,
+                      max_lines=MAX_PACKETS)
+
+    @property
+    def ladder_shown(self) -> bool:
+        return self.has_class("-ladder")
+
+    def ladder_lines(self) -> list[str]:
+        """The ladder as plain text lines (also when hidden), or the one line why it is empty."""
+        packets = self.ladder.packets
+        if not packets:
+            return [self._ladder_header().plain]
+        return [packet_line(p) for p in packets]
+
+    def action_toggle_ladder(self) -> None:
+        self.toggle_class("-ladder")
+        self._ladder_drawn = None
+        self.refresh_ladder()
+
+    def refresh_ladder(self) -> None:
+        """Draw the packets added since the last call (or all, after a new connect)."""
+        if not self.is_mounted:
+            return
+        self.query_one("#timeline-ladder-header", Static).update(self._ladder_header())
+        if not self.ladder_shown:
+            return
+        log = self.query_one("#timeline-ladder", RichLog)
+        ladder = self.ladder
+        packets = ladder.packets
+        drawn = self._ladder_drawn
+        if drawn is None or drawn[0] != ladder.epoch:
+            log.clear()
+            last = 0
+        else:
+            last = drawn[1]
+        for p in packets:
+            if p.n > last:
+                log.write(ladder_text(p))
+        self._ladder_drawn = (ladder.epoch, packets[-1].n if packets else last)
+
+    def _ladder_header(self) -> Text:
+        ladder = self.ladder
+        out = Text("Packet ladder", "bold")
+        out.append(" of the client's connection", "dim")
+        if ladder.reason and not ladder.packets:
+            out.append("  " + ladder.reason, "italic #e5c07b")
+        elif not ladder.packets:
+            out.append("  (no packets yet: connect from the Client pane)", "dim")
+        else:
+            out.append(f"  {ladder.log.evicted + len(ladder.log)} packets", "dim")
+            if ladder.evicted:
+                out.append(f", {ladder.evicted} oldest not kept", "dim")
+        out.append("  (L: hide)", "dim")
+        return out
 
     # ------------------------------------------------------------------ the model's state, for tests
     @property

@@ -4,7 +4,9 @@ The panes never call each other. The app (SockmonApp, or the tests' LabHost) own
 its ``@on(...)`` handlers call it for each fact the panes post (tui/messages.py) and for each collector
 update:
 
-    ClientConnecting      → model.follow_client_connecting()
+    ClientConnecting      → model.follow_client_connecting(); ladder.reset(generation)
+    LadderPacketsCaptured → ladder.add(queue.drain())    (the client's packets, in batches)
+    LadderUnavailableSeen → ladder.unavailable(reason)   (no capture: the one line why)
     ClientEndpointsKnown  → model.client_endpoints(local, peer)
     ClientFdClosed        → model.client_fd_closed() (+ a collection now: the TIME_WAIT row shows at once)
     EngineEvent           → model.add_event(ev)           (the one route: pane → bubble → app → model)
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sockmon.core.lab.ladder import LadderModel
 from sockmon.core.lab.timeline import ConnectionTimeline
 from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.core.series import Rates, SampleRing
@@ -30,11 +33,21 @@ class LabWiring:
     def __init__(self, app, model: ConnectionTimeline | None = None) -> None:
         self.app = app
         self.model = model if model is not None else ConnectionTimeline()
+        self.ladder = LadderModel()  # the packet ladder of the client's newest connection
 
     # ------------------------------------------------------------------ facts from the panes
-    def client_connecting(self) -> None:
+    def client_connecting(self, generation: int | None = None) -> None:
         self.model.follow_client_connecting()
+        self.ladder.reset(generation)
         self.changed()
+
+    def ladder_packets(self, queue, generation: int | None = None) -> None:
+        if self.ladder.add(queue.drain(), generation):
+            self.ladder_changed()
+
+    def ladder_unavailable(self, reason: str, generation: int | None = None) -> None:
+        self.ladder.unavailable(reason, generation)
+        self.ladder_changed()
 
     def client_endpoints(self, local, peer) -> None:
         self.model.client_endpoints(local, peer)
@@ -69,6 +82,14 @@ class LabWiring:
     def _base(self):
         stack = self.app.screen_stack
         return stack[0] if stack else None
+
+    def ladder_changed(self) -> None:
+        base = self._base()
+        if base is None:
+            return
+        for view in base.query(TimelinePane):
+            if view.ladder is self.ladder:
+                view.refresh_ladder()
 
     def changed(self, *, client: bool = True) -> None:
         base = self._base()
