@@ -22,7 +22,9 @@ def test_named_and_process_only_namespaces_are_listed_once_each():
         while True:
             refs = all_netns()
             by_ident = {r.ident: r for r in refs}
-            if f"pid:{child.pid}" in by_ident or time.monotonic() > deadline:
+            ref = by_ident.get(f"pid:{child.pid}")
+            # unshare enters the namespace, then execs sleep: wait for the exec, not just the namespace
+            if (ref is not None and "sleep" in ref.label) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         assert refs[0].current, "our own namespace comes first"
