@@ -73,6 +73,8 @@ async def test_udp_bound_sockets_beside_tcp_listeners_and_unix_on_toggle(tmp_pat
             conn = await wait_for(pilot, lambda: next((s for s in app.connections.table.rows.rows.values()
                                                        if s.inode == inode_of(peer)), None))
             assert conn.state == ESTABLISHED and conn.dport == uport
+            app.connections.apply_filter(f"dport = :{uport}")  # on a busy host the row may be off screen
+            await pilot.pause(0.3)
             assert "udp ESTAB" in screen_text(app)
             # Enter on a UDP row: a warning, not a TCP detail screen
             app.open_detail(conn)
