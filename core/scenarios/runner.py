@@ -9,7 +9,6 @@ from the successive snapshots the checks read (`ScenarioContext.path`).
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ from sockmon.core.lab.scenarios.base import Interrupted, Result, Scenario, Scena
 from sockmon.core.records import Socket, Transition
 from sockmon.core.table import summary
 from sockmon.core.table.snapshot import take_snapshot
-from sockmon.core.table.tracepoint import TransitionTracer, TracingUnavailable, tracing_available
+from sockmon.core.table.tracepoint import TracingUnavailable, TransitionTracer, tracing_available
 
 MAX_TRANSITIONS = 10_000  # transitions a run keeps (its own ports only); oldest dropped beyond
 
@@ -106,7 +105,7 @@ def run_scenario(scenario: Scenario | str, on_step: Callable[[Step], Any] = lamb
             failed += [f"step {step.index}: {c.what} (expected {c.expected}, kernel says {c.observed})"
                        for c in step.checks if not c.ok]
             on_step(step)
-    except (SockmonError, OSError, socket.timeout) as exc:
+    except (TimeoutError, SockmonError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a scenario bug is a failed run, reported with its place
         tb = traceback.extract_tb(exc.__traceback__)[-1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import secrets
+import select
 import socket
 import struct
 import subprocess
@@ -133,7 +134,13 @@ class ScenarioContext:
     def __init__(self, scenario: str) -> None:
         self.scenario = scenario
         self._index = 0
-        self._stop = threading.Event()
+        # stop flag + self-pipe: stop() is safe in a signal handler (threading.Event.set() there can
+        # deadlock when the handler interrupts the same thread inside Event.wait)
+        self._stopped = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()  # guards the pipe's closing; stop() never blocks on it
+        self._wake_open = True
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -336,16 +343,30 @@ class ScenarioContext:
 
     # ------------------------------------------------------------------ stopping and cleanup
     def stop(self) -> None:
-        """Ask the scenario to stop (any thread): its next wait raises `Interrupted`."""
-        self._stop.set()
+        """Ask the scenario to stop (any thread, or a signal handler): its next wait raises `Interrupted`."""
+        self._stopped = True
+        if not self._wake_lock.acquire(blocking=False):
+            return  # close() is closing the pipe: the scenario is ending anyway
+        try:
+            if self._wake_open:
+                os.write(self._wake_w, b"x")
+        except OSError:  # pipe full: already woken
+            pass
+        finally:
+            self._wake_lock.release()
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stopped
 
     def sleep(self, seconds: float) -> None:
-        """Wait; raises `Interrupted` when the scenario is stopped."""
-        if self._stop.wait(max(0.0, seconds)):
+        """Wait; raises `Interrupted` when the scenario is stopped (also with ``seconds`` 0: a stop point)."""
+        if not self._stopped and seconds > 0 and self._wake_open:
+            try:
+                select.select([self._wake_r], [], [], seconds)
+            except (OSError, ValueError):  # closed under us: stopped
+                pass
+        if self._stopped:
             raise Interrupted("the scenario was stopped")
 
     def close(self) -> list[str]:
@@ -359,7 +380,7 @@ class ScenarioContext:
             threads, self._threads = self._threads, []
             links, self._links = self._links, []
             namespaces, self._netns = self._netns, []
-        self._stop.set()
+        self._stopped = True
         problems: list[str] = []
         for sock in sockets:
             try:
@@ -386,6 +407,10 @@ class ScenarioContext:
             self.close_kernel_view()
         except OSError as exc:
             problems.append(f"kernel view: {exc}")
+        with self._wake_lock:
+            self._wake_open = False
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         return problems
 
     def __enter__(self) -> ScenarioContext:
@@ -414,8 +439,10 @@ def _ip(*args: str) -> None:
         raise SockmonError(f"ip {' '.join(args)}: {r.stderr.strip()}")
 
 
-def errno_name(exc: OSError) -> str:
-    return _errno.errorcode.get(exc.errno or 0, str(exc.errno))
+def errno_name(exc: OSError | int) -> str:
+    """ECONNREFUSED for an OSError or an errno; "0" for none."""
+    code = exc if isinstance(exc, int) else (exc.errno or 0)
+    return _errno.errorcode.get(code, str(code))
 
 
 def read_sysctl(path: str) -> int | None:
