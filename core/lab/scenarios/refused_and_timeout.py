@@ -40,8 +40,9 @@ def run(ctx: ScenarioContext):
     rows = [r for r in ctx.table(port) if r.sport == port]
     yield ctx.step("lab", f"bind(127.0.0.1:0) → port {port}, never listen(): a closed port",
                    why="a bound socket that does not listen answers SYNs with RST, like no socket at all",
-                   checks=[ctx.check(f"no listener on port {port}", not any(r.state_name == "LISTEN" for r in rows),
-                                     "no LISTEN row", ", ".join(r.state_name for r in rows) or "no row", "table")])
+                   checks=[ctx.check(f"port {port}'s only socket is ours, bound and not listening",
+                                     [r.state_name for r in rows] == ["CLOSE"], "CLOSE",
+                                     ", ".join(r.state_name for r in rows) or "no row", "table")])
 
     before = ctx.counters()
     sock = ctx.tcp_socket()
