@@ -101,3 +101,11 @@ class ListenerRow(Message):
     def __init__(self, socket: Socket | None) -> None:
         super().__init__()
         self.socket = socket
+
+
+class ScenarioSockets(Message):
+    """A scenario step names these connections (4-tuples as the table shows them): highlight their rows."""
+
+    def __init__(self, four_tuples: tuple[tuple[str, int, str, int], ...]) -> None:
+        super().__init__()
+        self.four_tuples = four_tuples

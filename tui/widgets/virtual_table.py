@@ -23,7 +23,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from sockmon.core.text import inert
-from sockmon.tui.theme import NEW_ROW_STYLE, VANISHING_STYLE
+from sockmon.tui.theme import HIGHLIGHT_STYLE, NEW_ROW_STYLE, VANISHING_STYLE
 from sockmon.tui.widgets.rows import KeyedRows
 from textual import events
 from textual.binding import Binding
@@ -158,6 +158,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._cursor_key: Hashable | None = None
         self._mark_timer = None
         self._styles: dict[str, Style] = {}
+        self.highlight: Callable[[Any], bool] | None = None  # rows it accepts are drawn highlighted
         self._total_width = sum(c.width for c in self.columns) + len(self.columns)
 
     # ------------------------------------------------------------------ the model's parts
@@ -394,6 +395,8 @@ class VirtualTable(ScrollView, can_focus=True):
             style = style + VANISHING_STYLE
         elif key in self._added:
             style = style + NEW_ROW_STYLE
+        if self.highlight is not None and self.highlight(row):
+            style = style + HIGHLIGHT_STYLE
         if index == self.cursor_index:
             style = style + self._styles["cursor"]
         segs: list[Segment] = []
