@@ -89,7 +89,8 @@ class ScenariosPane(Vertical):
         Binding("e", "clear", "Clear", show=False),
     ]
     DEFAULT_CSS = """
-    ScenariosPane #scenario-list { height: auto; max-height: 40%; border: round $primary-darken-2; }
+    ScenariosPane #scenario-list { height: auto; max-height: 40%; border: round $primary-darken-2;
+                                   text-wrap: nowrap; text-overflow: ellipsis; }
     ScenariosPane #scenario-log { height: 1fr; border: round $primary-darken-2; }
     ScenariosPane #scenario-result { height: auto; max-height: 6; padding: 0 1; }
     """
@@ -104,7 +105,9 @@ class ScenariosPane(Vertical):
         self.steps_shown = 0
 
     def compose(self) -> ComposeResult:
-        yield OptionList(*(Option(Text.assemble((s.name, "bold"), "  ", (s.summary, "dim")), id=s.name)
+        width = max(len(s.name) for s in scenarios())
+        yield OptionList(*(Option(Text.assemble((s.name.ljust(width), "bold"), "  ", (s.summary, "dim"),
+                                                no_wrap=True, overflow="ellipsis"), id=s.name)
                            for s in scenarios()), id="scenario-list")
         yield RichLog(id="scenario-log", wrap=True, highlight=False, markup=False, auto_scroll=True,
                       max_lines=MAX_LINES)
@@ -129,7 +132,9 @@ class ScenariosPane(Vertical):
 
     def show_step(self, step: Step) -> None:
         self.steps_shown += 1
-        self.query_one("#scenario-log", RichLog).write(step_text(step))
+        log = self.query_one("#scenario-log", RichLog)
+        # wrap at the log's own width (a hidden tab has none: the terminal's, not RichLog's 78 columns)
+        log.write(step_text(step), width=log.scrollable_content_region.width or max(20, self.app.size.width - 4))
         self.post_message(ScenarioSockets(tuple(e.four_tuple for e in step.sockets)))
 
     def show_result(self, result: Result) -> None:
