@@ -21,6 +21,8 @@ PANES = [
     ("4", "Server", "the built-in server: start/stop, modes (m picks one), its clients sorted by peer, the accept "
                     "queue, send to one client or all, per-client actions"),
     ("5  t", "Timeline", "the life of the selected connection (or our client): calls, states, bytes"),
+    ("6", "Scenarios", "guided TCP scenarios (TIME_WAIT, CLOSE_WAIT, linger 0…): Enter runs one, each step "
+                       "checked against the kernel, its rows highlighted in Connections; x stops it"),
 ]
 
 KEYS = [
