@@ -300,3 +300,33 @@ def test_list_and_bad_names():
     bad = subprocess.run([*SOCKMON, "lab", "no-such\x1b[31m"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stdout == ""
     assert len(bad.stderr.splitlines()) == 1 and "time-wait" in bad.stderr and "\x1b" not in bad.stderr
+
+
+def test_kernel_context_keeps_a_bounded_list_of_transitions():
+    import socket as _socket
+
+    from sockmon.core.records import Transition
+    from sockmon.core.scenarios import runner
+
+    class FakeTracer:
+        def __init__(self):
+            self.n = 0
+
+        def batches(self):
+            for _ in range(3):
+                out = [Transition(ts=float(self.n + i), family=_socket.AF_INET, src="127.0.0.1", sport=1,
+                                  dst="127.0.0.1", dport=2, old=1, new=4, source="tracepoint")
+                       for i in range(5_000)]
+                self.n += 5_000
+                yield out
+
+        def close(self):
+            pass
+
+    ctx = runner.KernelContext("bounds", use_tracepoint=False)
+    ctx._tracers = {1: FakeTracer()}
+    for _ in range(4):  # 60,000 transitions through a cap of MAX_TRANSITIONS
+        got = ctx.transitions()
+        assert len(got) <= runner.MAX_TRANSITIONS
+    assert len(got) == runner.MAX_TRANSITIONS and got[-1].ts == 59_999.0  # the newest kept
+    ctx.close()

@@ -158,3 +158,21 @@ async def fill(pilot) -> None:
 
 def test_snapshot_scenarios_pane_mid_scenario(snap_compare):
     assert snap_compare(ScenariosHost(), terminal_size=(100, 30), run_before=fill)
+
+
+# ------------------------------------------------------------------------------ bounds
+def test_narration_log_is_capped():
+    from sockmon.tui.scenarios.pane import MAX_LINES
+
+    async def body():
+        app = ScenariosHost()
+        async with app.run_test(size=(100, 30)) as pilot:
+            pane = app.query_one(ScenariosPane)
+            for i in range(MAX_LINES + 300):
+                pane.show_step(Step("time-wait", i, "client", f"step {i}", sockets=(Endpoint4(*C),)))
+            await pilot.pause()
+            lines = pane.query_one("#scenario-log", RichLog).lines
+            assert len(lines) == MAX_LINES
+            assert lines[-1].text.startswith(f"[{MAX_LINES + 299}]")  # the oldest went first
+
+    run(body())
