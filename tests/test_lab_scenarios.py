@@ -74,7 +74,8 @@ def _in_order(seen: list[str], wanted: list[str]) -> bool:
 
 def _table_states(steps) -> list[str]:
     """The states the run's table checks reported, in step order."""
-    return [c["observed"] for s in steps for c in s["checks"] if c["source"] == "table" and "timer" not in c["what"]]
+    return [c["observed"] for s in steps for c in s["checks"] if c["source"] == "table"
+            and "timer" not in c["what"] and "retransmitted" not in c["what"]]
 
 
 # scenario → the states its table checks report, in this order (from its JSON steps)
@@ -84,7 +85,7 @@ PROMISED_TABLE = {
     "linger-abort": ["ESTABLISHED", "no such socket", "no row"],
     "half-close": ["ESTABLISHED", "FIN_WAIT2", "CLOSE_WAIT", "CLOSE_WAIT", "TIME_WAIT"],
     "addr-in-use": ["ESTABLISHED", "TIME_WAIT", "none", "TIME_WAIT", "LISTEN", "TIME_WAIT"],
-    "refused-and-timeout": ["CLOSE", "no such socket", "ESTABLISHED"],
+    "refused-and-timeout": ["CLOSE", "no such socket", "ESTABLISHED", "no such socket"],
 }
 
 
@@ -145,9 +146,16 @@ def test_scenario_reaches_its_states_and_leaves_nothing(name):
         assert result["observed"]["without_reuseaddr"] == "EADDRINUSE"
         assert result["observed"]["with_reuseaddr"] == "success"
     elif name == "refused-and-timeout":
-        refused = socks[0]
+        refused, blackholed = socks[0], socks[-1]
         assert _path(transitions, refused) == ["SYN_SENT", "CLOSE"]
         assert result["observed"]["nonblocking_refused_so_error"] == "ECONNREFUSED"
+        # the namespace half: SYN_SENT until the kernel gave up (ETIMEDOUT after 1 + 2 s, TCP_SYNCNT 1)
+        assert blackholed[0] == "10.213.0.1" and _path(transitions, blackholed) == ["SYN_SENT", "CLOSE"]
+        gave_up = [t for t in transitions if (t.src, t.sport, t.dst, t.dport) == blackholed][-1]
+        assert 2000 <= gave_up.dwell_ms <= 4000  # time in SYN_SENT, by the tracepoint's own clock
+        assert result["observed"]["blackhole_so_error"] == "ETIMEDOUT"
+        assert result["observed"]["syn_retransmits"] >= 1
+        assert not set(result["observed"]["blackhole_netns"]) & set(_netns())
     # nothing left behind: the process is gone, so is everything it made
     for inst in list_instances():
         assert not inst.startswith("sockmon-") or _alive(inst), f"tracefs instance left: {inst}"

@@ -32,8 +32,8 @@ class KernelContext(ScenarioContext):
         self._transitions: list[Transition] = []
         self.tracing = self._use_tracepoint
 
-    def table(self, port: int | None = None) -> list[Socket]:
-        return list(take_snapshot(port=port, with_info=False).sockets)
+    def table(self, port: int | None = None, *, netns: str | None = None) -> list[Socket]:
+        return list(take_snapshot(netns=netns, port=port, with_info=False).sockets)
 
     def watch_port(self, port: int) -> None:
         if not self._use_tracepoint or port in self._tracers:

@@ -30,6 +30,7 @@ from typing import Any
 
 from msgspec import Struct
 from sockmon.core.errors import SockmonError
+from sockmon.core.netns import run_in_netns
 from sockmon.core.records import Socket, Transition
 from sockmon.core.states import state_name
 
@@ -152,7 +153,8 @@ class ScenarioContext:
     # ------------------------------------------------------------------ kernel view (subclass)
     tracing = False
 
-    def table(self, port: int | None = None) -> list[Socket]:
+    def table(self, port: int | None = None, *, netns: str | None = None) -> list[Socket]:
+        """The kernel's TCP sockets on ``port`` (either side), in the caller's namespace or ``netns``."""
         raise NotImplementedError
 
     def watch_port(self, port: int) -> None:
@@ -180,9 +182,9 @@ class ScenarioContext:
     def check(what: str, ok: bool, expected: object, observed: object, source: str) -> Check:
         return Check(what=what, ok=bool(ok), expected=str(expected), observed=str(observed), source=source)
 
-    def row(self, ft: FourTuple) -> Socket | None:
+    def row(self, ft: FourTuple, *, netns: str | None = None) -> Socket | None:
         """The table's row of the 4-tuple now (None when the kernel holds no such socket)."""
-        for s in self.table(ft[1]):
+        for s in self.table(ft[1], netns=netns):
             if (s.src, s.sport, s.dst, s.dport) == ft:
                 self._note(ft, s.state_name)
                 return s
@@ -193,39 +195,40 @@ class ScenarioContext:
         if not seen or seen[-1] != name:
             seen.append(name)
 
-    def wait_row(self, ft: FourTuple, states, timeout: float = 3.0) -> Socket | None:
+    def wait_row(self, ft: FourTuple, states, timeout: float = 3.0, *, netns: str | None = None) -> Socket | None:
         """Re-read the table until the 4-tuple's row is in one of ``states``; None at the timeout."""
         wanted = _states(states)
         deadline = time.monotonic() + timeout
         while True:
-            s = self.row(ft)
+            s = self.row(ft, netns=netns)
             if s is not None and s.state_name in wanted:
                 return s
             if time.monotonic() >= deadline:
                 return None
             self.sleep(POLL_S)
 
-    def wait_gone(self, ft: FourTuple, timeout: float = 3.0) -> bool:
+    def wait_gone(self, ft: FourTuple, timeout: float = 3.0, *, netns: str | None = None) -> bool:
         deadline = time.monotonic() + timeout
-        while self.row(ft) is not None:
+        while self.row(ft, netns=netns) is not None:
             if time.monotonic() >= deadline:
                 return False
             self.sleep(POLL_S)
         return True
 
-    def check_row(self, what: str, ft: FourTuple, states, timeout: float = 3.0) -> tuple[Check, Socket | None]:
+    def check_row(self, what: str, ft: FourTuple, states, timeout: float = 3.0, *,
+                  netns: str | None = None) -> tuple[Check, Socket | None]:
         wanted = _states(states)
-        s = self.wait_row(ft, wanted, timeout)
+        s = self.wait_row(ft, wanted, timeout, netns=netns)
         if s is None:
-            now = self.row(ft)
+            now = self.row(ft, netns=netns)
             seen = "no such socket" if now is None else now.state_name
         else:
             seen = s.state_name
         return self.check(what, s is not None, " or ".join(wanted), seen, "table"), s
 
-    def check_gone(self, what: str, ft: FourTuple, timeout: float = 3.0) -> Check:
-        gone = self.wait_gone(ft, timeout)
-        now = None if gone else self.row(ft)
+    def check_gone(self, what: str, ft: FourTuple, timeout: float = 3.0, *, netns: str | None = None) -> Check:
+        gone = self.wait_gone(ft, timeout, netns=netns)
+        now = None if gone else self.row(ft, netns=netns)
         return self.check(what, gone, "no such socket", "no such socket" if gone else now.state_name, "table")
 
     def path(self, ft: FourTuple) -> tuple[list[str], str]:
@@ -279,9 +282,11 @@ class ScenarioContext:
             self._sockets.append(sock)
         return sock
 
-    def tcp_socket(self, family: int = socket.AF_INET, *, timeout: float | None = 5.0) -> socket.socket:
-        """A TCP socket owned by the context (closed by `close()` if the scenario has not)."""
-        sock = self._own(socket.socket(family, socket.SOCK_STREAM))
+    def tcp_socket(self, family: int = socket.AF_INET, *, timeout: float | None = 5.0,
+                   netns: str | None = None) -> socket.socket:
+        """A TCP socket owned by the context (closed by `close()` if the scenario has not), made in the
+        caller's namespace or in ``netns`` (a socket stays in the namespace it was made in)."""
+        sock = self._own(run_in_netns(netns, lambda: socket.socket(family, socket.SOCK_STREAM)))
         sock.settimeout(timeout)
         return sock
 
@@ -430,13 +435,19 @@ def _follows(seen: list[str], wanted: list[str], exact: bool) -> bool:
     return all(any(s == w for s in it) for w in wanted)
 
 
-def _ip(*args: str) -> None:
+def run_ip(*args: str) -> str:
+    """``ip ARGS`` (iproute2): its output; `SockmonError` with its message when it fails."""
+    return _ip(*args)
+
+
+def _ip(*args: str) -> str:
     try:
         r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
     except FileNotFoundError as exc:
         raise SockmonError("the `ip` command (iproute2) is needed for namespace scenarios") from exc
     if r.returncode:
         raise SockmonError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
 
 
 def errno_name(exc: OSError | int) -> str:

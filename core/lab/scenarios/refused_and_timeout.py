@@ -1,17 +1,19 @@
-"""refused-and-timeout (loopback half): connect() to a closed port gets RST → ECONNREFUSED; a non-blocking
-connect() returns EINPROGRESS at once, and its outcome is read with getsockopt(SO_ERROR) once the socket
-turns writable — ECONNREFUSED to the closed port, 0 (connected) to a listener.
-
-The namespace half (a connect timeout to a blackholed destination) is not built yet."""
+"""refused-and-timeout: connect() to a closed port gets RST → ECONNREFUSED; a non-blocking connect()
+returns EINPROGRESS at once, and its outcome is read with getsockopt(SO_ERROR) once the socket turns
+writable — ECONNREFUSED to the closed port, 0 (connected) to a listener. Then, in two private namespaces
+joined by a veth pair whose far side blackholes its replies: the SYN goes out, nothing comes back, the
+kernel retransmits it (TCP_SYNCNT = 1: one retry) and gives up with ETIMEDOUT after 1 + 2 s."""
 
 from __future__ import annotations
 
 import errno
+import os
+import secrets
 import select
 import socket
 import time
 
-from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, errno_name
+from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, errno_name, run_ip
 
 
 def _closed_port(ctx: ScenarioContext) -> tuple[socket.socket, int]:
@@ -97,5 +99,80 @@ def run(ctx: ScenarioContext):
                    observed={"nonblocking_connect_ms": round(waited, 3)})
 
 
-SCENARIO = Scenario(name="refused-and-timeout", summary="ECONNREFUSED from a closed port; non-blocking connect: "
-                    "writability, then SO_ERROR (loopback half)", run=run)
+SYNCNT = 1  # SYN retransmissions before ETIMEDOUT: the first SYN + 1 retry, RTO 1 s then 2 s
+TIMEOUT_S = 3.0  # 1 s + 2 s
+TOLERANCE_S = 1.0
+
+
+def _blackhole(ctx: ScenarioContext):
+    ns_a, ns_b = ctx.netns(), ctx.netns()
+    la, a_addr, lb, b_addr = ctx.veth(ns_a, ns_b, "10.213.0")
+    run_ip("-n", ns_b, "route", "add", "blackhole", f"{a_addr}/32")
+    route = " ".join(run_ip("-n", ns_b, "route", "show", "type", "blackhole").split())
+    yield ctx.step("lab", f"namespaces {ns_a} ({la} {a_addr}) and {ns_b} ({lb} {b_addr}) joined by a veth pair; "
+                   f"in {ns_b}: ip route add blackhole {a_addr}/32",
+                   why="every reply from the far side (SYN-ACK or RST) is dropped: the client hears nothing",
+                   checks=[ctx.check(f"{ns_b}'s kernel routes {a_addr} to a blackhole", f"blackhole {a_addr}" in route,
+                                     f"blackhole {a_addr}", route, "routes")],
+                   observed={"blackhole_netns": [ns_a, ns_b]})
+
+    port = 40000 + secrets.randbelow(20000)
+    ctx.watch_port(port)
+    sock = ctx.tcp_socket(netns=ns_a)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, SYNCNT)
+    sock.setblocking(False)
+    t0 = time.monotonic()
+    rc = sock.connect_ex((b_addr, port))
+    ft = (a_addr, sock.getsockname()[1], b_addr, port)
+    retrans = 0
+    seen_syn_sent = False
+    writable = False
+    while time.monotonic() - t0 < TIMEOUT_S + 3 * TOLERANCE_S:
+        _, w, _ = select.select([], [sock], [], 0.1)
+        if w:
+            writable = True
+            break
+        row = ctx.row(ft, netns=ns_a)  # the kernel's view while it waits: SYN_SENT, its timer retransmitting
+        if row is not None and row.state_name == "SYN_SENT":
+            seen_syn_sent = True
+            if row.timer is not None:
+                retrans = max(retrans, row.timer.retrans)
+        ctx.sleep(0)
+    waited = time.monotonic() - t0
+    so_error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    checks = [
+        ctx.check("connect_ex() returns EINPROGRESS", rc == errno.EINPROGRESS, "EINPROGRESS", errno_name(rc),
+                  "syscall"),
+        ctx.check(f"the client waited in SYN_SENT in {ns_a}, the SYN retransmitted", seen_syn_sent and retrans >= 1,
+                  "SYN_SENT, timer retrans ≥ 1",
+                  f"{'SYN_SENT' if seen_syn_sent else 'never SYN_SENT'}, timer retrans {retrans}", "table"),
+        ctx.check("writable at last, SO_ERROR is ETIMEDOUT", writable and so_error == errno.ETIMEDOUT, "ETIMEDOUT",
+                  errno_name(so_error) if writable else "not writable", "syscall"),
+        ctx.check(f"the kernel gave up after ≈ {TIMEOUT_S:.0f} s (TCP_SYNCNT {SYNCNT})",
+                  abs(waited - TIMEOUT_S) <= TOLERANCE_S, f"{TIMEOUT_S:.1f} ± {TOLERANCE_S:.1f} s",
+                  f"{waited:.2f} s", "clock"),
+    ]
+    if ctx.tracing:
+        checks.append(ctx.check_path("client went SYN_SENT → CLOSE", ft, ["SYN_SENT", "CLOSE"]))
+    checks.append(ctx.check_gone("no socket left in the client's namespace", ft, netns=ns_a))
+    yield ctx.step("client", f"in {ns_a}: setsockopt(TCP_SYNCNT, {SYNCNT}); non-blocking connect({b_addr}:{port}) → "
+                   f"{errno_name(rc)}; SYN, no answer, SYN again after 1 s, no answer; after {waited:.2f} s writable, "
+                   f"SO_ERROR → {errno_name(so_error)}",
+                   why="silence is not a refusal: without an RST the kernel can only retry the SYN with a doubling "
+                   "timeout (tcp_syn_retries, 6 by default: about 127 s) and then report ETIMEDOUT",
+                   sockets=[ft], checks=checks,
+                   observed={"syn_timeout_s": round(waited, 3), "syn_retransmits": retrans,
+                             "blackhole_so_error": errno_name(so_error)})
+
+
+def run_all(ctx: ScenarioContext):
+    yield from run(ctx)
+    if os.geteuid() != 0:
+        yield ctx.step("lab", "the connect timeout half needs root (it creates two network namespaces): skipped")
+        return
+    yield from _blackhole(ctx)
+
+
+SCENARIO = Scenario(name="refused-and-timeout", summary="ECONNREFUSED from a closed port; connect timeout to a "
+                    "blackholed peer in a namespace; non-blocking connect: writability, then SO_ERROR",
+                    run=run_all)
