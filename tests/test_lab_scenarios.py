@@ -82,7 +82,7 @@ def _table_states(steps) -> list[str]:
 PROMISED_TABLE = {
     "time-wait": ["ESTABLISHED", "ESTABLISHED", "FIN_WAIT2", "CLOSE_WAIT", "no such socket", "TIME_WAIT"],
     "close-wait": ["ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2", "CLOSE_WAIT", "no such socket", "TIME_WAIT"],
-    "linger-abort": ["ESTABLISHED", "no such socket", "no row"],
+    "linger-abort": ["ESTABLISHED", "ESTABLISHED", "no such socket", "no row"],
     "half-close": ["ESTABLISHED", "FIN_WAIT2", "CLOSE_WAIT", "CLOSE_WAIT", "TIME_WAIT"],
     "addr-in-use": ["ESTABLISHED", "TIME_WAIT", "none", "TIME_WAIT", "LISTEN", "TIME_WAIT"],
     "refused-and-timeout": ["CLOSE", "no such socket", "ESTABLISHED", "no such socket"],
@@ -338,3 +338,19 @@ def test_kernel_context_keeps_a_bounded_list_of_transitions():
         assert len(got) <= runner.MAX_TRANSITIONS
     assert len(got) == runner.MAX_TRANSITIONS and got[-1].ts == 59_999.0  # the newest kept
     ctx.close()
+
+
+@needs_root
+@pytest.mark.root
+@pytest.mark.parametrize("name", list(PROMISED_TABLE))
+def test_without_the_tracepoint_paths_come_from_snapshots(name):
+    """Non-root mode (no tracefs): the same scenario holds with its paths read from successive snapshots."""
+    from sockmon.core.scenarios.runner import run_scenario
+
+    steps = []
+    result = run_scenario(name, steps.append, use_tracepoint=False)
+    assert result.ok, result.line()
+    assert result.observed["transitions_from"] == "snapshots"
+    sources = {c.source for s in steps for c in s.checks}
+    assert "tracepoint" not in sources
+    assert not [n for n in list_instances() if n.startswith(f"sockmon-{os.getpid()}-")]

@@ -19,8 +19,9 @@ def run(ctx: ScenarioContext):
     server = ctx.accept(lst)
     c = four_tuple_of(client)
     s = reverse(c)
-    chk, _ = ctx.check_row("connection ESTABLISHED", c, "ESTABLISHED")
-    yield ctx.step("client", f"connect(127.0.0.1:{port}); server: accept()", sockets=[c, s], checks=[chk])
+    chk, _ = ctx.check_row("client is ESTABLISHED", c, "ESTABLISHED")
+    chk_s, _ = ctx.check_row("server's accepted socket is ESTABLISHED", s, "ESTABLISHED")
+    yield ctx.step("client", f"connect(127.0.0.1:{port}); server: accept()", sockets=[c, s], checks=[chk, chk_s])
 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     onoff, secs = struct.unpack("ii", client.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
@@ -33,7 +34,8 @@ def run(ctx: ScenarioContext):
     client.close()
     ctx.release(client)
     chk_path = ctx.check_path("client went ESTABLISHED → CLOSE directly (RST), no FIN_WAIT", c,
-                              ["ESTABLISHED", "CLOSE"], exact=True, absent=["FIN_WAIT1", "FIN_WAIT2"])
+                              ["ESTABLISHED", "CLOSE"], exact=True, absent=["FIN_WAIT1", "FIN_WAIT2"],
+                              steady=["ESTABLISHED"])
     chk_cnt, delta = ctx.check_counter_rose("the kernel counted an abort (TcpExt.TCPAbortOnData)",
                                             "TcpExt.TCPAbortOnData", before)
     chk_gone = ctx.check_gone("no client socket left (no TIME_WAIT)", c)
@@ -53,7 +55,7 @@ def run(ctx: ScenarioContext):
     chk_reset = ctx.check("server's recv() raises ECONNRESET", err is not None and err.errno == errno.ECONNRESET,
                           "ECONNRESET", seen, "syscall")
     chk_spath = ctx.check_path("server's socket went ESTABLISHED → CLOSE on the RST", s, ["ESTABLISHED", "CLOSE"],
-                               absent=["CLOSE_WAIT"])
+                               absent=["CLOSE_WAIT"], steady=["ESTABLISHED"])
     chk_tw = ctx.check("no TIME_WAIT on either side",
                        not any(r.state_name == "TIME_WAIT" for r in ctx.table(port)
                                if r.four_tuple in (c, s)), "none", _tw_text(ctx, port, c, s), "table")

@@ -36,7 +36,8 @@ def run(ctx: ScenarioContext):
     chk_fw, _ = ctx.check_row("client (active closer) waits in FIN_WAIT2", c, "FIN_WAIT2")
     chk_cw, _ = ctx.check_row("server (passive side) is CLOSE_WAIT", s, "CLOSE_WAIT")
     chk_cp = ctx.check_path("client went ESTABLISHED → FIN_WAIT1 → FIN_WAIT2", c,
-                            ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"])
+                            ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"],
+                            steady=["ESTABLISHED", "FIN_WAIT2"])
     yield ctx.step("client", "close() → kernel sends FIN; the server's kernel ACKs it: client now FIN_WAIT2, "
                    "server CLOSE_WAIT", why="a FIN only says 'I will send no more'; the server may still send",
                    sockets=[c, s], checks=[chk_cp, chk_fw, chk_cw])
@@ -47,7 +48,8 @@ def run(ctx: ScenarioContext):
     chk_eof = ctx.check("server's recv() returns EOF (b'')", eof == b"", "b''", repr(eof), "syscall")
     chk_tw, tw1 = ctx.check_row("client ends in TIME_WAIT", c, "TIME_WAIT")
     chk_sp = ctx.check_path("server went CLOSE_WAIT → LAST_ACK → CLOSE", s,
-                            ["ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSE"])
+                            ["ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSE"],
+                            steady=["ESTABLISHED", "CLOSE_WAIT"])
     chk_gone = ctx.check_gone("server's socket is gone from the table", s)
     yield ctx.step("server", "recv() → b'' (EOF); close() → kernel sends FIN: server LAST_ACK, the client ACKs "
                    "it → server gone; client TIME_WAIT",
