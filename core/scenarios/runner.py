@@ -69,12 +69,7 @@ class KernelContext(ScenarioContext):
         return out
 
     def counters(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for path in ("/proc/net/netstat", "/proc/net/snmp"):
-            for group, values in summary._read_netstat(path).items():
-                if group in ("TcpExt", "Tcp"):
-                    out.update({f"{group}.{k}": v for k, v in values.items()})
-        return out
+        return summary.read_tcp_counters()
 
     def close_kernel_view(self) -> None:
         with self._lock:
