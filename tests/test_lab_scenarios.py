@@ -84,6 +84,7 @@ PROMISED_TABLE = {
     "close-wait": ["ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2", "CLOSE_WAIT", "no such socket", "TIME_WAIT"],
     "linger-abort": ["ESTABLISHED", "ESTABLISHED", "no such socket", "no row"],
     "half-close": ["ESTABLISHED", "FIN_WAIT2", "CLOSE_WAIT", "CLOSE_WAIT", "TIME_WAIT"],
+    "backlog-overflow": ["Recv-Q 0, Send-Q 1", "ESTABLISHED", "1", "ESTABLISHED", "2", "Recv-Q 2", "SYN_SENT"],
     "addr-in-use": ["ESTABLISHED", "TIME_WAIT", "none", "TIME_WAIT", "LISTEN", "TIME_WAIT"],
     "refused-and-timeout": ["CLOSE", "no such socket", "ESTABLISHED", "no such socket"],
 }
@@ -140,6 +141,16 @@ def test_scenario_reaches_its_states_and_leaves_nothing(name):
         assert ss_state(client) is None and ss_state(server) is None
         assert result["observed"]["peer_error"] == "ECONNRESET"
         assert result["observed"]["abort_on_data_delta"] >= 1
+    elif name == "backlog-overflow":
+        dropped = socks[-1]
+        assert _path(transitions, dropped) == ["SYN_SENT", "CLOSE"]
+        gave_up = [t for t in transitions if (t.src, t.sport, t.dst, t.dport) == dropped][-1]
+        assert 2000 <= gave_up.dwell_ms <= 4000  # SYN_SENT until ETIMEDOUT, by the tracepoint's clock
+        for first in socks[:2]:  # the two queued clients completed their handshake
+            assert _in_order(_path(transitions, first), ["SYN_SENT", "ESTABLISHED"])
+        assert result["observed"]["queued"] == 2
+        assert result["observed"]["listen_overflows"] >= 1 and result["observed"]["listen_drops"] >= 2
+        assert result["observed"]["netns"] not in _netns()
     elif name == "addr-in-use":
         server = socks[1]
         assert ss_state(server) == "TIME-WAIT"
@@ -303,7 +314,8 @@ def test_list_and_bad_names():
     out = subprocess.run([*SOCKMON, "lab", "--list"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     names = [line.split()[0] for line in out.stdout.splitlines()]
-    assert names == ["time-wait", "close-wait", "linger-abort", "half-close", "addr-in-use", "refused-and-timeout"]
+    assert names == ["time-wait", "close-wait", "linger-abort", "half-close", "backlog-overflow", "addr-in-use",
+                     "refused-and-timeout"]
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines())  # name, then a description
     bad = subprocess.run([*SOCKMON, "lab", "no-such\x1b[31m"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stdout == ""

@@ -68,8 +68,8 @@ class KernelContext(ScenarioContext):
                 out.append(t)
         return out
 
-    def counters(self) -> dict[str, int]:
-        return summary.read_tcp_counters()
+    def counters(self, *, netns: str | None = None) -> dict[str, int]:
+        return summary.read_tcp_counters(netns)
 
     def close_kernel_view(self) -> None:
         with self._lock:

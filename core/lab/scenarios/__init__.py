@@ -11,7 +11,8 @@ import importlib
 from sockmon.core.errors import BadInput
 from sockmon.core.lab.scenarios.base import Scenario
 
-_MODULES = ("time_wait", "close_wait", "linger_abort", "half_close", "addr_in_use", "refused_and_timeout")
+_MODULES = ("time_wait", "close_wait", "linger_abort", "half_close", "backlog_overflow", "addr_in_use",
+            "refused_and_timeout")
 _REGISTRY: dict[str, Scenario] = {}
 _loaded = False
 

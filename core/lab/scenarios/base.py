@@ -163,8 +163,9 @@ class ScenarioContext:
     def transitions(self) -> list[Transition]:
         return []
 
-    def counters(self) -> dict[str, int]:
-        """TcpExt and Tcp counters of /proc/net/netstat and /proc/net/snmp, as "TcpExt.Name" → value."""
+    def counters(self, *, netns: str | None = None) -> dict[str, int]:
+        """TcpExt and Tcp counters of /proc/net/netstat and /proc/net/snmp (of the caller's namespace or
+        ``netns``), as "TcpExt.Name" → value."""
         return {}
 
     def close_kernel_view(self) -> None:
@@ -267,11 +268,13 @@ class ScenarioContext:
         expected = " → ".join(wanted) + (f" (never {', '.join(sorted(bad))})" if bad else "")
         return self.check(what, ok, expected, " → ".join(seen) or "nothing seen", source)
 
-    def check_counter_rose(self, what: str, name: str, before: dict[str, int], timeout: float = 1.0) -> tuple[Check, int]:
-        """Counter ``name`` ("TcpExt.TCPAbortOnData") rose since ``before`` (host-wide: others may add)."""
+    def check_counter_rose(self, what: str, name: str, before: dict[str, int], timeout: float = 1.0, *,
+                           netns: str | None = None) -> tuple[Check, int]:
+        """Counter ``name`` ("TcpExt.TCPAbortOnData") rose since ``before`` (in the caller's namespace
+        others may add to it too; a scenario's private namespace counts only its own)."""
         deadline = time.monotonic() + timeout
         while True:
-            now = self.counters()
+            now = self.counters(netns=netns)
             delta = now.get(name, 0) - before.get(name, 0)
             if delta > 0 or time.monotonic() >= deadline:
                 break
@@ -298,9 +301,9 @@ class ScenarioContext:
         return sock
 
     def listener(self, host: str = "127.0.0.1", port: int = 0, *, backlog: int = 16,
-                 reuseaddr: bool = False) -> socket.socket:
+                 reuseaddr: bool = False, netns: str | None = None) -> socket.socket:
         """A listening socket on a port the kernel picks (port 0: parallel runs never collide)."""
-        sock = self.tcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock = self.tcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET, netns=netns)
         if reuseaddr:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -327,6 +330,10 @@ class ScenarioContext:
             self._threads.append(th)
         th.start()
         return th
+
+    @staticmethod
+    def can_make_namespaces() -> bool:
+        return os.geteuid() == 0
 
     def netns(self) -> str:
         """A new network namespace ``lab-<pid>-<random>`` with lo up, removed by `close()`."""
