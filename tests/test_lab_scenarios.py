@@ -75,7 +75,7 @@ def _in_order(seen: list[str], wanted: list[str]) -> bool:
 def _table_states(steps) -> list[str]:
     """The states the run's table checks reported, in step order."""
     return [c["observed"] for s in steps for c in s["checks"] if c["source"] == "table"
-            and "timer" not in c["what"] and "retransmitted" not in c["what"]]
+            and not any(w in c["what"] for w in ("timer", "retransmitted", "probe"))]
 
 
 # scenario → the states its table checks report, in this order (from its JSON steps)
@@ -88,6 +88,7 @@ PROMISED_TABLE = {
     "epoll-level-vs-edge": ["Recv-Q 90", "Recv-Q 0", "Recv-Q 90", "Recv-Q 58", "Recv-Q 90", "Recv-Q 0",
                             "Recv-Q 90", "Recv-Q 0"],
     "short-writes": ["ESTABLISHED", "Send-Q up to "],
+    "keepalive-dead-peer": ["ESTABLISHED", "no such socket"],
     "addr-in-use": ["ESTABLISHED", "TIME_WAIT", "none", "TIME_WAIT", "LISTEN", "TIME_WAIT"],
     "refused-and-timeout": ["CLOSE", "no such socket", "ESTABLISHED", "no such socket"],
 }
@@ -169,6 +170,16 @@ def test_scenario_reaches_its_states_and_leaves_nothing(name):
         assert o["max_send_q"] > 0
         writer = socks[0]
         assert _in_order(_path(transitions, writer), ["ESTABLISHED", "FIN_WAIT1"])  # shutdown(WR) after the last byte
+    elif name == "keepalive-dead-peer":
+        o = result["observed"]
+        assert abs(o["detected_s"] - 4) <= 1.5 and o["error"] == "ETIMEDOUT"  # idle + intvl × cnt = 1 + 1 × 3
+        assert o["probes_seen"] == sorted(o["probes_seen"]) and o["probes_seen"][-1] >= 2
+        client = socks[0]
+        assert client[0] == "10.213.1.1"
+        end = [t for t in transitions if (t.src, t.sport, t.dst, t.dport) == client][-1]
+        assert (end.old_name, end.new_name) == ("ESTABLISHED", "CLOSE")
+        assert 2500 <= end.dwell_ms <= 5500  # ESTABLISHED until the kernel gave up, by the tracepoint's clock
+        assert not set(o["netns"]) & set(_netns())
     elif name == "addr-in-use":
         server = socks[1]
         assert ss_state(server) == "TIME-WAIT"
@@ -332,7 +343,8 @@ def test_list_and_bad_names():
     out = subprocess.run([*SOCKMON, "lab", "--list"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     names = [line.split()[0] for line in out.stdout.splitlines()]
-    assert names == ["time-wait", "close-wait", "linger-abort", "half-close", "backlog-overflow", "addr-in-use",
+    assert names == ["time-wait", "close-wait", "linger-abort", "half-close", "backlog-overflow", "keepalive-dead-peer",
+                     "addr-in-use",
                      "refused-and-timeout", "epoll-level-vs-edge", "short-writes"]
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines())  # name, then a description
     bad = subprocess.run([*SOCKMON, "lab", "no-such\x1b[31m"], capture_output=True, text=True, timeout=30)
