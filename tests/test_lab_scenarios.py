@@ -89,6 +89,7 @@ PROMISED_TABLE = {
                             "Recv-Q 90", "Recv-Q 0"],
     "short-writes": ["ESTABLISHED", "Send-Q up to "],
     "keepalive-dead-peer": ["ESTABLISHED", "no such socket"],
+    "blocking-echo-stall": ["ESTABLISHED", "ESTABLISHED", "Recv-Q ", "Recv-Q 5", "ESTABLISHED"],
     "addr-in-use": ["ESTABLISHED", "TIME_WAIT", "none", "TIME_WAIT", "LISTEN", "TIME_WAIT"],
     "refused-and-timeout": ["CLOSE", "no such socket", "ESTABLISHED", "no such socket"],
 }
@@ -180,6 +181,13 @@ def test_scenario_reaches_its_states_and_leaves_nothing(name):
         assert (end.old_name, end.new_name) == ("ESTABLISHED", "CLOSE")
         assert 2500 <= end.dwell_ms <= 5500  # ESTABLISHED until the kernel gave up, by the tracepoint's clock
         assert not set(o["netns"]) & set(_netns())
+    elif name == "blocking-echo-stall":
+        o = result["observed"]
+        assert o["blocking_wait_ms"] >= 1000.0 - 5 and o["engine_wait_ms"] < 50.0  # idle 1 s vs at once
+        first = socks[0]
+        closed = [t for t in transitions if (t.src, t.sport, t.dst, t.dport) == first and t.new_name == "FIN_WAIT1"]
+        assert closed and closed[0].dwell_ms >= 1000.0 - 5  # idle ESTABLISHED for 1 s, by the tracepoint's clock
+        assert not [r for r in ss_rows(o["engine_port"]) if r["state"] == "LISTEN" and r["lport"] == o["engine_port"]]
     elif name == "addr-in-use":
         server = socks[1]
         assert ss_state(server) == "TIME-WAIT"
@@ -344,8 +352,7 @@ def test_list_and_bad_names():
     assert out.returncode == 0
     names = [line.split()[0] for line in out.stdout.splitlines()]
     assert names == ["time-wait", "close-wait", "linger-abort", "half-close", "backlog-overflow", "keepalive-dead-peer",
-                     "addr-in-use",
-                     "refused-and-timeout", "epoll-level-vs-edge", "short-writes"]
+                     "addr-in-use", "refused-and-timeout", "blocking-echo-stall", "epoll-level-vs-edge", "short-writes"]
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines())  # name, then a description
     bad = subprocess.run([*SOCKMON, "lab", "no-such\x1b[31m"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stdout == ""

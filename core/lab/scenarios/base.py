@@ -147,6 +147,7 @@ class ScenarioContext:
         self._threads: list[threading.Thread] = []
         self._netns: list[str] = []
         self._links: list[tuple[str | None, str]] = []  # (namespace or None, link name)
+        self._closers: list[tuple[str, Callable[[], Any]]] = []  # (what, how to release it), e.g. an engine
         self._seen: dict[FourTuple, list[str]] = {}  # states the table showed for each 4-tuple, in order
         self.closed = False
 
@@ -322,6 +323,15 @@ class ScenarioContext:
             if sock in self._sockets:
                 self._sockets.remove(sock)
 
+    def defer(self, what: str, fn: Callable[[], Any]) -> None:
+        """Release something else the scenario made (a lab engine: ``engine.stop``) in `close()`, after
+        the sockets."""
+        with self._lock:
+            if self.closed:
+                fn()
+                raise Interrupted("the scenario was stopped")
+            self._closers.append((what, fn))
+
     def spawn(self, fn: Callable[[], Any], name: str = "scenario") -> threading.Thread:
         """A thread owned by the context: joined by `close()` (after the sockets are closed, which
         wakes any blocking call it is in)."""
@@ -399,15 +409,24 @@ class ScenarioContext:
             threads, self._threads = self._threads, []
             links, self._links = self._links, []
             namespaces, self._netns = self._netns, []
+            closers, self._closers = self._closers, []
         self._stopped = True
         problems: list[str] = []
         for sock in sockets:
             try:
                 if sock.fileno() >= 0:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    # wakes a thread blocked in accept() / recv() on it (close() alone would not); sends nothing
+                    sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
+        for sock in sockets:
             sock.close()
+        for what, fn in closers:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - reported, the rest is still released
+                problems.append(f"{what}: {exc}")
         for th in threads:
             th.join(timeout=5.0)
             if th.is_alive():
