@@ -90,6 +90,7 @@ PROMISED_TABLE = {
     "short-writes": ["ESTABLISHED", "Send-Q up to "],
     "keepalive-dead-peer": ["ESTABLISHED", "no such socket"],
     "blocking-echo-stall": ["ESTABLISHED", "ESTABLISHED", "Recv-Q ", "Recv-Q 5", "ESTABLISHED"],
+    "framing-split": ["Recv-Q 2", "Recv-Q 5", "Recv-Q 297"],
     "addr-in-use": ["ESTABLISHED", "TIME_WAIT", "none", "TIME_WAIT", "LISTEN", "TIME_WAIT"],
     "refused-and-timeout": ["CLOSE", "no such socket", "ESTABLISHED", "no such socket"],
 }
@@ -188,6 +189,13 @@ def test_scenario_reaches_its_states_and_leaves_nothing(name):
         closed = [t for t in transitions if (t.src, t.sport, t.dst, t.dport) == first and t.new_name == "FIN_WAIT1"]
         assert closed and closed[0].dwell_ms >= 1000.0 - 5  # idle ESTABLISHED for 1 s, by the tracepoint's clock
         assert not [r for r in ss_rows(o["engine_port"]) if r["state"] == "LISTEN" and r["lport"] == o["engine_port"]]
+    elif name == "framing-split":
+        o = result["observed"]
+        assert o["decoder_states"] == ["length unknown, have 2 of 4 header bytes", "length known = 300, have 3 bytes",
+                                       "between frames, 1 complete"]
+        assert o["naive_reads"][0] == "2 bytes: a truncated header, record dropped"
+        assert o["splits_checked"] == 303 * 302 // 2 and o["split_failures"] == 0
+        assert all(_in_order(_path(transitions, ft), ["ESTABLISHED"]) for ft in socks)
     elif name == "addr-in-use":
         server = socks[1]
         assert ss_state(server) == "TIME-WAIT"
@@ -352,7 +360,8 @@ def test_list_and_bad_names():
     assert out.returncode == 0
     names = [line.split()[0] for line in out.stdout.splitlines()]
     assert names == ["time-wait", "close-wait", "linger-abort", "half-close", "backlog-overflow", "keepalive-dead-peer",
-                     "addr-in-use", "refused-and-timeout", "blocking-echo-stall", "epoll-level-vs-edge", "short-writes"]
+                     "addr-in-use", "refused-and-timeout", "blocking-echo-stall", "epoll-level-vs-edge",
+                     "framing-split", "short-writes"]
     assert all(len(line.split(None, 1)) == 2 for line in out.stdout.splitlines())  # name, then a description
     bad = subprocess.run([*SOCKMON, "lab", "no-such\x1b[31m"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stdout == ""

@@ -44,7 +44,7 @@ def step_text(step: Step) -> Text:
         out.append("\n    ")
         out.append("✓ " if c.ok else "✗ ", "bold green" if c.ok else "bold red")
         out.append_text(safe_text(c.what))
-        out.append(": kernel says ", "dim")
+        out.append(f": {c.said} ", "dim")
         out.append_text(safe_text(c.observed, "" if c.ok else "bold red"))
         if not c.ok:
             out.append(", expected ", "dim")

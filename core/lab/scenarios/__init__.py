@@ -12,7 +12,8 @@ from sockmon.core.errors import BadInput
 from sockmon.core.lab.scenarios.base import Scenario
 
 _MODULES = ("time_wait", "close_wait", "linger_abort", "half_close", "backlog_overflow", "keepalive_dead_peer",
-            "addr_in_use", "refused_and_timeout", "blocking_echo_stall", "epoll_level_vs_edge", "short_writes")
+            "addr_in_use", "refused_and_timeout", "blocking_echo_stall", "epoll_level_vs_edge",
+            "framing_split", "short_writes")
 _REGISTRY: dict[str, Scenario] = {}
 _loaded = False
 

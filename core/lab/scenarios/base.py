@@ -48,7 +48,11 @@ class Check(Struct, frozen=True):
     ok: bool
     expected: str
     observed: str  # what the kernel said
-    source: str  # "table", "tracepoint", "snapshots", "counters", "syscall"
+    source: str  # the kernel: "table", "tracepoint", "snapshots", "counters", "syscall", "routes"; else "clock", "decoder"
+
+    @property
+    def said(self) -> str:
+        return "measured" if self.source in ("clock", "decoder") else "kernel says"
 
 
 class Endpoint4(Struct, frozen=True):
@@ -82,7 +86,7 @@ class Step(Struct, frozen=True):
             head += f"\n      why: {self.why}"
         for c in self.checks:
             mark = "ok  " if c.ok else "FAIL"
-            head += f"\n      {mark} {c.what}: expected {c.expected}, kernel says {c.observed} ({c.source})"
+            head += f"\n      {mark} {c.what}: expected {c.expected}, {c.said} {c.observed} ({c.source})"
         return head
 
 
