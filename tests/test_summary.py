@@ -61,3 +61,11 @@ def test_listen_overflow_counted_in_a_private_namespace():
         for s in socks:
             s.close()
         subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def test_read_tcp_counters_has_tcp_and_tcpext():
+    from sockmon.core.table.summary import read_tcp_counters
+
+    counters = read_tcp_counters()
+    assert counters["Tcp.ActiveOpens"] >= 0 and "TcpExt.ListenDrops" in counters
+    assert not [k for k in counters if not k.startswith(("Tcp.", "TcpExt."))]

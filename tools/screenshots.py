@@ -218,6 +218,17 @@ async def shoot(out: str, size: tuple[int, int]) -> list[str]:
             await pilot.pause(0.3)
             save("help")
             await pilot.press("escape")
+
+            # a guided scenario run for real: time-wait, every step checked against the kernel
+            from sockmon.tui.scenarios.pane import ScenariosPane
+
+            await pilot.press("7")
+            await pilot.pause(0.3)
+            scenarios = app.query_one(ScenariosPane)
+            await pilot.press("enter")
+            await until(lambda: scenarios.last_result is not None, timeout=30)
+            await pilot.pause(0.3)
+            save("scenarios")
     return saved
 
 

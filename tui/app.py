@@ -63,10 +63,12 @@ from sockmon.tui.messages import (
     ListenerRow,
     NamesResolved,
     ProcessActivated,
+    ScenarioSockets,
     SnapshotReady,
     SocketActivated,
     SocketSelected,
 )
+from sockmon.tui.scenarios.pane import ScenariosPane
 from sockmon.tui.screens.closed import ClosedScreen
 from sockmon.tui.screens.columns import ColumnChooser
 from sockmon.tui.screens.detail import DetailScreen
@@ -100,6 +102,7 @@ TABS = {
     "server": "4 Server",
     "timeline": "5 Timeline",
     "history": "6 History",
+    "scenarios": "7 Scenarios",
 }
 NON_ROOT_BANNER = ("non-root: owners of other users' sockets hidden (/proc/PID/fd needs root) · transitions "
                    "inferred, not exact (tracefs needs root) · other processes' options unreadable (pidfd_getfd)")
@@ -147,6 +150,7 @@ class SockmonApp(App[int]):
         Binding("4", "show_pane('server')", "Server", show=False, id="pane.server"),
         Binding("5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline"),
         Binding("6", "show_pane('history')", "History", show=False, id="pane.history"),
+        Binding("7", "show_pane('scenarios')", "Scenarios", show=False, id="pane.scenarios"),
         # from inside a text field too (digits there are text); also what Esc-then-digit arrives as
         Binding("alt+1", "show_pane('sockets')", "Listening+Connections", show=False, id="pane.sockets_alt"),
         Binding("alt+2", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_alt"),
@@ -154,6 +158,7 @@ class SockmonApp(App[int]):
         Binding("alt+4", "show_pane('server')", "Server", show=False, id="pane.server_alt"),
         Binding("alt+5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_alt"),
         Binding("alt+6", "show_pane('history')", "History", show=False, id="pane.history_alt"),
+        Binding("alt+7", "show_pane('scenarios')", "Scenarios", show=False, id="pane.scenarios_alt"),
         Binding("l", "show_pane('listening')", "Listening", show=False, id="pane.listening"),
         Binding("c", "show_pane('connections')", "Connections", show=False, id="pane.connections"),
         Binding("t", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_t"),
@@ -250,6 +255,8 @@ class SockmonApp(App[int]):
                 yield TimelinePane(self.lab.model, ladder=self.lab.ladder)
             with TabPane(TABS["history"], id="history"):
                 yield ClosedPane(id="closed")
+            with TabPane(TABS["scenarios"], id="scenarios"):
+                yield ScenariosPane(id="scenarios-pane")
         yield StatusBar(id="status")
         yield Footer(compact=True)
 
@@ -406,14 +413,20 @@ class SockmonApp(App[int]):
             t.join(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self) -> None:
-        """Stop everything that holds kernel state (collector + tracefs instance, engines + sockets).
-        Idempotent; every exit path calls it before the app exits."""
+        """Stop everything that holds kernel state (collector + tracefs instance, engines + sockets, a
+        running lab scenario + its sockets, namespaces and tracefs instance). Idempotent; every exit path
+        calls it before the app exits."""
         self._stop_collector()
         if self._names_obj is not None:
             self._names_obj.close(timeout=0.2)
         try:
             self._stop_engines()
         except Exception:  # noqa: BLE001 - no DOM any more: the panes stopped their engines on unmount
+            pass
+        try:
+            for pane in self.query(ScenariosPane):
+                pane.stop_and_wait()
+        except Exception:  # noqa: BLE001 - no DOM any more: the pane stopped its scenario on unmount
             pass
 
     async def action_quit(self) -> None:
@@ -771,6 +784,13 @@ class SockmonApp(App[int]):
         found = self.query(cls) if cls is not None else None
         return found.first() if found else None
 
+    @on(ScenarioSockets)
+    def _scenario_sockets(self, message: ScenarioSockets) -> None:
+        """A scenario step names connections: highlight their rows in the socket lists."""
+        for pane in (self.listening, self.connections):
+            pane.highlight_four_tuples(message.four_tuples)
+        self.request_refresh()  # the lists catch up with the step at once
+
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         """A click on the Client / Server tab enters the pane like its key does (Target gets the focus)."""
@@ -819,6 +839,8 @@ class SockmonApp(App[int]):
             lab = self._lab_pane(name)
             if lab is not None:
                 lab.focus_entry()
+        elif name == "scenarios":
+            self.query_one(ScenariosPane).focus_list()
         else:
             pane = self.query_one(f"#{name}", TabPane)
             for widget in pane.query("*"):

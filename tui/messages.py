@@ -162,3 +162,11 @@ class ClosedActivated(Message):
     def __init__(self, record) -> None:
         super().__init__()
         self.record = record  # sockmon.core.table.closed.ClosedConnection
+
+
+class ScenarioSockets(Message):
+    """A scenario step names these connections (4-tuples as the table shows them): highlight their rows."""
+
+    def __init__(self, four_tuples: tuple[tuple[str, int, str, int], ...]) -> None:
+        super().__init__()
+        self.four_tuples = four_tuples

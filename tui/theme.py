@@ -39,6 +39,7 @@ _BOLD: dict[int, Style] = {code: Style(color=color, bold=True) for code, color i
 # Row marks in socket lists.
 NEW_ROW_STYLE = Style(bgcolor="#1f4d2a", bold=True)  # a socket that appeared in the last refresh(es)
 VANISHING_STYLE = Style(dim=True, strike=True)  # a socket that is gone, shown a moment before leaving
+HIGHLIGHT_STYLE = Style(bgcolor="#5a4a12", bold=True)  # a row a running lab scenario names (tui/scenarios)
 ERROR_STYLE = Style(color="#ff6b6b", bold=True)
 MUTED_STYLE = Style(dim=True)
 

@@ -88,6 +88,20 @@ def read_listen_counters(netns: str | int | None = None) -> tuple[int | None, in
     return run_in_netns(netns, read)
 
 
+def read_tcp_counters(netns: str | int | None = None) -> dict[str, int]:
+    """Every TcpExt (/proc/net/netstat) and Tcp (/proc/net/snmp) counter of the namespace, keyed
+    "TcpExt.ListenDrops", "Tcp.OutRsts"… (the lab scenarios' counter checks)."""
+    def read():
+        base = _proc_net(netns is not None)
+        out: dict[str, int] = {}
+        for name in ("netstat", "snmp"):
+            for group, values in _read_netstat(f"{base}/{name}").items():
+                if group in ("TcpExt", "Tcp"):
+                    out.update({f"{group}.{k}": v for k, v in values.items()})
+        return out
+    return run_in_netns(netns, read)
+
+
 def read_keepalive_sysctls(netns: str | int | None = None) -> tuple[int | None, int | None, int | None]:
     """(tcp_keepalive_time, tcp_keepalive_intvl, tcp_keepalive_probes) of the namespace."""
     def read():

@@ -16,7 +16,7 @@ import sys
 from sockmon.core.errors import SockmonError
 from sockmon.core.text import inert
 
-COMMANDS = ("serve", "connect", "ls", "watch", "export", "fleet", "kill", "opts")
+COMMANDS = ("serve", "connect", "ls", "watch", "export", "fleet", "kill", "opts", "lab")
 
 
 class _Version(argparse.Action):

@@ -26,6 +26,8 @@ PANES = [
     ("5  t", "Timeline", "the life of the selected connection (or our client): calls, states, bytes"),
     ("6  h", "History", "the last 5,000 closed connections, newest first: owner, lifetime, bytes each way, how "
                         "each ended (FIN / RST); / filters, Enter shows one"),
+    ("7", "Scenarios", "guided TCP scenarios (TIME_WAIT, CLOSE_WAIT, linger 0…): Enter runs one, each step "
+                       "checked against the kernel, its rows highlighted in Connections; x stops it"),
 ]
 
 KEYS = [
@@ -43,7 +45,7 @@ KEYS = [
           "back to the table)"),
     ("g", "process view: connections and throughput per process, in the Connections pane's place"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
-    ("Alt+1 … Alt+6", "switch panes from inside a text field too (there digits are text)"),
+    ("Alt+1 … Alt+7", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
     ("N", "network namespace: show every namespace (a Netns column in Listening and Connections), ours, a "

@@ -235,6 +235,12 @@ class SocketListPane(Vertical):
             self.table.set_rows(rows)
         self._refresh_info()
 
+    def highlight_four_tuples(self, four_tuples) -> None:
+        """Draw the rows of these (src, sport, dst, dport) highlighted (a lab scenario's); empty: none."""
+        wanted = frozenset(tuple(ft) for ft in four_tuples)
+        self.table.highlight = (lambda s: (s.src, s.sport, s.dst, s.dport) in wanted) if wanted else None
+        self.table.refresh()
+
     # ------------------------------------------------------------ filter
     def on_input_changed(self, event: Input.Changed) -> None:
         if not self.WITH_FILTER or event.input.id != f"{self.id}-filter":

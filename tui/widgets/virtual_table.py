@@ -23,7 +23,7 @@ from rich.style import Style
 from rich.text import Text
 from sockmon.core.text import inert
 from sockmon.tui.fmt import fit_span
-from sockmon.tui.theme import NEW_ROW_STYLE, VANISHING_STYLE
+from sockmon.tui.theme import HIGHLIGHT_STYLE, NEW_ROW_STYLE, VANISHING_STYLE
 from sockmon.tui.widgets.columns import CellValue, Column, ColumnChoice, Layout, layout_columns
 from sockmon.tui.widgets.rows import KeyedRows
 from textual import events
@@ -148,6 +148,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._mark_timer = None
         self._styles: dict[str, Style] = {}
         self._laid_out_for = -1  # the width the layout was computed for
+        self.highlight: Callable[[Any], bool] | None = None  # rows it accepts are drawn highlighted
 
     # ------------------------------------------------------------------ the model's parts
     @property
@@ -424,6 +425,8 @@ class VirtualTable(ScrollView, can_focus=True):
             style = style + VANISHING_STYLE
         elif key in self._added:
             style = style + NEW_ROW_STYLE
+        if self.highlight is not None and self.highlight(row):
+            style = style + HIGHLIGHT_STYLE
         if index == self.cursor_index:
             style = style + self._styles["cursor"]
         segs: list[Segment] = []
