@@ -32,7 +32,7 @@ from sockmon.tui.theme import state_color
 
 W, H = 196, 45  # the full diagram's canvas
 BOX_W = 24
-FOOTER_LINES = 4  # header + path + legend + other edges
+FOOTER_LINES = 5  # header + path + legend (2) + other edges
 FULL_WIDTH, FULL_HEIGHT = W, H + FOOTER_LINES
 
 # box top-left corners; "CLOSE_END" is CLOSED drawn again at the bottom, where closing edges end
@@ -259,14 +259,17 @@ def path_text(model: StateDiagram, width: int) -> Text:
     return t
 
 
-def legend(width: int) -> Text:
-    t = Text("✗ never reported by Linux's tracepoint: ", DIM)
-    t.append("request sockets (NEW_SYN_RECV) change no socket's state; TIME_WAIT is a mini-socket (the "
-             "full one goes FIN_WAIT2 → CLOSE) whose 2MSL end is no state change; FIN-WAIT-1 → TIME-WAIT (rcv FIN,ACK) shows as "
-             "FIN_WAIT1 → FIN_WAIT2 → CLOSE. ·N: since start. "
-             "Yellow: the followed connection's path, newest edge reversed.", DIM)
-    t.truncate(width, overflow="ellipsis")
-    return t
+def legend(width: int) -> list[Text]:
+    first = Text("✗ never reported by Linux's tracepoint: ", DIM)
+    first.append("a request socket (NEW_SYN_RECV) changes no socket's state; TIME-WAIT is a mini-socket: the "
+                 "full socket goes FIN_WAIT2 → CLOSE (and CLOSING → CLOSE), and its 2MSL end is no state change.",
+                 DIM)
+    second = Text("FIN-WAIT-1 → TIME-WAIT (rcv FIN,ACK) shows as FIN_WAIT1 → FIN_WAIT2 → CLOSE. N/s: over the "
+                  "window · N: since start. Yellow: the followed connection's path, its newest edge reversed; its "
+                  "state's box reversed.", DIM)
+    for t in (first, second):
+        t.truncate(width, overflow="ellipsis")
+    return [first, second]
 
 
 def other_edges(model: StateDiagram, width: int) -> Text:
@@ -319,5 +322,5 @@ def draw_compact(model: StateDiagram, width: int, height: int, source: str = "")
 def draw(model: StateDiagram, width: int, height: int, source: str = "") -> list[Text]:
     if width >= FULL_WIDTH and height >= FULL_HEIGHT:
         return ([header(model, source)] + draw_full(model)
-                + [path_text(model, width), legend(width), other_edges(model, width)])
+                + [path_text(model, width), *legend(width), other_edges(model, width)])
     return draw_compact(model, width, height, source)

@@ -30,8 +30,13 @@ class DiagramView(Widget, can_focus=True):
         self.source = ""
 
     def render(self) -> Text:
-        lines = draw(self.model, self.size.width, self.size.height, self.source)
-        return Text("\n").join(lines)
+        width = self.size.width
+        lines = draw(self.model, width, self.size.height, self.source)
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")  # one screen line each: never wrapped
+        out = Text("\n").join(lines)
+        out.no_wrap = True
+        return out
 
 
 class DiagramPane(Vertical):
@@ -50,7 +55,7 @@ class DiagramPane(Vertical):
         self.filter_error: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="/ filter (ss's language, as in every list): counts and edges of matching sockets",
+        yield Input(placeholder="/ filter (as in every list): counts and edges of matching sockets",
                     id="diagram-filter")
         yield Static("", id="diagram-filter-error")
         yield DiagramView(self.model, id="diagram-view")
