@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
-
 from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.core.states import (
     CLOSE,
