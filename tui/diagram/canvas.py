@@ -260,13 +260,12 @@ def path_text(model: StateDiagram, width: int) -> Text:
 
 
 def legend(width: int) -> list[Text]:
-    first = Text("✗ never reported by Linux's tracepoint: ", DIM)
-    first.append("a request socket (NEW_SYN_RECV) changes no socket's state; TIME-WAIT is a mini-socket: the "
-                 "full socket goes FIN_WAIT2 → CLOSE (and CLOSING → CLOSE), and its 2MSL end is no state change.",
-                 DIM)
+    first = Text("✗ never reported by the tracepoint: a request socket (NEW_SYN_RECV) changes no socket's state; "
+                 "TIME-WAIT is a mini-socket (the full one goes FIN_WAIT2 / CLOSING → CLOSE), its 2MSL end no "
+                 "state change.", DIM)
     second = Text("FIN-WAIT-1 → TIME-WAIT (rcv FIN,ACK) shows as FIN_WAIT1 → FIN_WAIT2 → CLOSE. N/s: over the "
-                  "window · N: since start. Yellow: the followed connection's path, its newest edge reversed; its "
-                  "state's box reversed.", DIM)
+                  "window, ·N: since start. Yellow: the followed connection's path (newest edge and its state's "
+                  "box reversed).", DIM)
     for t in (first, second):
         t.truncate(width, overflow="ellipsis")
     return [first, second]
