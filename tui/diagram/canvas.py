@@ -260,7 +260,7 @@ def path_text(model: StateDiagram, width: int) -> Text:
 
 
 def legend(width: int) -> list[Text]:
-    first = Text("✗ never reported by the tracepoint: a request socket (NEW_SYN_RECV) changes no socket's state; "
+    first = Text("✗ never reported by Linux: a request socket (NEW_SYN_RECV) changes no socket's state; "
                  "TIME-WAIT is a mini-socket (the full one goes FIN_WAIT2 / CLOSING → CLOSE), its 2MSL end no "
                  "state change.", DIM)
     second = Text("FIN-WAIT-1 → TIME-WAIT (rcv FIN,ACK) shows as FIN_WAIT1 → FIN_WAIT2 → CLOSE. N/s: over the "

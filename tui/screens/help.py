@@ -26,6 +26,9 @@ PANES = [
     ("5  t", "Timeline", "the life of the selected connection (or our client): calls, states, bytes"),
     ("6  h", "History", "the last 5,000 closed connections, newest first: owner, lifetime, bytes each way, how "
                         "each ended (FIN / RST); / filters, Enter shows one"),
+    ("8  D", "Diagram", "TCP's state machine live: sockets per state now, transitions per second and since start on "
+                        "each edge (the tracepoint), what causes each edge, the followed connection's path lit; / "
+                        "filters (counts and edges of matching sockets)"),
 ]
 
 KEYS = [
@@ -43,7 +46,7 @@ KEYS = [
           "back to the table)"),
     ("g", "process view: connections and throughput per process, in the Connections pane's place"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
-    ("Alt+1 … Alt+6", "switch panes from inside a text field too (there digits are text)"),
+    ("Alt+1 … Alt+6, Alt+8", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
     ("N", "network namespace: show every namespace (a Netns column in Listening and Connections), ours, a "
