@@ -18,9 +18,10 @@ and the path of one followed 4-tuple (the edges it took, oldest first, at most `
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
 import msgspec
 from sockmon.core.records import Snapshot, Socket, Transition
@@ -124,6 +125,7 @@ EDGES: tuple[Edge, ...] = (
 )
 EDGE_BY_KEY: dict[tuple[int, int], Edge] = {e.key: e for e in EDGES}
 KNOWN_CODES = frozenset(STATES)
+_STATE = attrgetter("state")
 MAX_EDGES = len(KNOWN_CODES) * len(KNOWN_CODES)  # 12 × 12: every (old, new) pair of known states
 WINDOW = 10  # seconds of the sliding rate window (one bucket a second)
 MAX_WINDOW = 60
@@ -228,7 +230,8 @@ class StateDiagram:
     # ------------------------------------------------------------------ feeding
     def update(self, snapshot: Snapshot | None, transitions: Iterable[Transition] = ()) -> None:
         by_tuple = None
-        if self.pred is not None and snapshot is not None:
+        transitions = list(transitions)
+        if self.pred is not None and snapshot is not None and transitions:
             by_tuple = {four_tuple_key(s.src, s.sport, s.dst, s.dport): s for s in snapshot.sockets}
         for tr in transitions:
             self._transition(tr, by_tuple)
@@ -246,17 +249,12 @@ class StateDiagram:
 
     def _count(self, snapshot: Snapshot) -> None:
         pred = self.pred
-        counts: dict[int, int] = {}
-        total = 0
-        for s in snapshot.sockets:
-            if pred is not None and not pred(s):
-                continue
-            counts[s.state] = counts.get(s.state, 0) + 1
-            total += 1
-        self.counts, self.total = counts, total
+        socks = snapshot.sockets if pred is None else [s for s in snapshot.sockets if pred(s)]
+        self.counts, self.total = dict(Counter(map(_STATE, socks))), len(socks)
         if self.followed is not None:
+            _, fsport, _, fdport = self.followed
             for s in snapshot.sockets:
-                if four_tuple_key(s.src, s.sport, s.dst, s.dport) == self.followed:
+                if s.sport == fsport and s.dport == fdport and four_tuple_key(s.src, s.sport, s.dst, s.dport) == self.followed:
                     self.current = s.state  # a timewait socket: TIME_WAIT, though its last edge went to CLOSE
                     break
             else:
