@@ -243,6 +243,9 @@ def path_text(model: StateDiagram, width: int) -> Text:
     src, sport, dst, dport = model.followed
     t.append("Followed ", HEAD)
     t.append_text(safe_text(f"{src}:{sport} → {dst}:{dport}"))
+    if model.current is not None:  # first: it survives a narrow screen's cut
+        t.append(" now ", DIM)
+        t.append(state_name(model.current), Style(color=state_color(model.current), bold=True, reverse=True))
     t.append(": ")
     edges = model.path_edges()
     if not edges:
@@ -252,9 +255,6 @@ def path_text(model: StateDiagram, width: int) -> Text:
             t.append(state_name(old), Style(color=state_color(old)))
         t.append(" → ", NEWEST_STYLE if i == len(edges) - 1 else PATH_STYLE)
         t.append(state_name(new), Style(color=state_color(new), bold=True))
-    if model.current is not None:
-        t.append("  now ", DIM)
-        t.append(state_name(model.current), Style(color=state_color(model.current), bold=True))
     t.truncate(width, overflow="ellipsis")
     return t
 
