@@ -14,6 +14,7 @@ from collections import deque
 import pytest
 from sockmon.core.lab import timeline as tl
 from sockmon.core.table import closed as closed_module
+from sockmon.core.table import statemachine as sm
 from sockmon.tui import app as app_module
 from sockmon.tui.app import SockmonApp
 from sockmon.tui.widgets import rows as rows_module
@@ -115,11 +116,15 @@ async def test_churn_keeps_every_event_fed_structure_within_its_cap():
         assert len(closed._waiting) <= closed.max_waiting and len(closed._departed) <= closed.max_waiting
         assert len(closed._owners) <= closed.max_owners
         assert app.closed_pane.table.row_count == closed_module.MAX_CLOSED
+        diagram = app.diagram  # the state diagram: ≤ 12 × 12 edges × window buckets, the path capped
+        assert diagram.transitions_seen >= 3 * CONNECTIONS
+        assert len(diagram._rates) <= sm.MAX_EDGES and diagram.bucket_cells() <= sm.MAX_EDGES * diagram.window
+        assert len(diagram.path) <= sm.MAX_PATH
 
         # and nothing else grows with the events: no container in the app, its widgets or our models
         # comes near the number of transitions seen (the old TimelinePane._seen held one per transition)
         live = len(app.snapshot.sockets)
-        objects = [app, model, *app.screen_stack[0].query("*")]  # the history: its own caps, above
+        objects = [app, model, app.diagram, *app.screen_stack[0].query("*")]  # the history: its own caps, above
         objects += [w.rows for w in app.screen_stack[0].query("VirtualTable")]
         for obj in objects:
             for name, n in containers(obj):

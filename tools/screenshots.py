@@ -232,22 +232,96 @@ async def shoot(out: str, size: tuple[int, int]) -> list[str]:
     return saved
 
 
+async def shoot_diagram(out: str, size: tuple[int, int] = (200, 60)) -> list[str]:
+    """The Diagram pane at 200×60 under steady loopback churn (graceful closes, every fifth one a linger-0
+    abort), following one connection from ESTABLISHED through its close."""
+    import struct
+    import threading
+    import time
+
+    from sockmon.core.states import CLOSE, FIN_WAIT2
+    from sockmon.tui.app import SockmonApp
+
+    lst = socket.socket()
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(64)
+    port = lst.getsockname()[1]
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            c = socket.create_connection(("127.0.0.1", port))
+            a, _ = lst.accept()
+            if i % 5 == 4:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            try:
+                a.recv(1)
+            except ConnectionResetError:
+                pass  # the abort's RST
+            a.close()
+            i += 1
+            time.sleep(0.08)
+
+    saved: list[str] = []
+    app = SockmonApp(interval=0.5)
+    async with app.run_test(size=size) as pilot:
+        followed = socket.create_connection(("127.0.0.1", port))
+        peer, _ = lst.accept()
+        worker = threading.Thread(target=churn, daemon=True)
+        worker.start()
+        try:
+            loop = asyncio.get_running_loop()
+            local = followed.getsockname()[1]
+            end = loop.time() + 10
+            row = None
+            while row is None and loop.time() < end:
+                await pilot.pause(0.2)
+                row = next((s for s in app.connections.table.visible_rows() if s.sport == local), None)
+            if row is None:
+                raise SystemExit("the followed connection never showed in the table")
+            app.lab.follow_socket(row)
+            await pilot.press("D")
+            # the tracepoint is host-wide (it names no namespace): the filter keeps this churn's port only
+            app.query_one("#diagram-filter").value = f"port:{port}"
+            await pilot.pause(1.5)
+            followed.close()
+            await pilot.pause(0.3)
+            peer.close()
+            end = loop.time() + 10
+            while (FIN_WAIT2, CLOSE) not in app.diagram.path_edges() and loop.time() < end:
+                await pilot.pause(0.2)
+            await pilot.pause(4.0)  # a few seconds of rates
+            saved.append(app.save_screenshot("diagram.svg", out))
+        finally:
+            stop.set()
+            worker.join(5)
+            lst.close()
+    return saved
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "screenshots"))
     ap.add_argument("--size", default="160x45")
     ap.add_argument("--no-netns", action="store_true", help="use the current namespace (shows every socket)")
+    ap.add_argument("--only", choices=("diagram",), help="shoot only this one (the diagram: 200x60)")
     args = ap.parse_args()
     if not args.no_netns:
         sys.path.insert(0, os.path.join(ROOT, "bench"))
         from connpool import reexec_in_private_netns
 
-        rc = reexec_in_private_netns("smshots", "SOCKMON_SHOTS_NS", ["--out", args.out, "--size", args.size])
+        extra = ["--only", args.only] if args.only else []
+        rc = reexec_in_private_netns("smshots", "SOCKMON_SHOTS_NS", ["--out", args.out, "--size", args.size, *extra])
         if rc is not None:
             return rc
     w, h = (int(x) for x in args.size.lower().split("x"))
     os.makedirs(args.out, exist_ok=True)
-    for path in asyncio.run(shoot(args.out, (w, h))):
+    paths = [] if args.only else asyncio.run(shoot(args.out, (w, h)))
+    paths += asyncio.run(shoot_diagram(args.out))
+    for path in paths:
         print(path)
     return 0
 

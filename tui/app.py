@@ -40,10 +40,12 @@ from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.core.table.closed import ClosedHistory
 from sockmon.core.table.collector import Update
 from sockmon.core.table.diff import diff as snapshot_diff
-from sockmon.core.table.history import TransitionHistory
+from sockmon.core.table.history import TransitionHistory, four_tuple_key
 from sockmon.core.table.rates import process_totals, rates_between
+from sockmon.core.table.statemachine import StateDiagram
 from sockmon.core.table.summary import Summary, summarize
 from sockmon.core.text import inert
+from sockmon.tui.diagram.pane import DiagramPane
 from sockmon.tui.lab.client import ClientPane
 from sockmon.tui.lab.forms import LabPane, event_error_line, quiet_stop
 from sockmon.tui.lab.server import ServerPane
@@ -103,6 +105,7 @@ TABS = {
     "timeline": "5 Timeline",
     "history": "6 History",
     "scenarios": "7 Scenarios",
+    "diagram": "8 Diagram",
 }
 NON_ROOT_BANNER = ("non-root: owners of other users' sockets hidden (/proc/PID/fd needs root) · transitions "
                    "inferred, not exact (tracefs needs root) · other processes' options unreadable (pidfd_getfd)")
@@ -151,6 +154,7 @@ class SockmonApp(App[int]):
         Binding("5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline"),
         Binding("6", "show_pane('history')", "History", show=False, id="pane.history"),
         Binding("7", "show_pane('scenarios')", "Scenarios", show=False, id="pane.scenarios"),
+        Binding("8", "show_pane('diagram')", "Diagram", show=False, id="pane.diagram"),
         # from inside a text field too (digits there are text); also what Esc-then-digit arrives as
         Binding("alt+1", "show_pane('sockets')", "Listening+Connections", show=False, id="pane.sockets_alt"),
         Binding("alt+2", "show_pane('keepalive')", "Keepalive", show=False, id="pane.keepalive_alt"),
@@ -159,6 +163,9 @@ class SockmonApp(App[int]):
         Binding("alt+5", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_alt"),
         Binding("alt+6", "show_pane('history')", "History", show=False, id="pane.history_alt"),
         Binding("alt+7", "show_pane('scenarios')", "Scenarios", show=False, id="pane.scenarios_alt"),
+        Binding("alt+8", "show_pane('diagram')", "Diagram", show=False, id="pane.diagram_alt"),
+        Binding("D", "show_pane('diagram')", "Diagram", show=False, id="pane.diagram_d",
+                tooltip="State diagram: TCP's state machine live (counts, transitions per second, the followed path)"),
         Binding("l", "show_pane('listening')", "Listening", show=False, id="pane.listening"),
         Binding("c", "show_pane('connections')", "Connections", show=False, id="pane.connections"),
         Binding("t", "show_pane('timeline')", "Timeline", show=False, id="pane.timeline_t"),
@@ -222,6 +229,7 @@ class SockmonApp(App[int]):
         self._last_error: str | None = None
         self.process_view = False  # the Connections pane's place shows the totals per process (g)
         self.lab = LabWiring(self)  # the lab panes' timeline model and its routes
+        self.diagram = StateDiagram()  # the Diagram pane's model: fed every update, follows the lab's 4-tuple
         self.socket_types: frozenset[str] = TCP_ONLY  # what Listening / Connections show (`u`)
         self.names = None  # sockmon.core.names.Names while names are on (`n`); numbers by default
         self._names_obj = None  # kept across toggles: its cache survives turning names off and on
@@ -257,6 +265,8 @@ class SockmonApp(App[int]):
                 yield ClosedPane(id="closed")
             with TabPane(TABS["scenarios"], id="scenarios"):
                 yield ScenariosPane(id="scenarios-pane")
+            with TabPane(TABS["diagram"], id="diagram"):
+                yield DiagramPane(self.diagram, id="diagram-pane")
         yield StatusBar(id="status")
         yield Footer(compact=True)
 
@@ -509,6 +519,7 @@ class SockmonApp(App[int]):
         if closed.version != history.version or update.transition_source != history.source:
             history.show_records(closed.records(), version=closed.version, total=closed.total,
                                  source=update.transition_source)
+        self._route_diagram(None if update.error else snapshot, transitions, update.transition_source)
         dropped, self._dropped_transitions = self._dropped_transitions, 0
         status = dict(collect_ms=update.duration_ms, transition_source=update.transition_source,
                       overruns=update.overruns + update.dropped_transitions + dropped)
@@ -551,6 +562,19 @@ class SockmonApp(App[int]):
         counts = {STATE_CODES[name]: n for name, n in summary.by_state.items() if name in STATE_CODES}
         self.status.show(counts=counts, total=summary.total, source=snapshot.source, **status)
         self._update_detail()
+
+    def _route_diagram(self, snapshot: Snapshot | None, transitions: list[Transition], source: str) -> None:
+        """The state diagram: this update's transitions and counts, then the 4-tuple the lab follows (its
+        life so far from the transition history, which already holds this update's transitions)."""
+        diagram = self.diagram
+        diagram.update(snapshot, transitions)
+        followed = self.lab.model.followed_tuple
+        if followed is not None and followed[1]:
+            diagram.follow(followed, self.history.life(four_tuple_key(*followed)))
+        else:
+            diagram.follow(None)
+        for pane in self.query(DiagramPane).results(DiagramPane):
+            pane.show(snapshot.owners if snapshot is not None else None, source)
 
     def _lab_ident(self, snapshot: Snapshot) -> str | None | bool:
         """The ``Socket.netns`` of the lab's sockets in this snapshot: None in a one-namespace view of the
@@ -832,6 +856,9 @@ class SockmonApp(App[int]):
             self.listening.focus_table()
         elif name == "history":
             self.closed_pane.focus_table()
+        elif name == "diagram":
+            for pane in self.query(DiagramPane).results(DiagramPane):
+                pane.focus_view()
         elif name == "keepalive":
             self.keepalive.focus_table()
             self.keepalive.show_cursor_row()
@@ -856,6 +883,10 @@ class SockmonApp(App[int]):
         tab = self.query_one("#tabs", TabbedContent).active
         if tab == "keepalive":
             self.call_after_refresh(self.keepalive.timers.action_focus_filter)
+            return
+        if tab == "diagram":
+            for pane in self.query(DiagramPane).results(DiagramPane):
+                self.call_after_refresh(pane.action_focus_filter)
             return
         self.set_process_view(False)
         pane = self.listening if self.listening.has_focus_within else self.connections

@@ -28,6 +28,9 @@ PANES = [
                         "each ended (FIN / RST); / filters, Enter shows one"),
     ("7", "Scenarios", "guided TCP scenarios (TIME_WAIT, CLOSE_WAIT, linger 0…): Enter runs one, each step "
                        "checked against the kernel, its rows highlighted in Connections; x stops it"),
+    ("8  D", "Diagram", "TCP's state machine live: sockets per state now, transitions per second and since start on "
+                        "each edge (the tracepoint), what causes each edge, the followed connection's path lit; / "
+                        "filters (counts and edges of matching sockets)"),
 ]
 
 KEYS = [
@@ -45,7 +48,7 @@ KEYS = [
           "back to the table)"),
     ("g", "process view: connections and throughput per process, in the Connections pane's place"),
     ("Tab / Shift+Tab", "next / previous field or button; Esc leaves a field, Enter applies it"),
-    ("Alt+1 … Alt+7", "switch panes from inside a text field too (there digits are text)"),
+    ("Alt+1 … Alt+8", "switch panes from inside a text field too (there digits are text)"),
     ("p", "pause / resume collection (countdowns freeze with the snapshot; r still refreshes once)"),
     ("r", "refresh now"),
     ("N", "network namespace: show every namespace (a Netns column in Listening and Connections), ours, a "
