@@ -366,9 +366,54 @@ def test_a_backlog_is_read_in_bounded_batches_by_either_reader(reader):
         assert tr.overruns == 0
     lst.close()
     cpus = len(tracepoint._online_cpus())
-    cap = 2 * tracepoint.PAGES_PER_BATCH * cpus * 4096 // 76 if reader == "binary" else 2000
+    cap = tracepoint.PAGES_PER_BATCH * cpus * (4096 // 76) if reader == "binary" else 2000
     assert sum(sizes) >= 30000 and len(sizes) > 10 and max(sizes) <= cap, (max(sizes), cap)
     assert tr.batch_bytes_max <= tracepoint.BATCH_BYTES
+
+
+@needs_tracing
+@pytest.mark.parametrize("skew", ["interleaved", "one CPU behind"])
+def test_the_cpus_pages_are_merged_in_time_order_with_bounded_holding(skew):
+    """Two CPUs' backlogs (pipes standing in for trace_pipe_raw, fed with built pages): every record comes
+    out once, in time order, and no batch holds more than PAGES_PER_BATCH pages of each CPU — also when
+    one CPU's whole backlog is older than the other's (the held records must not pile up)."""
+    import fcntl
+
+    per_page, pages_each = 50, 60
+    with TransitionTracer(port=1) as tr:
+        assert tr.source == "binary"
+        for fd in tr._raw_fds.values():
+            os.close(fd)
+        ident = tr._decoder.fmt.id
+        pipes = {}
+        try:
+            for cpu in (0, 1):
+                r, w = os.pipe2(os.O_NONBLOCK)
+                fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ: the whole backlog (240 KiB) fits
+                pipes[cpu] = (r, w)
+                step = 2 if skew == "interleaved" else 1  # ns between a CPU's events
+                for p in range(pages_each):
+                    k = p * per_page
+                    first = 2 * k + cpu if skew == "interleaved" else k + cpu * pages_each * per_page
+                    # the page's timestamp is its first event's; each event `step` ns after the previous
+                    body = b"".join(ev_data(0 if i == 0 else step, entry(sport=(first + step * i) % 65536,
+                                                                          ident=ident)) for i in range(per_page))
+                    os.write(w, page(10**9 + first, body))
+            tr._raw_fds = {cpu: r for cpu, (r, _w) in pipes.items()}
+            sizes, out = [], []
+            for batch in tr.batches():
+                sizes.append(len(batch))
+                out += batch
+                assert all(len(v) <= tracepoint.PAGES_PER_BATCH * per_page for v in tr._held.values())
+        finally:
+            for _r, w in pipes.values():
+                os.close(w)
+            tr._raw_fds = {}
+            for r, _w in pipes.values():
+                os.close(r)
+    assert len(out) == 2 * pages_each * per_page
+    assert all(a.ts <= b.ts for a, b in zip(out, out[1:], strict=False))
+    assert max(sizes) <= 2 * tracepoint.PAGES_PER_BATCH * per_page
 
 
 def _burst(lst: socket.socket, n: int) -> None:

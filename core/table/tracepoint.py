@@ -3,14 +3,27 @@
 `TransitionTracer` makes a private tracefs instance ``instances/sockmon-<pid>-<rand>`` (so it never
 disturbs the global trace buffer or another tool), sets its clock to ``mono`` (timestamps are
 CLOCK_MONOTONIC, the clock of `time.monotonic()`), filters ``protocol == 6`` (plus the port, if
-any), enables the event and reads ``trace_pipe`` non-blocking until EAGAIN. Call `batches()` (or
-`read()`) often (every ≤ 100 ms at high rates, docs/kernel-facts.md §3); losses are counted by the kernel per
-CPU (``per_cpu/cpuN/stats``: overrun + dropped events) and reported by `overruns`, never hidden.
+any), enables the event and reads it non-blocking until EAGAIN, by one of two readers (`source`):
 
-Bounded: a reader that fell behind finds up to 2 × `DEFAULT_BUFFER_KB` of text waiting in the
-kernel. `batches()` reads it at most `BATCH_BYTES` at a time and hands out the records of one batch
-before reading the next, so memory stays flat however large the backlog, and a caller can stop
-(SIGTERM) between batches. The dwell-time table keeps at most `MAX_OPEN` sockets (oldest evicted).
+- ``binary`` (the default when available): one fd per online CPU on ``per_cpu/cpuN/trace_pipe_raw``,
+  whose reads return ring-buffer pages, decoded by core/table/traceraw.py with the layout read from the
+  instance's ``events/header_page``, ``events/header_event`` and the event's ``format`` file (no
+  offset is assumed). The kernel formats no text: about a third of the text reader's CPU
+  (docs/kernel-facts.md §3). The CPUs' records are merged by time.
+- ``text``: ``trace_pipe`` lines (`parse_line`), when the per-CPU files or the format files are
+  missing or do not parse (`note` says why), or when asked (``reader="text"``).
+
+Call `batches()` (or `read()`) often (every ≤ 100 ms at high rates, docs/kernel-facts.md §3); losses
+are counted by the kernel per CPU (``per_cpu/cpuN/stats``: overrun + dropped events; the binary pages
+also carry the count) and reported by `overruns`, never hidden.
+
+Bounded: a reader that fell behind finds up to 2 × `DEFAULT_BUFFER_KB` waiting in the kernel.
+`batches()` reads at most `BATCH_BYTES` of text, or `PAGES_PER_BATCH` pages of each CPU, at a time and
+hands out the records of one batch before reading the next, so memory stays flat however large the
+backlog, and a caller can stop (SIGTERM) between batches. The binary reader holds back the records
+newer than what a CPU that still has pages waiting delivered (≤ `PAGES_PER_BATCH` pages of records per
+CPU: a CPU with held records is not read again until they are out) so that batches come in time
+order. The dwell-time table keeps at most `MAX_OPEN` sockets (oldest evicted).
 
 The instance is removed by `close()`, on leaving the ``with`` block (also on an exception), at
 interpreter exit (atexit) and — for the CLI — by SIGTERM turned into SystemExit. Instances left by
@@ -232,7 +245,7 @@ class TransitionTracer:
         self._raw_fds: dict[int, int] | None = None  # binary reader: CPU → its trace_pipe_raw fd
         self._decoder: TransitionDecoder | None = None
         self._page_size = 4096
-        self._held: list[tuple] = []  # binary: records newer than what a capped CPU has delivered yet
+        self._held: dict[int, list[tuple]] = {}  # binary: per CPU, records not handed out yet (time order)
         self._missed = 0  # binary: events lost as the pages' headers say
         self.bad_pages = 0  # binary: pages that did not decode (skipped; the error in `note`)
         self.source = "text"
@@ -378,18 +391,22 @@ class TransitionTracer:
     def _read_binary(self, max_pages: int) -> list[tuple] | None:
         """Records of at most ``max_pages`` pages per CPU, oldest first; None when nothing was waiting.
 
-        CPUs are read one after the other, so the records are merged by time. A CPU that still has
-        pages waiting (it hit ``max_pages``) may hold events older than what another CPU delivered:
-        records after the oldest last-read time of such CPUs are held for the next batch (at most
-        ``max_pages`` pages of each CPU's records)."""
+        The CPUs' streams are merged by time. A CPU that may still have older events waiting (it hit
+        ``max_pages``, or records of it are held) bounds what can be handed out: records after the
+        earliest such bound are held, per CPU, for the next batch, and a CPU with held records is not
+        read again until they are handed out — so at most ``max_pages`` pages of records per CPU are held."""
         decoder = self._decoder
         size = self._page_size
-        got: list[tuple] = []
-        watermark: float | None = None
+        held = self._held
+        limit: float | None = None
         read_any = False
         nbytes = 0
         for cpu, fd in list(self._raw_fds.items()):  # type: ignore[union-attr]
-            last: float | None = None
+            mine = held.get(cpu)
+            if mine:  # what this CPU has waiting is newer than its held records
+                limit = mine[-1][0] if limit is None else min(limit, mine[-1][0])
+                continue
+            got: list[tuple] = []
             pages = 0
             while pages < max_pages:
                 try:
@@ -406,7 +423,6 @@ class TransitionTracer:
                 if not page:
                     break
                 pages += 1
-                read_any = True
                 nbytes += len(page)
                 try:
                     records, missed = decoder.decode_page(page)  # type: ignore[union-attr]
@@ -415,22 +431,26 @@ class TransitionTracer:
                     self.note = f"binary reader: {self.bad_pages} undecodable page(s) skipped, last: {exc}"
                     continue
                 self._missed += missed
-                if records:
-                    got += records
-                    last = records[-1][0]
-            if pages >= max_pages and last is not None:
-                watermark = last if watermark is None else min(watermark, last)
-        if not read_any and not self._held:
+                got += records
+            read_any = read_any or pages > 0
+            if got:
+                held[cpu] = got
+                if pages >= max_pages:  # more may wait, older than the other CPUs' newest
+                    limit = got[-1][0] if limit is None else min(limit, got[-1][0])
+        if not read_any and not held:
             return None
         self.batch_bytes_max = max(self.batch_bytes_max, nbytes)
-        records = self._held + got
-        records.sort(key=_TS)
-        if watermark is not None and read_any:
-            cut = bisect.bisect_right(records, watermark, key=_TS)
-            records, self._held = records[:cut], records[cut:]
-        else:
-            self._held = []
-        return records
+        out: list[tuple] = []
+        for cpu in list(held):
+            records = held[cpu]
+            cut = len(records) if limit is None else bisect.bisect_right(records, limit, key=_TS)
+            out += records[:cut]
+            if cut == len(records):
+                del held[cpu]
+            else:
+                held[cpu] = records[cut:]
+        out.sort(key=_TS)
+        return out
 
     def read(self) -> list[Transition]:
         """Every transition waiting now, oldest first (all batches; prefer `batches()` under load)."""
@@ -532,7 +552,7 @@ class TransitionTracer:
                 os.close(fd)
             if self._raw_fds is not None:
                 self._raw_fds = {}
-            self._held = []
+            self._held = {}
             try:
                 _remove_instance(self.path)
             finally:
