@@ -44,7 +44,8 @@ def generator(rate: float, seconds: float) -> None:
             break
         due = int((now - t0) * rate)
         while n < due:
-            c = socket.create_connection(addr)
+            c = socket.socket()  # not create_connection: no getaddrinfo per connection
+            c.connect(addr)
             s, _ = lst.accept()
             c.close()
             s.close()
