@@ -475,7 +475,31 @@ def test_lost_events_reach_the_collector_as_a_resync_note(monkeypatch):
 
 
 @needs_tracing
-def test_no_instance_is_left_after_close_or_sigterm_of_watch():
+def test_the_text_reader_is_the_fallback_and_says_why(monkeypatch):
+    def broken(text):
+        raise TraceRawError("no such field")
+
+    monkeypatch.setattr(tracepoint, "parse_format", broken)
+    with TransitionTracer(port=1) as tr:
+        assert tr.source == "text" and tr._raw_fds is None and tr._fd is not None
+        assert "binary reader unavailable: TraceRawError: no such field" in tr.note
+    with pytest.raises(tracepoint.TracingUnavailable, match="binary tracepoint reader unavailable"):
+        TransitionTracer(port=1, reader="binary")
+    with pytest.raises(ValueError):
+        TransitionTracer(port=1, reader="fast")
+    assert not [n for n in list_instances() if n.startswith(f"sockmon-{os.getpid()}-")]
+    from sockmon.core.table.collector import Collector
+
+    c = Collector(interval=3600, on_update=lambda u: None, use_tracepoint=True, start=False, with_owners=False)
+    try:
+        assert c.transition_source == "tracepoint" and "binary reader unavailable" in c.tracer_note
+        assert "binary reader unavailable" in c.collect_once().note
+    finally:
+        c.stop()
+
+
+@needs_tracing
+def test_no_instance_is_left_after_close():
     with TransitionTracer() as tr:
         assert tr.source == "binary"
         fds = dict(tr._raw_fds)
@@ -483,8 +507,13 @@ def test_no_instance_is_left_after_close_or_sigterm_of_watch():
     for fd in fds.values():
         with pytest.raises(OSError):
             os.fstat(fd)
-    proc = subprocess.Popen([sys.executable, "-m", "sockmon", "watch", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+
+
+@needs_tracing
+@pytest.mark.parametrize("flag", [None, "--text-reader"])
+def test_watch_reads_binary_pages_by_default_and_leaves_nothing_on_sigterm(flag):
+    proc = subprocess.Popen([sys.executable, "-m", "sockmon", "watch", "--json", *([flag] if flag else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.monotonic() + 15
         mine: list = []
@@ -492,12 +521,14 @@ def test_no_instance_is_left_after_close_or_sigterm_of_watch():
             mine = [n for n in list_instances() if n.startswith(f"sockmon-{proc.pid}-")]
             time.sleep(0.05)
         assert mine, "watch did not make its instance"
-        root = tracepoint.tracefs_root()
-        # the binary reader is what watch reads: its per-CPU raw pipes are open, trace_pipe is not
+        time.sleep(0.2)
         links = [os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")]
-        assert any(link.endswith("trace_pipe_raw") for link in links), links
-        assert not any(link.endswith("/trace_pipe") for link in links)
-        assert root
+        raw = [link for link in links if link.endswith("/trace_pipe_raw")]
+        text = [link for link in links if link.endswith("/trace_pipe")]
+        if flag:
+            assert len(text) == 1 and not raw, links
+        else:  # one per online CPU, trace_pipe not open
+            assert len(raw) == len(tracepoint._online_cpus()) and not text, links
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=15)
     finally:
@@ -505,5 +536,5 @@ def test_no_instance_is_left_after_close_or_sigterm_of_watch():
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert err == ""  # the binary reader: nothing to say
+    assert err == ""  # nothing to say: no fall back, no loss
     assert not [n for n in list_instances() if n.startswith(f"sockmon-{proc.pid}-")]
