@@ -434,6 +434,7 @@ class TransitionTracer:
                 got += records
             read_any = read_any or pages > 0
             if got:
+                got.sort(key=_TS)  # in order already (one CPU's clock); sorted, the merge always advances
                 held[cpu] = got
                 if pages >= max_pages:  # more may wait, older than the other CPUs' newest
                     limit = got[-1][0] if limit is None else min(limit, got[-1][0])
