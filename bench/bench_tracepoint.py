@@ -1,18 +1,23 @@
-"""Benchmark: does the tracepoint reader keep every transition at 10k connections/s? (not a test)
+"""Benchmark: does the tracepoint reader keep every transition at 5k / 10k / 20k connections/s? (not a test)
 
 Generator processes each open/close loopback connections on their own listener at a fixed rate
-(both sides close: 10 transitions per connection); a reader process runs `TransitionTracer` and
-drains it every DRAIN seconds (watch: 0.05, collector: 0.1) in bounded batches (`batches()`, as
-`sockmon watch` does), counting transitions on the generators' ports. With ``--stall S`` the reader
-reads nothing for its first S seconds, so a backlog piles up in the kernel (a starved reader).
-Reports captured / expected, kernel overruns, the reader's CPU, its largest batch and its peak RSS.
+(both sides close: 10 transitions per connection); a reader process runs `TransitionTracer` with
+the binary reader (``per_cpu/cpuN/trace_pipe_raw``) or the text one (``trace_pipe``) and drains it
+every DRAIN seconds (watch: 0.05, collector: 0.1) in bounded batches (`batches()`, as `sockmon watch`
+does), counting transitions on the generators' ports. With ``--stall S`` the reader reads nothing for
+its first S seconds, so a backlog piles up in the kernel (a starved reader). Reports captured /
+expected, kernel overruns, the reader's CPU (% of one core), its largest batch and its peak RSS.
+The tracepoint is host-wide: other loopback traffic on the machine is read (and paid for) too, only
+the generators' ports are counted.
 
-    sudo python3 bench/bench_tracepoint.py [--rate 10000] [--seconds 5] [--drain 0.05,0.1] [--stall 0,3]
+    sudo python3 bench/bench_tracepoint.py [--rate 5000,10000,20000] [--reader binary,text] [--seconds 5]
+        [--drain 0.1] [--stall 0,3] [--gens 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -39,7 +44,8 @@ def generator(rate: float, seconds: float) -> None:
             break
         due = int((now - t0) * rate)
         while n < due:
-            c = socket.create_connection(addr)
+            c = socket.socket()  # not create_connection: no getaddrinfo per connection
+            c.connect(addr)
             s, _ = lst.accept()
             c.close()
             s.close()
@@ -49,7 +55,7 @@ def generator(rate: float, seconds: float) -> None:
     lst.close()
 
 
-def reader(ports: set[int], drain: float, stall: float) -> None:
+def reader(ports: set[int], drain: float, stall: float, kind: str) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from sockmon.core.table.tracepoint import TransitionTracer
 
@@ -62,7 +68,8 @@ def reader(ports: set[int], drain: float, stall: float) -> None:
     signal.signal(signal.SIGTERM, on_term)
     counts = 0
     max_batch = 0
-    with TransitionTracer() as tr:
+    with TransitionTracer(reader=kind) as tr:
+        assert tr.source == kind, tr.note
         print(tr.name, flush=True)
         c0 = time.process_time()
         time.sleep(stall)
@@ -83,12 +90,12 @@ def reader(ports: set[int], drain: float, stall: float) -> None:
                           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
 
-def run(rate: float, seconds: float, drain: float, gens: int, stall: float) -> dict:
+def run(rate: float, seconds: float, drain: float, gens: int, stall: float, kind: str) -> dict:
     me = os.path.abspath(__file__)
     gprocs = [subprocess.Popen([sys.executable, me, "--gen", str(rate / gens), str(seconds)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(gens)]
     ports = {int(p.stdout.readline()) for p in gprocs}
-    rproc = subprocess.Popen([sys.executable, me, "--reader", ",".join(map(str, ports)), str(drain), str(stall)],
+    rproc = subprocess.Popen([sys.executable, me, "--reader-proc", ",".join(map(str, ports)), str(drain), str(stall), kind],
                              stdout=subprocess.PIPE, text=True)
     instance = rproc.stdout.readline().strip()
     time.sleep(0.2)
@@ -106,40 +113,43 @@ def run(rate: float, seconds: float, drain: float, gens: int, stall: float) -> d
     rproc.wait()
     conns = sum(x["connections"] for x in results)
     left = os.path.exists(f"/sys/kernel/tracing/instances/{instance}")
-    return {"drain": drain, "stall": stall, "connections": conns, "rate": conns / wall, "expected": 10 * conns, **r,
+    return {"reader": kind, "drain": drain, "stall": stall, "connections": conns, "rate": conns / wall, "expected": 10 * conns, **r,
             "reader_cpu_pct": 100 * r["cpu_s"] / wall, "instance_left": left}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rate", type=float, default=10000)
+    ap.add_argument("--rate", default="5000,10000,20000", help="connections/s (comma list)")
+    ap.add_argument("--reader", dest="kinds", default="binary,text", help="binary and/or text (comma list)")
     ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--drain", default="0.05,0.1")
-    ap.add_argument("--gens", type=int, default=2)
+    ap.add_argument("--drain", default="0.1")
+    ap.add_argument("--gens", type=int, default=4)
     ap.add_argument("--stall", default="0", help="seconds the reader reads nothing at first (comma list)")
     ap.add_argument("--gen", nargs=2)
-    ap.add_argument("--reader", nargs=3)
+    ap.add_argument("--reader-proc", nargs=4)
     a = ap.parse_args()
     if a.gen:
         generator(float(a.gen[0]), float(a.gen[1]))
         return 0
-    if a.reader:
-        reader({int(x) for x in a.reader[0].split(",")}, float(a.reader[1]), float(a.reader[2]))
+    if a.reader_proc:
+        r = a.reader_proc
+        reader({int(x) for x in r[0].split(",")}, float(r[1]), float(r[2]), r[3])
         return 0
     print(f"# tracepoint reader benchmark — {os.cpu_count()} CPUs, Linux {os.uname().release}, "
-          f"target {a.rate:.0f} conn/s for {a.seconds:.0f} s, {a.gens} generator processes")
+          f"{a.seconds:.0f} s per row, {a.gens} generator processes (the tracepoint is host-wide)")
     print()
-    print("| drain every | stall s | connections | achieved conn/s | expected transitions | captured | lost % | "
-          "overruns | reader CPU % | largest batch | reader peak RSS MB | instance left |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for stall in (float(x) for x in a.stall.split(",")):
-        for drain in (float(x) for x in a.drain.split(",")):
-            r = run(a.rate, a.seconds, drain, a.gens, stall)
-            lost = 100 * (r["expected"] - r["captured"]) / r["expected"] if r["expected"] else 0
-            print(f"| {drain * 1000:.0f} ms | {stall:g} | {r['connections']} | {r['rate']:.0f} | {r['expected']} | "
-                  f"{r['captured']} | {lost:.2f} | {r['overruns']} | {r['reader_cpu_pct']:.0f} | "
-                  f"{r['max_batch']} ({r['max_batch_kib']:.0f} KiB) | {r['maxrss_mb']:.0f} | {r['instance_left']} |",
-                  flush=True)
+    print("| reader | target conn/s | drain every | stall s | connections | achieved conn/s | expected transitions | "
+          "captured | lost % | overruns | reader CPU % | largest batch | reader peak RSS MB | instance left |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for rate, stall, drain, kind in itertools.product((float(x) for x in a.rate.split(",")),
+                                                      [float(x) for x in a.stall.split(",")],
+                                                      [float(x) for x in a.drain.split(",")], a.kinds.split(",")):
+        r = run(rate, a.seconds, drain, a.gens, stall, kind)
+        lost = 100 * (r["expected"] - r["captured"]) / r["expected"] if r["expected"] else 0
+        print(f"| {kind} | {rate:.0f} | {drain * 1000:.0f} ms | {stall:g} | {r['connections']} | {r['rate']:.0f} | "
+              f"{r['expected']} | {r['captured']} | {lost:.2f} | {r['overruns']} | {r['reader_cpu_pct']:.0f} | "
+              f"{r['max_batch']} ({r['max_batch_kib']:.0f} KiB) | {r['maxrss_mb']:.0f} | {r['instance_left']} |",
+              flush=True)
     return 0
 
 

@@ -82,6 +82,7 @@ class Collector:
         self._pending: list[Transition] = []
         self._dropped = 0
         self._tracer = None
+        self._overruns_seen = 0  # the tracer's overrun count at the previous tick
         self.tracer_note = ""
         self._use_tracepoint = use_tracepoint
         self._idents = NetnsIdents()  # ALL_NETNS: an unnamed namespace keeps its pid:N while it lives
@@ -178,7 +179,9 @@ class Collector:
             if ok:
                 try:
                     self._tracer = TransitionTracer(port=self.port)
-                    self.tracer_note = ""
+                    self._overruns_seen = 0
+                    # the binary reader is the default; a fall back to the text one says why
+                    self.tracer_note = self._tracer.note if self._tracer.source != "binary" else ""
                 except OSError as exc:
                     self.tracer_note = f"tracepoint unavailable: {exc}"
             else:
@@ -276,6 +279,7 @@ class Collector:
                 self._since = advance_since(self._since, d, snap)
             else:
                 self._since = dict.fromkeys(socket_keys(snap.sockets), snap.taken_at)
+            lost_note = ""
             if self._tracer is not None:
                 self._drain()
                 transitions = tuple(self._pending)
@@ -283,6 +287,10 @@ class Collector:
                 if snap.netns == ALL_NETNS and transitions:
                     transitions = _name_netns(transitions, snap, prev)
                 overruns = self._tracer.overruns
+                if overruns > self._overruns_seen:  # lost events: this tick's full dump is the resync
+                    lost_note = (f"tracepoint lost {overruns - self._overruns_seen} events (kernel buffer "
+                                 f"overrun): states resynced from the full dump")
+                    self._overruns_seen = overruns
             else:
                 transitions = d.transitions if d is not None else ()
                 overruns = 0
@@ -290,7 +298,7 @@ class Collector:
             rates = self._rates.update(snap) if self.with_info else None
             processes = process_totals(snap, rates) if self._processes else None
             drain_error, self._drain_error = self._drain_error, None
-            notes = "; ".join(n for n in (snap.note, self.tracer_note, drain_error) if n)
+            notes = "; ".join(n for n in (snap.note, self.tracer_note, drain_error, lost_note) if n)
             dropped, self._dropped = self._dropped, 0
             update = Update(snap, d, transitions, summary, (time.perf_counter() - t0) * 1000.0, overruns, source,
                             None, notes, dropped, base_taken_at=base, rates=rates, processes=processes)

@@ -3,14 +3,27 @@
 `TransitionTracer` makes a private tracefs instance ``instances/sockmon-<pid>-<rand>`` (so it never
 disturbs the global trace buffer or another tool), sets its clock to ``mono`` (timestamps are
 CLOCK_MONOTONIC, the clock of `time.monotonic()`), filters ``protocol == 6`` (plus the port, if
-any), enables the event and reads ``trace_pipe`` non-blocking until EAGAIN. Call `batches()` (or
-`read()`) often (every ≤ 100 ms at high rates, docs/kernel-facts.md §3); losses are counted by the kernel per
-CPU (``per_cpu/cpuN/stats``: overrun + dropped events) and reported by `overruns`, never hidden.
+any), enables the event and reads it non-blocking until EAGAIN, by one of two readers (`source`):
 
-Bounded: a reader that fell behind finds up to 2 × `DEFAULT_BUFFER_KB` of text waiting in the
-kernel. `batches()` reads it at most `BATCH_BYTES` at a time and hands out the records of one batch
-before reading the next, so memory stays flat however large the backlog, and a caller can stop
-(SIGTERM) between batches. The dwell-time table keeps at most `MAX_OPEN` sockets (oldest evicted).
+- ``binary`` (the default when available): one fd per online CPU on ``per_cpu/cpuN/trace_pipe_raw``,
+  whose reads return ring-buffer pages, decoded by core/table/traceraw.py with the layout read from the
+  instance's ``events/header_page``, ``events/header_event`` and the event's ``format`` file (no
+  offset is assumed). The kernel formats no text: about a third of the text reader's CPU
+  (docs/kernel-facts.md §3). The CPUs' records are merged by time.
+- ``text``: ``trace_pipe`` lines (`parse_line`), when the per-CPU files or the format files are
+  missing or do not parse (`note` says why), or when asked (``reader="text"``).
+
+Call `batches()` (or `read()`) often (every ≤ 100 ms at high rates, docs/kernel-facts.md §3); losses
+are counted by the kernel per CPU (``per_cpu/cpuN/stats``: overrun + dropped events; the binary pages
+also carry the count) and reported by `overruns`, never hidden.
+
+Bounded: a reader that fell behind finds up to 2 × `DEFAULT_BUFFER_KB` waiting in the kernel.
+`batches()` reads at most `BATCH_BYTES` of text, or `PAGES_PER_BATCH` pages of each CPU, at a time and
+hands out the records of one batch before reading the next, so memory stays flat however large the
+backlog, and a caller can stop (SIGTERM) between batches. The binary reader holds back the records
+newer than what a CPU that still has pages waiting delivered (≤ `PAGES_PER_BATCH` pages of records per
+CPU: a CPU with held records is not read again until they are out) so that batches come in time
+order. The dwell-time table keeps at most `MAX_OPEN` sockets (oldest evicted).
 
 The instance is removed by `close()`, on leaving the ``with`` block (also on an exception), at
 interpreter exit (atexit) and — for the CLI — by SIGTERM turned into SystemExit. Instances left by
@@ -20,8 +33,10 @@ crashed runs (their pid is gone) are removed by `cleanup_stale_instances()`.
 from __future__ import annotations
 
 import atexit
+import bisect
 import ctypes
 import ctypes.util
+import dataclasses
 import errno as _errno
 import itertools
 import os
@@ -30,10 +45,18 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from operator import itemgetter
 
 from sockmon.core.errors import SockmonError
 from sockmon.core.records import Transition
 from sockmon.core.states import STATE_CODES
+from sockmon.core.table.traceraw import (
+    TraceRawError,
+    TransitionDecoder,
+    parse_format,
+    parse_header_event,
+    parse_header_page,
+)
 
 TRACEFS = "/sys/kernel/tracing"
 EVENT = "events/sock/inet_sock_set_state"
@@ -48,10 +71,29 @@ DEFAULT_BUFFER_KB = 16384  # per CPU: ~3 s of events at 10k connections/s if the
 BATCH_BYTES = 256 * 1024  # trace_pipe text read per batch (≈ 1,300 transitions)
 _READ_CHUNK = 64 * 1024
 MAX_OPEN = 65_536  # sockets whose last transition is remembered (for dwell_ms); oldest evicted beyond
+PAGES_PER_BATCH = 16  # binary reader: ring-buffer pages read per CPU per batch (64 KiB, ≈ 850 transitions)
+READERS = ("auto", "binary", "text")
 
 
 class TracingUnavailable(SockmonError):
     pass
+
+
+_TS = itemgetter(0)
+
+
+def _online_cpus() -> list[int]:
+    """The online CPUs (``/sys/devices/system/cpu/online``: "0-3,5"), else every CPU os.cpu_count() counts."""
+    try:
+        with open("/sys/devices/system/cpu/online", encoding="ascii") as fh:
+            spec = fh.read().strip()
+        cpus: list[int] = []
+        for part in spec.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.extend(range(int(lo), int(hi or lo) + 1))
+        return cpus
+    except (OSError, ValueError):
+        return list(range(os.cpu_count() or 1))
 
 
 def _mount_tracefs(path: str = TRACEFS) -> bool:
@@ -187,7 +229,12 @@ class TransitionTracer:
     """Context manager over a private tracefs instance; `read()` returns new `Transition`s."""
 
     def __init__(self, *, port: int | None = None, buffer_kb: int = DEFAULT_BUFFER_KB,
-                 root: str | None = None) -> None:
+                 root: str | None = None, reader: str = "auto") -> None:
+        """``reader``: "binary" (``per_cpu/cpuN/trace_pipe_raw``, decoded by core/table/traceraw.py),
+        "text" (``trace_pipe``) or "auto" (binary when the per-CPU files and the format parse, else text;
+        `source` says which, `note` why)."""
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {', '.join(READERS)}, got {reader!r}")
         ok, why = tracing_available() if root is None else (True, "")
         if not ok:
             raise TracingUnavailable(why)
@@ -195,6 +242,14 @@ class TransitionTracer:
         self.name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         self.path = os.path.join(self.root, "instances", self.name)  # type: ignore[arg-type]
         self._fd: int | None = None
+        self._raw_fds: dict[int, int] | None = None  # binary reader: CPU → its trace_pipe_raw fd
+        self._decoder: TransitionDecoder | None = None
+        self._page_size = 4096
+        self._held: dict[int, list[tuple]] = {}  # binary: per CPU, records not handed out yet (time order)
+        self._missed = 0  # binary: events lost as the pages' headers say
+        self.bad_pages = 0  # binary: pages that did not decode (skipped; the error in `note`)
+        self.source = "text"
+        self.note = ""
         self._rest = ""
         self._last: dict[tuple, tuple[float, int]] = {}  # 4-tuple → (ts, state) of its last transition
         self._lock = threading.Lock()
@@ -212,11 +267,63 @@ class TransitionTracer:
             if port is not None:
                 flt += f" && (sport == {int(port)} || dport == {int(port)})"
             _write(os.path.join(self.path, EVENT, "filter"), flt)
-            self._fd = os.open(os.path.join(self.path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            why = ""
+            if reader != "text":
+                try:
+                    self._open_raw()
+                except (OSError, TraceRawError) as exc:
+                    if reader == "binary":
+                        raise TracingUnavailable(f"binary tracepoint reader unavailable: {exc}") from exc
+                    why = f"{type(exc).__name__}: {exc}"
+            if self._raw_fds is not None:
+                self.source = "binary"
+                self.note = f"binary reader (trace_pipe_raw, {len(self._raw_fds)} CPUs)"
+            else:
+                self._fd = os.open(os.path.join(self.path, "trace_pipe"),
+                                   os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                self.note = "text reader (trace_pipe)" + (f"; binary reader unavailable: {why}" if why else "")
             _write(os.path.join(self.path, EVENT, "enable"), "1")
         except BaseException:
             self.close()
             raise
+
+    def _open_raw(self) -> None:
+        """The decoder (from the instance's format files) and one non-blocking fd per online CPU."""
+        def text(*parts: str) -> str:
+            for base in (self.path, self.root):
+                try:
+                    with open(os.path.join(base, *parts), encoding="ascii", errors="replace") as fh:
+                        return fh.read()
+                except FileNotFoundError:
+                    continue
+            raise TraceRawError(f"no {'/'.join(parts)} in tracefs")
+
+        layout = parse_header_page(text("events", "header_page"))
+        parse_header_event(text("events", "header_event"))
+        try:  # sub-buffers may be larger than a page (Linux ≥ 6.8); a read returns one sub-buffer
+            with open(os.path.join(self.path, "buffer_subbuf_size_kb"), encoding="ascii") as fh:
+                subbuf = int(fh.read().strip() or 0) * 1024
+        except (OSError, ValueError):
+            subbuf = 0
+        if subbuf > layout.page_size:
+            layout = dataclasses.replace(layout, data_size=subbuf - layout.data_offset)
+        self._decoder = TransitionDecoder(parse_format(text(EVENT, "format")), layout)
+        self._page_size = layout.page_size
+        fds: dict[int, int] = {}
+        try:
+            for cpu in _online_cpus():
+                try:
+                    fds[cpu] = os.open(os.path.join(self.path, "per_cpu", f"cpu{cpu}", "trace_pipe_raw"),
+                                       os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+        except BaseException:
+            for fd in fds.values():
+                os.close(fd)
+            raise
+        if not fds:
+            raise TraceRawError("no per_cpu/cpuN/trace_pipe_raw in the instance")
+        self._raw_fds = fds
 
     def __enter__(self) -> TransitionTracer:
         return self
@@ -267,13 +374,84 @@ class TransitionTracer:
         """
         while True:
             with self._lock:
-                lines = self.read_raw(max_bytes)
-                if not lines:
-                    return
-                batch = self._parse(lines)
-                del lines
+                if self._raw_fds is not None:  # binary: ≤ PAGES_PER_BATCH pages per CPU
+                    records = self._read_binary(PAGES_PER_BATCH)
+                    if records is None:
+                        return
+                    batch = self._transitions(records)
+                else:
+                    lines = self.read_raw(max_bytes)
+                    if not lines:
+                        return
+                    batch = self._parse(lines)
+                    del lines
             if batch:
                 yield batch
+
+    def _read_binary(self, max_pages: int) -> list[tuple] | None:
+        """Records of at most ``max_pages`` pages per CPU, oldest first; None when nothing was waiting.
+
+        The CPUs' streams are merged by time. A CPU that may still have older events waiting (it hit
+        ``max_pages``, or records of it are held) bounds what can be handed out: records after the
+        earliest such bound are held, per CPU, for the next batch, and a CPU with held records is not
+        read again until they are handed out — so at most ``max_pages`` pages of records per CPU are held."""
+        decoder = self._decoder
+        size = self._page_size
+        held = self._held
+        limit: float | None = None
+        read_any = False
+        nbytes = 0
+        for cpu, fd in list(self._raw_fds.items()):  # type: ignore[union-attr]
+            mine = held.get(cpu)
+            if mine:  # what this CPU has waiting is newer than its held records
+                limit = mine[-1][0] if limit is None else min(limit, mine[-1][0])
+                continue
+            got: list[tuple] = []
+            pages = 0
+            while pages < max_pages:
+                try:
+                    page = os.read(fd, size)
+                except BlockingIOError:
+                    break
+                except InterruptedError:
+                    continue
+                except OSError as exc:
+                    if exc.errno in (_errno.ENODEV, _errno.ENXIO):  # the CPU went offline
+                        os.close(self._raw_fds.pop(cpu))  # type: ignore[union-attr]
+                        break
+                    raise
+                if not page:
+                    break
+                pages += 1
+                nbytes += len(page)
+                try:
+                    records, missed = decoder.decode_page(page)  # type: ignore[union-attr]
+                except TraceRawError as exc:
+                    self.bad_pages += 1
+                    self.note = f"binary reader: {self.bad_pages} undecodable page(s) skipped, last: {exc}"
+                    continue
+                self._missed += missed
+                got += records
+            read_any = read_any or pages > 0
+            if got:
+                got.sort(key=_TS)  # in order already (one CPU's clock); sorted, the merge always advances
+                held[cpu] = got
+                if pages >= max_pages:  # more may wait, older than the other CPUs' newest
+                    limit = got[-1][0] if limit is None else min(limit, got[-1][0])
+        if not read_any and not held:
+            return None
+        self.batch_bytes_max = max(self.batch_bytes_max, nbytes)
+        out: list[tuple] = []
+        for cpu in list(held):
+            records = held[cpu]
+            cut = len(records) if limit is None else bisect.bisect_right(records, limit, key=_TS)
+            out += records[:cut]
+            if cut == len(records):
+                del held[cpu]
+            else:
+                held[cpu] = records[cut:]
+        out.sort(key=_TS)
+        return out
 
     def read(self) -> list[Transition]:
         """Every transition waiting now, oldest first (all batches; prefer `batches()` under load)."""
@@ -284,10 +462,8 @@ class TransitionTracer:
 
     def _parse(self, lines: list[str]) -> list[Transition]:
         """Transitions from trace_pipe lines, with dwell_ms when the socket's previous one is known."""
-        out: list[Transition] = []
-        append = out.append
-        last = self._last
-        make = Transition
+        records: list[tuple] = []
+        append = records.append
         mark = _MARK
         skip = len(_MARK)
         fam_of = _FAMILY_TOKEN
@@ -313,6 +489,17 @@ class TransitionTracer:
                 nw = new_of[f[9]]
             except (IndexError, KeyError, ValueError):
                 continue
+            append((ts, family, src, sport, dst, dport, old, nw))
+        return self._transitions(records)
+
+    def _transitions(self, records: list[tuple]) -> list[Transition]:
+        """`Transition`s from (ts, family, src, sport, dst, dport, old, new) records (either reader), with
+        dwell_ms when the socket's previous transition is known."""
+        out: list[Transition] = []
+        append = out.append
+        last = self._last
+        make = Transition
+        for ts, family, src, sport, dst, dport, old, nw in records:
             key = (family, src, sport, dst, dport)
             prev = last.pop(key, None)
             if prev is None and sport and old != 7:
@@ -347,7 +534,7 @@ class TransitionTracer:
                             total += int(v.strip() or 0)
             except (OSError, ValueError):
                 continue
-        return total
+        return max(total, self._missed)  # binary: the pages' missed-events counts agree, or say more
 
     def close(self) -> None:
         """Disable the event and remove the instance (idempotent)."""
@@ -362,6 +549,11 @@ class TransitionTracer:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            for fd in (self._raw_fds or {}).values():
+                os.close(fd)
+            if self._raw_fds is not None:
+                self._raw_fds = {}
+            self._held = {}
             try:
                 _remove_instance(self.path)
             finally:

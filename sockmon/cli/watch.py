@@ -1,6 +1,8 @@
 """`sockmon watch`: stream TCP state transitions until SIGINT/SIGTERM (exit 0, nothing left behind).
 
-As root: every transition from the kernel tracepoint (private tracefs instance, removed on exit).
+As root: every transition from the kernel tracepoint (private tracefs instance, removed on exit), read
+as binary ring-buffer pages (``trace_pipe_raw``, core/table/traceraw.py) when the kernel offers them, else
+(or with ``--text-reader``) as text from ``trace_pipe``.
 Otherwise, and for another namespace (`sockmon --netns NAME watch`): transitions inferred from
 consecutive snapshots. Never imports Textual.
 """
@@ -27,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--interval", dest="watch_interval", type=float, default=None, metavar="S",
                    help="poll interval (default 0.05 s with the tracepoint, 0.5 s inferred)")
     p.add_argument("--inferred", action="store_true", help="never use the tracepoint; diff snapshots")
+    p.add_argument("--text-reader", action="store_true",
+                   help="read the tracepoint as text (trace_pipe) instead of binary pages (trace_pipe_raw)")
     p.add_argument("--all-netns", action="store_true",
                    help="every network namespace: each transition says its namespace (\"netns\" in JSON; "
                         "null when the snapshots cannot tell); snapshots every --interval (default 0.5 s)")
@@ -94,7 +98,8 @@ def run(args) -> int:
         else:
             ok, why = tracing_available()
         if ok:
-            return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit)
+            reader = "text" if getattr(args, "text_reader", False) else "auto"
+            return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit, reader)
         print(f"sockmon watch: transitions inferred from snapshots ({inert(why)})", file=sys.stderr)
         return _watch_inferred(args.port, interval or 0.5, stop, emit, netns)
     finally:
@@ -107,11 +112,13 @@ BATCHES_PER_ROUND = 32  # then the overrun count is checked (and reported) befor
 FINAL_DRAIN_S = 2.0  # after SIGTERM / SIGINT: what is still waiting is written for at most this long
 
 
-def _watch_tracepoint(tracer_cls, port, interval, stop, emit) -> int:
+def _watch_tracepoint(tracer_cls, port, interval, stop, emit, reader: str = "auto") -> int:
     """Write each bounded batch before reading the next (flat memory under a backlog); a signal is
-    noticed between batches."""
+    noticed between batches. A fall back to the text reader is said on stderr."""
     reported = 0
-    with tracer_cls(port=port) as tracer:
+    with tracer_cls(port=port, reader=reader) as tracer:
+        if reader == "auto" and tracer.source != "binary":
+            print(f"sockmon watch: {inert(tracer.note)}", file=sys.stderr, flush=True)
         while True:
             n = 0
             for batch in tracer.batches():
