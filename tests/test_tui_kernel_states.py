@@ -143,11 +143,13 @@ def test_connect_timeout_leaves_no_syn_sent_on_screen():
             pane = app.query_one(ClientPane)
             await pilot.press("3")
             pane.query_one("#client-target", Input).value = f"127.0.0.1:{port}"
-            pane.query_one("#client-timeout", Input).value = "1"
+            # 3 s: long enough for a refresh to catch SYN_SENT on a loaded machine (a busy CI run holds
+            # thousands of TIME_WAITs, and a dump can take most of a second)
+            pane.query_one("#client-timeout", Input).value = "3"
             pane.focus()
             await pilot.press("o")
             await wait_for(pilot, lambda: "SYN_SENT" in client_status(app), what="SYN_SENT while connecting")
-            await wait_for(pilot, lambda: pane.connect_failed, timeout=5, what="the connect timing out")
+            await wait_for(pilot, lambda: pane.connect_failed, timeout=8, what="the connect timing out")
             await pilot.pause(0.6)
             syn_sent = subprocess.run(["ss", "-tanH", "state", "syn-sent", "dst", f"127.0.0.1:{port}"],
                                       capture_output=True, text=True, check=True).stdout.strip()

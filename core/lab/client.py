@@ -114,6 +114,7 @@ class ClientEngine(EngineLoop):
         self._family = socket.AF_INET
         self._received = bytearray()
         self._connect_ok = False
+        self._reset_by_peer = False  # a RESET ended the latest connection (set by emit)
         self._settled = threading.Event()
         self._settled.set()
         self._closed = threading.Event()
@@ -302,6 +303,7 @@ class ClientEngine(EngineLoop):
                       **failure_fields(errno.EISCONN))
             return
         self._target = format_endpoint(host, port)
+        self._reset_by_peer = False
         self.undelivered = None
         self.emit(EventKind.CALL, f"getaddrinfo({host}, {port})", conn=CONN)
         try:
@@ -485,9 +487,18 @@ class ClientEngine(EngineLoop):
 
     def _not_connected(self, what: str) -> bool:
         if self._sock is None or self._phase not in ("connected", "closing"):
-            self.emit(EventKind.FAILED, f"{what}: not connected", conn=CONN, **failure_fields(errno.ENOTCONN))
+            if self._reset_by_peer:  # a command that was queued before the peer's RST ended the connection
+                self.emit(EventKind.FAILED, f"{what}: the peer had reset the connection", conn=CONN,
+                          **failure_fields(errno.ECONNRESET))
+            else:
+                self.emit(EventKind.FAILED, f"{what}: not connected", conn=CONN, **failure_fields(errno.ENOTCONN))
             return True
         return False
+
+    def emit(self, kind: EventKind, detail: str = "", **kw) -> None:
+        if kind is EventKind.RESET:
+            self._reset_by_peer = True  # until the next connect(): later commands say why they cannot run
+        super().emit(kind, detail, **kw)
 
     def _do_send(self, data: bytes) -> None:
         with self._room:
