@@ -110,11 +110,23 @@ class Result(Struct, frozen=True):
         if self.ladder_note is not None and not self.ladder:
             return [self.ladder_note]
         head = f"packet ladder: {len(self.ladder)} packets"
+        conns = {(p.client, p.server) for p in self.ladder}
+        if len(conns) == 1:  # one connection: named once, its sides drawn as client / server
+            client, server = next(iter(conns))
+            head += f", client {client} ⇄ server {server}"
+
+            def labels(p: ConnPacket) -> tuple[str, str]:
+                return "client", "server"
+        else:  # several: each side by its port (the JSON lines carry the addresses)
+            head += f" of {len(conns)} connections" if conns else ""
+
+            def labels(p: ConnPacket) -> tuple[str, str]:
+                return ":" + p.client.rpartition(":")[2], ":" + p.server.rpartition(":")[2]
         if self.ladder_evicted:
             head += f" ({self.ladder_evicted} more left out: the caps)"
         if self.ladder_drops:
             head += f", {self.ladder_drops} dropped by the kernel"
-        return [head] + [f"{p.n:>4}" + packet_line(p, p.client, p.server) for p in self.ladder]
+        return [head] + [f"{p.n:>4}" + packet_line(p, *labels(p)) for p in self.ladder]
 
     def line(self) -> str:
         verdict = "ok" if self.ok else "FAILED"
