@@ -325,3 +325,20 @@ def test_captures_are_closed_on_success_failure_exception_and_stop():
         assert len(seen["fds"]) == len(before) + 2 and len(seen["threads"]) >= 2, (mode, seen)
         assert packet_fds() == before, mode
         assert ladder_threads() == [], mode
+
+
+@needs_root
+@pytest.mark.root
+def test_refused_and_timeout_ladder_shows_the_rst_and_the_syn_retries_inside_the_namespace():
+    _lines, ladder, result = lab_json("refused-and-timeout", timeout=90)
+    port = result["observed"]["port"]
+    refused = [rung(p) for p in ladder if p["server"] == f"127.0.0.1:{port}"]
+    # connect() to a closed port on lo: SYN, then the kernel's RST (twice: blocking, then non-blocking)
+    assert refused == [("c>s", ("SYN",), 0, None, 0), ("s>c", ("RST", "ACK"), 0, 1, 0)] * 2, refused
+    # the blackholed destination, captured in the client's namespace: the SYN and its retry, no answer
+    far = [p for p in ladder if p["server"].startswith("10.213.0.2:")]
+    assert {p["client"].rpartition(":")[0] for p in far} == {"10.213.0.1"}, far
+    rows = [rung(p) for p in far]
+    assert len(rows) >= 2 and set(rows) == {("c>s", ("SYN",), 0, None, 0)}, far  # the same SYN, retried
+    assert 700 < far[1]["t_ms"] - far[0]["t_ms"] < 1600  # the initial RTO, 1 s
+    assert far[-1]["t_ms"] - far[0]["t_ms"] < 3000 + 500  # none after ETIMEDOUT (≈ 3 s)
