@@ -115,9 +115,15 @@ def test_scenario_reaches_its_states_and_leaves_nothing(name):
         time.sleep(0.2)
         transitions = tracer.read()
     assert rc == 0, out.stdout + out.stderr
-    *steps, result = lines
+    result = lines[-1]
+    steps = [x for x in lines[:-1] if "index" in x]
+    ladder = [x["ladder"] for x in lines if "ladder" in x]
     assert result["scenario"] == name and result["ok"] is True, result
     assert result["observed"]["transitions_from"] == "tracepoint"
+    # the run's packet ladder (root): after the steps, its first packet a SYN, counted in observed
+    assert lines[:len(steps)] == steps and lines[len(steps):-2] == [{"ladder": p} for p in ladder]
+    assert lines[-2]["ladder_end"]["packets"] == len(ladder)
+    assert ladder and ladder[0]["flags"] == ["SYN"] and result["observed"]["packets"] == len(ladder)
     assert steps and all(s["ok"] for s in steps) and [s["index"] for s in steps] == list(range(1, len(steps) + 1))
     assert all(s["text"] and s["checks"] for s in steps)
     seen = _table_states(steps)
@@ -280,7 +286,9 @@ def test_a_failed_check_gives_ok_false_and_exit_1():
     proc = _seam("wrong", "--json")
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1, stdout + stderr
-    step, result = (json.loads(line) for line in stdout.splitlines())
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    step, result = lines[0], lines[-1]
+    assert lines[1:-1] == [{"ladder_unavailable": "packet ladder empty: the scenario watched no port"}]
     assert step["ok"] is False and step["checks"][0]["observed"] == "ESTABLISHED"
     assert result["ok"] is False and "LISTEN" in result["failed"][0]
     assert not [r for r in ss_rows(result["observed"]["port"])]  # cleanup reset the connection

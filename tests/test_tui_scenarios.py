@@ -15,7 +15,8 @@ import subprocess
 import msgspec
 import pytest
 from sockmon.core.lab import scenarios as registry
-from sockmon.core.lab.scenarios.base import Check, Endpoint4, Scenario, Step
+from sockmon.core.lab.ladder import ConnPacket
+from sockmon.core.lab.scenarios.base import Check, Endpoint4, Result, Scenario, Step
 from sockmon.core.table.snapshot import take_snapshot
 from sockmon.core.table.tracepoint import list_instances, tracing_available
 from sockmon.tui.app import SockmonApp
@@ -55,6 +56,11 @@ def test_time_wait_runs_for_real_in_the_app_and_its_rows_are_highlighted():
             text = log_text(pane)
             for promised in ("FIN_WAIT2", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "timer counts down"):
                 assert promised in text
+            # the run's packet ladder below the narration: the handshake and both FINs
+            assert result.observed["packets"] == len(result.ladder) >= 9
+            assert f"packet ladder: {len(result.ladder)} packets" in text
+            for rung in ("──SYN seq=0", "◀──SYN,ACK seq=0 ack=1", "──FIN,ACK seq=6 ack=6", "◀──FIN,ACK seq=6 ack=7"):
+                assert rung in text, text
             assert "✗" not in text
             # the last step names the client's 4-tuple, now TIME_WAIT: the app highlights its row
             port = result.observed["port"]
@@ -158,6 +164,40 @@ async def fill(pilot) -> None:
 
 def test_snapshot_scenarios_pane_mid_scenario(snap_compare):
     assert snap_compare(ScenariosHost(), terminal_size=(100, 30), run_before=fill)
+
+
+FAKE_LADDER = tuple(
+    ConnPacket(n, t, d, f, seq, ack, 65536, 7, ln, (), client="127.0.0.1:40000", server="127.0.0.1:8080")
+    for n, t, d, f, seq, ack, ln in [
+        (1, 0.0, "c>s", ("SYN",), 0, None, 0), (2, 0.021, "s>c", ("SYN", "ACK"), 0, 1, 0),
+        (3, 0.034, "c>s", ("ACK",), 1, 1, 0), (4, 2.5, "c>s", ("PSH", "ACK"), 1, 1, 5),
+        (5, 2.61, "s>c", ("PSH", "ACK"), 1, 6, 5), (6, 3.1, "c>s", ("FIN", "ACK"), 6, 6, 0),
+        (7, 40.2, "s>c", ("FIN", "ACK"), 6, 7, 0), (8, 40.23, "c>s", ("ACK",), 7, 7, 0)])
+
+
+async def fill_with_result(pilot) -> None:
+    await fill(pilot)
+    pane = pilot.app.query_one(ScenariosPane)
+    pane.show_result(Result("time-wait", False, {"port": 8080, "packets": len(FAKE_LADDER)},
+                            failed=("step 3: client ends in TIME_WAIT",), ladder=FAKE_LADDER))
+    await pilot.pause()
+
+
+def test_snapshot_scenarios_pane_with_the_ladder(snap_compare):
+    assert snap_compare(ScenariosHost(), terminal_size=(100, 40), run_before=fill_with_result)
+
+
+def test_ladder_section_is_capped_and_the_empty_ladder_says_why():
+    from sockmon.tui.scenarios.pane import MAX_LADDER_LINES, ladder_texts
+
+    many = tuple(msgspec.structs.replace(FAKE_LADDER[3], n=i) for i in range(1, MAX_LADDER_LINES + 301))
+    out = ladder_texts(Result("short-writes", True, {}, ladder=many))
+    assert len(out) == MAX_LADDER_LINES + 2
+    assert out[0].plain == f"── packet ladder: {len(many)} packets, client 127.0.0.1:40000 ⇄ server 127.0.0.1:8080 ──"
+    assert out[-1].plain.startswith("… 300 more packets")
+    why = "packet ladder empty: socket(AF_PACKET) = EPERM\x1b[31m"
+    out = ladder_texts(Result("time-wait", True, {}, ladder_note=why))
+    assert [t.plain for t in out] == ["packet ladder empty: socket(AF_PACKET) = EPERM\\x1b[31m"]
 
 
 # ------------------------------------------------------------------------------ bounds

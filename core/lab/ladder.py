@@ -337,15 +337,17 @@ def _ins(code: int, jt: int = 0, jf: int = 0, k: int = 0) -> tuple[int, int, int
     return (code, jt, jf, k & 0xFFFFFFFF)
 
 
-def port_filter(port_a: int, port_b: int, loopback_ifindex: int | None = None, snaplen: int = SNAPLEN
+def port_filter(port_a: int, port_b: int | None, loopback_ifindex: int | None = None, snaplen: int = SNAPLEN
                 ) -> list[tuple[int, int, int, int]]:
     """The classic BPF program (as ``tcpdump -dd`` prints it) that accepts TCP over IPv4 / IPv6 in
     Ethernet frames between ``port_a`` and ``port_b`` (either way), nothing else; the same instructions
     as ``tcpdump -dd 'tcp and ((src port A and dst port B) or (src port B and dst port A))'`` with the
     IPv4 and IPv6 branches sharing the port checks (X = the IP header length, 40 for IPv6: no extension
     headers). With ``loopback_ifindex``, a packet on that device is kept only as it leaves
-    (PACKET_OUTGOING): the loopback device shows every packet twice."""
-    a, b = port_a & 0xFFFF, port_b & 0xFFFF
+    (PACKET_OUTGOING): the loopback device shows every packet twice. ``port_b`` None: every connection
+    with ``port_a`` on either side (``tcp port A``; a scenario's listening port, `PortCapture`)."""
+    a = port_a & 0xFFFF
+    b = 0 if port_b is None else port_b & 0xFFFF
     prog: list = []
     labels: dict[str, int] = {}
 
@@ -370,15 +372,21 @@ def port_filter(port_a: int, port_b: int, loopback_ifindex: int | None = None, s
     jmp(0x15, 6, None, "drop")                          # jeq #6 (TCP)
     prog.append(_ins(0x01, k=40))                       # ldx #40             X = IPv6 header length
     at("ports")
-    prog.append(_ins(0x48, k=14))                       # ldh [x + 14]        source port
-    jmp(0x15, a, "dst_b", None)                         # jeq #A
-    jmp(0x15, b, "dst_a", "drop")                       # jeq #B
-    at("dst_b")
-    prog.append(_ins(0x48, k=16))                       # ldh [x + 16]        destination port
-    jmp(0x15, b, "dev", "drop")
-    at("dst_a")
-    prog.append(_ins(0x48, k=16))
-    jmp(0x15, a, "dev", "drop")
+    if port_b is None:  # tcp port A: either side
+        prog.append(_ins(0x48, k=14))                   # ldh [x + 14]        source port
+        jmp(0x15, a, "dev", None)                       # jeq #A
+        prog.append(_ins(0x48, k=16))                   # ldh [x + 16]        destination port
+        jmp(0x15, a, "dev", "drop")                     # jeq #A
+    else:
+        prog.append(_ins(0x48, k=14))                   # ldh [x + 14]        source port
+        jmp(0x15, a, "dst_b", None)                     # jeq #A
+        jmp(0x15, b, "dst_a", "drop")                   # jeq #B
+        at("dst_b")
+        prog.append(_ins(0x48, k=16))                   # ldh [x + 16]        destination port
+        jmp(0x15, b, "dev", "drop")
+        at("dst_a")
+        prog.append(_ins(0x48, k=16))
+        jmp(0x15, a, "dev", "drop")
     at("dev")
     if loopback_ifindex is not None:
         prog.append(_ins(0x20, k=SKF_AD_OFF + SKF_AD_IFINDEX))   # ld ifidx
@@ -590,7 +598,7 @@ class LadderCapture:
                     socket.if_nametoindex(self.iface)
                 except OSError:
                     raise LadderUnavailable(f"packet ladder empty: no interface {self.iface!r} here") from None
-            attach_filter(sock, port_filter(self.ladder.client_port, self.ladder.server_port, lo))
+            attach_filter(sock, self._program(lo))
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
             except OSError:  # without CAP_NET_ADMIN: at most net.core.rmem_max
@@ -610,6 +618,16 @@ class LadderCapture:
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="sockmon-ladder", daemon=True)
         self._thread.start()
+
+    def _program(self, lo: int | None) -> list[tuple[int, int, int, int]]:
+        return port_filter(self.ladder.client_port, self.ladder.server_port, lo)
+
+    def _feed(self, seg: Segment, ts: float) -> LadderPacket | None:
+        """A decoded segment → the rung to keep (None: not this capture's); sets ``_finished_at``."""
+        packet = self.ladder.feed(seg, ts)
+        if packet is not None and self.ladder.finished and self._finished_at is None:
+            self._finished_at = time.monotonic()
+        return packet
 
     def stop(self) -> None:
         """Stop reading (any thread); packets still queued in the socket are read first."""
@@ -681,12 +699,10 @@ class LadderCapture:
             self.undecoded += 1
             self.last_reason = seg
             return
-        packet = self.ladder.feed(seg, ts)
+        packet = self._feed(seg, ts)
         if packet is None:
             return
         self.log.add(packet)
-        if self.ladder.finished and self._finished_at is None:
-            self._finished_at = time.monotonic()
         if self.on_packet is not None:
             self.on_packet(packet)
 
@@ -697,6 +713,72 @@ class LadderCapture:
             self.kernel_drops += drops
         except OSError:
             pass
+
+
+class ConnPacket(LadderPacket, frozen=True, gc=False):
+    """A rung of a `PortCapture`: a `LadderPacket` that also names its connection (``client`` /
+    ``server`` as ``address:port``; the server is the side holding the captured port)."""
+
+    client: str = ""
+    server: str = ""
+
+
+MAX_CONNECTIONS = 64  # connections a PortCapture numbers apart; beyond, packets are counted, not kept
+
+
+class PortCapture(LadderCapture):
+    """Every connection with ``port`` on either side (a lab scenario's listening port): one `Ladder` per
+    connection (at most ``max_connections``; packets of further ones are counted in ``untracked``), one
+    bounded log of `ConnPacket`s numbered in capture order, ``t_ms`` counted from ``t0`` (seconds, the
+    kernel's receive-timestamp clock: ``time.time()``; None: the first packet). It never stops by itself:
+    ``stop()`` ends it. ``start()`` opens the socket in the calling thread's namespace (run it in
+    `sockmon.core.netns.run_in_netns` for a namespace)."""
+
+    def __init__(self, port: int, *, on_packet: Callable[[LadderPacket], None] | None = None,
+                 iface: str | None = None, max_packets: int = MAX_PACKETS, rcvbuf: int = RCVBUF,
+                 max_connections: int = MAX_CONNECTIONS, t0: float | None = None) -> None:
+        super().__init__(0, port, on_packet=on_packet, iface=iface, max_packets=max_packets, rcvbuf=rcvbuf,
+                         grace=0.0)
+        self.port = port
+        self.max_connections = max_connections
+        self.t0 = t0
+        self.untracked = 0  # packets of connections beyond max_connections
+        self.count = 0
+        self._ladders: dict[tuple[str, int, str], Ladder] = {}
+
+    @property
+    def connections(self) -> int:
+        return len(self._ladders)
+
+    def _program(self, lo: int | None) -> list[tuple[int, int, int, int]]:
+        return port_filter(self.port, None, lo)
+
+    def _feed(self, seg: Segment, ts: float) -> LadderPacket | None:
+        if seg.dport == self.port:
+            client, cport, server = seg.src, seg.sport, seg.dst
+        elif seg.sport == self.port:
+            client, cport, server = seg.dst, seg.dport, seg.src
+        else:
+            return None
+        key = (client, cport, server)
+        ladder = self._ladders.get(key)
+        if ladder is None:
+            if len(self._ladders) >= self.max_connections:
+                self.untracked += 1
+                return None
+            ladder = self._ladders[key] = Ladder(cport, self.port)
+        if self.t0 is None:
+            self.t0 = ts
+        if ladder._t0 is None:
+            ladder._t0 = self.t0  # one time axis for every connection of the capture
+        packet = ladder.feed(seg, ts)
+        if packet is None:
+            return None
+        self.count += 1
+        host = (lambda a: f"[{a}]") if ":" in client else (lambda a: a)
+        return ConnPacket(self.count, packet.t_ms, packet.dir, packet.flags, packet.seq, packet.ack, packet.win,
+                          packet.wscale, packet.len, packet.opts, client=f"{host(client)}:{cport}",
+                          server=f"{host(server)}:{self.port}")
 
 
 class LadderHook:
@@ -753,5 +835,5 @@ class LadderHook:
         return done
 
 
-__all__ = ["LadderHook", "LadderModel", "PacketQueue", "GRACE", "MAX_PACKETS", "Ladder", "LadderCapture", "LadderPacket", "LadderUnavailable", "PacketLog",
+__all__ = ["ConnPacket", "MAX_CONNECTIONS", "PortCapture", "LadderHook", "LadderModel", "PacketQueue", "GRACE", "MAX_PACKETS", "Ladder", "LadderCapture", "LadderPacket", "LadderUnavailable", "PacketLog",
            "Segment", "decode_frame", "decode_ip", "flag_names", "packet_line", "port_filter"]

@@ -35,7 +35,8 @@ class KernelContext(ScenarioContext):
     def table(self, port: int | None = None, *, netns: str | None = None) -> list[Socket]:
         return list(take_snapshot(netns=netns, port=port, with_info=False).sockets)
 
-    def watch_port(self, port: int) -> None:
+    def watch_port(self, port: int, *, netns: str | None = None) -> None:
+        super().watch_port(port, netns=netns)  # the packet capture (the ladder)
         if not self._use_tracepoint or port in self._tracers:
             return
         with self._lock:
@@ -111,7 +112,14 @@ def run_scenario(scenario: Scenario | str, on_step: Callable[[Step], Any] = lamb
         error = "; ".join(filter(None, [error, "cleanup: " + "; ".join(problems)]))
     ok = not failed and error is None
     observed["transitions_from"] = "tracepoint" if ctx.tracing else "snapshots"
-    return Result(scenario=scenario.name, ok=ok, observed=observed, failed=tuple(failed), error=error)
+    packets, evicted, drops = ctx.ladder()  # the captures were stopped by close()
+    observed["packets"] = len(packets)
+    note = ctx.ladder_note if not packets else None
+    if note is None and not packets and ctx.capture_packets:
+        note = "packet ladder empty: the scenario watched no port" if not ctx.captured_ports else \
+            "packet ladder empty: no packet of the watched ports was captured"
+    return Result(scenario=scenario.name, ok=ok, observed=observed, failed=tuple(failed), error=error,
+                  ladder=tuple(packets), ladder_note=note, ladder_evicted=evicted, ladder_drops=drops)
 
 
 __all__ = ["Interrupted", "KernelContext", "run_scenario"]

@@ -1,7 +1,8 @@
 """`sockmon lab --list` and `sockmon lab NAME [--json]`: run one guided scenario headless.
 
 Each step is printed as it happens (text: the narration and every check; ``--json``: one JSON line per
-step) and the last line is the result, with ``--json`` ``{"scenario": NAME, "ok": …, "observed": {…}}``.
+step), then the run's packet ladder (root: every packet of the scenario's connections, captured on ``lo``
+or inside its namespaces; without root one line saying why it is empty), and the last line is the result, with ``--json`` ``{"scenario": NAME, "ok": …, "observed": {…}}``.
 Exit status: 0 when every check held, 1 when one failed (or the scenario ended in an error), 2 for bad
 input (an unknown name: one line listing the names). SIGINT / SIGTERM stop the scenario at its next wait;
 every socket, namespace, link and tracefs instance is released before the command exits (130 / 143).
@@ -37,6 +38,26 @@ def _write(line: str) -> None:
 
 def _inert_lines(text: str) -> str:
     return "\n".join(inert(line) for line in text.split("\n"))
+
+
+def _write_ladder(result, as_json: bool) -> None:
+    """The run's packet ladder after its steps, before the result line: text, one line per packet
+    naming its connection; ``--json``, one ``{"ladder": {...}}`` line each (as ``connect --ladder
+    --json``, plus ``client`` / ``server``), then ``{"ladder_end": {...}}`` — or the one line saying why
+    it is empty (``{"ladder_unavailable": "..."}``)."""
+    if not as_json:
+        for line in result.ladder_lines():
+            _write(inert(line))
+        return
+    from sockmon.core.jsonout import keyed_line, ladder_line
+
+    for p in result.ladder:
+        _write(ladder_line(p).decode().rstrip("\n"))
+    if result.ladder_note is not None and not result.ladder:
+        _write(keyed_line("ladder_unavailable", result.ladder_note).decode().rstrip("\n"))
+    else:
+        _write(keyed_line("ladder_end", {"packets": len(result.ladder), "evicted": result.ladder_evicted,
+                                       "kernel_drops": result.ladder_drops}).decode().rstrip("\n"))
 
 
 def run(args) -> int:
@@ -90,6 +111,7 @@ def run(args) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    _write_ladder(result, args.json)
     if args.json:
         out = {"scenario": result.scenario, "ok": result.ok, "observed": result.observed}
         if result.failed:

@@ -3,7 +3,8 @@
 Enter on a scenario runs it in a worker thread (``sockmon.core.scenarios.runner.run_scenario``, never on
 the UI thread); each step arrives through ``call_from_thread`` and is written as inert text: the call made
 and the kernel's answer, why, and every check (✓ / ✗ with what the kernel said). The result line gives
-ok / FAILED and the observed figures. The 4-tuples of each step go to the app as `ScenarioSockets`; the
+ok / FAILED and the observed figures; below the narration, the run's packet ladder (every packet of the
+scenario's connections, root; else the one line saying why it is empty). The 4-tuples of each step go to the app as `ScenarioSockets`; the
 app highlights those rows in the socket lists (this pane imports no other pane). ``x`` stops a running
 scenario: it stops at its next wait and its context releases every socket, namespace, link and tracefs
 instance. The app's shutdown calls `stop_and_wait`.
@@ -29,6 +30,7 @@ from textual.widgets import OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
 MAX_LINES = 2_000  # narration lines kept (oldest first beyond)
+MAX_LADDER_LINES = 500  # packets of a run's ladder written below its narration (the rest counted)
 STOP_WAIT_S = 5.0  # shutdown waits this long for a stopped scenario's cleanup
 
 
@@ -66,6 +68,25 @@ def result_text(result: Result) -> Text:
     if result.error:
         out.append("\n  error: ", "red")
         out.append_text(safe_text(result.error))
+    return out
+
+
+def ladder_texts(result: Result, cap: int = MAX_LADDER_LINES) -> list[Text]:
+    """The run's packet ladder as inert lines: a heading, one line per packet (at most ``cap``, then how
+    many more), SYN / FIN / RST picked out; or the one line saying why it is empty."""
+    lines = result.ladder_lines()
+    if not lines:
+        return []
+    if not result.ladder:
+        return [safe_text(lines[0], "yellow")]
+    out = [Text.assemble(("── ", "dim"), safe_text(lines[0], "bold"), (" ──", "dim"))]
+    for p, line in zip(result.ladder[:cap], lines[1:cap + 1], strict=False):
+        style = "bold red" if "RST" in p.flags else "bold yellow" if "FIN" in p.flags else \
+            "bold #56b6c2" if "SYN" in p.flags else ""
+        out.append(safe_text(line, style))
+    if len(result.ladder) > cap:
+        out.append(Text(f"… {len(result.ladder) - cap} more packets (sockmon lab {result.scenario} prints "
+                        "every one)", "dim"))
     return out
 
 
@@ -141,6 +162,10 @@ class ScenariosPane(Vertical):
         self.running = None
         self.last_result = result
         self.query_one("#scenario-result", Static).update(result_text(result))
+        log = self.query_one("#scenario-log", RichLog)
+        width = log.scrollable_content_region.width or max(20, self.app.size.width - 4)
+        for line in ladder_texts(result):
+            log.write(line, width=width)
 
     def show_stopped(self, name: str) -> None:
         self.running = None

@@ -50,7 +50,7 @@ def run(ctx: ScenarioContext):
     ns = ctx.netns()
     lst = ctx.listener(backlog=BACKLOG, netns=ns)
     port = lst.getsockname()[1]
-    ctx.watch_port(port)
+    ctx.watch_port(port, netns=ns)
     before = ctx.counters(netns=ns)
     q = _queue(ctx, ns, port)
     yield ctx.step("server", f"in {ns}: listen(127.0.0.1:{port}, backlog={BACKLOG}) and never accept()",

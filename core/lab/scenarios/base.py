@@ -28,8 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from msgspec import Struct
 from sockmon.core.errors import SockmonError
+from sockmon.core.lab.ladder import MAX_PACKETS, ConnPacket, LadderUnavailable, PortCapture, packet_line
 from sockmon.core.netns import run_in_netns
 from sockmon.core.records import Socket, Transition
 from sockmon.core.states import state_name
@@ -37,6 +39,7 @@ from sockmon.core.states import state_name
 FourTuple = tuple[str, int, str, int]  # (src, sport, dst, dport) as the socket table shows the socket
 NETNS_PREFIX = "lab-"  # every namespace a scenario creates is named lab-<pid>-<random>
 POLL_S = 0.01  # how often a wait re-reads the socket table
+MAX_CAPTURES = 8  # packet captures one run opens (one per watched port and namespace); further ports: none
 
 
 class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt: not an Exception, never swallowed
@@ -96,6 +99,34 @@ class Result(Struct, frozen=True):
     observed: dict[str, Any]
     failed: tuple[str, ...] = ()  # the checks that failed, in words
     error: str | None = None  # an exception that ended the scenario early
+    ladder: tuple[ConnPacket, ...] = ()  # the run's packets (every watched port), in time order, numbered
+    ladder_note: str | None = None  # one line: why the ladder is empty (no capture could run)
+    ladder_evicted: int = 0  # packets left out beyond the caps (oldest first)
+    ladder_drops: int = 0  # packets the kernel dropped (capture buffer full)
+
+    def ladder_lines(self) -> list[str]:
+        """The ladder as text: a heading, one `packet_line` per packet (naming its connection), or the
+        one-line reason it is empty."""
+        if self.ladder_note is not None and not self.ladder:
+            return [self.ladder_note]
+        head = f"packet ladder: {len(self.ladder)} packets"
+        conns = {(p.client, p.server) for p in self.ladder}
+        if len(conns) == 1:  # one connection: named once, its sides drawn as client / server
+            client, server = next(iter(conns))
+            head += f", client {client} ⇄ server {server}"
+
+            def labels(p: ConnPacket) -> tuple[str, str]:
+                return "client", "server"
+        else:  # several: each side by its port (the JSON lines carry the addresses)
+            head += f" of {len(conns)} connections" if conns else ""
+
+            def labels(p: ConnPacket) -> tuple[str, str]:
+                return ":" + p.client.rpartition(":")[2], ":" + p.server.rpartition(":")[2]
+        if self.ladder_evicted:
+            head += f" ({self.ladder_evicted} more left out: the caps)"
+        if self.ladder_drops:
+            head += f", {self.ladder_drops} dropped by the kernel"
+        return [head] + [f"{p.n:>4}" + packet_line(p, *labels(p)) for p in self.ladder]
 
     def line(self) -> str:
         verdict = "ok" if self.ok else "FAILED"
@@ -153,6 +184,10 @@ class ScenarioContext:
         self._links: list[tuple[str | None, str]] = []  # (namespace or None, link name)
         self._closers: list[tuple[str, Callable[[], Any]]] = []  # (what, how to release it), e.g. an engine
         self._seen: dict[FourTuple, list[str]] = {}  # states the table showed for each 4-tuple, in order
+        self._captures: list[tuple[int, str | None, PortCapture]] = []  # (port, namespace, capture)
+        self.capture_packets = True  # watch_port also captures the port's packets (the ladder; root)
+        self.ladder_note: str | None = None  # why a capture could not run (the first reason)
+        self._ladder_t0: float | None = None  # one time axis for every capture of the run
         self.closed = False
 
     # ------------------------------------------------------------------ kernel view (subclass)
@@ -162,8 +197,81 @@ class ScenarioContext:
         """The kernel's TCP sockets on ``port`` (either side), in the caller's namespace or ``netns``."""
         raise NotImplementedError
 
-    def watch_port(self, port: int) -> None:
-        """Start recording transitions of connections on ``port`` (the tracepoint, root)."""
+    def watch_port(self, port: int, *, netns: str | None = None) -> None:
+        """Start recording transitions of connections on ``port`` (the tracepoint, root; subclass) and
+        capturing their packets in ``netns`` (None: the caller's namespace) for the ladder (`capture`)."""
+        self.capture(port, netns=netns)
+
+    def capture(self, port: int, *, netns: str | None = None) -> PortCapture | None:
+        """Capture the packets of every connection on ``port`` (either side) with an AF_PACKET socket
+        opened in ``netns`` (a helper thread enters it; None: the caller's namespace), on every device
+        there; call it before the first connect() so the SYN is caught. Stopped and closed by `close()`
+        (before the sockets are reset: the cleanup's own RSTs are not drawn). Without root (CAP_NET_RAW)
+        there is no capture and `ladder_note` says why; the scenario runs on. Bounded: at most
+        `MAX_CAPTURES` per run, each with the capture's own caps."""
+        if not self.capture_packets:
+            return None
+        with self._lock:
+            if self.closed:
+                raise Interrupted("the scenario was stopped")
+            if any(p == port and ns == netns for p, ns, _ in self._captures):
+                return None
+            if len(self._captures) >= MAX_CAPTURES:
+                return None
+            if self._ladder_t0 is None:
+                self._ladder_t0 = time.time()
+        cap = PortCapture(port, t0=self._ladder_t0)
+        try:
+            run_in_netns(netns, cap.start)
+        except LadderUnavailable as exc:
+            self.ladder_note = self.ladder_note or str(exc)
+            return None
+        except SockmonError as exc:  # the namespace could not be entered
+            self.ladder_note = self.ladder_note or f"packet ladder empty: {exc}"
+            return None
+        with self._lock:
+            self._captures.append((port, netns, cap))
+            if self.closed:  # stopped while the capture was being opened
+                self._captures.pop()
+                cap.stop()
+                raise Interrupted("the scenario was stopped")
+        return cap
+
+    def ladder(self) -> tuple[list[ConnPacket], int, int]:
+        """The packets of every capture so far, in time order, numbered from 1, ``t_ms`` from the first
+        (one clock: the kernel's receive timestamps of every capture) (at most `MAX_PACKETS`,
+        the newest kept), how many were left out (evicted by a capture or here) and the kernel's drops."""
+        with self._lock:
+            caps = [c for _, _, c in self._captures]
+        packets: list[ConnPacket] = []
+        evicted = drops = 0
+        for cap in caps:
+            packets += cap.packets
+            evicted += cap.evicted + cap.untracked
+            drops += cap.kernel_drops
+        packets.sort(key=lambda p: p.t_ms)
+        if len(packets) > MAX_PACKETS:
+            evicted += len(packets) - MAX_PACKETS
+            packets = packets[-MAX_PACKETS:]
+        t0 = packets[0].t_ms if packets else 0.0  # +0 ms: the run's first packet (as `connect --ladder`)
+        return [msgspec.structs.replace(p, n=i, t_ms=round(p.t_ms - t0, 3)) for i, p in enumerate(packets, 1)], \
+            evicted, drops
+
+    @property
+    def captured_ports(self) -> list[int]:
+        with self._lock:
+            return [p for p, _, _ in self._captures]
+
+    def stop_captures(self) -> list[str]:
+        """Stop and close every capture (each drains what the kernel already queued); what would not stop."""
+        with self._lock:
+            caps = [c for _, _, c in self._captures]
+        problems = []
+        for cap in caps:
+            cap.stop()
+            if not cap.wait_done(2.0):
+                problems.append(f"packet capture of port {cap.port} still running")
+        return problems
 
     def transitions(self) -> list[Transition]:
         return []
@@ -415,7 +523,7 @@ class ScenarioContext:
             namespaces, self._netns = self._netns, []
             closers, self._closers = self._closers, []
         self._stopped = True
-        problems: list[str] = []
+        problems: list[str] = self.stop_captures()  # first: the ladder ends with the scenario, not its cleanup
         for sock in sockets:
             try:
                 if sock.fileno() >= 0:

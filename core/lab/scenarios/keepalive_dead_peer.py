@@ -26,7 +26,7 @@ def run(ctx: ScenarioContext):
     la, a_addr, lb, b_addr = ctx.veth(ns_a, ns_b, "10.213.1")
     lst = ctx.listener(b_addr, netns=ns_b)
     port = lst.getsockname()[1]
-    ctx.watch_port(port)
+    ctx.watch_port(port, netns=ns_a)  # the client's side: its probes leave there
     client = ctx.tcp_socket(netns=ns_a)
     client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, IDLE)

@@ -117,7 +117,7 @@ def _blackhole(ctx: ScenarioContext):
                    observed={"blackhole_netns": [ns_a, ns_b]})
 
     port = 40000 + secrets.randbelow(20000)
-    ctx.watch_port(port)
+    ctx.watch_port(port, netns=ns_a)
     sock = ctx.tcp_socket(netns=ns_a)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, SYNCNT)
     sock.setblocking(False)
