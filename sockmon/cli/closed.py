@@ -46,13 +46,9 @@ def format_closed(records) -> list[str]:
                      fmt_endpoint(c.family, c.src, c.sport), fmt_endpoint(c.family, c.dst, c.dport), life,
                      "?" if c.bytes_received is None else str(c.bytes_received),
                      "?" if c.bytes_sent is None else str(c.bytes_sent), owner_cell(c.owner)))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {5, 6, 7}
-    out = []
-    for r in [header, *rows]:
-        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
-        out.append("  ".join(cells).rstrip())
-    return out
+    from sockmon.cli.ls import align
+
+    return align(header, rows, {5, 6, 7})
 
 
 def closed_line(c) -> str:

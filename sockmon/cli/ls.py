@@ -123,11 +123,11 @@ def _inet_rows(socks, snapshot, names, netid: bool, with_ns: bool, rates=None) -
     return rows
 
 
-def _unix_rows(snapshot, with_ns: bool) -> list[tuple[str, ...]]:
+def _unix_rows(snapshot, with_ns: bool, rate_cells: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """As ss -xan: Netid, State, queues, "path inode", "* peer-inode"."""
     rows = []
     for u in sorted(snapshot.unix, key=lambda u: (u.state != 10, u.type, u.path, u.inode)):
-        row = (u.type_name, u.state_name, str(u.recv_q), str(u.send_q), f"{inert(u.path or '*')} {u.inode}",
+        row = (u.type_name, u.state_name, str(u.recv_q), str(u.send_q), *rate_cells, f"{inert(u.path or '*')} {u.inode}",
                f"* {u.peer}", "", owner_cell(snapshot.owner(u)))
         rows.append((inert(u.netns or ""), *row) if with_ns else row)
     return rows
@@ -153,16 +153,34 @@ def format_table(snapshot, names=None, rates=None) -> list[str]:
     if with_ns:
         header = ("Netns", *header)
     rows = _inet_rows(snapshot.sockets, snapshot, names, netid, with_ns, rates)
-    rows += _inet_rows(getattr(snapshot, "udp", ()), snapshot, names, netid, with_ns, () if rates is not None else None)
-    rows += _unix_rows(snapshot, with_ns) if getattr(snapshot, "unix", ()) else []
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    # UDP rows have no tcp_info, so no rate: blank cells under Recv/s and Send/s
+    rows += _inet_rows(getattr(snapshot, "udp", ()), snapshot, names, netid, with_ns,
+                       _NO_RATES if rates is not None else None)
+    rows += _unix_rows(snapshot, with_ns, ("",) * len(rate_cols)) if getattr(snapshot, "unix", ()) else []
     lead = int(netid) + int(with_ns)  # the queue columns, right-aligned, come after State
-    right = {1 + lead, 2 + lead, *range(3 + lead, 3 + lead + len(rate_cols))}
+    return align(header, rows, {1 + lead, 2 + lead, *range(3 + lead, 3 + lead + len(rate_cols))})
+
+
+def align(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+    """Rows as columns two spaces apart, each as wide as its widest cell; columns in ``right``
+    right-aligned (numbers). The cells must already be inert."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out = []
     for r in [header, *rows]:
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)]
         out.append("  ".join(cells).rstrip())
     return out
+
+
+class _NoRates:
+    """Rates of rows that have none (UDP: no tcp_info): every cell blank."""
+
+    @staticmethod
+    def get(_sock):
+        return None
+
+
+_NO_RATES = _NoRates()
 
 
 def run(args) -> int:

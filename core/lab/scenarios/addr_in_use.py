@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, errno_name, four_tuple_of, reverse
+from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, errno_name
 
 
 def _bind(ctx: ScenarioContext, port: int, reuse: bool) -> tuple[socket.socket, OSError | None]:
@@ -22,14 +22,8 @@ def _bind(ctx: ScenarioContext, port: int, reuse: bool) -> tuple[socket.socket, 
 
 
 def run(ctx: ScenarioContext):
-    lst = ctx.listener(reuseaddr=True)
-    port = lst.getsockname()[1]
-    ctx.watch_port(port)
-    client = ctx.tcp_socket()
-    client.connect(("127.0.0.1", port))
-    server = ctx.accept(lst)
-    c = four_tuple_of(client)
-    s = reverse(c)
+    pair = ctx.loopback_pair(reuseaddr=True)
+    lst, port, client, server, c, s = pair.listener, pair.port, pair.client, pair.server, pair.c, pair.s
     chk, _ = ctx.check_row("connection ESTABLISHED", s, "ESTABLISHED")
     yield ctx.step("server", f"listen on 127.0.0.1:{port} (SO_REUSEADDR on, as servers do); client connects",
                    sockets=[c, s], checks=[chk])

@@ -147,6 +147,19 @@ class Scenario:
     needs_root: bool = False
 
 
+@dataclass(frozen=True)
+class LoopbackPair:
+    """`ScenarioContext.loopback_pair`: listener, its port, client, accepted server socket, and the
+    client's (``c``) and server's (``s``) 4-tuples."""
+
+    listener: socket.socket
+    port: int
+    client: socket.socket
+    server: socket.socket
+    c: FourTuple
+    s: FourTuple
+
+
 def reverse(ft: FourTuple) -> FourTuple:
     return (ft[2], ft[3], ft[0], ft[1])
 
@@ -428,6 +441,19 @@ class ScenarioContext:
         self._own(conn)
         conn.settimeout(listener.gettimeout())
         return conn
+
+    def loopback_pair(self, *, reuseaddr: bool = False) -> LoopbackPair:
+        """The start most scenarios share: a listener on a port the kernel picks (its packets captured:
+        `watch_port`), a client connected to it on 127.0.0.1 and the server's accepted socket — all owned
+        by the context — and the client's 4-tuple with its reverse (the server's)."""
+        lst = self.listener(reuseaddr=reuseaddr)
+        port = lst.getsockname()[1]
+        self.watch_port(port)
+        client = self.tcp_socket()
+        client.connect(("127.0.0.1", port))
+        server = self.accept(lst)
+        c = four_tuple_of(client)
+        return LoopbackPair(lst, port, client, server, c, reverse(c))
 
     def release(self, sock: socket.socket) -> None:
         """Forget a socket the scenario closed itself."""

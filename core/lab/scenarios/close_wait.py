@@ -4,20 +4,14 @@ the kernel's tcp_fin_timeout timer (stated from the table, not waited for) or, h
 
 from __future__ import annotations
 
-from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, four_tuple_of, read_sysctl, reverse
+from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, read_sysctl
 
 HOLD_S = 1.0  # how long the server "forgets" to close
 
 
 def run(ctx: ScenarioContext):
-    lst = ctx.listener()
-    port = lst.getsockname()[1]
-    ctx.watch_port(port)
-    client = ctx.tcp_socket()
-    client.connect(("127.0.0.1", port))
-    server = ctx.accept(lst)
-    c = four_tuple_of(client)
-    s = reverse(c)
+    pair = ctx.loopback_pair()
+    port, client, server, c, s = pair.port, pair.client, pair.server, pair.c, pair.s
     chk, _ = ctx.check_row("connection ESTABLISHED", s, "ESTABLISHED")
     yield ctx.step("client", f"connect(127.0.0.1:{port}); server: accept()", sockets=[c, s], checks=[chk])
 

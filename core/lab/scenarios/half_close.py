@@ -7,20 +7,14 @@ import hashlib
 import os
 import socket
 
-from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, four_tuple_of, reverse
+from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext
 
 N_BYTES = 200_000  # sent by the server after the client's FIN: more than one socket buffer's worth on lo
 
 
 def run(ctx: ScenarioContext):
-    lst = ctx.listener()
-    port = lst.getsockname()[1]
-    ctx.watch_port(port)
-    client = ctx.tcp_socket()
-    client.connect(("127.0.0.1", port))
-    server = ctx.accept(lst)
-    c = four_tuple_of(client)
-    s = reverse(c)
+    pair = ctx.loopback_pair()
+    port, client, server, c, s = pair.port, pair.client, pair.server, pair.c, pair.s
     chk, _ = ctx.check_row("connection ESTABLISHED", c, "ESTABLISHED")
     yield ctx.step("client", f"connect(127.0.0.1:{port}); server: accept()", sockets=[c, s], checks=[chk])
 

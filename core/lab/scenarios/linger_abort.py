@@ -7,18 +7,12 @@ import errno
 import socket
 import struct
 
-from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, errno_name, four_tuple_of, reverse
+from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, errno_name
 
 
 def run(ctx: ScenarioContext):
-    lst = ctx.listener()
-    port = lst.getsockname()[1]
-    ctx.watch_port(port)
-    client = ctx.tcp_socket()
-    client.connect(("127.0.0.1", port))
-    server = ctx.accept(lst)
-    c = four_tuple_of(client)
-    s = reverse(c)
+    pair = ctx.loopback_pair()
+    port, client, server, c, s = pair.port, pair.client, pair.server, pair.c, pair.s
     chk, _ = ctx.check_row("client is ESTABLISHED", c, "ESTABLISHED")
     chk_s, _ = ctx.check_row("server's accepted socket is ESTABLISHED", s, "ESTABLISHED")
     yield ctx.step("client", f"connect(127.0.0.1:{port}); server: accept()", sockets=[c, s], checks=[chk, chk_s])

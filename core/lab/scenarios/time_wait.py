@@ -3,20 +3,14 @@ down; the passive side goes CLOSE_WAIT → LAST_ACK → gone."""
 
 from __future__ import annotations
 
-from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext, four_tuple_of, reverse
+from sockmon.core.lab.scenarios.base import Scenario, ScenarioContext
 
 TIMER_GAP_S = 0.3  # between the two reads of the TIME_WAIT timer
 
 
 def run(ctx: ScenarioContext):
-    lst = ctx.listener()
-    port = lst.getsockname()[1]
-    ctx.watch_port(port)
-    client = ctx.tcp_socket()
-    client.connect(("127.0.0.1", port))
-    server = ctx.accept(lst)
-    c = four_tuple_of(client)
-    s = reverse(c)
+    pair = ctx.loopback_pair()
+    port, client, server, c, s = pair.port, pair.client, pair.server, pair.c, pair.s
     chk_c, _ = ctx.check_row("client is ESTABLISHED", c, "ESTABLISHED")
     chk_s, _ = ctx.check_row("server's accepted socket is ESTABLISHED", s, "ESTABLISHED")
     yield ctx.step("client", f"connect(127.0.0.1:{port}) → SYN, SYN-ACK, ACK; server: accept() returns the "
