@@ -1,0 +1,152 @@
+"""The event-driven table (core/table/evtable.py, Collector(event_table=True)): after churn it equals a
+full dump; births and deaths seen only through events appear and leave within one tick; a resync
+trigger makes the tick a full dump. Real loopback sockets, real tracepoint, real sock_diag. The
+tracepoint is host-wide and other processes make sockets too, so the comparisons keep to the ports of
+this test's listeners."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+from sockmon.core.states import ESTABLISHED, LISTEN, TIME_WAIT
+from sockmon.core.table import collector as collector_mod
+from sockmon.core.table.collector import Collector
+from sockmon.core.table.evtable import consistency
+from sockmon.core.table.snapshot import take_snapshot
+from sockmon.core.table.tracepoint import tracing_available
+
+OK, WHY = tracing_available()
+pytestmark = pytest.mark.skipif(not OK, reason=WHY)
+
+
+@pytest.fixture
+def evcol(monkeypatch):
+    # no full dump by the cadence during a test: every tick after the first is event-driven
+    monkeypatch.setattr(collector_mod, "FULL_DUMP_BUDGET", 1e-9)
+    monkeypatch.setattr(collector_mod, "MAX_FULL_PERIOD", 1e9)
+    updates = []
+    col = Collector(event_table=True, start=False, with_owners=False, on_update=updates.append)
+    assert col.event_table, col.tracer_note
+    col.updates = updates
+    yield col
+    col.stop()
+
+
+def _tick(col):
+    time.sleep(0.15)
+    return col.collect_once()
+
+
+def _listener() -> socket.socket:
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(64)
+    return lst
+
+
+def _pair(lst):
+    cli = socket.create_connection(lst.getsockname())
+    srv, _ = lst.accept()
+    return cli, srv
+
+
+def _rst(s: socket.socket) -> None:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def _ours(ports):
+    return lambda s: s.sport in ports or s.dport in ports
+
+
+def test_after_churn_the_event_table_equals_a_full_dump(evcol):
+    first = evcol.collect_once()
+    assert first.table == "dump"
+    dumps = evcol.full_dumps
+    lsts = [_listener() for _ in range(3)]
+    ports = {lst.getsockname()[1] for lst in lsts}
+    held = []
+    for i in range(60):
+        lst = lsts[i % 3]
+        cli, srv = _pair(lst)
+        kind = i % 5
+        if kind == 0:
+            held += [cli, srv]  # stays ESTABLISHED
+        elif kind == 1:
+            cli.close()  # client closes first: TIME_WAIT on the client side
+            srv.close()
+        elif kind == 2:
+            srv.close()  # server closes first: TIME_WAIT on the server side
+            time.sleep(0.002)
+            cli.close()
+        elif kind == 3:
+            _rst(cli)  # RST: both gone at once
+            srv.close()
+        else:
+            cli.close()  # half closed: CLOSE_WAIT / FIN_WAIT2 held
+            held.append(srv)
+    gone = lsts.pop()  # a listener's death
+    gone.close()
+    new = _listener()  # and a birth
+    lsts.append(new)
+    ports.add(new.getsockname()[1])
+    held += list(_pair(new))
+    time.sleep(0.2)
+    u = _tick(evcol)
+    u = _tick(evcol)
+    assert u.table == "events" and evcol.full_dumps == dumps
+    table = evcol.table_sockets()
+    mine = [s for s in table if _ours(ports)(s)]
+    assert {s.state for s in mine} >= {LISTEN, ESTABLISHED, TIME_WAIT}
+    diffs = consistency(table, take_snapshot(with_info=False).sockets, keep=_ours(ports))
+    assert diffs == []
+    # the Update's snapshot is the table: the summary counts it
+    assert sum(1 for s in u.snapshot.sockets if _ours(ports)(s)) == len(mine)
+    for s in held + lsts:
+        s.close()
+
+
+def test_births_and_deaths_seen_only_through_events_within_one_tick(evcol):
+    evcol.collect_once()
+    dumps = evcol.full_dumps
+    lst = _listener()
+    port = lst.getsockname()[1]
+    u = _tick(evcol)
+    assert any(s.state == LISTEN and s.sport == port for s in u.snapshot.sockets)
+    cli, srv = _pair(lst)
+    cport = cli.getsockname()[1]
+    u = _tick(evcol)
+    rows = {(s.sport, s.dport): s for s in u.snapshot.sockets if _ours({port})(s)}
+    assert rows[(cport, port)].state == ESTABLISHED and rows[(port, cport)].state == ESTABLISHED
+    assert rows[(cport, port)].cookie and rows[(cport, port)].inode  # the full record, by the exact lookup
+    cli.close()
+    srv.close()
+    u = _tick(evcol)
+    rows = {(s.sport, s.dport): s for s in u.snapshot.sockets if _ours({port})(s)}
+    assert rows[(cport, port)].state == TIME_WAIT  # the mini-socket found by the lookup after FIN_WAIT2 → CLOSE
+    assert (port, cport) not in rows
+    # opened and closed between two ticks: in that tick's transitions, never a row
+    c2, s2 = _pair(lst)
+    c2port = c2.getsockname()[1]
+    _rst(c2)
+    s2.close()
+    u = _tick(evcol)
+    assert any(t.sport == c2port or t.dport == c2port for t in u.transitions)
+    assert not any(c2port in (s.sport, s.dport) for s in u.snapshot.sockets)
+    lst.close()
+    u = _tick(evcol)
+    assert not any(s.state == LISTEN and s.sport == port for s in u.snapshot.sockets)
+    assert evcol.full_dumps == dumps and u.table == "events"
+
+
+def test_a_resync_trigger_makes_the_tick_a_full_dump(evcol):
+    evcol.collect_once()
+    assert _tick(evcol).table == "events"
+    evcol._dropped = 1  # transitions dropped (MAX_PENDING): the table cannot be trusted
+    assert _tick(evcol).table == "dump"
+    assert _tick(evcol).table == "events"
+    evcol.set_netns(None)  # a namespace switch is a resync
+    assert _tick(evcol).table == "dump"
