@@ -150,3 +150,34 @@ def test_a_resync_trigger_makes_the_tick_a_full_dump(evcol):
     assert _tick(evcol).table == "events"
     evcol.set_netns(None)  # a namespace switch is a resync
     assert _tick(evcol).table == "dump"
+
+
+def _sock(sport, dport, state, expires_ms=30_000):
+    from sockmon.core.records import Socket, Timer
+
+    timer = Timer(3, expires_ms, 0) if state == TIME_WAIT else None
+    return Socket(socket.AF_INET, state, "127.0.0.1", sport, "127.0.0.1", dport, 0, 0, timer, 0, 1, sport)
+
+
+def test_consistency_names_each_difference():
+    table = [_sock(1, 2, ESTABLISHED), _sock(3, 4, ESTABLISHED), _sock(5, 6, ESTABLISHED), _sock(9, 9, 7)]
+    full = [_sock(1, 2, ESTABLISHED), _sock(3, 4, 8), _sock(7, 8, ESTABLISHED), _sock(11, 12, TIME_WAIT, 500)]
+    assert consistency(table, full) == [
+        "state 127.0.0.1:3 127.0.0.1:4 table ESTABLISHED != dump CLOSE_WAIT",
+        "stale 127.0.0.1:5 127.0.0.1:6 ESTABLISHED (gone from the full dump)",
+        "missing 127.0.0.1:7 127.0.0.1:8 ESTABLISHED (in the full dump only)",
+    ]  # CLOSE-state sockets and a TIME_WAIT at its end are no difference
+    assert consistency(table, full, keep=lambda s: s.sport == 1) == []
+
+
+def test_ls_check_consistency_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "sockmon", "ls", "--check-consistency", "--for", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 differences from a full dump" in out.stderr
+    bad = subprocess.run([sys.executable, "-m", "sockmon", "ls", "--check-consistency", "--netns", "x"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "own namespace" in bad.stderr

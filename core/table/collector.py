@@ -338,6 +338,28 @@ class Collector:
         return (self._evt is not None and self._tracer is not None and not self._tracer.closed
                 and self.netns is None and self.port is None)
 
+    def hold_full_dumps(self) -> None:
+        """No full dump by the cadence from now on (resync triggers still do one): for the
+        consistency check and tests, which want every tick event-driven."""
+        self._full_next = float("inf")
+
+    def check_consistency(self, keep: Callable | None = None) -> list[str]:
+        """The event-driven table against a fresh full dump (`evtable.consistency`): the differences,
+        one line each. A difference may be a socket that changed between the two reads, so the check
+        is made twice, one event tick apart, and only differences seen both times are returned. Call
+        it from the thread that ticks (a collector made with ``start=False``)."""
+        from sockmon.core.table.evtable import consistency
+
+        if not self._event_mode():
+            raise RuntimeError("no event-driven table here (root, the tracepoint and our own namespace needed)")
+        first = consistency(self._evt.sockets(), take_snapshot(with_info=False).sockets, keep)
+        if not first:
+            return []
+        self._drain()
+        self._evt.apply(self._pending)
+        second = consistency(self._evt.sockets(), take_snapshot(with_info=False).sockets, keep)
+        return [line for line in second if line in set(first)]
+
     def table_sockets(self) -> tuple:
         """The event-driven table's TCP sockets as they are now (for `consistency`)."""
         return self._evt.sockets() if self._evt is not None else ()

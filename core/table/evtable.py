@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from sockmon.core.records import SOCKET_ENDPOINTS, Socket, Transition
-from sockmon.core.states import CLOSE, CLOSING, FIN_WAIT2, LISTEN, TIME_WAIT, state_name
+from sockmon.core.states import CLOSE, LISTEN, TIME_WAIT, state_name
 from sockmon.core.table import diag, netlink
 
+TW_SLACK_MS = 2000  # a TIME_WAIT row this close to its end may be gone from one side and not the other
 MAX_FETCH = 4000  # exact lookups per tick at most; more touched sockets than that → a full dump instead
-_TO_TIMEWAIT = (FIN_WAIT2, CLOSING)
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 Key = tuple  # (family, src, sport, dst, dport)
 
@@ -139,16 +139,24 @@ def consistency(table: Iterable[Socket], full: Iterable[Socket],
                 keep: Callable[[Socket], bool] | None = None) -> list[str]:
     """The differences between a maintained table and a full dump, one line each: sockets only in
     one of them, or in both with another state (sockets compared by family and 4-tuple; CLOSE-state
-    ones left out: no event reports them). ``keep`` limits the comparison (e.g. to a port range)."""
-    def index(socks: Iterable[Socket]) -> dict[Key, set[int]]:
+    ones left out: no event reports them; so are TIME_WAIT sockets of the dump within TW_SLACK_MS of their
+    end: the kernel reaps them late, the table at their timer's end). ``keep`` limits the comparison
+    (e.g. to a port range)."""
+    ending: set[Key] = set()
+
+    def index(socks: Iterable[Socket], dump: bool) -> dict[Key, set[int]]:
         out: dict[Key, set[int]] = {}
         for s in socks:
             if s.state == CLOSE or (keep is not None and not keep(s)):
                 continue
+            if dump and s.state == TIME_WAIT and (s.timer is None or s.timer.expires_ms <= TW_SLACK_MS):
+                ending.add(SOCKET_ENDPOINTS(s))
+                continue
             out.setdefault(SOCKET_ENDPOINTS(s), set()).add(s.state)
         return out
 
-    mine, truth = index(table), index(full)
+    truth = index(full, True)
+    mine = {k: v for k, v in index(table, False).items() if k not in ending}
     lines = []
 
     def name(key: Key) -> str:
