@@ -181,3 +181,87 @@ def test_ls_check_consistency_command():
     bad = subprocess.run([sys.executable, "-m", "sockmon", "ls", "--check-consistency", "--netns", "x"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "own namespace" in bad.stderr
+
+
+def test_lost_events_force_a_full_dump_and_are_reported(monkeypatch, evcol):
+    import functools
+
+    from sockmon.core.table import tracepoint
+
+    monkeypatch.setattr(tracepoint, "TransitionTracer", functools.partial(tracepoint.TransitionTracer, buffer_kb=4))
+    updates = []
+    col = Collector(event_table=True, start=False, with_owners=False, on_update=updates.append)
+    try:
+        assert col.event_table
+        col.collect_once()
+        col.hold_full_dumps()
+        lst = _listener()
+        port = lst.getsockname()[1]
+        held = _pair(lst)
+        for _ in range(1500):  # nobody drains the 4 KiB buffer meanwhile: it overruns
+            cli, srv = _pair(lst)
+            cli.close()
+            srv.close()
+        u = col.collect_once()
+        assert u.table == "dump" and u.overruns > 0 and "lost" in u.note
+        assert consistency(col.table_sockets(), take_snapshot(with_info=False).sockets, keep=_ours({port})) == []
+        assert _tick(col).table == "events"
+    finally:
+        col.stop()
+        for s in (*held, lst):
+            s.close()
+
+
+def test_the_visible_rows_numbers_are_looked_up_every_tick(evcol):
+    evcol.collect_once()
+    lst = _listener()
+    port = lst.getsockname()[1]
+    cli, srv = _pair(lst)
+    key = (socket.AF_INET, "127.0.0.1", port, "127.0.0.1", cli.getsockname()[1])
+    u = _tick(evcol)
+    row = next(s for s in u.snapshot.sockets if (s.family, s.src, s.sport, s.dst, s.dport) == key)
+    assert row.recv_q == 0
+    cli.sendall(b"x" * 1000)  # no state change: no event; srv's receive queue grows
+    time.sleep(0.05)
+    u = _tick(evcol)
+    row = next(s for s in u.snapshot.sockets if (s.family, s.src, s.sport, s.dst, s.dport) == key)
+    assert row.recv_q == 0  # not on screen: the numbers of its last lookup
+    evcol.set_visible([key])
+    u = _tick(evcol)
+    row = next(s for s in u.snapshot.sockets if (s.family, s.src, s.sport, s.dst, s.dport) == key)
+    assert row.recv_q == 1000 and u.table == "events"
+    for s in (cli, srv, lst):
+        s.close()
+
+
+def test_the_app_tells_the_event_driven_collector_its_visible_rows():
+    import sys
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from sockmon.tui.app import SockmonApp
+    from test_tui_fixtures import snapshot, summary, sync
+
+    class Stub:
+        event_table = True
+        told: list = []
+
+        def set_visible(self, keys):
+            self.told.append(list(keys))
+
+    @sync
+    async def run():
+        app = SockmonApp(collector_factory=None, is_root=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            stub = Stub()
+            app.collector = stub
+            snap = snapshot()
+            app.inject_snapshot(snap, (), summary())
+            await pilot.pause()
+            app.inject_snapshot(snap, (), summary())  # laid out now: the tables' rows are on screen
+            await pilot.pause()
+            told = set(stub.told[-1])
+            shown = {(s.family, s.src, s.sport, s.dst, s.dport) for s in app.connections.table.visible_rows()}
+            assert shown and shown <= told
+            app.collector = None
+
+    run()

@@ -101,6 +101,7 @@ class Collector:
         if event_table is None:
             event_table = os.environ.get("SOCKMON_EVENT_TABLE", "") not in ("", "0")
         self._evt = EventTable(with_info=with_info) if event_table else None
+        self._visible: tuple = ()  # set_visible: rows on screen, refreshed each event tick
         self._full_next = 0.0  # monotonic time of the next full dump (event-driven table)
         self.full_dumps = 0  # full dumps done (any mode)
         self._rates = RateTracker()  # the counters of the latest snapshot only: bounded by the table
@@ -360,6 +361,12 @@ class Collector:
         second = consistency(self._evt.sockets(), take_snapshot(with_info=False).sockets, keep)
         return [line for line in second if line in set(first)]
 
+    def set_visible(self, keys: Iterable[tuple]) -> None:
+        """The rows on screen — (family, src, sport, dst, dport) each, at most `evtable.MAX_VISIBLE`
+        used: with the event-driven table their numbers are looked up afresh every tick (the other
+        rows keep those of the last full dump or lookup). Any thread."""
+        self._visible = tuple(keys)
+
     def table_sockets(self) -> tuple:
         """The event-driven table's TCP sockets as they are now (for `consistency`)."""
         return self._evt.sockets() if self._evt is not None else ()
@@ -378,6 +385,10 @@ class Collector:
                 evt.apply(self._pending)
             except TooManyChanges:
                 resync = True
+            else:
+                visible = self._visible
+                if visible:
+                    evt.refresh(visible, evt.touched)
         if resync:
             t0 = time.monotonic()
             snap = take_snapshot(netns=None, port=self.port, with_info=self.with_info, owners=self._owners,

@@ -27,6 +27,7 @@ from sockmon.core.states import CLOSE, LISTEN, TIME_WAIT, state_name
 from sockmon.core.table import diag, netlink
 
 TW_SLACK_MS = 2000  # a TIME_WAIT row this close to its end may be gone from one side and not the other
+MAX_VISIBLE = 500  # rows whose numbers are refreshed each tick (the rows on screen; `refresh`)
 MAX_FETCH = 4000  # exact lookups per tick at most; more touched sockets than that → a full dump instead
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 Key = tuple  # (family, src, sport, dst, dport)
@@ -45,6 +46,7 @@ class EventTable:
         self._unbound: list[Socket] = []  # CLOSE-state sockets of the last full dump
         self._tw_until: dict[Key, float] = {}  # TIME_WAIT rows → when their timer ends
         self.fetched = 0  # exact lookups done (all ticks)
+        self.touched: Iterable[Key] = ()  # the 4-tuples looked up by the last `apply`
 
     def __len__(self) -> int:
         return len(self._conns) + sum(map(len, self._listen.values())) + len(self._unbound)
@@ -97,23 +99,12 @@ class EventTable:
                 if s is not None and s.state == TIME_WAIT:
                     del self._conns[key]
         if not touched and not ports:
+            self.touched = ()
             return 0
         nl = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
         try:
             for port in ports:
-                got: list[Socket] = []
-                for family in _FAMILIES:
-                    try:
-                        diag.dump_tcp(nl, family, states=1 << LISTEN, with_info=self.with_info, port=port, out=got)
-                    except OSError:
-                        if family == socket.AF_INET6:
-                            continue
-                        raise
-                got = [s for s in got if s.state == LISTEN and s.sport == port]
-                if got:
-                    self._listen[port] = got
-                else:
-                    self._listen.pop(port, None)
+                self._listen_dump(nl, port)
             if touched:
                 found, _missing = diag.get_exact(nl, touched, with_info=self.with_info)
             else:
@@ -132,7 +123,58 @@ class EventTable:
             if s.state == TIME_WAIT and s.timer is not None:
                 self._tw_until[key] = now + s.timer.expires_ms / 1000.0
         self.fetched += len(touched)
+        self.touched = touched.keys()
         return len(touched)
+
+
+    def refresh(self, keys: Iterable[Key], skip: Iterable[Key] = ()) -> int:
+        """Fresh numbers (queues, timers, tcp_info) for these rows — the ones on screen — by exact
+        lookups (at most MAX_VISIBLE; listeners by their port's LISTEN dump); a row whose lookup finds
+        nothing is gone. ``skip``: rows already looked up this tick. Returns the lookups made."""
+        skip = set(skip)
+        conns: list[Key] = []
+        ports: dict[int, None] = {}
+        for key in keys:
+            if len(conns) + len(ports) >= MAX_VISIBLE:
+                break
+            if key in skip:
+                continue
+            if key in self._conns:
+                conns.append(key)
+            elif key[4] == 0 and key[2] in self._listen:
+                ports[key[2]] = None
+        if not conns and not ports:
+            return 0
+        nl = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
+        try:
+            for port in ports:
+                self._listen_dump(nl, port)
+            found, _missing = diag.get_exact(nl, conns, with_info=self.with_info) if conns else ([], [])
+        finally:
+            nl.close()
+        wanted = set(conns)
+        for key in conns:
+            self._conns.pop(key, None)
+        for s in found:
+            key = SOCKET_ENDPOINTS(s)
+            if key in wanted and s.state not in (LISTEN, CLOSE):
+                self._conns[key] = s
+        return len(conns) + len(ports)
+
+    def _listen_dump(self, nl, port: int) -> None:
+        got: list[Socket] = []
+        for family in _FAMILIES:
+            try:
+                diag.dump_tcp(nl, family, states=1 << LISTEN, with_info=self.with_info, port=port, out=got)
+            except OSError:
+                if family == socket.AF_INET6:
+                    continue
+                raise
+        got = [s for s in got if s.state == LISTEN and s.sport == port]
+        if got:
+            self._listen[port] = got
+        else:
+            self._listen.pop(port, None)
 
 
 def consistency(table: Iterable[Socket], full: Iterable[Socket],
