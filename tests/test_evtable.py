@@ -12,7 +12,6 @@ import time
 
 import pytest
 from sockmon.core.states import ESTABLISHED, LISTEN, TIME_WAIT
-from sockmon.core.table import collector as collector_mod
 from sockmon.core.table.collector import Collector
 from sockmon.core.table.evtable import consistency
 from sockmon.core.table.snapshot import take_snapshot
@@ -23,13 +22,11 @@ pytestmark = pytest.mark.skipif(not OK, reason=WHY)
 
 
 @pytest.fixture
-def evcol(monkeypatch):
-    # no full dump by the cadence during a test: every tick after the first is event-driven
-    monkeypatch.setattr(collector_mod, "FULL_DUMP_BUDGET", 1e-9)
-    monkeypatch.setattr(collector_mod, "MAX_FULL_PERIOD", 1e9)
+def evcol():
     updates = []
     col = Collector(event_table=True, start=False, with_owners=False, on_update=updates.append)
     assert col.event_table, col.tracer_note
+    col.hold_full_dumps()  # no full dump by the cadence during a test: every tick after the first is event-driven
     col.updates = updates
     yield col
     col.stop()
@@ -183,7 +180,7 @@ def test_ls_check_consistency_command():
     assert bad.returncode == 2 and "own namespace" in bad.stderr
 
 
-def test_lost_events_force_a_full_dump_and_are_reported(monkeypatch, evcol):
+def test_lost_events_force_a_full_dump_and_are_reported(monkeypatch):
     import functools
 
     from sockmon.core.table import tracepoint
@@ -265,3 +262,28 @@ def test_the_app_tells_the_event_driven_collector_its_visible_rows():
             app.collector = None
 
     run()
+
+
+def test_full_dumps_come_at_the_budgeted_cadence(monkeypatch):
+    from sockmon.core.table import collector as collector_mod
+
+    monkeypatch.setattr(collector_mod, "FULL_DUMP_BUDGET", 1e-9)  # any dump is over budget: the cap rules
+    monkeypatch.setattr(collector_mod, "MAX_FULL_PERIOD", 0.5)
+    col = Collector(interval=0.1, event_table=True, start=False, with_owners=False, on_update=lambda u: None)
+    try:
+        kinds = [col.collect_once().table]
+        for _ in range(6):
+            time.sleep(0.12)
+            kinds.append(col.collect_once().table)
+    finally:
+        col.stop()
+    assert kinds[0] == "dump" and kinds[1] == "events"
+    assert "dump" in kinds[3:], kinds  # 0.5 s after the first
+    monkeypatch.setattr(collector_mod, "FULL_DUMP_BUDGET", 1.0)  # a budget of a whole core: every tick a dump
+    col = Collector(interval=0.1, event_table=True, start=False, with_owners=False, on_update=lambda u: None)
+    try:
+        col.collect_once()
+        time.sleep(0.12)
+        assert col.collect_once().table == "dump"
+    finally:
+        col.stop()

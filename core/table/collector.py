@@ -102,6 +102,7 @@ class Collector:
             event_table = os.environ.get("SOCKMON_EVENT_TABLE", "") not in ("", "0")
         self._evt = EventTable(with_info=with_info) if event_table else None
         self._visible: tuple = ()  # set_visible: rows on screen, refreshed each event tick
+        self._hold = False  # hold_full_dumps: only resyncs dump in full
         self._full_next = 0.0  # monotonic time of the next full dump (event-driven table)
         self.full_dumps = 0  # full dumps done (any mode)
         self._rates = RateTracker()  # the counters of the latest snapshot only: bounded by the table
@@ -342,6 +343,7 @@ class Collector:
     def hold_full_dumps(self) -> None:
         """No full dump by the cadence from now on (resync triggers still do one): for the
         consistency check and tests, which want every tick event-driven."""
+        self._hold = True
         self._full_next = float("inf")
 
     def check_consistency(self, keep: Callable | None = None) -> list[str]:
@@ -395,7 +397,8 @@ class Collector:
                                  protocols=protocols)
             took = time.monotonic() - t0
             evt.reset(snap.sockets, snap.taken_at)
-            self._full_next = time.monotonic() + min(MAX_FULL_PERIOD, max(self._interval, took / FULL_DUMP_BUDGET))
+            self._full_next = (float("inf") if self._hold else
+                               time.monotonic() + min(MAX_FULL_PERIOD, max(self._interval, took / FULL_DUMP_BUDGET)))
             self.full_dumps += 1
             return snap, "dump"
         taken_at = time.monotonic()
