@@ -17,6 +17,14 @@ inside ``total``; with ``--churn K`` the benchmark closes K of its own loopback 
 closing: 2K closed ends) and opens K new ones before every tick, so each diff has closes to record.
 
     sudo python3 bench/bench_collect.py [--sizes 20000,60000] [--runs 7] [--churn 1000] [--compare HEAD~1]
+    sudo python3 bench/bench_collect.py --cpu 10 --sizes 2000,20000,60000
+
+``--cpu S`` (instead of the phase table): the CPU per second of a running `Collector` (its thread at the
+default 1 s refresh, tcp_info and owners on, as the TUI runs it; process CPU over S seconds, after a
+warm-up) with every tick a full dump (``dump``) and with the event-driven table (``events``,
+core/table/evtable.py: SOCKMON_EVENT_TABLE=1), beside the CPU of ``ss -tanoi`` run once a second
+(output to /dev/null) in the same run. The tracepoint is host-wide: other processes' connection
+churn on the machine costs the event-driven collector lookups (answered ENOENT here) too.
 
 ``--compare REV`` also runs the core of git revision REV (exported to a temporary directory) in the
 same run, for a before/after table. ``procs`` (not in the total) is what one tick costs more while the
@@ -181,6 +189,60 @@ def run_worker(runs: int, tree: str | None, churn: int = 0) -> dict:
     return json.loads(out.stdout)
 
 
+def cpu_worker(seconds: float) -> dict:
+    """CPU per second of a running Collector (this process: every thread) over ``seconds``."""
+    from sockmon.core.table.collector import Collector
+
+    ticks = []
+    col = Collector(interval=1.0, on_update=ticks.append)
+    time.sleep(2.5)  # warm-up: the first full dump, owners scanned
+    n0, c0, t0, d0 = len(ticks), time.process_time(), time.monotonic(), col.full_dumps
+    time.sleep(seconds)
+    cpu, wall = time.process_time() - c0, time.monotonic() - t0
+    got = ticks[n0:]
+    out = {"cpu_per_s": cpu / wall, "ticks": len(got), "event_ticks": sum(u.table == "events" for u in got),
+           "full_dumps": col.full_dumps - d0, "count": len(got[-1].snapshot.sockets) if got else 0,
+           "tick_ms": statistics.median(u.duration_ms for u in got) if got else 0.0,
+           "mode": "events" if col.event_table else "dump", "note": got[-1].note if got else ""}
+    col.stop()
+    return out
+
+
+def ss_cpu_per_run(runs: int) -> float:
+    """CPU seconds (user + system) of one ``ss -tanoi`` (output to /dev/null), the mean of ``runs``."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        subprocess.run(["ss", "-tanoi"], stdout=subprocess.DEVNULL, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / runs
+
+
+def cpu_table(sizes: list[int], seconds: float) -> None:
+    from connpool import ConnPool
+
+    print_banner("collector CPU per second at 1 s refresh", f"process CPU over {seconds:.0f} s after a "
+                 "2.5 s warm-up; ss -tanoi once a second = the CPU of one run",
+                 ["N", "`ss -tanoi` 1/s (% core)", "full dumps (% core)", "× ss", "event-driven (% core)", "× ss",
+                  "event ticks / ticks", "full dumps", "median tick ms (dump / events)"])
+    for n in sizes:
+        with ConnPool(n):
+            time.sleep(0.2)
+            ss = ss_cpu_per_run(5)
+            res = {}
+            for mode, env_value in (("dump", "0"), ("events", "1")):
+                env = dict(os.environ, SOCKMON_EVENT_TABLE=env_value)
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--cpu-worker", str(seconds)],
+                                     capture_output=True, text=True, check=True, env=env)
+                res[mode] = json.loads(out.stdout)
+            d, e = res["dump"], res["events"]
+            print(f"| {n} ({e['count']} rows) | {ss * 100:.1f} | {d['cpu_per_s'] * 100:.1f} | "
+                  f"{d['cpu_per_s'] / ss:.2f} | {e['cpu_per_s'] * 100:.1f} | {e['cpu_per_s'] / ss:.2f} | "
+                  f"{e['event_ticks']} / {e['ticks']} ({e['mode']}) | {e['full_dumps']} | "
+                  f"{d['tick_ms']:.0f} / {e['tick_ms']:.0f} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="20000,60000")
@@ -188,15 +250,25 @@ def main() -> int:
     ap.add_argument("--churn", type=int, default=0, metavar="K",
                     help="close K connections and open K before every tick (closes for the closed-connection model)")
     ap.add_argument("--compare", metavar="REV", help="also time the core of this git revision")
+    ap.add_argument("--cpu", type=float, metavar="S", default=None,
+                    help="CPU per second of a running collector, full dumps vs the event-driven table, over S s")
     ap.add_argument("--worker", type=int, metavar="RUNS", help=argparse.SUPPRESS)
+    ap.add_argument("--cpu-worker", type=float, metavar="S", help=argparse.SUPPRESS)
     ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker)))
         return 0
-    rc = None if args.no_netns else reexec_in_private_netns("smcoll", "SOCKMON_BENCH_NS", sys.argv[1:])
+    if args.cpu_worker:
+        print(json.dumps(cpu_worker(args.cpu_worker)))
+        return 0
+    prefix = "evtable" if args.cpu else "smcoll"  # the event-table figures: a namespace named for its branch
+    rc = None if args.no_netns else reexec_in_private_netns(prefix, "SOCKMON_BENCH_NS", sys.argv[1:])
     if rc is not None:
         return rc
+    if args.cpu:
+        cpu_table([int(x) for x in args.sizes.split(",")], args.cpu)
+        return 0
     from bench_snapshot import run_ss
     from connpool import ConnPool
 

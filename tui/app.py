@@ -118,6 +118,7 @@ ENGINE_STOP_TIMEOUT = 3.0  # seconds for all lab engines together (a lingering c
 # Transitions handed over by the collector thread and not yet shown: a stalled UI drops the oldest
 # beyond this (counted with the overruns in the status bar).
 MAX_PENDING_TRANSITIONS = 200_000
+_TCP = 6  # socket.IPPROTO_TCP: the rows the event-driven table refreshes
 
 
 def default_collector_factory(*, interval: float, netns: str | None, on_update: Callable[[Any], None]):
@@ -508,6 +509,21 @@ class SockmonApp(App[int]):
             self._report_error(f"display failed: {type(exc).__name__}: {exc}")
         self.last_apply_ms = (time.perf_counter() - t0) * 1000.0
 
+    def _tell_visible(self) -> None:
+        """With the event-driven table (core/table/evtable.py) the collector refreshes the numbers of
+        the rows on screen each tick: tell it which TCP sockets those are (the tables shown now)."""
+        col = self.collector
+        if col is None or not getattr(col, "event_table", False):
+            return
+        keys = []
+        for table in self.query(VirtualTable):
+            if not table.region.area:  # not on screen (another tab, a hidden pane)
+                continue
+            for row in table.visible_rows():
+                if isinstance(row, Socket) and row.protocol == _TCP and row.netns is None:
+                    keys.append((row.family, row.src, row.sport, row.dst, row.dport))
+        col.set_visible(keys)
+
     def _apply(self, update: Update, transitions: list[Transition]) -> None:
         snapshot = update.snapshot
         closed = self.closed
@@ -555,6 +571,7 @@ class SockmonApp(App[int]):
             self._show_processes(update)
         self.keepalive.show_snapshot(snapshot, summary)
         self._size_listening()
+        self._tell_visible()
         lab_seen = self._lab_ident(snapshot)  # False: the lab's namespace is not in this view
         self.lab.update(snapshot if lab_seen is not False else None, transitions, rates=update.rates)
         if lab_seen is not False:

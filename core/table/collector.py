@@ -15,10 +15,12 @@ between ticks in the next ``Update.note``); the thread lives on. An exception ra
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import msgspec
 from sockmon.core.netns import ALL_NETNS, NetnsIdents, all_netns
@@ -26,9 +28,10 @@ from sockmon.core.records import SOCKET_ENDPOINTS, Snapshot, Transition
 from sockmon.core.series import Rates
 from sockmon.core.states import SYN_SENT
 from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
+from sockmon.core.table.evtable import EventTable, TooManyChanges
 from sockmon.core.table.owners import OwnerCache
 from sockmon.core.table.rates import ProcessTotal, RateTracker, process_totals
-from sockmon.core.table.snapshot import normalize_protocols, take_snapshot, take_snapshot_all
+from sockmon.core.table.snapshot import TCP_ONLY, normalize_protocols, take_snapshot, take_snapshot_all
 from sockmon.core.table.summary import Summary, summarize
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,11 @@ log = logging.getLogger(__name__)
 DRAIN_EVERY = 0.1  # seconds between tracepoint drains (docs/kernel-facts.md §3)
 DRAIN_BATCHES = 64  # tracepoint batches (≤ 256 KiB of text each) read per drain at most
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
+# event-driven table (opt-in: Collector(event_table=True) or SOCKMON_EVENT_TABLE=1): full dumps within
+# FULL_DUMP_BUDGET of one core (a dump that took d seconds is followed by the next after d / budget),
+# at least every MAX_FULL_PERIOD seconds, and at once on a resync (lost events, a namespace switch)
+FULL_DUMP_BUDGET = 0.05
+MAX_FULL_PERIOD = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,7 @@ class Update:
     base_taken_at: float | None = None  # taken_at of the snapshot ``diff`` is from (None: no diff)
     rates: Rates | None = None  # rx / tx rate of each socket since the previous tick (None: no tcp_info)
     processes: tuple[ProcessTotal, ...] | None = None  # per-process totals, while wanted (want_processes)
+    table: str = "dump"  # "dump": this tick's snapshot is a full dump; "events": the event-driven table
 
 
 class Collector:
@@ -60,7 +69,7 @@ class Collector:
                  on_update: Callable[[Update], None], use_tracepoint: bool | None = None,
                  port: int | None = None, with_info: bool = True, with_owners: bool = True,
                  start: bool = True, on_error: Callable[[BaseException], None] | None = None,
-                 protocols: Iterable[str] | None = None) -> None:
+                 protocols: Iterable[str] | None = None, event_table: bool | None = None) -> None:
         if not 0 < interval <= 3600:
             raise ValueError(f"interval must be in (0, 3600] seconds, got {interval}")
         self._interval = float(interval)
@@ -89,6 +98,13 @@ class Collector:
         self._switch_to: tuple[str | int | None] | None = None  # set_netns: applied by the next collection
         self.transition_source = "inferred"
         self._setup_tracer(netns)
+        if event_table is None:
+            event_table = os.environ.get("SOCKMON_EVENT_TABLE", "") not in ("", "0")
+        self._evt = EventTable(with_info=with_info) if event_table else None
+        self._visible: tuple = ()  # set_visible: rows on screen, refreshed each event tick
+        self._hold = False  # hold_full_dumps: only resyncs dump in full
+        self._full_next = 0.0  # monotonic time of the next full dump (event-driven table)
+        self.full_dumps = 0  # full dumps done (any mode)
         self._rates = RateTracker()  # the counters of the latest snapshot only: bounded by the table
         self._processes = False
         self._thread = threading.Thread(target=self._run, name="sockmon-collector", daemon=True)
@@ -265,12 +281,16 @@ class Collector:
         try:
             # TCP always (diff, summary, transitions are about it); UDP / UNIX only when asked
             protocols = self._protocols | {"tcp"}
-            if self.netns == ALL_NETNS:
-                snap = take_snapshot_all(refs=self._idents.stable(all_netns()), port=self.port,
-                                         with_info=self.with_info, owners=self._owners, protocols=protocols)
-            else:
-                snap = take_snapshot(netns=self.netns, port=self.port, with_info=self.with_info,
-                                     owners=self._owners, protocols=protocols)
+            evmode = self._event_mode()
+            snap, table = self._event_snapshot(protocols) if evmode else (None, "dump")
+            if snap is None:
+                if self.netns == ALL_NETNS:
+                    snap = take_snapshot_all(refs=self._idents.stable(all_netns()), port=self.port,
+                                             with_info=self.with_info, owners=self._owners, protocols=protocols)
+                else:
+                    snap = take_snapshot(netns=self.netns, port=self.port, with_info=self.with_info,
+                                         owners=self._owners, protocols=protocols)
+                self.full_dumps += 1
             prev = self._prev
             d = diff(self._prev, snap, self._since) if self._prev is not None else None
             base = self._prev.taken_at if self._prev is not None else None
@@ -281,7 +301,8 @@ class Collector:
                 self._since = dict.fromkeys(socket_keys(snap.sockets), snap.taken_at)
             lost_note = ""
             if self._tracer is not None:
-                self._drain()
+                if not evmode:  # the event table drained right before its lookups
+                    self._drain()
                 transitions = tuple(self._pending)
                 self._pending = []
                 if snap.netns == ALL_NETNS and transitions:
@@ -301,11 +322,100 @@ class Collector:
             notes = "; ".join(n for n in (snap.note, self.tracer_note, drain_error, lost_note) if n)
             dropped, self._dropped = self._dropped, 0
             update = Update(snap, d, transitions, summary, (time.perf_counter() - t0) * 1000.0, overruns, source,
-                            None, notes, dropped, base_taken_at=base, rates=rates, processes=processes)
+                            None, notes, dropped, base_taken_at=base, rates=rates, processes=processes,
+                            table=table)
         except Exception as exc:  # noqa: BLE001 - the thread must survive; the UI shows the line
             update = Update(None, None, (), None, (time.perf_counter() - t0) * 1000.0, 0, source,
                             f"{type(exc).__name__}: {exc}", self.tracer_note)
         return update
+
+    # -- the event-driven table (core/table/evtable.py) -------------------------------------------
+    @property
+    def event_table(self) -> bool:
+        """True while the ticks keep the TCP table from the tracepoint's events (asked for, the
+        tracepoint in use, our own namespace); False: every tick is a full dump."""
+        return self._event_mode()
+
+    def _event_mode(self) -> bool:
+        return (self._evt is not None and self._tracer is not None and not self._tracer.closed
+                and self.netns is None and self.port is None)
+
+    def hold_full_dumps(self) -> None:
+        """No full dump by the cadence from now on (resync triggers still do one): for the
+        consistency check and tests, which want every tick event-driven."""
+        self._hold = True
+        self._full_next = float("inf")
+
+    def check_consistency(self, keep: Callable | None = None) -> list[str]:
+        """The event-driven table against a fresh full dump (`evtable.consistency`): the differences,
+        one line each. A difference may be a socket that changed between the two reads, so the check
+        is made twice, one event tick apart, and only differences seen both times are returned. Call
+        it from the thread that ticks (a collector made with ``start=False``)."""
+        from sockmon.core.table.evtable import consistency
+
+        if not self._event_mode():
+            raise RuntimeError("no event-driven table here (root, the tracepoint and our own namespace needed)")
+        first = consistency(self._evt.sockets(), take_snapshot(with_info=False).sockets, keep)
+        if not first:
+            return []
+        self._drain()
+        self._evt.apply(self._pending)
+        second = consistency(self._evt.sockets(), take_snapshot(with_info=False).sockets, keep)
+        return [line for line in second if line in set(first)]
+
+    def set_visible(self, keys: Iterable[tuple]) -> None:
+        """The rows on screen — (family, src, sport, dst, dport) each, at most `evtable.MAX_VISIBLE`
+        used: with the event-driven table their numbers are looked up afresh every tick (the other
+        rows keep those of the last full dump or lookup). Any thread."""
+        self._visible = tuple(keys)
+
+    def table_sockets(self) -> tuple:
+        """The event-driven table's TCP sockets as they are now (for `consistency`)."""
+        return self._evt.sockets() if self._evt is not None else ()
+
+    def _event_snapshot(self, protocols: frozenset[str]) -> tuple[Snapshot, str]:
+        """This tick's snapshot and how it was made: "events" (the event-driven table after this
+        tick's transitions) or "dump" (a full dump, due by the cadence or a resync, that the table is
+        reset from)."""
+        evt = self._evt
+        self._drain()
+        now = time.monotonic()
+        resync = (self._prev is None or now >= self._full_next or self._dropped
+                  or self._tracer.overruns > self._overruns_seen or self._drain_error is not None)
+        if not resync:
+            try:
+                evt.apply(self._pending)
+            except TooManyChanges:
+                resync = True
+            else:
+                visible = self._visible
+                if visible:
+                    evt.refresh(visible, evt.touched)
+        if resync:
+            t0 = time.monotonic()
+            snap = take_snapshot(netns=None, port=self.port, with_info=self.with_info, owners=self._owners,
+                                 protocols=protocols)
+            took = time.monotonic() - t0
+            evt.reset(snap.sockets, snap.taken_at)
+            self._full_next = (float("inf") if self._hold else
+                               time.monotonic() + min(MAX_FULL_PERIOD, max(self._interval, took / FULL_DUMP_BUDGET)))
+            self.full_dumps += 1
+            return snap, "dump"
+        taken_at = time.monotonic()
+        wall = time.time()
+        sockets = evt.sockets()
+        udp = unix = ()
+        note = ""
+        if protocols != TCP_ONLY:
+            extra = take_snapshot(netns=None, port=self.port, with_info=False, owners=None,
+                                  protocols=protocols - {"tcp"})
+            udp, unix, note = extra.udp, extra.unix, extra.note
+        owned = [*sockets, *udp, *unix] if (udp or unix) else sockets
+        kw = {}
+        if self._owners is not None:
+            kw["owners"] = MappingProxyType(self._owners.resolve_sockets(owned))
+        return Snapshot(sockets=sockets, taken_at=taken_at, wall_time=wall, source="netlink", netns=None,
+                        note=note, udp=tuple(udp), unix=tuple(unix), protocols=protocols, **kw), "events"
 
 
 _AMBIGUOUS = object()

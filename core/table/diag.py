@@ -9,6 +9,7 @@ message, cached address / congestion strings, and the tcp_info attribute kept as
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 from collections.abc import Iterable
@@ -372,3 +373,61 @@ def dump_udp(sock: socket.socket, family: int, *, states: int = ALL_STATES_MASK,
         return marked
     out.extend(marked)
     return out
+
+
+def exact_request(family: int, src: str, sport: int, dst: str, dport: int, *, with_info: bool = True,
+                  cookie: int | None = None) -> bytes:
+    """An `inet_diag_req_v2` for one socket by its 4-tuple (and cookie when given): sent with
+    NLM_F_REQUEST and no DUMP, the kernel looks the socket up (established hash incl. request and
+    TIME_WAIT sockets, then listeners) and answers one `inet_diag_msg`, or ENOENT."""
+    ext = ((1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1))) if with_info else 0
+    if family == socket.AF_INET:
+        raw_s = socket.inet_pton(family, src) + bytes(12)
+        raw_d = socket.inet_pton(family, dst) + bytes(12)
+    else:
+        raw_s = socket.inet_pton(family, src)
+        raw_d = socket.inet_pton(family, dst)
+    lo, hi = (INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE) if cookie is None else (cookie & 0xFFFFFFFF, cookie >> 32)
+    return _REQ.pack(family, socket.IPPROTO_TCP, ext, 0, ALL_STATES_MASK, socket.htons(sport),
+                     socket.htons(dport), raw_s, raw_d, 0, lo, hi)
+
+
+EXACT_BATCH = 64  # requests per sendmsg: their replies fit the socket's receive buffer
+
+
+def get_exact(sock: socket.socket, keys: Iterable[tuple[int, str, int, str, int]], *,
+              with_info: bool = True) -> tuple[list[Socket], list[tuple]]:
+    """The sockets with these (family, src, sport, dst, dport) keys, by exact sock_diag requests
+    (EXACT_BATCH of them per datagram). Returns (found, missing keys); a key whose socket is gone
+    (ENOENT) — or lives in another namespace — is missing."""
+    found: list[Socket] = []
+    missing: list[tuple] = []
+    keys = list(keys)
+    for start in range(0, len(keys), EXACT_BATCH):
+        part = keys[start:start + EXACT_BATCH]
+        seqs: dict[int, tuple] = {}
+        msgs = []
+        for key in part:
+            seq = netlink.next_seq()
+            seqs[seq] = key
+            msgs.append(netlink.build_message(SOCK_DIAG_BY_FAMILY, netlink.NLM_F_REQUEST,
+                                              exact_request(*key, with_info=with_info), seq))
+        sock.send(b"".join(msgs))
+        while seqs:
+            data = sock.recv(netlink.RECV_SIZE)
+            for mtype, _flags, seq, off, end in netlink.iter_messages(data):
+                key = seqs.pop(seq, None)
+                if key is None:
+                    continue
+                if mtype == netlink.NLMSG_ERROR:
+                    err = netlink.error_from(data, off, end)
+                    if err is not None and err.errno not in (errno.ENOENT, errno.ENOSPC):
+                        raise err
+                    missing.append(key)
+                else:
+                    got: list[Socket] = []
+                    DumpParser(seq).feed(bytes(data[off:end]), got)
+                    found.extend(got)
+                    if not got:
+                        missing.append(key)
+    return found, missing

@@ -75,6 +75,9 @@ def register(subparsers) -> None:
                    "owner, lifetime, bytes each way, how each ended (FIN / RST)")
     p.add_argument("--for", dest="record_for", type=float, default=5.0, metavar="S",
                    help="with --closed: seconds to record (default 5)")
+    p.add_argument("--check-consistency", action="store_true",
+                   help="debug: keep the event-driven table (tracepoint + exact lookups) for --for S seconds "
+                   "(default 5), then compare it with a full dump; prints the differences, exit 1 if any")
     p.add_argument("-o", "--options", action="store_true",
                    help="accepted for ss's habit (ss -o state ...): timers are always shown")
     p.add_argument("--rates", type=_seconds, default=None, metavar="S",
@@ -209,6 +212,8 @@ def run(args) -> int:
 
             raise BadInput("--all-netns and --netns exclude each other: every namespace, or one")
         netns = ALL_NETNS
+    if getattr(args, "check_consistency", False):
+        return run_check(netns, args.record_for)
     if args.closed:
         from sockmon.cli.closed import run_closed
 
@@ -268,6 +273,46 @@ def run(args) -> int:
     out.write("\n".join(format_table(snap, names, rates)) + "\n")
     out.flush()
     return 0
+
+
+def run_check(netns, seconds: float) -> int:
+    """``ls --check-consistency``: one tick a full dump, then event-driven ticks for ``seconds``, then
+    the table against a fresh full dump. Exit 0: equal; 1: the differences printed; 2: not possible."""
+    import time
+
+    from sockmon.core.errors import BadInput
+    from sockmon.core.table.collector import Collector
+
+    if netns is not None:
+        raise BadInput("--check-consistency checks our own namespace's table (the tracepoint names none)")
+    if not 0 <= seconds <= 3600:
+        raise BadInput(f"--for must be 0-3600 seconds, got {seconds}")
+    col = Collector(event_table=True, start=False, with_owners=False, with_info=False, on_update=lambda u: None)
+    try:
+        if not col.event_table:
+            print(f"sockmon ls: no event-driven table: {inert(col.tracer_note or 'tracepoint unavailable')}",
+                  file=sys.stderr)
+            return 2
+        col.collect_once()
+        col.hold_full_dumps()
+        deadline = time.monotonic() + seconds
+        ticks = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not _wait(min(1.0, left)):
+                break
+            u = col.collect_once()
+            ticks += u.table == "events"
+            if u.error:
+                print(f"sockmon ls: {inert(u.error)}", file=sys.stderr)
+        diffs = col.check_consistency()
+        for line in diffs:
+            print(line)
+        print(f"sockmon ls: {len(col.table_sockets())} sockets in the event-driven table after {ticks} event "
+              f"ticks, {col.full_dumps} full dumps: {len(diffs)} differences from a full dump", file=sys.stderr)
+        return 1 if diffs else 0
+    finally:
+        col.stop()
 
 
 def _wait(seconds: float) -> bool:

@@ -1,0 +1,221 @@
+"""`EventTable`: the TCP socket table of our own namespace kept current from the tracepoint's
+transitions between full dumps (docs/kernel-facts.md: the tracepoint reports every TCP state change,
+births and deaths included, host-wide).
+
+Each tick `apply` takes the drained transitions: a 4-tuple touched by one (a birth, a state change, a
+FIN_WAIT2 / CLOSING → CLOSE — the TIME_WAIT mini-socket takes over and that is never reported as a
+state) is looked up with one exact sock_diag request (`diag.get_exact`, 64 per datagram): the answer is
+the socket's full record (cookie, inode, tcp_info) as it is now, no answer removes it (closed, or it
+lives in another namespace: the lookup runs in ours, which is how host-wide events are attributed).
+A transition into or out of LISTEN refreshes that port's listeners with a LISTEN-only port dump (the
+kernel walks only the listening hash; SO_REUSEPORT listeners share a 4-tuple). A TIME_WAIT row leaves
+when its timer runs out (no event marks that). `reset` takes a full dump's sockets; CLOSE-state
+(bound, unconnected) sockets are kept from the last full dump as they were (no event reports bind()).
+
+`consistency` compares a table with a full dump: the debug check of ``sockmon ls --check-consistency``
+and of the tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from sockmon.core.records import SOCKET_ENDPOINTS, Socket, Transition
+from sockmon.core.states import CLOSE, LISTEN, TIME_WAIT, state_name
+from sockmon.core.table import diag, netlink
+
+TW_SLACK_MS = 2000  # a TIME_WAIT row this close to its end may be gone from one side and not the other
+MAX_VISIBLE = 500  # rows whose numbers are refreshed each tick (the rows on screen; `refresh`)
+MAX_FETCH = 4000  # exact lookups per tick at most; more touched sockets than that → a full dump instead
+_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+Key = tuple  # (family, src, sport, dst, dport)
+
+
+class TooManyChanges(Exception):
+    """More sockets touched in one tick than MAX_FETCH: the caller does a full dump instead."""
+
+
+class EventTable:
+    def __init__(self, *, with_info: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+        self.with_info = with_info
+        self._clock = clock
+        self._conns: dict[Key, Socket] = {}  # every TCP socket but listeners and CLOSE-state ones
+        self._listen: dict[int, list[Socket]] = {}  # local port → its listeners
+        self._unbound: list[Socket] = []  # CLOSE-state sockets of the last full dump
+        self._tw_until: dict[Key, float] = {}  # TIME_WAIT rows → when their timer ends
+        self.fetched = 0  # exact lookups done (all ticks)
+        self.touched: Iterable[Key] = ()  # the 4-tuples looked up by the last `apply`
+
+    def __len__(self) -> int:
+        return len(self._conns) + sum(map(len, self._listen.values())) + len(self._unbound)
+
+    def reset(self, sockets: Iterable[Socket], taken_at: float) -> None:
+        conns: dict[Key, Socket] = {}
+        listen: dict[int, list[Socket]] = {}
+        unbound: list[Socket] = []
+        tw: dict[Key, float] = {}
+        for s in sockets:
+            st = s.state
+            if st == LISTEN:
+                listen.setdefault(s.sport, []).append(s)
+            elif st == CLOSE:
+                unbound.append(s)
+            else:
+                key = SOCKET_ENDPOINTS(s)
+                conns[key] = s
+                if st == TIME_WAIT and s.timer is not None:
+                    tw[key] = taken_at + s.timer.expires_ms / 1000.0
+        self._conns, self._listen, self._unbound, self._tw_until = conns, listen, unbound, tw
+
+    def sockets(self) -> tuple[Socket, ...]:
+        out: list[Socket] = []
+        for ls in self._listen.values():
+            out += ls
+        out += self._conns.values()
+        out += self._unbound
+        return tuple(out)
+
+    def apply(self, transitions: Sequence[Transition]) -> int:
+        """Bring the table up to date with these transitions; returns the exact lookups made.
+        Raises TooManyChanges (table unchanged) when more than MAX_FETCH sockets were touched."""
+        touched: dict[Key, None] = {}
+        ports: dict[int, None] = {}
+        for t in transitions:
+            if t.new == LISTEN or (t.old == LISTEN and t.new == CLOSE):
+                ports[t.sport] = None
+                continue
+            if t.sport == 0:  # connect() before the source port is picked: the next transition names it
+                continue
+            touched[(t.family, t.src, t.sport, t.dst, t.dport)] = None
+        if len(touched) + len(ports) > MAX_FETCH:
+            raise TooManyChanges(len(touched) + len(ports))
+        now = self._clock()
+        if self._tw_until:
+            for key in [k for k, until in self._tw_until.items() if until <= now]:
+                del self._tw_until[key]
+                s = self._conns.get(key)
+                if s is not None and s.state == TIME_WAIT:
+                    del self._conns[key]
+        if not touched and not ports:
+            self.touched = ()
+            return 0
+        nl = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
+        try:
+            for port in ports:
+                self._listen_dump(nl, port)
+            if touched:
+                found, _missing = diag.get_exact(nl, touched, with_info=self.with_info)
+            else:
+                found = []
+        finally:
+            nl.close()
+        conns = self._conns
+        for key in touched:
+            conns.pop(key, None)
+            self._tw_until.pop(key, None)
+        for s in found:
+            key = SOCKET_ENDPOINTS(s)
+            if key not in touched or s.state in (LISTEN, CLOSE):
+                continue  # a lookup that fell through to a listener: the connection is gone
+            conns[key] = s
+            if s.state == TIME_WAIT and s.timer is not None:
+                self._tw_until[key] = now + s.timer.expires_ms / 1000.0
+        self.fetched += len(touched)
+        self.touched = touched.keys()
+        return len(touched)
+
+
+    def refresh(self, keys: Iterable[Key], skip: Iterable[Key] = ()) -> int:
+        """Fresh numbers (queues, timers, tcp_info) for these rows — the ones on screen — by exact
+        lookups (at most MAX_VISIBLE; listeners by their port's LISTEN dump); a row whose lookup finds
+        nothing is gone. ``skip``: rows already looked up this tick. Returns the lookups made."""
+        skip = set(skip)
+        conns: list[Key] = []
+        ports: dict[int, None] = {}
+        for key in keys:
+            if len(conns) + len(ports) >= MAX_VISIBLE:
+                break
+            if key in skip:
+                continue
+            if key in self._conns:
+                conns.append(key)
+            elif key[4] == 0 and key[2] in self._listen:
+                ports[key[2]] = None
+        if not conns and not ports:
+            return 0
+        nl = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
+        try:
+            for port in ports:
+                self._listen_dump(nl, port)
+            found, _missing = diag.get_exact(nl, conns, with_info=self.with_info) if conns else ([], [])
+        finally:
+            nl.close()
+        wanted = set(conns)
+        for key in conns:
+            self._conns.pop(key, None)
+        for s in found:
+            key = SOCKET_ENDPOINTS(s)
+            if key in wanted and s.state not in (LISTEN, CLOSE):
+                self._conns[key] = s
+        return len(conns) + len(ports)
+
+    def _listen_dump(self, nl, port: int) -> None:
+        got: list[Socket] = []
+        for family in _FAMILIES:
+            try:
+                diag.dump_tcp(nl, family, states=1 << LISTEN, with_info=self.with_info, port=port, out=got)
+            except OSError:
+                if family == socket.AF_INET6:
+                    continue
+                raise
+        got = [s for s in got if s.state == LISTEN and s.sport == port]
+        if got:
+            self._listen[port] = got
+        else:
+            self._listen.pop(port, None)
+
+
+def consistency(table: Iterable[Socket], full: Iterable[Socket],
+                keep: Callable[[Socket], bool] | None = None) -> list[str]:
+    """The differences between a maintained table and a full dump, one line each: sockets only in
+    one of them, or in both with another state (sockets compared by family and 4-tuple; CLOSE-state
+    ones left out: no event reports them; so are TIME_WAIT sockets of the dump within TW_SLACK_MS of their
+    end: the kernel reaps them late, the table at their timer's end). ``keep`` limits the comparison
+    (e.g. to a port range)."""
+    ending: set[Key] = set()
+
+    def index(socks: Iterable[Socket], dump: bool) -> dict[Key, set[int]]:
+        out: dict[Key, set[int]] = {}
+        for s in socks:
+            if s.state == CLOSE or (keep is not None and not keep(s)):
+                continue
+            if dump and s.state == TIME_WAIT and (s.timer is None or s.timer.expires_ms <= TW_SLACK_MS):
+                ending.add(SOCKET_ENDPOINTS(s))
+                continue
+            out.setdefault(SOCKET_ENDPOINTS(s), set()).add(s.state)
+        return out
+
+    truth = index(full, True)
+    mine = {k: v for k, v in index(table, False).items() if k not in ending}
+    lines = []
+
+    def name(key: Key) -> str:
+        fam, src, sport, dst, dport = key
+        return f"{src}:{sport} {dst}:{dport}" if fam == socket.AF_INET else f"[{src}]:{sport} [{dst}]:{dport}"
+
+    def states(codes: set[int]) -> str:
+        return ",".join(sorted(state_name(c) for c in codes))
+
+    for key in sorted(mine.keys() | truth.keys(), key=repr):
+        a, b = mine.get(key), truth.get(key)
+        if a == b:
+            continue
+        if a is None:
+            lines.append(f"missing {name(key)} {states(b)} (in the full dump only)")
+        elif b is None:
+            lines.append(f"stale {name(key)} {states(a)} (gone from the full dump)")
+        else:
+            lines.append(f"state {name(key)} table {states(a)} != dump {states(b)}")
+    return lines
