@@ -38,13 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from sockmon.core.netns import NetnsRef, all_netns, run_in_netns
+from sockmon.core.netns import NetnsRef, all_netns
 from sockmon.core.records import Snapshot
 from sockmon.core.states import LISTEN, NEW_SYN_RECV, STATE_NAMES
 from sockmon.core.table.diff import diff
 from sockmon.core.table.owners import OwnerCache
 from sockmon.core.table.snapshot import take_snapshot
-from sockmon.core.table.summary import _proc_net, _read_netstat
+from sockmon.core.table.summary import read_tcp_counters
 from sockmon.core.text import inert
 
 DEFAULT_INTERVAL = 5.0
@@ -141,17 +141,6 @@ class Family:
     help: str
     labels: tuple[str, ...]
     samples: tuple[tuple[tuple[str, ...], float], ...] = field(default=())
-
-
-def read_tcp_counters(netns: str | int | None = None) -> tuple[int | None, int | None, int | None]:
-    """(TcpExt ListenOverflows, TcpExt ListenDrops, Tcp RetransSegs) of the namespace: monotonic counters
-    since the namespace was created (the host's since boot)."""
-    def read():
-        base = _proc_net(netns is not None)
-        ext = _read_netstat(f"{base}/netstat").get("TcpExt", {})
-        tcp = _read_netstat(f"{base}/snmp").get("Tcp", {})
-        return ext.get("ListenOverflows"), ext.get("ListenDrops"), tcp.get("RetransSegs")
-    return run_in_netns(netns, read)
 
 
 _STATE_OF = attrgetter("state")
@@ -301,7 +290,9 @@ class MetricsCollector:
             state = self._ns.get(label) or _NsState()
             try:
                 snap = take_snapshot(netns=target, with_info=False)
-                lo, ld, rs = read_tcp_counters(target)
+                counters = read_tcp_counters(target)  # monotonic since the namespace was created
+                lo, ld, rs = (counters.get(k) for k in ("TcpExt.ListenOverflows", "TcpExt.ListenDrops",
+                                                        "Tcp.RetransSegs"))
             except Exception as exc:  # noqa: BLE001 - a namespace that vanished, EPERM...: left out this round
                 errors.append(f"namespace {label or 'own'}: {type(exc).__name__}: {exc}")
                 continue
