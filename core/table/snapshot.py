@@ -48,20 +48,25 @@ OVERLAPPED_RECV = True  # receive in a helper thread while parsing (see netlink.
 def _netlink_dump(states: list[int] | None, port: int | None, with_info: bool) -> list[Socket]:
     mask = diag.states_mask(states)
     out: list[Socket] = []
+    _each_family(lambda sock, family: diag.dump_tcp(sock, family, states=mask, with_info=with_info, port=port,
+                                                    out=out, overlapped=OVERLAPPED_RECV))
+    return out
+
+
+def _each_family(dump) -> None:
+    """``dump(sock, family)`` for IPv4 and IPv6 over one sock_diag socket; a kernel / namespace without
+    IPv6 gives an empty family, not a failure."""
     sock = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
     try:
         for family in FAMILIES:
             try:
-                diag.dump_tcp(sock, family, states=mask, with_info=with_info, port=port, out=out,
-                              overlapped=OVERLAPPED_RECV)
+                dump(sock, family)
             except OSError as exc:
-                # no IPv6 in this kernel / namespace: an empty family, not a failure
                 if family == socket.AF_INET6 and exc.errno in _UNAVAILABLE:
                     continue
                 raise
     finally:
         sock.close()
-    return out
 
 
 def _procfs_dump(states: list[int] | None, port: int | None, netns_used: bool) -> list[Socket]:
@@ -109,17 +114,8 @@ def _extra_dump(protocols: frozenset[str], states: list[int] | None, port: int |
     if "udp" in protocols:
         ust = _udp_states(states)
         try:
-            sock = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
-            try:
-                for family in FAMILIES:
-                    try:
-                        diag.dump_udp(sock, family, states=diag.states_mask(ust), port=port, out=udp)
-                    except OSError as exc:
-                        if family == socket.AF_INET6 and exc.errno in _UNAVAILABLE:
-                            continue
-                        raise
-            finally:
-                sock.close()
+            _each_family(lambda sock, family: diag.dump_udp(sock, family, states=diag.states_mask(ust), port=port,
+                                                            out=udp))
         except OSError as exc:
             if isinstance(exc, SockmonError) or exc.errno not in _UNAVAILABLE:
                 raise
