@@ -7,13 +7,10 @@ only draws it and applies its own filter line (the filter language of every list
 from __future__ import annotations
 
 from rich.text import Text
-from sockmon.core.errors import BadInput
 from sockmon.core.records import Socket
-from sockmon.core.table.filter import parse_filter
 from sockmon.core.table.statemachine import StateDiagram
 from sockmon.tui.diagram.canvas import draw
-from sockmon.tui.fmt import safe_text
-from sockmon.tui.theme import ERROR_STYLE
+from sockmon.tui.widgets.filter_line import read_filter_line
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -86,20 +83,12 @@ class DiagramPane(Vertical):
         self.view.focus()
 
     def apply_filter(self, text: str) -> bool:
-        err = self.query_one("#diagram-filter-error", Static)
-        try:
-            pred = parse_filter(text, self.owner_of)
-        except BadInput as exc:
-            self.filter_error = str(exc)
-            err.update(safe_text(f"✗ {exc} — previous filter kept", style=ERROR_STYLE))
-            err.add_class("-shown")
-            return False
-        self.filter_error = None
-        err.update("")
-        err.remove_class("-shown")
-        self.model.set_filter(pred, text.strip())
-        self.view.refresh()
-        return True
+        ok, pred, self.filter_error = read_filter_line(text, self.owner_of,
+                                                       self.query_one("#diagram-filter-error", Static))
+        if ok:
+            self.model.set_filter(pred, text.strip())
+            self.view.refresh()
+        return ok
 
     def action_focus_filter(self) -> None:
         self.query_one("#diagram-filter", Input).focus()

@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from operator import attrgetter
 
 from rich.text import Text
-from sockmon.core.errors import BadInput
 from sockmon.core.table.closed import CONNECT_FAILED, FIN, RST, RST_OR_TIMEOUT, ClosedConnection
-from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
 from sockmon.tui.messages import ClosedActivated
-from sockmon.tui.theme import ERROR_STYLE, state_style
+from sockmon.tui.theme import state_style
+from sockmon.tui.widgets.filter_line import read_filter_line
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -158,22 +157,12 @@ class ClosedPane(Vertical):
         self.apply_filter(event.value)
 
     def apply_filter(self, text: str) -> bool:
-        err = self.query_one(f"#{self.id}-filter-error", Static)
-        try:
-            pred = parse_filter(text, attrgetter("owner"))
-        except BadInput as exc:
-            self.filter_error = str(exc)
-            err.update(fmt.safe_text(f"✗ {exc} — not filtering", style=ERROR_STYLE))
-            err.add_class("-shown")
-            self.table.set_filter(None)
-            self._refresh_info()
-            return False
-        self.filter_error = None
-        err.update("")
-        err.remove_class("-shown")
-        self.table.set_filter(pred)
+        ok, pred, self.filter_error = read_filter_line(text, attrgetter("owner"),
+                                                       self.query_one(f"#{self.id}-filter-error", Static))
+        if ok:
+            self.table.set_filter(pred)
         self._refresh_info()
-        return True
+        return ok
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

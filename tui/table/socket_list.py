@@ -9,14 +9,13 @@ from collections import ChainMap, Counter
 from collections.abc import Iterable
 
 from rich.text import Text
-from sockmon.core.errors import BadInput
 from sockmon.core.netns import ALL_NETNS
 from sockmon.core.records import SOCKET_COOKIE, SOCKET_ROW_IDENTITY, SOCKET_STATE, Process, Snapshot, Socket
 from sockmon.core.states import CLOSE, ESTABLISHED, LISTEN
-from sockmon.core.table.filter import parse_filter
 from sockmon.tui import fmt
 from sockmon.tui.messages import ColumnsRequested, KillRequested, SocketActivated, SocketSelected
-from sockmon.tui.theme import ERROR_STYLE, STATE_SS_NAMES, STATE_TINY_NAMES, counts_text, state_style
+from sockmon.tui.theme import STATE_SS_NAMES, STATE_TINY_NAMES, counts_text, state_style
+from sockmon.tui.widgets.filter_line import read_filter_line
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -251,22 +250,12 @@ class SocketListPane(Vertical):
     def apply_filter(self, text: str) -> bool:
         """Apply the filter text (``sockmon.core.table.filter``: parsed once per text, the predicate runs per
         row); bad text keeps the previous filter and says why in one line (the typed text is kept)."""
-        err = self.query_one(f"#{self.id}-filter-error", Static)
-        try:
-            pred = parse_filter(text, self.owner_of)
-        except BadInput as exc:
-            # Keep the typed text and the previous filter (half-typed "dport >" must not flash everything)
-            self.filter_error = str(exc)
-            err.update(fmt.safe_text(f"✗ {exc} — previous filter kept", style=ERROR_STYLE))
-            err.add_class("-shown")
-            self._refresh_info()
-            return False
-        self.filter_error = None
-        err.update("")
-        err.remove_class("-shown")
-        self.table.set_filter(pred)
+        ok, pred, self.filter_error = read_filter_line(text, self.owner_of,
+                                                       self.query_one(f"#{self.id}-filter-error", Static))
+        if ok:
+            self.table.set_filter(pred)
         self._refresh_info()
-        return True
+        return ok
 
     def set_filter_text(self, text: str) -> None:
         """Put ``text`` in the filter line (and apply it), as if typed."""
