@@ -535,7 +535,8 @@ class SockmonApp(App[int]):
         if closed.version != history.version or update.transition_source != history.source:
             history.show_records(closed.records(), version=closed.version, total=closed.total,
                                  source=update.transition_source)
-        self._route_diagram(None if update.error else snapshot, transitions, update.transition_source)
+        self._route_diagram(None if update.error else snapshot, transitions, update.transition_source,
+                            update.summary)
         dropped, self._dropped_transitions = self._dropped_transitions, 0
         status = dict(collect_ms=update.duration_ms, transition_source=update.transition_source,
                       overruns=update.overruns + update.dropped_transitions + dropped)
@@ -580,11 +581,13 @@ class SockmonApp(App[int]):
         self.status.show(counts=counts, total=summary.total, source=snapshot.source, **status)
         self._update_detail()
 
-    def _route_diagram(self, snapshot: Snapshot | None, transitions: list[Transition], source: str) -> None:
-        """The state diagram: this update's transitions and counts, then the 4-tuple the lab follows (its
-        life so far from the transition history, which already holds this update's transitions)."""
+    def _route_diagram(self, snapshot: Snapshot | None, transitions: list[Transition], source: str,
+                       summary=None) -> None:
+        """The state diagram: this update's transitions and counts (the update's Summary: the table is not
+        counted twice), then the 4-tuple the lab follows (its life so far from the transition history,
+        which already holds this update's transitions)."""
         diagram = self.diagram
-        diagram.update(snapshot, transitions)
+        diagram.update(snapshot, transitions, summary)
         followed = self.lab.model.followed_tuple
         if followed is not None and followed[1]:
             diagram.follow(followed, self.history.life(four_tuple_key(*followed)))

@@ -35,6 +35,7 @@ from sockmon.core.states import (
     LAST_ACK,
     LISTEN,
     NEW_SYN_RECV,
+    STATE_CODES,
     STATE_NAMES,
     SYN_RECV,
     SYN_SENT,
@@ -228,7 +229,10 @@ class StateDiagram:
         return True
 
     # ------------------------------------------------------------------ feeding
-    def update(self, snapshot: Snapshot | None, transitions: Iterable[Transition] = ()) -> None:
+    def update(self, snapshot: Snapshot | None, transitions: Iterable[Transition] = (), summary=None) -> None:
+        """This update's transitions and the snapshot's counts per state. ``summary``: the snapshot's
+        `Summary` (core/table/summary.py), whose counts serve when no filter is set instead of counting
+        the table a second time."""
         by_tuple = None
         transitions = list(transitions)
         if self.pred is not None and snapshot is not None and transitions:
@@ -237,7 +241,7 @@ class StateDiagram:
             self._transition(tr, by_tuple)
         if snapshot is not None:
             self._snapshot = snapshot
-            self._count(snapshot)
+            self._count(snapshot, summary)
             self._tick(snapshot.taken_at)
         self.version += 1
 
@@ -247,10 +251,14 @@ class StateDiagram:
         if self.now is None or t > self.now:
             self.now = t
 
-    def _count(self, snapshot: Snapshot) -> None:
+    def _count(self, snapshot: Snapshot, summary=None) -> None:
         pred = self.pred
-        socks = snapshot.sockets if pred is None else [s for s in snapshot.sockets if pred(s)]
-        self.counts, self.total = dict(Counter(map(_STATE, socks))), len(socks)
+        if pred is None and summary is not None:
+            self.counts = {STATE_CODES[name]: n for name, n in summary.by_state.items()}
+            self.total = summary.total
+        else:
+            socks = snapshot.sockets if pred is None else [s for s in snapshot.sockets if pred(s)]
+            self.counts, self.total = dict(Counter(map(_STATE, socks))), len(socks)
         if self.followed is not None:
             _, fsport, _, fdport = self.followed
             for s in snapshot.sockets:
