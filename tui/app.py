@@ -211,6 +211,7 @@ class SockmonApp(App[int]):
         self._view_label: str | None = netns
         self._switching = False  # a namespace was picked: updates of the previous view are dropped
         self.collector_factory = collector_factory
+        self._lab_panes: dict[type, Any] = {}  # _lab_pane: kind → the pane, found once
         self.collector = None
         self.is_root = (os.geteuid() == 0) if is_root is None else is_root
         self.clock = clock
@@ -295,8 +296,23 @@ class SockmonApp(App[int]):
 
     @property
     def timeline(self) -> TimelinePane | None:
-        found = self.query(TimelinePane)
-        return found.first() if found else None
+        return self._lab_pane(TimelinePane)
+
+    def _lab_pane(self, kind: type) -> Any | None:
+        """The app's one pane of ``kind`` (composed once: the lab's, the diagram), found by a DOM walk only the first time and
+        after it left the DOM: this runs every refresh."""
+        pane = self._lab_panes.get(kind)
+        if pane is None or not pane.is_attached:
+            found = self.query(kind)
+            pane = found.first() if found else None
+            if pane is None:
+                return None
+            self._lab_panes[kind] = pane
+        return pane
+
+    def _socket_tables(self) -> list[VirtualTable]:
+        """The tables of the socket-list panes (the rows the event-driven collector refreshes)."""
+        return [pane.table for pane in self.socket_lists()]
 
     def socket_lists(self) -> list:
         """The socket-list panes (each with its own columns)."""
@@ -516,10 +532,8 @@ class SockmonApp(App[int]):
         if col is None or not getattr(col, "event_table", False):
             return
         keys = []
-        for table in self.query(VirtualTable):
-            if not table.region.area:  # not on screen (another tab, a hidden pane)
-                continue
-            for row in table.visible_rows():
+        for table in self._socket_tables():
+            for row in table.on_screen_rows():  # none when not on screen (another tab, a hidden pane)
                 if isinstance(row, Socket) and row.protocol == _TCP and row.netns is None:
                     keys.append((row.family, row.src, row.sport, row.dst, row.dport))
         col.set_visible(keys)
@@ -593,7 +607,8 @@ class SockmonApp(App[int]):
             diagram.follow(followed, self.history.life(four_tuple_key(*followed)))
         else:
             diagram.follow(None)
-        for pane in self.query(DiagramPane).results(DiagramPane):
+        pane = self._lab_pane(DiagramPane)
+        if pane is not None:
             pane.show(snapshot.owners if snapshot is not None else None, source)
 
     def _lab_ident(self, snapshot: Snapshot) -> str | None | bool:
@@ -608,10 +623,9 @@ class SockmonApp(App[int]):
 
     def _route_listener(self, snapshot: Snapshot, netns: str | None = None) -> None:
         """Hand the built-in server's listener row (its accept queue) to the Server pane, by message."""
-        found = self.query(ServerPane)
-        if not found:
+        server = self._lab_pane(ServerPane)
+        if server is None:
             return
-        server = found.first()
         addr = server.address if server.engine is not None else None
         if not addr:
             return

@@ -18,6 +18,7 @@ from sockmon.core.lab.ladder import MAX_PACKETS, LadderModel, LadderPacket, pack
 from sockmon.core.lab.timeline import MAX_LINES, ConnectionTimeline, Line
 from sockmon.tui.fmt import Sparklines, duration, endpoint, event_text, fmt_ms, transition_text
 from sockmon.tui.theme import state_label
+from sockmon.tui.widgets.quiet import quiet_update
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -222,7 +223,7 @@ class TimelinePane(Vertical, can_focus=True):
         """Draw what changed in the model since the last call: appended lines, or everything."""
         if not self.is_mounted:
             return
-        self.query_one("#timeline-header", Static).update(self._header())
+        quiet_update(self.query_one("#timeline-header", Static), self._header())
         model = self.model
         graphs = self.query_one("#timeline-graphs", Static)
         graphs.display = model.samples.has_data

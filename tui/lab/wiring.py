@@ -34,6 +34,7 @@ class LabWiring:
         self.app = app
         self.model = model if model is not None else ConnectionTimeline()
         self.ladder = LadderModel()  # the packet ladder of the client's newest connection
+        self._views: dict[type, tuple[object, list]] = {}  # kind → (screen, its panes): no DOM walk per tick
 
     # ------------------------------------------------------------------ facts from the panes
     def client_connecting(self, generation: int | None = None) -> None:
@@ -83,11 +84,22 @@ class LabWiring:
         stack = self.app.screen_stack
         return stack[0] if stack else None
 
+    def _panes(self, base, kind: type) -> list:
+        """The panes of ``kind`` on the base screen, found once (a query walks the whole DOM, and this
+        runs every refresh) and found again when one has left the DOM or the screen changed."""
+        cached = self._views.get(kind)
+        if cached is not None and cached[0] is base and all(p.is_attached for p in cached[1]):
+            return cached[1]
+        found = list(base.query(kind))
+        if found:
+            self._views[kind] = (base, found)
+        return found
+
     def ladder_changed(self) -> None:
         base = self._base()
         if base is None:
             return
-        for view in base.query(TimelinePane):
+        for view in self._panes(base, TimelinePane):
             if view.ladder is self.ladder:
                 view.refresh_ladder()
 
@@ -95,11 +107,11 @@ class LabWiring:
         base = self._base()
         if base is None:
             return
-        for view in base.query(TimelinePane):
+        for view in self._panes(base, TimelinePane):
             if view.model is self.model:
                 view.refresh_view()
         if client:
             m = self.model
-            for pane in base.query(ClientPane):
+            for pane in self._panes(base, ClientPane):
                 pane.kernel_state_seen(m.client_state, gone=m.client_gone, closed=m.client_closed,
                                        failed=m.client_failed)

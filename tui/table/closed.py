@@ -14,6 +14,7 @@ from sockmon.tui import fmt
 from sockmon.tui.messages import ClosedActivated
 from sockmon.tui.theme import state_style
 from sockmon.tui.widgets.filter_line import read_filter_line
+from sockmon.tui.widgets.quiet import quiet_update
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -147,7 +148,7 @@ class ClosedPane(Vertical):
 
     def _refresh_info(self) -> None:
         if self._ready:
-            self.query_one(f"#{self.id}-info", Static).update(self.info_text())
+            quiet_update(self.query_one(f"#{self.id}-info", Static), self.info_text())
 
     # ------------------------------------------------------------ filter
     def on_input_changed(self, event: Input.Changed) -> None:

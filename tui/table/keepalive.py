@@ -19,6 +19,7 @@ from sockmon.tui import fmt
 from sockmon.tui.table.socket_list import SocketListPane
 from sockmon.tui.theme import state_text
 from sockmon.tui.widgets.options_reader import OptionsReader
+from sockmon.tui.widgets.quiet import quiet_update
 from sockmon.tui.widgets.virtual_table import Column
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -100,7 +101,7 @@ class KeepalivePane(Horizontal):
         self._reads = OptionsReader(self.app, self._read_done)
         self.query_one("#ka-system", Static).border_title = "System defaults (sysctl)"
         self.query_one("#ka-selected", Static).border_title = "Selected socket"
-        self.set_interval(0.5, self._render_selected)
+        self.set_interval(0.5, self._tick_selected)
         self._redraw()
 
     def on_resize(self) -> None:
@@ -117,8 +118,15 @@ class KeepalivePane(Horizontal):
             fresh = self.lookup(self.socket) if self.lookup is not None else None
             if fresh is not None:
                 self.socket = fresh
-            if self.socket.state != LISTEN:
-                self._read(self.socket, self.owner)  # every refresh: a change by anyone shows at once
+        if not self.region.area:  # on another tab: read and drawn when shown (on_show), not each refresh
+            return
+        if self.socket is not None and self.socket.state != LISTEN:
+            self._read(self.socket, self.owner)  # every refresh: a change by anyone shows at once
+        self._redraw()
+
+    def on_show(self) -> None:
+        if self.socket is not None and self.socket.state != LISTEN:
+            self._read(self.socket, self.owner)
         self._redraw()
 
     TIMERS = "ka-timers"
@@ -202,7 +210,7 @@ class KeepalivePane(Horizontal):
         if None not in (idle, intvl, cnt):
             t.add_row("dead peer after", Text(f"{idle + intvl * cnt} s  (= {idle} + {intvl} × {cnt})", style="bold"))
         t.add_row("", Text("applies only to sockets with SO_KEEPALIVE on", style="italic dim"))
-        self.query_one("#ka-system", Static).update(t)
+        quiet_update(self.query_one("#ka-system", Static), t, key=(idle, intvl, cnt))
         self._render_selected()
 
     @staticmethod
@@ -231,13 +239,18 @@ class KeepalivePane(Horizontal):
             out.append(f"\n{dp.note}", style="italic #e5c07b")
         return out
 
+    def _tick_selected(self) -> None:
+        # the countdowns, while the pane is on screen: each redraw of the box is a layout of the screen
+        if self.region.area:
+            self._render_selected()
+
     def _render_selected(self) -> None:
         if not self._ready:
             return
         box = self.query_one("#ka-selected", Static)
         sock = self.socket
         if sock is None:
-            box.update(Text("Select a socket in Connections, Listening or the timer list.", style="dim italic"))
+            quiet_update(box, Text("Select a socket in Connections, Listening or the timer list.", style="dim italic"))
             return
         t = Table.grid(padding=(0, 1))
         t.add_column(style="dim")
@@ -267,3 +280,4 @@ class KeepalivePane(Horizontal):
         else:
             t.add_row("timer", Text("none running", style="dim"))
         box.update(t)
+        box._quiet_last = None  # shown without quiet_update: the next quiet one is never skipped

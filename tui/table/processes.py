@@ -17,6 +17,7 @@ from sockmon.core.text import inert
 from sockmon.tui import fmt
 from sockmon.tui.messages import ProcessActivated
 from sockmon.tui.theme import counts_text
+from sockmon.tui.widgets.quiet import quiet_update
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -132,4 +133,4 @@ class ProcessesPane(Vertical):
 
     def _refresh_info(self) -> None:
         if self.is_mounted:
-            self.query_one(f"#{self.id}-info", Static).update(self.info_text())
+            quiet_update(self.query_one(f"#{self.id}-info", Static), self.info_text())

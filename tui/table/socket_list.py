@@ -16,6 +16,7 @@ from sockmon.tui import fmt
 from sockmon.tui.messages import ColumnsRequested, KillRequested, SocketActivated, SocketSelected
 from sockmon.tui.theme import STATE_SS_NAMES, STATE_TINY_NAMES, counts_text, state_style
 from sockmon.tui.widgets.filter_line import read_filter_line
+from sockmon.tui.widgets.quiet import quiet_update
 from sockmon.tui.widgets.virtual_table import Column, VirtualTable
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -306,7 +307,7 @@ class SocketListPane(Vertical):
     def _refresh_info(self) -> None:
         if not self._ready:
             return
-        self.query_one(f"#{self.id}-info", Static).update(self.info_text())
+        quiet_update(self.query_one(f"#{self.id}-info", Static), self.info_text())
 
     # ------------------------------------------------------------ common columns
     def connected_rows(self, snapshot: Snapshot) -> list:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from sockmon.core.text import inert
 from sockmon.tui.theme import ERROR_STYLE, STATE_SS_NAMES, STATE_TINY_NAMES, counts_text
+from sockmon.tui.widgets.quiet import quiet_update
 from textual.widgets import Static
 
 
@@ -98,7 +99,7 @@ class StatusBar(Static):
 
     def _draw(self) -> None:
         width = self.content_region.width
-        self.update(status_text(self.info, width or None))
+        quiet_update(self, status_text(self.info, width or None))
 
     def on_resize(self) -> None:
         self._draw()

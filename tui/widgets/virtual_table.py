@@ -201,7 +201,18 @@ class VirtualTable(ScrollView, can_focus=True):
         return list(self._view)
 
     def visible_rows(self) -> list[Any]:
+        """Every row the filter lets through, in display order (on screen or reached by scrolling)."""
         return [self.get_row(k) for k in self._view]
+
+    def on_screen_rows(self) -> list[Any]:
+        """The rows drawn now: those in the viewport below the header (none when the table is not on
+        screen). What the event-driven collector refreshes each tick (tui/app.py ``_tell_visible``)."""
+        if not self.region.area:
+            return []
+        top = self.scroll_offset.y
+        height = max(0, self.scrollable_content_region.height - 1)  # the header takes the first line
+        get = self.rows.get_row
+        return [get(k) for k in self._view[top: top + height]]
 
     def get_row(self, key: Hashable) -> Any | None:
         return self.rows.get_row(key)
