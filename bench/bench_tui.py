@@ -12,7 +12,11 @@ headless (Textual's run_test, 200×50) and times, R times each:
   waiting, so actions are called directly);
 - peak RSS of the UI process (the helpers that hold the sockets are separate processes).
 
-    sudo python3 bench/bench_tui.py [--sizes 2000,20000,60000] [--runs 5]
+    sudo python3 bench/bench_tui.py [--sizes 2000,20000,60000] [--runs 5] [--table dump|events]
+
+``--table events``: the collector keeps the event-driven table (core/table/evtable.py); each timed refresh
+is an event tick (what changed since the previous one plus exact lookups of the rows on screen, which the
+app tells the collector), with full dumps held off (their cadence and cost: bench/bench_cpu.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from connpool import print_banner, reexec_in_private_netns  # noqa: E402
+
+
+TABLE = "dump"  # --table
 
 
 def rss_mb() -> float:
@@ -48,7 +55,12 @@ async def bench_app(n: int, runs: int) -> list[tuple[str, float, float]]:
     from sockmon.tui.app import SockmonApp
 
     rows: list[tuple[str, float, float]] = []
-    collector = Collector(interval=3600, use_tracepoint=False, on_update=lambda u: None, start=False)
+    if TABLE == "events":  # the event-driven table: each refresh reads only what changed and the rows on screen
+        collector = Collector(interval=3600, event_table=True, on_update=lambda u: None, start=False)
+        if not collector.event_table:
+            raise SystemExit(f"no event-driven table here: {collector.tracer_note}")
+    else:
+        collector = Collector(interval=3600, use_tracepoint=False, on_update=lambda u: None, start=False)
     app = SockmonApp(collector_factory=None, is_root=os.geteuid() == 0)
     async with app.run_test(size=(200, 50)) as pilot:
         first = collector.collect_once()  # warm the owner cache; first diff baseline
@@ -56,6 +68,11 @@ async def bench_app(n: int, runs: int) -> list[tuple[str, float, float]]:
         await pilot.pause()
         total = len(first.snapshot.sockets)
         del first  # the app holds what it needs: a third 60k snapshot alive here would inflate RSS
+        if TABLE == "events":
+            collector.hold_full_dumps()  # every timed refresh an event tick (full dumps: bench_cpu.py)
+            app.collector = collector  # the app tells it the rows on screen (set_visible)
+            app._tell_visible()
+            await pilot.pause()
         full, collect, apply_, paint = [], [], [], []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -70,7 +87,8 @@ async def bench_app(n: int, runs: int) -> list[tuple[str, float, float]]:
             apply_.append(t2 - t1)
             paint.append(t3 - t2)
             await pilot.pause()
-        for name, xs in (("full refresh (collect+diff+apply+paint)", full),
+        label = "refresh of the event-driven table" if TABLE == "events" else "full refresh"
+        for name, xs in ((f"{label} (collect+diff+apply+paint)", full),
                          ("  collect (Collector.collect_once: snapshot+owners+diff+summary)", collect),
                          ("  apply (all panes: keyed diff, marks, filter, sort)", apply_),
                          ("  paint (layout + compose + ANSI of the whole screen)", paint)):
@@ -125,7 +143,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="60000")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
+    ap.add_argument("--table", choices=("dump", "events"), default="dump",
+                    help="dump: every refresh a full dump (default); events: the event-driven table "
+                         "(root, tracepoint): what changed plus the rows on screen")
     args = ap.parse_args()
+    global TABLE
+    TABLE = args.table
     rc = None if args.no_netns else reexec_in_private_netns("smtui", "SOCKMON_BENCH_NS", sys.argv[1:])
     if rc is not None:
         return rc

@@ -236,7 +236,7 @@ def test_the_app_tells_the_event_driven_collector_its_visible_rows():
 
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from sockmon.tui.app import SockmonApp
-    from test_tui_fixtures import snapshot, summary, sync
+    from test_tui_fixtures import V4, sk, snapshot, summary, sync
 
     class Stub:
         event_table = True
@@ -257,8 +257,19 @@ def test_the_app_tells_the_event_driven_collector_its_visible_rows():
             app.inject_snapshot(snap, (), summary())  # laid out now: the tables' rows are on screen
             await pilot.pause()
             told = set(stub.told[-1])
-            shown = {(s.family, s.src, s.sport, s.dst, s.dport) for s in app.connections.table.visible_rows()}
+            shown = {(s.family, s.src, s.sport, s.dst, s.dport) for s in app.connections.table.on_screen_rows()}
             assert shown and shown <= told
+            # many rows: only those in the viewports (not every row the filter lets through)
+            many = [sk(V4, ESTABLISHED, "127.0.0.1", 20000 + i, "127.0.0.1", 80, cookie=i + 1) for i in range(2000)]
+            app.inject_snapshot(snapshot(many), (), summary(snapshot(many)))
+            await pilot.pause()
+            app.inject_snapshot(snapshot(many), (), summary(snapshot(many)))
+            await pilot.pause()
+            told = stub.told[-1]
+            assert 10 < len(told) < 40 * 3, len(told)
+            on_screen = app.connections.table.on_screen_rows()
+            assert {(s.family, s.src, s.sport, s.dst, s.dport) for s in on_screen} <= set(told)
+            assert len(on_screen) <= app.connections.table.size.height
             app.collector = None
 
     run()
@@ -287,3 +298,127 @@ def test_full_dumps_come_at_the_budgeted_cadence(monkeypatch):
         assert col.collect_once().table == "dump"
     finally:
         col.stop()
+
+
+def test_event_ticks_diff_summary_rates_and_owners_equal_the_whole_table_ones():
+    """An event tick computes its diff, counts, rates and owners from what changed alone
+    (diff_changes, summarize_changes, RateTracker.update_some, OwnerCache.resolve_more): after churn each
+    one equals what the whole-table functions give for the same two snapshots."""
+    import os
+
+    from sockmon.core.table.diff import diff
+    from sockmon.core.table.owners import OwnerCache
+    from sockmon.core.table.summary import summarize
+
+    col = Collector(event_table=True, start=False, on_update=lambda u: None)
+    assert col.event_table, col.tracer_note
+    col.hold_full_dumps()
+    lst = _listener()
+    port = lst.getsockname()[1]
+    held = []
+    try:
+        prev = col.collect_once()
+        assert prev.table == "dump"
+        stream = _pair(lst)
+        vis = (socket.AF_INET, "127.0.0.1", stream[0].getsockname()[1], "127.0.0.1", port)
+        col.set_visible([vis])
+        for round_ in range(4):
+            for i in range(12):
+                cli, srv = _pair(lst)
+                if i % 3 == 0:
+                    held += [cli, srv]
+                elif i % 3 == 1:
+                    cli.close()
+                    srv.close()
+                else:
+                    _rst(srv)
+                    cli.close()
+            if held and round_ % 2:
+                held.pop(0).close()  # one end of a held connection: CLOSE_WAIT on the other
+            stream[0].sendall(b"y" * 50_000)
+            stream[1].recv(1 << 20)
+            u = _tick(col)
+            assert u.table == "events"
+            whole = diff(prev.snapshot, u.snapshot)
+
+            def ids(socks):
+                return {(s.key, s.state) for s in socks}
+
+            assert ids(u.diff.added) == ids(whole.added)
+            assert ids(u.diff.removed) == ids(whole.removed)
+            assert {(o.key, n.key, n.state) for o, n in u.diff.changed} == \
+                   {(o.key, n.key, n.state) for o, n in whole.changed}
+            counted = summarize(u.snapshot, read_system=False)
+            assert dict(u.summary.by_state) == dict(counted.by_state)
+            assert dict(u.summary.families) == dict(counted.families) and u.summary.total == counted.total
+            mine = [s for s in u.snapshot.sockets if _ours({port})(s) and s.inode]
+            fresh = OwnerCache().resolve_sockets(mine)
+            assert {s.inode: u.snapshot.owners.get(s.inode) for s in mine} == {s.inode: fresh.get(s.inode) for s in mine}
+            assert all(p.pid == os.getpid() for p in fresh.values()) and len(fresh) == len(mine)
+            rows = {(s.family, s.src, s.sport, s.dst, s.dport): s for s in u.snapshot.sockets}
+            if round_:  # the visible row is read every tick: it has a rate; rows off screen have none
+                assert u.rates.get(rows[vis]) is not None and u.rates.rx(rows[vis]) >= 0
+                assert u.rates.tx(rows[vis]) > 0
+                quiet = [s for s in u.snapshot.sockets if s.state == ESTABLISHED and _ours({port})(s)
+                         and (s.family, s.src, s.sport, s.dst, s.dport) != vis
+                         and all(s is not n for n in u.diff.added)]
+                assert quiet and all(u.rates.get(s) is None for s in quiet)  # old numbers: no rate, not 0
+            prev = u
+    finally:
+        col.stop()
+        for s in (*held, *stream, lst):
+            s.close()
+
+
+def test_a_sort_on_live_numbers_or_the_process_view_makes_every_tick_a_full_dump(evcol):
+    evcol.collect_once()
+    assert _tick(evcol).table == "events"
+    evcol.need_full_table("sort by RTT")
+    assert _tick(evcol).table == "dump" and _tick(evcol).table == "dump"
+    evcol.need_full_table(None)
+    assert _tick(evcol).table == "events"
+    evcol.want_processes(True)
+    assert _tick(evcol).table == "dump"
+    evcol.want_processes(False)
+    assert _tick(evcol).table == "events"
+
+
+def test_the_app_asks_for_full_dumps_while_a_list_is_sorted_on_live_numbers():
+    import sys
+
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from sockmon.tui.app import SockmonApp
+    from test_tui_fixtures import snapshot, summary, sync
+
+    class Stub:
+        event_table = True
+        full_table_reason = None
+        refreshed = 0
+
+        def set_visible(self, keys):
+            pass
+
+        def need_full_table(self, reason):
+            self.full_table_reason = reason
+
+        def refresh_now(self):
+            self.refreshed += 1
+
+    @sync
+    async def run():
+        app = SockmonApp(collector_factory=None, is_root=False)
+        async with app.run_test(size=(160, 40)) as pilot:
+            stub = Stub()
+            app.collector = stub
+            app.inject_snapshot(snapshot(), (), summary())
+            await pilot.pause()
+            table = app.connections.table
+            table.sort_by("rtt")
+            await pilot.pause()
+            assert stub.full_table_reason == "sorted by RTT ms" and stub.refreshed == 1
+            table.sort_by("local")
+            await pilot.pause()
+            assert stub.full_table_reason is None
+            app.collector = None
+
+    run()

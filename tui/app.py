@@ -119,6 +119,9 @@ ENGINE_STOP_TIMEOUT = 3.0  # seconds for all lab engines together (a lingering c
 # beyond this (counted with the overruns in the status bar).
 MAX_PENDING_TRANSITIONS = 200_000
 _TCP = 6  # socket.IPPROTO_TCP: the rows the event-driven table refreshes
+# columns whose values the event-driven table keeps fresh only for the rows on screen: sorting a socket
+# list on one of them makes every tick a full dump while it lasts (Collector.need_full_table)
+LIVE_SORT_COLUMNS = frozenset({"rx", "tx", "recv_q", "send_q", "timer", "rtt", "cwnd", "retrans", "queue", "probes"})
 
 
 def default_collector_factory(*, interval: float, netns: str | None, on_update: Callable[[Any], None]):
@@ -532,11 +535,23 @@ class SockmonApp(App[int]):
         if col is None or not getattr(col, "event_table", False):
             return
         keys = []
+        live_sort = None
         for table in self._socket_tables():
-            for row in table.on_screen_rows():  # none when not on screen (another tab, a hidden pane)
+            rows = table.on_screen_rows()  # none when not on screen (another tab, a hidden pane)
+            for row in rows:
                 if isinstance(row, Socket) and row.protocol == _TCP and row.netns is None:
                     keys.append((row.family, row.src, row.sport, row.dst, row.dport))
+            if rows and table.sort_column in LIVE_SORT_COLUMNS and live_sort is None:
+                live_sort = f"sorted by {table.column_label(table.sort_column)}"
         col.set_visible(keys)
+        # a sort on numbers that only a full dump has fresh for every row: full dumps while it lasts
+        if hasattr(col, "need_full_table") and live_sort != col.full_table_reason:
+            col.need_full_table(live_sort)
+            if live_sort is not None:
+                col.refresh_now()
+
+    def on_virtual_table_sort_changed(self, event: VirtualTable.SortChanged) -> None:
+        self._tell_visible()  # a sort on live numbers resyncs at once, not at the next refresh
 
     def _apply(self, update: Update, transitions: list[Transition]) -> None:
         snapshot = update.snapshot

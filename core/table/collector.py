@@ -27,12 +27,19 @@ from sockmon.core.netns import ALL_NETNS, NetnsIdents, all_netns
 from sockmon.core.records import SOCKET_ENDPOINTS, Snapshot, Transition
 from sockmon.core.series import Rates
 from sockmon.core.states import SYN_SENT
-from sockmon.core.table.diff import SnapshotDiff, advance_since, diff, socket_keys
+from sockmon.core.table.diff import (
+    SnapshotDiff,
+    advance_since,
+    advance_since_changes,
+    diff,
+    diff_changes,
+    socket_keys,
+)
 from sockmon.core.table.evtable import EventTable, TooManyChanges
 from sockmon.core.table.owners import OwnerCache
 from sockmon.core.table.rates import ProcessTotal, RateTracker, process_totals
 from sockmon.core.table.snapshot import TCP_ONLY, normalize_protocols, take_snapshot, take_snapshot_all
-from sockmon.core.table.summary import Summary, summarize
+from sockmon.core.table.summary import Summary, summarize, summarize_changes
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +47,10 @@ DRAIN_EVERY = 0.1  # seconds between tracepoint drains (docs/kernel-facts.md §3
 DRAIN_BATCHES = 64  # tracepoint batches (≤ 256 KiB of text each) read per drain at most
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
 # event-driven table (opt-in: Collector(event_table=True) or SOCKMON_EVENT_TABLE=1): full dumps within
-# FULL_DUMP_BUDGET of one core (a dump that took d seconds is followed by the next after d / budget),
-# at least every MAX_FULL_PERIOD seconds, and at once on a resync (lost events, a namespace switch)
-FULL_DUMP_BUDGET = 0.05
+# FULL_DUMP_BUDGET of one core (a dump tick that took c seconds of CPU — dump, owners, diff, rates — is
+# followed by the next after c / budget), at least every MAX_FULL_PERIOD seconds, and at once on a
+# resync (lost events, a namespace switch); every tick while need_full_table() says why
+FULL_DUMP_BUDGET = 0.02
 MAX_FULL_PERIOD = 60.0
 
 
@@ -102,6 +110,9 @@ class Collector:
             event_table = os.environ.get("SOCKMON_EVENT_TABLE", "") not in ("", "0")
         self._evt = EventTable(with_info=with_info) if event_table else None
         self._visible: tuple = ()  # set_visible: rows on screen, refreshed each event tick
+        self._ev_changes: tuple | None = None  # this event tick's (changes, fresh sockets) for _collect
+        self._summary: Summary | None = None  # the previous tick's (summarize_changes starts from it)
+        self._full_reason: str | None = None  # need_full_table: why every tick is a full dump now
         self._hold = False  # hold_full_dumps: only resyncs dump in full
         self._full_next = 0.0  # monotonic time of the next full dump (event-driven table)
         self.full_dumps = 0  # full dumps done (any mode)
@@ -278,6 +289,7 @@ class Collector:
         return update
 
     def _collect(self, t0: float, source: str) -> Update:
+        cpu0 = time.thread_time()
         try:
             # TCP always (diff, summary, transitions are about it); UDP / UNIX only when asked
             protocols = self._protocols | {"tcp"}
@@ -292,13 +304,20 @@ class Collector:
                                          owners=self._owners, protocols=protocols)
                 self.full_dumps += 1
             prev = self._prev
-            d = diff(self._prev, snap, self._since) if self._prev is not None else None
+            fresh = None
+            if table == "events":  # what changed is known: no work for the rows that did not
+                changes, fresh = self._ev_changes
+                self._ev_changes = None
+                d = diff_changes(changes, snap.taken_at, self._since)
+                self._since = advance_since_changes(self._since, d, snap.taken_at)
+            else:
+                d = diff(self._prev, snap, self._since) if self._prev is not None else None
+                if d is not None:
+                    self._since = advance_since(self._since, d, snap)
+                else:
+                    self._since = dict.fromkeys(socket_keys(snap.sockets), snap.taken_at)
             base = self._prev.taken_at if self._prev is not None else None
             self._prev = snap  # our reference to the old snapshot ends with the diff
-            if d is not None:
-                self._since = advance_since(self._since, d, snap)
-            else:
-                self._since = dict.fromkeys(socket_keys(snap.sockets), snap.taken_at)
             lost_note = ""
             if self._tracer is not None:
                 if not evmode:  # the event table drained right before its lookups
@@ -315,8 +334,17 @@ class Collector:
             else:
                 transitions = d.transitions if d is not None else ()
                 overruns = 0
-            summary = summarize(snap)
-            rates = self._rates.update(snap) if self.with_info else None
+            if fresh is not None and self._summary is not None:
+                summary = summarize_changes(self._summary, d, snap)
+            else:
+                summary = summarize(snap)
+            self._summary = summary
+            if not self.with_info:
+                rates = None
+            elif fresh is not None:  # only the rows read afresh have a rate (the others' numbers are old)
+                rates = self._rates.update_some(snap.taken_at, fresh, d.removed)
+            else:
+                rates = self._rates.update(snap)
             processes = process_totals(snap, rates) if self._processes else None
             drain_error, self._drain_error = self._drain_error, None
             notes = "; ".join(n for n in (snap.note, self.tracer_note, drain_error, lost_note) if n)
@@ -324,6 +352,10 @@ class Collector:
             update = Update(snap, d, transitions, summary, (time.perf_counter() - t0) * 1000.0, overruns, source,
                             None, notes, dropped, base_taken_at=base, rates=rates, processes=processes,
                             table=table)
+            if evmode and table == "dump" and not self._hold:  # the next full dump within the budget
+                took = time.thread_time() - cpu0
+                self._full_next = time.monotonic() + min(MAX_FULL_PERIOD, max(self._interval,
+                                                                              took / FULL_DUMP_BUDGET))
         except Exception as exc:  # noqa: BLE001 - the thread must survive; the UI shows the line
             update = Update(None, None, (), None, (time.perf_counter() - t0) * 1000.0, 0, source,
                             f"{type(exc).__name__}: {exc}", self.tracer_note)
@@ -339,6 +371,16 @@ class Collector:
     def _event_mode(self) -> bool:
         return (self._evt is not None and self._tracer is not None and not self._tracer.closed
                 and self.netns is None and self.port is None)
+
+    def need_full_table(self, reason: str | None) -> None:
+        """Every tick a full dump while ``reason`` is set (None: back to the event-driven table): for
+        what needs every row's numbers fresh — a sort on queues, timers, rates or tcp_info, the totals
+        per process. Any thread; takes effect at the next tick."""
+        self._full_reason = reason
+
+    @property
+    def full_table_reason(self) -> str | None:
+        return self._full_reason
 
     def hold_full_dumps(self) -> None:
         """No full dump by the cadence from now on (resync triggers still do one): for the
@@ -380,8 +422,10 @@ class Collector:
         evt = self._evt
         self._drain()
         now = time.monotonic()
-        resync = (self._prev is None or now >= self._full_next or self._dropped
-                  or self._tracer.overruns > self._overruns_seen or self._drain_error is not None)
+        resync = (self._prev is None or now >= self._full_next or self._dropped or self._full_reason is not None
+                  or self._processes
+                  or self._tracer.overruns > self._overruns_seen or self._drain_error is not None
+                  or self._prev.netns is not None or self._prev.protocols != protocols)
         if not resync:
             try:
                 evt.apply(self._pending)
@@ -397,6 +441,7 @@ class Collector:
                                  protocols=protocols)
             took = time.monotonic() - t0
             evt.reset(snap.sockets, snap.taken_at)
+            # provisional (the tick's whole CPU time sets it in _collect)
             self._full_next = (float("inf") if self._hold else
                                time.monotonic() + min(MAX_FULL_PERIOD, max(self._interval, took / FULL_DUMP_BUDGET)))
             self.full_dumps += 1
@@ -404,16 +449,28 @@ class Collector:
         taken_at = time.monotonic()
         wall = time.time()
         sockets = evt.sockets()
+        changes, fresh = evt.take_changes()
+        self._ev_changes = (changes, fresh)
         udp = unix = ()
         note = ""
         if protocols != TCP_ONLY:
             extra = take_snapshot(netns=None, port=self.port, with_info=False, owners=None,
                                   protocols=protocols - {"tcp"})
             udp, unix, note = extra.udp, extra.unix, extra.note
-        owned = [*sockets, *udp, *unix] if (udp or unix) else sockets
         kw = {}
-        if self._owners is not None:
-            kw["owners"] = MappingProxyType(self._owners.resolve_sockets(owned))
+        if self._owners is not None and (udp or unix):
+            kw["owners"] = MappingProxyType(self._owners.resolve_sockets([*sockets, *udp, *unix]))
+        elif self._owners is not None:
+            # the owners of the previous tick, less the sockets that left, plus those of the new ones
+            owners = dict(self._prev.owners)
+            gone = [old for old, new in changes if old is not None and old.inode
+                    and (new is None or new.inode != old.inode)]
+            for old in gone:
+                owners.pop(old.inode, None)
+            born = [new for old, new in changes if new is not None and new.inode
+                    and (old is None or old.inode != new.inode or old.inode not in owners)]
+            owners.update(self._owners.resolve_more(born, forget=gone))
+            kw["owners"] = MappingProxyType(owners)
         return Snapshot(sockets=sockets, taken_at=taken_at, wall_time=wall, source="netlink", netns=None,
                         note=note, udp=tuple(udp), unix=tuple(unix), protocols=protocols, **kw), "events"
 

@@ -186,3 +186,56 @@ def advance_since(since: Mapping[Key, float], d: SnapshotDiff, cur: Snapshot) ->
     for s in d.added:
         out[s.key] = ts
     return out
+
+
+def diff_changes(changes: Sequence[tuple[Socket | None, Socket | None]], taken_at: float,
+                 since: Mapping[Key, float] | None = None) -> SnapshotDiff:
+    """The `diff` of two snapshots from what changed between them, as (before, now) pairs of one row
+    each (the event-driven table's `EventTable.take_changes`: before None = added, now None = removed):
+    the same added / removed / changed and inferred transitions as `diff` of the whole tables, with no
+    work for the rows that did not change. A row whose socket came back with another cookie is two
+    sockets (the old one removed, the new one added; a state change between them is one transition)."""
+    since = since or {}
+    added: list[Socket] = []
+    removed: list[Socket] = []
+    changed: list[tuple[Socket, Socket]] = []
+    transitions: list[Transition] = []
+
+    def tr(sock: Socket, o: int, n: int, key: Key | None) -> Transition:
+        t0 = since.get(key) if key is not None else None
+        dwell = None if t0 is None else max(0.0, (taken_at - t0) * 1000.0)
+        return Transition(taken_at, sock.family, sock.src, sock.sport, sock.dst, sock.dport, o, n, "inferred",
+                          dwell, sock.cookie, sock.netns)
+
+    for old, new in changes:
+        if old is None:
+            if new is not None:
+                added.append(new)
+                transitions.append(tr(new, CLOSE, new.state, None))
+        elif new is None:
+            removed.append(old)
+            transitions.append(tr(old, old.state, CLOSE, old.key))
+        elif old.key != new.key or SOCKET_ENDPOINTS(old) != SOCKET_ENDPOINTS(new):
+            removed.append(old)
+            added.append(new)
+            if old.state != new.state:
+                transitions.append(tr(new, old.state, new.state, old.key))
+        elif _material(old, new):
+            changed.append((old, new))
+            if old.state != new.state:
+                transitions.append(tr(new, old.state, new.state, new.key))
+    return SnapshotDiff(tuple(added), tuple(removed), tuple(changed), tuple(transitions))
+
+
+def advance_since_changes(since: dict[Key, float], d: SnapshotDiff, taken_at: float) -> dict[Key, float]:
+    """`advance_since` from a diff alone (the event-driven table's ticks): ``since`` updated in place —
+    removed sockets dropped, added ones and those whose state changed start at ``taken_at`` — and
+    returned. Bounded by the table as the whole-table version is."""
+    for s in d.removed:
+        since.pop(s.key, None)
+    for o, n in d.changed:
+        if o.state != n.state:
+            since[n.key] = taken_at
+    for s in d.added:
+        since[s.key] = taken_at
+    return since

@@ -21,8 +21,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress
+from operator import not_
 
-from sockmon.core.records import SOCKET_ENDPOINTS, Socket, Transition
+from sockmon.core.records import SOCKET_ENDPOINTS, SOCKET_STATE, Socket, Transition
 from sockmon.core.states import CLOSE, LISTEN, TIME_WAIT, state_name
 from sockmon.core.table import diag, netlink
 
@@ -31,6 +33,7 @@ MAX_VISIBLE = 500  # rows whose numbers are refreshed each tick (the rows on scr
 MAX_FETCH = 4000  # exact lookups per tick at most; more touched sockets than that → a full dump instead
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 Key = tuple  # (family, src, sport, dst, dport)
+_PLAIN = frozenset(range(1, 13)) - {LISTEN, CLOSE, TIME_WAIT}  # states whose rows `reset` keys in C
 
 
 class TooManyChanges(Exception):
@@ -47,16 +50,26 @@ class EventTable:
         self._tw_until: dict[Key, float] = {}  # TIME_WAIT rows → when their timer ends
         self.fetched = 0  # exact lookups done (all ticks)
         self.touched: Iterable[Key] = ()  # the 4-tuples looked up by the last `apply`
+        # what changed since the last `take_changes` (or `reset`): row → [socket before, socket now]
+        # (None: absent), the first "before" kept; bounded by the table plus the rows that left it
+        # since the last take (the collector takes them every tick)
+        self._changes: dict[tuple, list] = {}
+        self._fresh: dict[int, Socket] = {}  # cookie → a socket whose numbers were read since the last take
 
     def __len__(self) -> int:
         return len(self._conns) + sum(map(len, self._listen.values())) + len(self._unbound)
 
     def reset(self, sockets: Iterable[Socket], taken_at: float) -> None:
-        conns: dict[Key, Socket] = {}
         listen: dict[int, list[Socket]] = {}
         unbound: list[Socket] = []
         tw: dict[Key, float] = {}
-        for s in sockets:
+        socks = sockets if isinstance(sockets, (list, tuple)) else list(sockets)
+        # the connections in C (one zip over the table); Python only for listeners, CLOSE and TIME_WAIT
+        states = list(map(SOCKET_STATE, socks))
+        plain = list(map(_PLAIN.__contains__, states))
+        rows = list(compress(socks, plain))
+        conns: dict[Key, Socket] = dict(zip(map(SOCKET_ENDPOINTS, rows), rows, strict=True))
+        for s in compress(socks, map(not_, plain)):
             st = s.state
             if st == LISTEN:
                 listen.setdefault(s.sport, []).append(s)
@@ -68,6 +81,29 @@ class EventTable:
                 if st == TIME_WAIT and s.timer is not None:
                     tw[key] = taken_at + s.timer.expires_ms / 1000.0
         self._conns, self._listen, self._unbound, self._tw_until = conns, listen, unbound, tw
+        self._changes = {}
+        self._fresh = {}
+
+    def _note(self, key: tuple, old: Socket | None, new: Socket | None) -> None:
+        seen = self._changes.get(key)
+        if seen is None:
+            if old is not new:
+                self._changes[key] = [old, new]
+        else:
+            seen[1] = new
+        if new is not None and new.cookie:
+            self._fresh[new.cookie] = new
+
+    def take_changes(self) -> tuple[list[tuple[Socket | None, Socket | None]], list[Socket]]:
+        """What changed since the previous call (or `reset`): (before, now) per row whose socket was
+        replaced, added (before None) or removed (now None) — rows that ended as they began are left
+        out — and the sockets whose numbers were read meanwhile (looked up or refreshed), as they are
+        now. The collector's diff, summary and rates of an event tick come from these alone."""
+        changes = [(old, new) for old, new in self._changes.values() if old is not new]
+        fresh = list(self._fresh.values())
+        self._changes = {}
+        self._fresh = {}
+        return changes, fresh
 
     def sockets(self) -> tuple[Socket, ...]:
         out: list[Socket] = []
@@ -98,6 +134,7 @@ class EventTable:
                 s = self._conns.get(key)
                 if s is not None and s.state == TIME_WAIT:
                     del self._conns[key]
+                    self._note(key, s, None)
         if not touched and not ports:
             self.touched = ()
             return 0
@@ -112,8 +149,8 @@ class EventTable:
         finally:
             nl.close()
         conns = self._conns
+        before = {key: conns.pop(key, None) for key in touched}
         for key in touched:
-            conns.pop(key, None)
             self._tw_until.pop(key, None)
         for s in found:
             key = SOCKET_ENDPOINTS(s)
@@ -122,6 +159,8 @@ class EventTable:
             conns[key] = s
             if s.state == TIME_WAIT and s.timer is not None:
                 self._tw_until[key] = now + s.timer.expires_ms / 1000.0
+        for key, old in before.items():
+            self._note(key, old, conns.get(key))
         self.fetched += len(touched)
         self.touched = touched.keys()
         return len(touched)
@@ -152,13 +191,13 @@ class EventTable:
             found, _missing = diag.get_exact(nl, conns, with_info=self.with_info) if conns else ([], [])
         finally:
             nl.close()
-        wanted = set(conns)
-        for key in conns:
-            self._conns.pop(key, None)
+        before = {key: self._conns.pop(key, None) for key in conns}
         for s in found:
             key = SOCKET_ENDPOINTS(s)
-            if key in wanted and s.state not in (LISTEN, CLOSE):
+            if key in before and s.state not in (LISTEN, CLOSE):
                 self._conns[key] = s
+        for key, old in before.items():
+            self._note(key, old, self._conns.get(key))
         return len(conns) + len(ports)
 
     def _listen_dump(self, nl, port: int) -> None:
@@ -171,10 +210,15 @@ class EventTable:
                     continue
                 raise
         got = [s for s in got if s.state == LISTEN and s.sport == port]
+        old = {s.cookie: s for s in self._listen.get(port, ())}
         if got:
             self._listen[port] = got
         else:
             self._listen.pop(port, None)
+        for s in got:  # listeners are rows by cookie (SO_REUSEPORT ones share their 4-tuple)
+            self._note(("listen", s.cookie), old.pop(s.cookie, None), s)
+        for cookie, s in old.items():
+            self._note(("listen", cookie), s, None)
 
 
 def consistency(table: Iterable[Socket], full: Iterable[Socket],

@@ -338,6 +338,42 @@ class OwnerCache:
             self._memo = (self._changes, wanted, result) if all(procs) else None
             return dict(result)
 
+    def resolve_more(self, sockets: Iterable, forget: Iterable = ()) -> dict[int, Process]:
+        """The owners of a few sockets more — new ones — without the whole table: the event-driven
+        table's ticks (core/table/evtable.py), where the rest keep the owners of the previous tick.
+        Unknown inodes are searched as `resolve` does; nothing else is evicted (``forget``: sockets that
+        left the table, whose inodes are dropped, so the maps stay bounded by the table). A pid that
+        exited is noticed by the next `resolve` of the whole table (a full dump)."""
+        with self._lock:
+            for s in forget:
+                if s.inode:
+                    self._inode_pid.pop(s.inode, None)
+                    self._retry.pop(s.inode, None)
+            self._memo = None
+            socks = [s for s in sockets if s.inode]
+            if not socks:
+                return {}
+            now = self._clock()
+            unknown = {s.inode: s.uid for s in socks if s.inode not in self._inode_pid}
+            if unknown:
+                live = self._live_pids()
+                before = self._live_before
+                self._search(unknown, live, live if before is None else live - before, now)
+                self._live_before = live
+            out: dict[int, Process] = {}
+            inode_pid, pids = self._inode_pid, self._pids
+            for s in socks:
+                pid = inode_pid.get(s.inode)
+                st = pids.get(pid) if pid is not None else None
+                if st is None:
+                    continue
+                if st.proc is None:
+                    st.proc = describe_process(pid)
+                    if st.proc is None:
+                        continue
+                out[s.inode] = st.proc
+            return out
+
     def clear(self) -> None:
         with self._lock:
             self._pids.clear()

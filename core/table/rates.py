@@ -40,6 +40,7 @@ class RateTracker:
     def __init__(self) -> None:
         self._counters: dict[int, bytes] = {}  # cookie → counter bytes, of the latest snapshot only
         self._taken_at: float | None = None
+        self._at: dict[int, float] = {}  # update_some: cookie → when its counters were read (else _taken_at)
 
     def __len__(self) -> int:
         return len(self._counters)
@@ -47,6 +48,7 @@ class RateTracker:
     def reset(self) -> None:
         self._counters = {}
         self._taken_at = None
+        self._at = {}
 
     def update(self, snapshot: Snapshot) -> Rates:
         socks = snapshot.sockets
@@ -60,6 +62,8 @@ class RateTracker:
         cur = dict(zip(keys, counters, strict=True))
         prev, prev_at = self._counters, self._taken_at
         self._counters, self._taken_at = cur, snapshot.taken_at
+        if self._at:  # readings of the event ticks since the previous whole table: per-socket times
+            return self._update_mixed(snapshot.taken_at, keys, counters, prev, prev_at, cur)
         if prev_at is None or snapshot.taken_at <= prev_at:
             # the first snapshot (or not a later one: no time between them): only the baseline
             return Rates(snapshot.taken_at, None, cur)
@@ -79,6 +83,70 @@ class RateTracker:
                 continue
             moving[key] = ((received - received0) / seconds, (acked - acked0) / seconds)
         return Rates(snapshot.taken_at, seconds, cur, moving, frozenset(fresh))
+
+
+    def update_some(self, taken_at: float, sockets: Iterable[Socket], removed: Iterable[Socket] = ()) -> Rates:
+        """The event-driven table's ticks (core/table/evtable.py): only ``sockets`` were read afresh at
+        ``taken_at`` (the rows on screen, the ones that changed); each one's rate is over the time since
+        its own previous reading, which may be older than the previous tick. The rates answer for these
+        sockets alone: every other socket's numbers are not fresh, so it has no rate (blank, never a
+        stale 0). ``removed``: sockets that left the table (their counters are dropped: bounded by it)."""
+        counters, at = self._counters, self._at
+        for s in removed:
+            if s.cookie:
+                counters.pop(s.cookie, None)
+                at.pop(s.cookie, None)
+        base = self._taken_at
+        cur: dict[int, bytes] = {}
+        moving: dict[int, tuple[float, float]] = {}
+        fresh: list[int] = []
+        for s in sockets:
+            info, key = s.tcp_info_bytes, s.cookie
+            if info is None or not key:
+                continue
+            now = info[COUNTERS]
+            cur[key] = now
+            before = counters.get(key)
+            then = at.get(key, base)
+            counters[key] = now
+            at[key] = taken_at
+            if before is None or then is None or taken_at <= then:
+                fresh.append(key)
+                continue
+            if now == before:
+                continue
+            acked, received = unpack_counters(now)
+            acked0, received0 = unpack_counters(before)
+            if acked < acked0 or received < received0:
+                fresh.append(key)
+                continue
+            seconds = taken_at - then
+            moving[key] = ((received - received0) / seconds, (acked - acked0) / seconds)
+        seconds = None if base is None else max(taken_at - base, 1e-9)
+        return Rates(taken_at, seconds, cur, moving, frozenset(fresh))
+
+
+    def _update_mixed(self, taken_at, keys, counters, prev, prev_at, cur) -> Rates:
+        """A whole table after event ticks: each socket's rate over the time since its own last reading."""
+        at, self._at = self._at, {}
+        moving: dict[int, tuple[float, float]] = {}
+        fresh: list[int] = []
+        for key, now in zip(keys, counters, strict=True):
+            before = prev.get(key)
+            then = at.get(key, prev_at)
+            if before is None or then is None or taken_at <= then:
+                fresh.append(key)
+                continue
+            if now == before:
+                continue
+            acked, received = unpack_counters(now)
+            acked0, received0 = unpack_counters(before)
+            if acked < acked0 or received < received0:
+                fresh.append(key)
+                continue
+            moving[key] = ((received - received0) / (taken_at - then), (acked - acked0) / (taken_at - then))
+        seconds = None if prev_at is None else max(taken_at - prev_at, 1e-9)
+        return Rates(taken_at, seconds, cur, moving, frozenset(fresh))
 
 
 def rates_between(prev: Snapshot, cur: Snapshot) -> Rates:

@@ -141,7 +141,34 @@ def summarize(snapshot: Snapshot, *, read_system: bool = True) -> Summary:
     """Counts from the snapshot; with ``read_system`` also the namespace's counters and sysctls (an
     every-namespace snapshot: counters summed over its namespaces, the sysctls of sockmon's own)."""
     states = Counter(map(_STATE, snapshot.sockets))  # counted in C: no per-socket Python call
-    fams = {FAMILY_NAMES.get(f, str(f)): n for f, n in Counter(map(_FAMILY, snapshot.sockets)).items()}
+    fams = Counter(map(_FAMILY, snapshot.sockets))
+    return _summary(snapshot, states, fams, read_system)
+
+
+def summarize_changes(prev: Summary, changes, snapshot: Snapshot, *, read_system: bool = True) -> Summary:
+    """`summarize` of ``snapshot`` from the previous tick's summary and what changed since (a
+    `SnapshotDiff` with added, removed and changed): the event-driven table's ticks, where counting
+    the whole table again would cost more than everything else. Exact when ``changes`` is the whole
+    difference between the two tables (tests/test_evtable.py checks it against `summarize`)."""
+    codes = {name: code for code, name in ((c, state_name(c)) for c in range(1, 13))}
+    states = Counter({codes[name]: n for name, n in prev.by_state.items() if name in codes})
+    names = {name: f for f, name in FAMILY_NAMES.items()}
+    fams = Counter({names.get(name, name): n for name, n in prev.families.items()})
+    for s in changes.removed:
+        states[s.state] -= 1
+        fams[s.family] -= 1
+    for s in changes.added:
+        states[s.state] += 1
+        fams[s.family] += 1
+    for o, n in changes.changed:
+        if o.state != n.state:
+            states[o.state] -= 1
+            states[n.state] += 1
+    return _summary(snapshot, +states, +fams, read_system)
+
+
+def _summary(snapshot: Snapshot, states: Counter, fams_by_code: Counter, read_system: bool) -> Summary:
+    fams = {FAMILY_NAMES.get(f, str(f)): n for f, n in fams_by_code.items()}
     by_state = {state_name(code): n for code, n in sorted(states.items())}
     lo = ld = kt = ki = kp = None
     sockstat: dict[str, int] = {}

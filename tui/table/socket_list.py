@@ -180,9 +180,11 @@ class SocketListPane(Vertical):
         self.post_message(ColumnsRequested(self.table, origin=self.id or ""))
 
     def _tick(self) -> None:
-        # live countdowns: only the visible rows are re-formatted
+        # live countdowns: only the visible rows are re-formatted, and only when one of them has a
+        # timer running (each repaint of a table costs as much as a refresh of its data)
         if self.snapshot is not None and self.table.row_count:
-            self.table.refresh()
+            if any(s is not None and s.timer is not None and s.timer.kind for s in self.table.on_screen_rows()):
+                self.table.refresh()
 
     # ------------------------------------------------------------ data in
     def clock(self) -> float:

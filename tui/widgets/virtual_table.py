@@ -260,6 +260,11 @@ class VirtualTable(ScrollView, can_focus=True):
         if column is not None:
             self.post_message(self.SortChanged(self, column, reverse))
 
+    def column_label(self, key: str) -> str:
+        """The header of column ``key`` (the key itself when there is no such column)."""
+        index = self._col_index.get(key)
+        return self.all_columns[index].label if index is not None else key
+
     def move_cursor_to_key(self, key: Hashable, by_user: bool = True) -> bool:
         try:
             index = self._view.index(key)
