@@ -34,7 +34,6 @@ sys.path.insert(0, HERE)
 
 from connpool import print_banner, reexec_in_private_netns  # noqa: E402
 
-
 TABLE = "dump"  # --table
 
 

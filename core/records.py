@@ -249,9 +249,21 @@ class Snapshot:
     udp: tuple[Socket, ...] = ()
     unix: tuple[UnixSocket, ...] = ()
     protocols: frozenset[str] = frozenset({"tcp"})  # what this snapshot asked for: "tcp", "udp", "unix"
+    # the event-driven table (core/table/evtable.py): a TCP socket's numbers (queues, timer, tcp_info) were
+    # read at cookie → monotonic time when in this map, else at ``read_base`` (its last full dump); a dump
+    # has neither: everything was read at ``taken_at``
+    read_at: Mapping[int, float] = field(default_factory=lambda: _EMPTY)
+    read_base: float | None = None
 
     def owner(self, sock: Socket) -> Process | None:
         return self.owners.get(sock.inode) if sock.inode else None
+
+    def read_time(self, sock: Socket) -> float:
+        """When ``sock``'s numbers were read (monotonic): ``taken_at`` for a dump; the event-driven
+        table's rows off screen keep those of an earlier reading."""
+        if self.read_base is None:
+            return self.taken_at
+        return self.read_at.get(sock.cookie, self.read_base)
 
 
 class Transition(Struct, frozen=True, gc=False):

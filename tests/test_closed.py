@@ -288,3 +288,35 @@ def test_watch_closed_prints_each_connection_as_it_ends_and_stops_on_sigint(list
     out = proc.stdout.read()  # (not communicate(): it would miss what readline() buffered)
     got = [first, *(json.loads(x) for x in out.splitlines())]
     assert {(r["src"], r["sport"], r["dst"], r["dport"]) for r in got} == {t for t, _, _ in both_ends(conn)}, got
+
+
+def test_a_record_says_when_its_bytes_were_read_with_the_event_driven_table():
+    """An event-driven table's row off screen keeps the numbers of an earlier reading (Snapshot.read_at /
+    read_base): a connection that ends then records that reading's wall time, not the snapshot's."""
+    from sockmon.core.records import Process
+
+    sock = _sock(40_000, ESTABLISHED, inode=5)
+    owners = {5: Process(1, "p", "u")}
+    base = Snapshot((sock,), 100.0, 1e9 + 100, "netlink", owners=owners)
+    # 5 s later, its numbers still those of the full dump at 100.0 (read_base); another row read now
+    held = Snapshot((sock,), 105.0, 1e9 + 105, "netlink", owners=owners, read_at={}, read_base=100.0)
+    gone = Snapshot((), 106.0, 1e9 + 106, "netlink", read_at={}, read_base=100.0)
+    model = ClosedHistory()
+    model.feed(Update(base, None, (), None, 0.0, 0, "tracepoint"))
+    model.feed(Update(held, None, (), None, 0.0, 0, "tracepoint"))
+    close = Transition(105.5, socket.AF_INET, sock.src, sock.sport, sock.dst, sock.dport, ESTABLISHED, CLOSE,
+                       "tracepoint")
+    model.feed(Update(gone, None, (close,), None, 0.0, 0, "tracepoint"))
+    model.flush()
+    rec = model.records()[-1]
+    assert rec.four_tuple == (sock.src, sock.sport, sock.dst, sock.dport)
+    assert rec.seen_wall == pytest.approx(1e9 + 100)  # read at the full dump, not at 1e9 + 105
+    # read afresh at 104.5 (on screen): that time
+    model = ClosedHistory()
+    fresh = Snapshot((sock,), 105.0, 1e9 + 105, "netlink", owners=owners, read_at={sock.cookie: 104.5},
+                     read_base=100.0)
+    for u in (Update(base, None, (), None, 0.0, 0, "tracepoint"), Update(fresh, None, (), None, 0.0, 0, "tracepoint"),
+              Update(gone, None, (close,), None, 0.0, 0, "tracepoint")):
+        model.feed(u)
+    model.flush()
+    assert model.records()[-1].seen_wall == pytest.approx(1e9 + 104.5)

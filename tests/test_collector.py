@@ -201,3 +201,38 @@ def test_a_consumer_exception_reaches_on_error_or_the_log_never_silence(caplog):
     finally:
         c.stop()
     assert any("BrokenPipeError" in r.getMessage() for r in caplog.records)
+
+
+def test_full_dump_ticks_are_spaced_within_their_cpu_budget(monkeypatch):
+    """Without the event-driven table every tick is a full dump: when one costs more CPU than
+    DUMP_TICK_BUDGET of a core at the interval, the next comes later (tick_gap), up to MAX_DUMP_GAP."""
+    monkeypatch.setattr(collector_mod, "DUMP_TICK_BUDGET", 1e-9)  # any tick is over budget: the cap rules
+    monkeypatch.setattr(collector_mod, "MAX_DUMP_GAP", 0.5)
+    sink = Sink()
+    col = Collector(interval=0.05, use_tracepoint=False, on_update=sink, event_table=False)
+    try:
+        sink.wait(1)
+        assert col.tick_gap == 0.5
+        time.sleep(1.2)
+        n = len(sink.updates)
+        assert 2 <= n <= 4, n  # at 0.05 s it would be about 25
+    finally:
+        col.stop()
+    monkeypatch.setattr(collector_mod, "DUMP_TICK_BUDGET", 1.0)  # a whole core: the interval rules
+    col = Collector(interval=0.05, use_tracepoint=False, on_update=lambda u: None, start=False, event_table=False)
+    try:
+        col.collect_once()
+        assert col.tick_gap == 0.05
+    finally:
+        col.stop()
+
+
+def test_the_status_bar_says_when_refreshes_are_spaced_out_and_the_event_table():
+    from sockmon.tui.widgets.status import StatusInfo, status_text
+
+    info = StatusInfo(interval=1.0, gap=2.4, table="events", transition_source="tracepoint", total=3)
+    text = status_text(info).plain
+    assert "⟳ 1s→2.4s" in text and "tracepoint · event table" in text
+    assert "→" not in status_text(StatusInfo(interval=1.0, gap=1.0)).plain
+    info.full_reason = "sorted by RTT ms"
+    assert "tracepoint · full dumps: sorted by RTT ms" in status_text(info).plain

@@ -363,6 +363,10 @@ def test_event_ticks_diff_summary_rates_and_owners_equal_the_whole_table_ones():
                          and (s.family, s.src, s.sport, s.dst, s.dport) != vis
                          and all(s is not n for n in u.diff.added)]
                 assert quiet and all(u.rates.get(s) is None for s in quiet)  # old numbers: no rate, not 0
+                # and the snapshot says when each was read: the visible row this tick, the quiet ones earlier
+                snap = u.snapshot
+                assert snap.taken_at - 0.2 <= snap.read_time(rows[vis]) <= snap.taken_at
+                assert all(snap.read_time(s) <= snap.taken_at - 0.1 for s in quiet)
             prev = u
     finally:
         col.stop()

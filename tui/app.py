@@ -568,7 +568,10 @@ class SockmonApp(App[int]):
                             update.summary)
         dropped, self._dropped_transitions = self._dropped_transitions, 0
         status = dict(collect_ms=update.duration_ms, transition_source=update.transition_source,
-                      overruns=update.overruns + update.dropped_transitions + dropped)
+                      overruns=update.overruns + update.dropped_transitions + dropped,
+                      gap=getattr(self.collector, "tick_gap", None),
+                      table="events" if getattr(self.collector, "event_table", False) else None,
+                      full_reason=getattr(self.collector, "full_dump_reason", None))
         if update.error:
             self.lab.update(None, transitions)
             self._report_error(update.error)

@@ -258,7 +258,9 @@ class ClosedHistory:
                 continue
             p = prev_owner(o.inode) if o.inode else None
             remembered = owners.pop(o.key, None)
-            seen = _Seen(o, p or remembered, prev.wall_time, snap.taken_at)
+            # the wall time its counters were read (earlier than the snapshot for an event-driven
+            # table's row off screen: core/records.py Snapshot.read_time)
+            seen = _Seen(o, p or remembered, prev.wall_time - (prev.taken_at - prev.read_time(o)), snap.taken_at)
             k = four_tuple_key(o.src, o.sport, o.dst, o.dport)
             waiting = self._waiting.pop(k, None)
             if waiting is not None:

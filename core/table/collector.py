@@ -46,12 +46,17 @@ log = logging.getLogger(__name__)
 DRAIN_EVERY = 0.1  # seconds between tracepoint drains (docs/kernel-facts.md §3)
 DRAIN_BATCHES = 64  # tracepoint batches (≤ 256 KiB of text each) read per drain at most
 MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
-# event-driven table (opt-in: Collector(event_table=True) or SOCKMON_EVENT_TABLE=1): full dumps within
+# event-driven table (the default where it can run; off: Collector(event_table=False) or SOCKMON_EVENT_TABLE=0): full dumps within
 # FULL_DUMP_BUDGET of one core (a dump tick that took c seconds of CPU — dump, owners, diff, rates — is
 # followed by the next after c / budget), at least every MAX_FULL_PERIOD seconds, and at once on a
 # resync (lost events, a namespace switch); every tick while need_full_table() says why
 FULL_DUMP_BUDGET = 0.02
 MAX_FULL_PERIOD = 60.0
+# without the event-driven table (not root, no tracepoint, another namespace's view) every tick is a full
+# dump; ticks are spaced so they stay within DUMP_TICK_BUDGET of one core: a tick that took c seconds of
+# CPU is followed by the next after max(interval, c / budget), at most MAX_DUMP_GAP (Collector.tick_gap)
+DUMP_TICK_BUDGET = 0.25
+MAX_DUMP_GAP = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +111,14 @@ class Collector:
         self._switch_to: tuple[str | int | None] | None = None  # set_netns: applied by the next collection
         self.transition_source = "inferred"
         self._setup_tracer(netns)
-        if event_table is None:
-            event_table = os.environ.get("SOCKMON_EVENT_TABLE", "") not in ("", "0")
+        if event_table is None:  # the default wherever it can run (root, tracepoint, our own namespace)
+            event_table = os.environ.get("SOCKMON_EVENT_TABLE", "1").strip() not in ("0", "no", "off", "false")
         self._evt = EventTable(with_info=with_info) if event_table else None
         self._visible: tuple = ()  # set_visible: rows on screen, refreshed each event tick
         self._ev_changes: tuple | None = None  # this event tick's (changes, fresh sockets) for _collect
         self._summary: Summary | None = None  # the previous tick's (summarize_changes starts from it)
         self._full_reason: str | None = None  # need_full_table: why every tick is a full dump now
+        self._dump_gap = 0.0  # seconds between full-dump ticks when over DUMP_TICK_BUDGET (0: the interval)
         self._hold = False  # hold_full_dumps: only resyncs dump in full
         self._full_next = 0.0  # monotonic time of the next full dump (event-driven table)
         self.full_dumps = 0  # full dumps done (any mode)
@@ -253,7 +259,8 @@ class Collector:
         last: float | None = None  # when the previous collection finished
         while not self._stop.is_set():
             now = time.monotonic()
-            due = last is None or now >= last + self._interval  # interval read each time: set_interval applies
+            gap = max(self._interval, self._dump_gap)  # interval read each time: set_interval applies
+            due = last is None or now >= last + gap
             if (due and not self._paused) or self._force:
                 self._force = False
                 self.collect_once()
@@ -262,7 +269,7 @@ class Collector:
                 self._drain()
             except Exception as exc:  # noqa: BLE001 - the thread lives on; the next Update's note says it
                 self._drain_error = f"tracepoint read failed: {type(exc).__name__}: {exc}"
-            wait = (last + self._interval) - time.monotonic() if last is not None else 0.0
+            wait = (last + max(self._interval, self._dump_gap)) - time.monotonic() if last is not None else 0.0
             if self._paused:
                 wait = 3600.0
             if self._tracer is not None:
@@ -352,10 +359,12 @@ class Collector:
             update = Update(snap, d, transitions, summary, (time.perf_counter() - t0) * 1000.0, overruns, source,
                             None, notes, dropped, base_taken_at=base, rates=rates, processes=processes,
                             table=table)
+            took = time.thread_time() - cpu0
             if evmode and table == "dump" and not self._hold:  # the next full dump within the budget
-                took = time.thread_time() - cpu0
                 self._full_next = time.monotonic() + min(MAX_FULL_PERIOD, max(self._interval,
                                                                               took / FULL_DUMP_BUDGET))
+            # every tick a full dump: the ticks spaced within their budget (none with the event table)
+            self._dump_gap = 0.0 if evmode else min(MAX_DUMP_GAP, took / DUMP_TICK_BUDGET)
         except Exception as exc:  # noqa: BLE001 - the thread must survive; the UI shows the line
             update = Update(None, None, (), None, (time.perf_counter() - t0) * 1000.0, 0, source,
                             f"{type(exc).__name__}: {exc}", self.tracer_note)
@@ -372,6 +381,12 @@ class Collector:
         return (self._evt is not None and self._tracer is not None and not self._tracer.closed
                 and self.netns is None and self.port is None)
 
+    @property
+    def tick_gap(self) -> float:
+        """Seconds between ticks now: the interval, or more when every tick is a full dump that costs
+        more than DUMP_TICK_BUDGET of a core at that interval (a big table without the event table)."""
+        return max(self._interval, self._dump_gap)
+
     def need_full_table(self, reason: str | None) -> None:
         """Every tick a full dump while ``reason`` is set (None: back to the event-driven table): for
         what needs every row's numbers fresh — a sort on queues, timers, rates or tcp_info, the totals
@@ -380,7 +395,15 @@ class Collector:
 
     @property
     def full_table_reason(self) -> str | None:
+        """What need_full_table() was last told (None: nothing)."""
         return self._full_reason
+
+    @property
+    def full_dump_reason(self) -> str | None:
+        """Why every tick of the event-driven table is a full dump now (for the status bar), or None."""
+        if not self._event_mode():
+            return None
+        return self._full_reason or ("process view" if self._processes else None)
 
     def hold_full_dumps(self) -> None:
         """No full dump by the cadence from now on (resync triggers still do one): for the
@@ -472,7 +495,8 @@ class Collector:
             owners.update(self._owners.resolve_more(born, forget=gone))
             kw["owners"] = MappingProxyType(owners)
         return Snapshot(sockets=sockets, taken_at=taken_at, wall_time=wall, source="netlink", netns=None,
-                        note=note, udp=tuple(udp), unix=tuple(unix), protocols=protocols, **kw), "events"
+                        note=note, udp=tuple(udp), unix=tuple(unix), protocols=protocols,
+                        read_at=MappingProxyType(evt.read_at()), read_base=evt.read_base, **kw), "events"
 
 
 _AMBIGUOUS = object()

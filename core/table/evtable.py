@@ -55,6 +55,12 @@ class EventTable:
         # since the last take (the collector takes them every tick)
         self._changes: dict[tuple, list] = {}
         self._fresh: dict[int, Socket] = {}  # cookie → a socket whose numbers were read since the last take
+        # cookie → when its numbers were read (monotonic), for the sockets read since the last `reset`
+        # (the others at ``read_base``, that full dump's time): bounded by the table (a socket leaving
+        # it is dropped), emptied by `reset`
+        self._read_at: dict[int, float] = {}
+        self.read_base: float | None = None
+        self._now = 0.0  # the clock at the current apply / refresh (when _note's sockets were read)
 
     def __len__(self) -> int:
         return len(self._conns) + sum(map(len, self._listen.values())) + len(self._unbound)
@@ -83,6 +89,13 @@ class EventTable:
         self._conns, self._listen, self._unbound, self._tw_until = conns, listen, unbound, tw
         self._changes = {}
         self._fresh = {}
+        self._read_at = {}
+        self.read_base = taken_at
+
+    def read_at(self) -> dict[int, float]:
+        """A copy of cookie → when its numbers were read, for the sockets read since the last full dump
+        (`Snapshot.read_at`; the others were read at ``read_base``)."""
+        return dict(self._read_at)
 
     def _note(self, key: tuple, old: Socket | None, new: Socket | None) -> None:
         seen = self._changes.get(key)
@@ -93,6 +106,9 @@ class EventTable:
             seen[1] = new
         if new is not None and new.cookie:
             self._fresh[new.cookie] = new
+            self._read_at[new.cookie] = self._now
+        if old is not None and old.cookie and (new is None or new.cookie != old.cookie):
+            self._read_at.pop(old.cookie, None)
 
     def take_changes(self) -> tuple[list[tuple[Socket | None, Socket | None]], list[Socket]]:
         """What changed since the previous call (or `reset`): (before, now) per row whose socket was
@@ -127,7 +143,7 @@ class EventTable:
             touched[(t.family, t.src, t.sport, t.dst, t.dport)] = None
         if len(touched) + len(ports) > MAX_FETCH:
             raise TooManyChanges(len(touched) + len(ports))
-        now = self._clock()
+        now = self._now = self._clock()
         if self._tw_until:
             for key in [k for k, until in self._tw_until.items() if until <= now]:
                 del self._tw_until[key]
@@ -171,6 +187,7 @@ class EventTable:
         lookups (at most MAX_VISIBLE; listeners by their port's LISTEN dump); a row whose lookup finds
         nothing is gone. ``skip``: rows already looked up this tick. Returns the lookups made."""
         skip = set(skip)
+        self._now = self._clock()
         conns: list[Key] = []
         ports: dict[int, None] = {}
         for key in keys:

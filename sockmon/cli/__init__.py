@@ -51,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="monitor the named network namespace (/run/netns/NAME)")
     parser.add_argument("--prometheus", metavar="URL", default=None,
                         help="Prometheus base URL for the fleet screen (F), e.g. http://127.0.0.1:9090")
-    parser.add_argument("--event-table", action="store_true",
-                        help="keep the TCP table from the tracepoint's events between full dumps (root; "
-                        "experimental; also SOCKMON_EVENT_TABLE=1)")
+    parser.add_argument("--event-table", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep the TCP table from the tracepoint's events between full dumps (root; the "
+                        "default where the tracepoint is available); --no-event-table: every refresh a full "
+                        "dump (also SOCKMON_EVENT_TABLE=0)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"sockmon.cli.{name}").register(sub)
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "event_table", False):
-        os.environ["SOCKMON_EVENT_TABLE"] = "1"  # every Collector of this process (the TUI's included)
+    if getattr(args, "event_table", None) is not None:  # every Collector of this process (the TUI's included)
+        os.environ["SOCKMON_EVENT_TABLE"] = "1" if args.event_table else "0"
     try:
         if args.command is None:
             if not 0 < args.interval <= 3600:  # also refuses nan (every comparison with nan is false)

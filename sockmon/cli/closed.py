@@ -113,8 +113,11 @@ def record(netns, port, with_owners: bool, seconds: float | None, *, label: str,
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     old = {s: signal.signal(s, on_signal) for s in signals}
     try:
+        # full dumps every tick (no event-driven table): a record's bytes and owner come from the last
+        # snapshot holding its socket, which must have read every socket (core/table/closed.py)
         with Collector(interval=RECORD_INTERVAL, netns=netns, port=port, with_info=True, with_owners=with_owners,
-                       use_tracepoint=use_tracepoint, on_update=on_update, on_error=on_error) as collector:
+                       use_tracepoint=use_tracepoint, on_update=on_update, on_error=on_error,
+                       event_table=False) as collector:
             if collector.transition_source != "tracepoint":
                 why = collector.tracer_note or "no tracepoint"
                 print(f"sockmon {label}: how connections ended is inferred from snapshots ({inert(why)})",

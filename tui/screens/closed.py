@@ -28,6 +28,15 @@ ENDED_MEANING = {
 }
 
 
+
+def _before_close(c) -> str:
+    """How long before the close the counters were read, when it was more than a refresh (the event-driven
+    table reads a row off screen only at its state changes and the full dumps)."""
+    if c.seen_wall is None:
+        return ""
+    ago = c.closed_wall - c.seen_wall
+    return f"  ({fmt.duration(ago * 1000.0)} before the close: bytes moved since are not counted)" if ago > 1.5 else ""
+
 def record_view(c: ClosedConnection) -> Group:
     life = "?" if c.lifetime_s is None else f"{c.lifetime_s:.6f} s"
     rows = [
@@ -43,8 +52,9 @@ def record_view(c: ClosedConnection) -> Group:
         ("received", "?" if c.bytes_received is None else f"{c.bytes_received} bytes"),
         ("sent", "?" if c.bytes_sent is None else f"{c.bytes_sent} bytes  (bytes_acked {c.bytes_acked})"),
         ("retransmits", "?" if c.total_retrans is None else str(c.total_retrans)),
-        ("counters from", "never in a snapshot" if c.seen_wall is None else f"the last snapshot holding it, "
-                                                                          f"{iso_time(c.seen_wall)}"),
+        ("counters from", "never in a snapshot" if c.seen_wall is None else f"the last reading of it, "
+                                                                          f"{iso_time(c.seen_wall)}"
+                                                                          f"{_before_close(c)}"),
         ("source", "tracepoint (exact)" if c.source == "tracepoint" else "inferred from snapshots (± the interval)"),
         ("cookie", f"{c.cookie:#x}"),
     ]

@@ -27,6 +27,9 @@ class StatusInfo:
     lab_netns: str | None = None  # where the built-in client and server create their sockets
     error: str | None = None
     collecting: bool = False
+    gap: float | None = None  # seconds between refreshes when more than the interval (full dumps over budget)
+    table: str | None = None  # "events": the event-driven table (core/table/evtable.py); else full dumps
+    full_reason: str | None = None  # with the event-driven table: why every refresh is a full dump now
 
 
 def status_text(info: StatusInfo, width: int | None = None) -> Text:
@@ -50,6 +53,8 @@ def _status(info: StatusInfo, level: int) -> Text:
         out.append(" PAUSED " if level < 2 else "PAUSED", style="bold reverse #e5c07b")
     else:
         out.append(f"⟳ {info.interval:g}s" if level < 2 else f"⟳{info.interval:g}s", style="bold")
+        if info.gap is not None and info.gap > info.interval * 1.05:  # spaced out: full dumps over budget
+            out.append(f"→{info.gap:.1f}s", style="bold #e5c07b")
     if info.collect_ms is not None and level < 2:
         out.append(f" {info.collect_ms:.0f}ms", style="dim")
     out.append(sep, style="dim")
@@ -67,6 +72,8 @@ def _status(info: StatusInfo, level: int) -> Text:
     if level >= 1:
         src = {"tracepoint": "trace", "inferred": "infer"}.get(src, src)
     out.append(src, style="bold" if src in ("tracepoint", "trace") else "italic")
+    if info.table == "events" and level < 1:
+        out.append(f" · full dumps: {info.full_reason}" if info.full_reason else " · event table", style="dim")
     if info.overruns:
         out.append(f" lost {info.overruns}", style=ERROR_STYLE)
     out.append(sep, style="dim")
