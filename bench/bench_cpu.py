@@ -17,13 +17,16 @@ sockets and monitor "their own namespace" (what the event-driven table needs). I
 - ``python -m sockmon watch`` (headless transition stream; stdout to a pipe that is read and counted)
   over the same S seconds after a short warm-up, ended with SIGTERM (exit status checked).
 
-``--churn R``: a helper process in the namespace opens and closes (FIN, client first, so TIME_WAIT sockets
-build up: the rows column says how many rows ss saw) R loopback connections a second throughout, so the
-event-driven table has births and deaths to follow. The tracepoint is host-wide: other processes'
-connection churn on the machine (other work, other namespaces) costs the tracepoint readers lookups and
-parsing too — on a shared machine the TUI and ``watch`` figures include that. At the end the tracefs
-instances left are listed (``/sys/kernel/tracing/instances``): a ``sockmon-<pid>-…`` instance of a pid
-this benchmark started would be a leak.
+``--churn R``: a helper process in the namespace opens and closes R loopback connections a second (FIN,
+client first) throughout, so the event-driven table has births and deaths to follow. Their TIME_WAIT
+sockets live 60 s, so the churn runs ``--settle`` seconds (default 62) before the first measurement: every
+measurement then sees about N + 60·R sockets (the notes say how many rows ss saw).
+
+The tracepoint is host-wide: other processes' connection churn on the machine (other work, other
+namespaces) costs the tracepoint readers lookups and parsing too — on a shared machine the TUI and
+``watch`` figures include that (``watch``'s "transitions written" counts them). At the end the tracefs
+instances left are listed (``/sys/kernel/tracing/instances``): a ``sockmon-<pid>-…`` instance of a pid this
+benchmark started would be a leak.
 
 Run it with the Python whose ``sockmon`` you mean to measure (the banner prints which tree that is):
 
@@ -284,16 +287,16 @@ def measure_watch(warmup: float, seconds: float) -> dict:
         proc.stderr.close()
 
 
-def run_sizes(sizes: list[int], seconds: float, warmup: float, churn: float) -> None:
+def run_sizes(sizes: list[int], seconds: float, warmup: float, churn: float, settle: float) -> None:
     where = subprocess.run(sockmon_argv_check(), capture_output=True, text=True).stdout.strip()
     print_banner("whole-process CPU per second at 1 s refresh",
                  f"measuring {where}; per N: ss -tanoi 1/s, then the TUI (200×50 pty, {warmup:g} s warm-up) "
                  f"with full dumps, then event-driven, then `sockmon watch`, each over {seconds:g} s; "
-                 f"churn {churn:g} connections/s (FIN)",
+                 f"churn {churn:g} connections/s (FIN)" + (f", {settle:g} s before measuring" if churn else ""),
                  ["N sockets", "what", "CPU s per s (one core = 1.0)", "ratio to ss", "peak RSS MB", "notes"])
     for n in sizes:
         with ConnPool(n), Churn(churn) as ch:
-            time.sleep(0.5)
+            time.sleep(settle if churn else 0.5)  # TIME_WAIT sockets live 60 s: let their number level off
             ss = ss_cpu_per_s(seconds)
             rows = ss_rows()
             print(f"| {n} | `ss -tanoi` once a second | {ss:.3f} | 1.00 | | {rows} rows seen by ss |", flush=True)
@@ -347,6 +350,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=10, metavar="W", help="TUI warm-up before measuring (default 10)")
     ap.add_argument("--churn", type=float, default=0, metavar="R",
                     help="connections a second opened and closed in the namespace meanwhile (default 0)")
+    ap.add_argument("--settle", type=float, default=62, metavar="S",
+                    help="with --churn: seconds of churn before measuring, so the TIME_WAIT count is level (default 62)")
     ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
     ap.add_argument("--churn-child", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -355,7 +360,7 @@ def main() -> int:
         return 0
     sizes = [int(x) for x in args.sizes.split(",")]
     if os.environ.get("SOCKMON_BENCH_NS") or args.no_netns or os.geteuid() != 0:  # the measuring run
-        run_sizes(sizes, args.seconds, args.warmup, args.churn)
+        run_sizes(sizes, args.seconds, args.warmup, args.churn, args.settle)
         if args.no_netns or os.geteuid() != 0:
             report_instances([], STARTED)
         return 0
