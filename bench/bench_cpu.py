@@ -32,6 +32,7 @@ Run it with the Python whose ``sockmon`` you mean to measure (the banner prints 
 
     sudo /path/to/venv/bin/python bench/bench_cpu.py [--sizes 2000,20000,60000] [--seconds 30] [--warmup 10]
                                                       [--churn 200]
+    sudo python3 bench/bench_cpu.py --rev main ...       # the sockmon of a git revision (exported), any Python
     python3 bench/bench_cpu.py --sizes 200 --seconds 3 --warmup 3     # a quick smoke check (< 1 min)
 """
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -287,13 +289,30 @@ def measure_watch(warmup: float, seconds: float) -> dict:
         proc.stderr.close()
 
 
+def collector_mode(event_table: bool) -> str:
+    """What a Collector made under this SOCKMON_EVENT_TABLE does ("events" / "dump"): a renamed or ignored
+    switch shows in the notes instead of two rows that measure the same thing."""
+    code = ("from sockmon.core.table.collector import Collector\n"
+            "c = Collector(on_update=print, start=False)\n"
+            "print('events' if getattr(c, 'event_table', False) else 'dump')\nc.stop()")
+    env = dict(os.environ, SOCKMON_EVENT_TABLE="1" if event_table else "0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return out.stdout.strip() or f"? ({out.stderr.strip().splitlines()[-1:]})"
+
+
 def run_sizes(sizes: list[int], seconds: float, warmup: float, churn: float, settle: float) -> None:
     where = subprocess.run(sockmon_argv_check(), capture_output=True, text=True).stdout.strip()
+    rev = subprocess.run(["git", "-C", where, "describe", "--always", "--dirty"], capture_output=True,
+                         text=True).stdout.strip()
+    where += f" (git {rev})" if rev else ""
+    if os.environ.get("SOCKMON_BENCH_REV"):
+        where = f"git revision {os.environ['SOCKMON_BENCH_REV']} exported to {where}"
     print_banner("whole-process CPU per second at 1 s refresh",
                  f"measuring {where}; per N: ss -tanoi 1/s, then the TUI (200×50 pty, {warmup:g} s warm-up) "
                  f"with full dumps, then event-driven, then `sockmon watch`, each over {seconds:g} s; "
                  f"churn {churn:g} connections/s (FIN)" + (f", {settle:g} s before measuring" if churn else ""),
                  ["N sockets", "what", "CPU s per s (one core = 1.0)", "ratio to ss", "peak RSS MB", "notes"])
+    modes = {ev: collector_mode(ev) for ev in (False, True)}
     for n in sizes:
         with ConnPool(n), Churn(churn) as ch:
             time.sleep(settle if churn else 0.5)  # TIME_WAIT sockets live 60 s: let their number level off
@@ -303,7 +322,7 @@ def run_sizes(sizes: list[int], seconds: float, warmup: float, churn: float, set
             for label, ev in (("TUI, every tick a full dump", False), ("TUI, event-driven table", True)):
                 r = measure_tui(ev, warmup, seconds)
                 print(f"| {n} | {label} | {r['cpu_per_s']:.3f} | {r['cpu_per_s'] / ss:.2f} | {r['hwm_mb']:.0f} | "
-                      f"status bar source: {r['source']}; {r['bytes'] / seconds / 1024:.0f} KiB/s to the terminal; "
+                      f"collector: {modes[ev]}; status bar source: {r['source']}; {r['bytes'] / seconds / 1024:.0f} KiB/s to the terminal; "
                       f"{r['end']}; {ss_rows()} rows |", flush=True)
             w = measure_watch(min(warmup, 3.0), seconds)
             print(f"| {n} | `sockmon watch` | {w['cpu_per_s']:.3f} | {w['cpu_per_s'] / ss:.2f} | {w['hwm_mb']:.0f} | "
@@ -316,6 +335,21 @@ def run_sizes(sizes: list[int], seconds: float, warmup: float, churn: float, set
 def sockmon_argv_check() -> list[str]:
     return [sys.executable, "-c", "import sockmon.core, os; print(os.path.dirname(os.path.dirname("
             "os.path.abspath(sockmon.core.__file__))))"]
+
+
+def export_sockmon(rev: str) -> str:
+    """The whole sockmon package (cli, core, tui) of git revision ``rev`` laid out for PYTHONPATH."""
+    root = os.path.dirname(HERE)
+    tmp = tempfile.mkdtemp(prefix="bench_cpu-rev-")
+    arch = subprocess.run(["git", "-C", root, "archive", rev, "sockmon", "core", "tui"],
+                          capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
+    pkg = os.path.join(tmp, "pkg")
+    os.makedirs(pkg)
+    shutil.move(os.path.join(tmp, "sockmon"), os.path.join(pkg, "sockmon"))
+    for sub in ("core", "tui"):
+        shutil.move(os.path.join(tmp, sub), os.path.join(pkg, "sockmon", sub))
+    return tmp
 
 
 def list_instances() -> tuple[str | None, list[str]]:
@@ -352,6 +386,9 @@ def main() -> int:
                     help="connections a second opened and closed in the namespace meanwhile (default 0)")
     ap.add_argument("--settle", type=float, default=62, metavar="S",
                     help="with --churn: seconds of churn before measuring, so the TIME_WAIT count is level (default 62)")
+    ap.add_argument("--rev", metavar="REV",
+                    help="measure the sockmon of this git revision (exported to a temporary directory) instead of "
+                    "the one this Python imports")
     ap.add_argument("--no-netns", action="store_true", help="run in the current namespace")
     ap.add_argument("--churn-child", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -359,21 +396,32 @@ def main() -> int:
         churn_main(args.churn_child)
         return 0
     sizes = [int(x) for x in args.sizes.split(",")]
-    if os.environ.get("SOCKMON_BENCH_NS") or args.no_netns or os.geteuid() != 0:  # the measuring run
+    if os.environ.get("SOCKMON_BENCH_NS"):  # the measuring run, inside the namespace
         run_sizes(sizes, args.seconds, args.warmup, args.churn, args.settle)
-        if args.no_netns or os.geteuid() != 0:
-            report_instances([], STARTED)
         return 0
     _path, before = list_instances()
-    fd, pidfile = tempfile.mkstemp(prefix="bench_cpu-pids-")
-    os.close(fd)
-    os.environ[PIDFILE_ENV] = pidfile
+    tree = pidfile = None
     try:
-        rc = reexec_in_private_netns("benchcpu-", "SOCKMON_BENCH_NS", sys.argv[1:])
-        with open(pidfile) as f:
-            pids = {int(x) for x in f.read().split()}
+        if args.rev:
+            tree = export_sockmon(args.rev)
+            os.environ["PYTHONPATH"] = os.path.join(tree, "pkg")
+            os.environ["SOCKMON_BENCH_REV"] = args.rev
+        if args.no_netns or os.geteuid() != 0:  # here, in the current namespace
+            run_sizes(sizes, args.seconds, args.warmup, args.churn, args.settle)
+            pids = STARTED
+            rc = 0
+        else:
+            fd, pidfile = tempfile.mkstemp(prefix="bench_cpu-pids-")
+            os.close(fd)
+            os.environ[PIDFILE_ENV] = pidfile
+            rc = reexec_in_private_netns("benchcpu-", "SOCKMON_BENCH_NS", sys.argv[1:])
+            with open(pidfile) as f:
+                pids = {int(x) for x in f.read().split()}
     finally:
-        os.unlink(pidfile)
+        if pidfile is not None:
+            os.unlink(pidfile)
+        if tree is not None:
+            shutil.rmtree(tree, ignore_errors=True)
     report_instances(before, pids)
     return rc or 0
 
