@@ -296,12 +296,12 @@ def collector_mode(event_table: bool) -> str:
             "c = Collector(on_update=print, start=False)\n"
             "print('events' if getattr(c, 'event_table', False) else 'dump')\nc.stop()")
     env = dict(os.environ, SOCKMON_EVENT_TABLE="1" if event_table else "0")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
     return out.stdout.strip() or f"? ({out.stderr.strip().splitlines()[-1:]})"
 
 
 def run_sizes(sizes: list[int], seconds: float, warmup: float, churn: float, settle: float) -> None:
-    where = subprocess.run(sockmon_argv_check(), capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(sockmon_argv_check(), capture_output=True, text=True, cwd="/").stdout.strip()
     rev = subprocess.run(["git", "-C", where, "describe", "--always", "--dirty"], capture_output=True,
                          text=True).stdout.strip()
     where += f" (git {rev})" if rev else ""
@@ -405,7 +405,9 @@ def main() -> int:
         if args.rev:
             tree = export_sockmon(args.rev)
             os.environ["PYTHONPATH"] = os.path.join(tree, "pkg")
-            os.environ["SOCKMON_BENCH_REV"] = args.rev
+            full = subprocess.run(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", args.rev],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+            os.environ["SOCKMON_BENCH_REV"] = f"{args.rev} ({full})"
         if args.no_netns or os.geteuid() != 0:  # here, in the current namespace
             run_sizes(sizes, args.seconds, args.warmup, args.churn, args.settle)
             pids = STARTED
