@@ -20,7 +20,7 @@ sockets and monitor "their own namespace" (what the event-driven table needs). I
 ``--churn R``: a helper process in the namespace opens and closes R loopback connections a second (FIN,
 client first) throughout, so the event-driven table has births and deaths to follow. Their TIME_WAIT
 sockets live 60 s, so the churn runs ``--settle`` seconds (default 62) before the first measurement: every
-measurement then sees about N + 60·R sockets (the notes say how many rows ss saw).
+measurement then sees N plus a level number of TIME_WAIT sockets (the notes say how many rows ss saw).
 
 The tracepoint is host-wide: other processes' connection churn on the machine (other work, other
 namespaces) costs the tracepoint readers lookups and parsing too — on a shared machine the TUI and
