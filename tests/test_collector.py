@@ -205,11 +205,12 @@ def test_a_consumer_exception_reaches_on_error_or_the_log_never_silence(caplog):
 
 def test_full_dump_ticks_are_spaced_within_their_cpu_budget(monkeypatch):
     """Without the event-driven table every tick is a full dump: when one costs more CPU than
-    DUMP_TICK_BUDGET of a core at the interval, the next comes later (tick_gap), up to MAX_DUMP_GAP."""
-    monkeypatch.setattr(collector_mod, "DUMP_TICK_BUDGET", 1e-9)  # any tick is over budget: the cap rules
+    its budget of a core at the interval (dump_budget; the TUI's: DUMP_TICK_BUDGET), the next comes later
+    (tick_gap), up to MAX_DUMP_GAP."""
     monkeypatch.setattr(collector_mod, "MAX_DUMP_GAP", 0.5)
     sink = Sink()
-    col = Collector(interval=0.05, use_tracepoint=False, on_update=sink, event_table=False)
+    col = Collector(interval=0.05, use_tracepoint=False, on_update=sink, event_table=False,
+                    dump_budget=1e-9)  # any tick is over this budget: the cap rules
     try:
         sink.wait(1)
         assert col.tick_gap == 0.5
@@ -218,13 +219,14 @@ def test_full_dump_ticks_are_spaced_within_their_cpu_budget(monkeypatch):
         assert 2 <= n <= 4, n  # at 0.05 s it would be about 25
     finally:
         col.stop()
-    monkeypatch.setattr(collector_mod, "DUMP_TICK_BUDGET", 1.0)  # a whole core: the interval rules
-    col = Collector(interval=0.05, use_tracepoint=False, on_update=lambda u: None, start=False, event_table=False)
-    try:
-        col.collect_once()
-        assert col.tick_gap == 0.05
-    finally:
-        col.stop()
+    for budget in (None, 1e9):  # no budget (the default), or one no tick exceeds: the interval rules
+        col = Collector(interval=0.05, use_tracepoint=False, on_update=lambda u: None, start=False,
+                        event_table=False, dump_budget=budget)
+        try:
+            col.collect_once()
+            assert col.tick_gap == 0.05
+        finally:
+            col.stop()
 
 
 def test_the_status_bar_says_when_refreshes_are_spaced_out_and_the_event_table():

@@ -84,6 +84,8 @@ async def test_owner_changes_keepalive_and_the_panes_show_it_within_one_refresh(
                               and ka.keepalive is not None, what="the selected socket's options")
         assert ka.keepalive.enabled is False and f"pid {proc.pid}" in ka.read_note
 
+        await pilot.press("2")  # the Keepalive tab reads the options each refresh while it is shown
+        await pilot.pause(0.2)
         tell("ka 41 7 5")  # the owner changes its own socket; sockmon is not involved
         applied = app.updates_applied
         await wait_for(pilot, lambda: ka.keepalive.enabled, timeout=5, what="keepalive on, read back")

@@ -38,7 +38,7 @@ from sockmon.core.netns import ALL_NETNS
 from sockmon.core.records import Snapshot, Socket, Transition
 from sockmon.core.states import LISTEN, STATE_CODES
 from sockmon.core.table.closed import ClosedHistory
-from sockmon.core.table.collector import Update
+from sockmon.core.table.collector import DUMP_TICK_BUDGET, Update
 from sockmon.core.table.diff import diff as snapshot_diff
 from sockmon.core.table.history import TransitionHistory, four_tuple_key
 from sockmon.core.table.rates import process_totals, rates_between
@@ -127,7 +127,8 @@ LIVE_SORT_COLUMNS = frozenset({"rx", "tx", "recv_q", "send_q", "timer", "rtt", "
 def default_collector_factory(*, interval: float, netns: str | None, on_update: Callable[[Any], None]):
     from sockmon.core.table.collector import Collector
 
-    return Collector(interval=interval, netns=netns, on_update=on_update)
+    # full dumps (without the event-driven table) spaced to stay within DUMP_TICK_BUDGET of a core
+    return Collector(interval=interval, netns=netns, on_update=on_update, dump_budget=DUMP_TICK_BUDGET)
 
 
 def make_update(snapshot: Snapshot, transitions: Iterable[Transition] = (), summary: Summary | None = None, *,
@@ -214,7 +215,7 @@ class SockmonApp(App[int]):
         self._view_label: str | None = netns
         self._switching = False  # a namespace was picked: updates of the previous view are dropped
         self.collector_factory = collector_factory
-        self._lab_panes: dict[type, Any] = {}  # _lab_pane: kind → the pane, found once
+        self._one_panes: dict[type, Any] = {}  # _one_pane: kind → the pane, found once
         self.collector = None
         self.is_root = (os.geteuid() == 0) if is_root is None else is_root
         self.clock = clock
@@ -299,18 +300,18 @@ class SockmonApp(App[int]):
 
     @property
     def timeline(self) -> TimelinePane | None:
-        return self._lab_pane(TimelinePane)
+        return self._one_pane(TimelinePane)
 
-    def _lab_pane(self, kind: type) -> Any | None:
-        """The app's one pane of ``kind`` (composed once: the lab's, the diagram), found by a DOM walk only the first time and
-        after it left the DOM: this runs every refresh."""
-        pane = self._lab_panes.get(kind)
+    def _one_pane(self, kind: type) -> Any | None:
+        """The app's one pane of ``kind`` (composed once: the timeline, the server, the diagram), found by
+        a DOM walk only the first time and after it left the DOM: this runs every refresh."""
+        pane = self._one_panes.get(kind)
         if pane is None or not pane.is_attached:
             found = self.query(kind)
             pane = found.first() if found else None
             if pane is None:
                 return None
-            self._lab_panes[kind] = pane
+            self._one_panes[kind] = pane
         return pane
 
     def _socket_tables(self) -> list[VirtualTable]:
@@ -625,7 +626,7 @@ class SockmonApp(App[int]):
             diagram.follow(followed, self.history.life(four_tuple_key(*followed)))
         else:
             diagram.follow(None)
-        pane = self._lab_pane(DiagramPane)
+        pane = self._one_pane(DiagramPane)
         if pane is not None:
             pane.show(snapshot.owners if snapshot is not None else None, source)
 
@@ -641,7 +642,7 @@ class SockmonApp(App[int]):
 
     def _route_listener(self, snapshot: Snapshot, netns: str | None = None) -> None:
         """Hand the built-in server's listener row (its accept queue) to the Server pane, by message."""
-        server = self._lab_pane(ServerPane)
+        server = self._one_pane(ServerPane)
         if server is None:
             return
         addr = server.address if server.engine is not None else None

@@ -53,8 +53,9 @@ MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
 FULL_DUMP_BUDGET = 0.02
 MAX_FULL_PERIOD = 60.0
 # without the event-driven table (not root, no tracepoint, another namespace's view) every tick is a full
-# dump; ticks are spaced so they stay within DUMP_TICK_BUDGET of one core: a tick that took c seconds of
-# CPU is followed by the next after max(interval, c / budget), at most MAX_DUMP_GAP (Collector.tick_gap)
+# dump; with Collector(dump_budget=B) — the TUI's collector: DUMP_TICK_BUDGET — ticks are spaced so they
+# stay within B of one core: a tick that took c seconds of CPU is followed by the next after
+# max(interval, c / B), at most MAX_DUMP_GAP (Collector.tick_gap)
 DUMP_TICK_BUDGET = 0.25
 MAX_DUMP_GAP = 10.0
 
@@ -82,7 +83,8 @@ class Collector:
                  on_update: Callable[[Update], None], use_tracepoint: bool | None = None,
                  port: int | None = None, with_info: bool = True, with_owners: bool = True,
                  start: bool = True, on_error: Callable[[BaseException], None] | None = None,
-                 protocols: Iterable[str] | None = None, event_table: bool | None = None) -> None:
+                 protocols: Iterable[str] | None = None, event_table: bool | None = None,
+                 dump_budget: float | None = None) -> None:
         if not 0 < interval <= 3600:
             raise ValueError(f"interval must be in (0, 3600] seconds, got {interval}")
         self._interval = float(interval)
@@ -118,7 +120,8 @@ class Collector:
         self._ev_changes: tuple | None = None  # this event tick's (changes, fresh sockets) for _collect
         self._summary: Summary | None = None  # the previous tick's (summarize_changes starts from it)
         self._full_reason: str | None = None  # need_full_table: why every tick is a full dump now
-        self._dump_gap = 0.0  # seconds between full-dump ticks when over DUMP_TICK_BUDGET (0: the interval)
+        self._dump_budget = dump_budget  # None: every tick at the interval, whatever a full dump costs
+        self._dump_gap = 0.0  # seconds between full-dump ticks when over the budget (0: the interval)
         self._hold = False  # hold_full_dumps: only resyncs dump in full
         self._full_next = 0.0  # monotonic time of the next full dump (event-driven table)
         self.full_dumps = 0  # full dumps done (any mode)
@@ -364,7 +367,8 @@ class Collector:
                 self._full_next = time.monotonic() + min(MAX_FULL_PERIOD, max(self._interval,
                                                                               took / FULL_DUMP_BUDGET))
             # every tick a full dump: the ticks spaced within their budget (none with the event table)
-            self._dump_gap = 0.0 if evmode else min(MAX_DUMP_GAP, took / DUMP_TICK_BUDGET)
+            budget = self._dump_budget
+            self._dump_gap = 0.0 if evmode or not budget else min(MAX_DUMP_GAP, took / budget)
         except Exception as exc:  # noqa: BLE001 - the thread must survive; the UI shows the line
             update = Update(None, None, (), None, (time.perf_counter() - t0) * 1000.0, 0, source,
                             f"{type(exc).__name__}: {exc}", self.tracer_note)
