@@ -149,7 +149,9 @@ async def test_sort_by_key_and_header_click(loopback):
 @sync
 async def test_enter_opens_detail_with_tcp_info_and_sockaddr(loopback):
     app = make_app()
-    async with app.run_test(size=(160, 60)) as pilot:
+    # tall enough for every box of Detail: the owner's command line (pytest's, with every test file it
+    # was given) can be long, and the sockaddr box comes after it
+    async with app.run_test(size=(160, 100)) as pilot:
         assert await wait_for(pilot, lambda: len(conn_rows(app, loopback.port)) >= 4)
         table = app.connections.table
         cport = loopback.client.getsockname()[1]

@@ -50,7 +50,7 @@ MAX_PENDING = 200_000  # transitions buffered while paused / between ticks
 # FULL_DUMP_BUDGET of one core (a dump tick that took c seconds of CPU — dump, owners, diff, rates — is
 # followed by the next after c / budget), at least every MAX_FULL_PERIOD seconds, and at once on a
 # resync (lost events, a namespace switch); every tick while need_full_table() says why
-FULL_DUMP_BUDGET = 0.02
+FULL_DUMP_BUDGET = 0.01
 MAX_FULL_PERIOD = 60.0
 # without the event-driven table (not root, no tracepoint, another namespace's view) every tick is a full
 # dump; with Collector(dump_budget=B) — the TUI's collector: DUMP_TICK_BUDGET — ticks are spaced so they

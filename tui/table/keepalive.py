@@ -10,6 +10,8 @@ owns the socket — shows within one refresh."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import compress
+from operator import attrgetter
 
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +27,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+_TIMER = attrgetter("timer")
 
 class KeepaliveTimersPane(SocketListPane):
     """Sockets whose keepalive timer is running now."""
@@ -49,7 +52,8 @@ class KeepaliveTimersPane(SocketListPane):
         ]
 
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:
-        return [s for s in snapshot.sockets if s.timer is not None and s.timer.kind == TIMER_KEEPALIVE]
+        socks = snapshot.sockets  # the sockets with a timer found in C; Python only for those
+        return [s for s in compress(socks, map(_TIMER, socks)) if s.timer.kind == TIMER_KEEPALIVE]
 
     def info_text(self) -> Text:
         n = self.table.total_count
@@ -78,6 +82,7 @@ class KeepalivePane(Horizontal):
         self.socket: Socket | None = None
         self.owner: Process | None = None
         self.summary = None
+        self._pending: tuple | None = None  # (snapshot, summary) for the timer list while the tab is hidden
         self.keepalive = None  # Keepalive read from the kernel for self.socket (at the latest refresh)
         self.options = None  # every option read with it (SocketOptions), when the reader gives them
         self.read_note = ""
@@ -113,7 +118,12 @@ class KeepalivePane(Horizontal):
     # ------------------------------------------------------------------ data in
     def show_snapshot(self, snapshot: Snapshot, summary=None) -> None:
         self.summary = summary
-        self.timers.show_snapshot(snapshot, summary)
+        if not self.region.area and self.timers.snapshot is not None:
+            # on another tab: the timer list catches up when shown (on_show), not each refresh
+            self._pending = (snapshot, summary)
+        else:
+            self._pending = None
+            self.timers.show_snapshot(snapshot, summary)
         if self.socket is not None:
             fresh = self.lookup(self.socket) if self.lookup is not None else None
             if fresh is not None:
@@ -125,6 +135,9 @@ class KeepalivePane(Horizontal):
         self._redraw()
 
     def on_show(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.timers.show_snapshot(*pending)
         if self.socket is not None and self.socket.state != LISTEN:
             self._read(self.socket, self.owner)
         self._redraw()

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from itertools import compress
 
 from rich.text import Text
-from sockmon.core.records import Snapshot, Socket
+from sockmon.core.records import SOCKET_STATE, Snapshot, Socket
 from sockmon.core.states import CLOSE, LISTEN, STATE_CODES
 from sockmon.tui import fmt
 from sockmon.tui.table.socket_list import KILL_BINDING, TCP_ONLY, SocketListPane, row_protocol
@@ -96,7 +97,8 @@ class ListeningPane(SocketListPane):
 
     def select_rows(self, snapshot: Snapshot) -> Iterable[Socket]:
         types = self.socket_types
-        rows = [s for s in snapshot.sockets if s.state == LISTEN] if "tcp" in types else []
+        socks = snapshot.sockets  # selected in C: no Python call per socket
+        rows = list(compress(socks, map(LISTEN.__eq__, map(SOCKET_STATE, socks)))) if "tcp" in types else []
         if "udp" in types:  # bound and unconnected: where datagrams arrive (ss -ul)
             rows += [s for s in snapshot.udp if s.state == CLOSE]
         if "unix" in types:

@@ -7,6 +7,7 @@ import socket
 import time
 from collections import ChainMap, Counter
 from collections.abc import Iterable
+from itertools import compress
 
 from rich.text import Text
 from sockmon.core.netns import ALL_NETNS
@@ -316,7 +317,8 @@ class SocketListPane(Vertical):
         """Every socket but listeners, of the types shown: TCP (not LISTEN), connected UDP sockets
         (unconnected ones are in Listening), UNIX sockets other than listeners."""
         types = self.socket_types
-        rows = [s for s in snapshot.sockets if s.state != LISTEN] if "tcp" in types else []
+        socks = snapshot.sockets  # selected in C (60k sockets each refresh): no Python call per socket
+        rows = list(compress(socks, map(LISTEN.__ne__, map(SOCKET_STATE, socks)))) if "tcp" in types else []
         if "udp" in types:
             rows += [s for s in snapshot.udp if s.state != CLOSE]
         if "unix" in types:
