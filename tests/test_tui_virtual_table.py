@@ -204,3 +204,35 @@ async def test_empty_and_single_row_cursor(n):
         await pilot.pause()
         assert table.cursor_key == ("a" if n else None)
         assert app.activated == (["a"] if n else [])
+
+
+@sync
+async def test_a_refresh_repaints_only_the_lines_whose_content_changed():
+    """A rebuild whose visible rows draw the same as before repaints nothing; one changed row on screen
+    repaints its line alone; a change off screen repaints nothing; anything that moves lines (a sort,
+    a new row above) repaints the table."""
+    table = make_table(fade_seconds=0, new_mark_seconds=0)
+    app = TableApp(table)
+    async with app.run_test(size=(40, 12)) as pilot:
+        data = [{"name": f"r{i:04d}", "n": i} for i in range(500)]
+        table.set_rows(data)
+        await pilot.pause()
+        calls: list = []
+        orig_refresh, orig_lines = table.refresh, table.refresh_lines
+        table.refresh = lambda *a, **k: (calls.append(("all", a)), orig_refresh(*a, **k))[1]
+        table.refresh_lines = lambda y, n=1: (calls.append(("line", y)), orig_lines(y, n))[1]
+        table.set_rows([dict(r) for r in data])  # new row objects, same content
+        assert calls == []
+        changed = [dict(r) for r in data]
+        changed[3]["n"] = 9999  # on screen: the 4th row (line 4 under the header)
+        changed[400]["n"] = -1  # far off screen
+        table.set_rows(changed)
+        assert [c for c in calls if c[0] == "line"] == [("line", 4)] and ("all", ()) not in calls
+        await pilot.pause()
+        assert "9999" in "".join(s.text for s in table.render_line(4))
+        calls.clear()
+        table.set_rows([{"name": "a0000", "n": 0}, *changed])  # a row above: every line moves
+        assert ("all", ()) in calls
+        calls.clear()
+        table.sort_by("n", reverse=True)
+        assert ("all", ()) in calls

@@ -149,6 +149,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._styles: dict[str, Style] = {}
         self._laid_out_for = -1  # the width the layout was computed for
         self.highlight: Callable[[Any], bool] | None = None  # rows it accepts are drawn highlighted
+        self._painted: tuple | None = None  # _repaint: what the last rebuild left on screen, line by line
 
     # ------------------------------------------------------------------ the model's parts
     @property
@@ -357,10 +358,51 @@ class VirtualTable(ScrollView, can_focus=True):
             except ValueError:
                 pass
         self.virtual_size = Size(self._total_width, len(self._view) + 1)
-        self._set_cursor(index, force_message=True)
-        self.refresh()
+        self._set_cursor(index, force_message=True, repaint=False)
+        self._repaint()
 
-    def _set_cursor(self, index: int, force_message: bool = False, by_user: bool = False) -> None:
+    def _screen_lines(self) -> tuple:
+        """What the rows in the viewport show: per line its key, cell values, cell styles and marks (what
+        `_row_strip` draws from), plus what moves every line (scroll, size, columns, sort)."""
+        top = self.scroll_offset.y
+        height = max(0, self.scrollable_content_region.height - 1)
+        cols = self.columns
+        gone, added, highlight, cursor = self._gone, self._added, self.highlight, self.cursor_index
+        lines = []
+        for i in range(top, min(top + height, len(self._view))):
+            key = self._view[i]
+            row = self.get_row(key)
+            cells = tuple(c.fmt(row) if c.fmt is not None else c.get(row) for c in cols)
+            styles = tuple(c.style(row) for c in cols if c.style is not None)
+            lines.append((key, cells, styles, key in gone, key in added, i == cursor,
+                          highlight is not None and bool(highlight(row))))
+        frame = (self.scroll_offset, self.size, self.sort_column, self.sort_reverse,
+                 tuple((c.key, c.width) for c in cols), len(self._view) if len(self._view) < top + height else -1)
+        return frame, lines
+
+    def _repaint(self) -> None:
+        """Repaint after a rebuild: only the lines whose content changed when nothing moved them (a
+        refresh of the event-driven table re-reads the rows on screen and most draw the same again);
+        a repaint of the whole table costs about as much as the refresh itself."""
+        if not self.region.area:
+            self._painted = None
+            self.refresh()
+            return
+        try:
+            now = self._screen_lines()
+        except Exception:  # noqa: BLE001 - a formatter's bug shows when drawn; here: repaint everything
+            now = None
+        before, self._painted = self._painted, now
+        if now is None or before is None or before[0] != now[0] or len(before[1]) != len(now[1]):
+            self.refresh()
+            return
+        top = self.scroll_offset.y
+        for i, (a, b) in enumerate(zip(before[1], now[1], strict=True)):
+            if a != b:
+                self.refresh_lines(top + i + 1)  # virtual lines: the header is line 0
+
+    def _set_cursor(self, index: int, force_message: bool = False, by_user: bool = False,
+                    repaint: bool = True) -> None:
         n = len(self._view)
         index = max(0, min(index, n - 1)) if n else 0
         key = self._view[index] if n else None
@@ -368,7 +410,9 @@ class VirtualTable(ScrollView, can_focus=True):
         self._cursor_key = key
         self.cursor_index = index
         self._scroll_cursor_into_view()
-        self.refresh()
+        if repaint:
+            self._painted = None  # repainted whole: the next rebuild compares with nothing
+            self.refresh()
         if moved:
             self.post_message(self.CursorMoved(self, key, self.get_row(key) if key is not None else None, by_user))
 
