@@ -426,3 +426,25 @@ def test_the_app_asks_for_full_dumps_while_a_list_is_sorted_on_live_numbers():
             app.collector = None
 
     run()
+
+
+def test_every_listener_and_its_accept_queue_are_fresh_every_event_tick(evcol):
+    """A listener's accept queue moves with no event of its own (a connection queued, an accept()): the
+    event ticks read every listener afresh, on screen or not."""
+    evcol.collect_once()
+    lst = _listener()
+    port = lst.getsockname()[1]
+
+    def row(u):
+        return next(s for s in u.snapshot.sockets if s.state == LISTEN and s.sport == port)
+
+    assert row(_tick(evcol)).recv_q == 0
+    c1 = socket.create_connection(lst.getsockname())
+    c2 = socket.create_connection(lst.getsockname())
+    u = _tick(evcol)
+    assert u.table == "events" and row(u).recv_q == 2  # two queued, none accepted
+    a, _ = lst.accept()  # no state change anywhere: only the queue moves
+    u = _tick(evcol)
+    assert u.table == "events" and row(u).recv_q == 1
+    for s in (a, c1, c2, lst):
+        s.close()

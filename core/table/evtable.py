@@ -7,8 +7,9 @@ FIN_WAIT2 / CLOSING → CLOSE — the TIME_WAIT mini-socket takes over and that 
 state) is looked up with one exact sock_diag request (`diag.get_exact`, 64 per datagram): the answer is
 the socket's full record (cookie, inode, tcp_info) as it is now, no answer removes it (closed, or it
 lives in another namespace: the lookup runs in ours, which is how host-wide events are attributed).
-A transition into or out of LISTEN refreshes that port's listeners with a LISTEN-only port dump (the
-kernel walks only the listening hash; SO_REUSEPORT listeners share a 4-tuple). A TIME_WAIT row leaves
+The listeners are read whole every tick with one LISTEN-only dump (the kernel walks only the listening
+hash): births and deaths, and their accept queues, which move with no event of their own (a connection
+queued, an accept()); SO_REUSEPORT listeners share a 4-tuple and are rows by cookie. A TIME_WAIT row leaves
 when its timer runs out (no event marks that). `reset` takes a full dump's sockets; CLOSE-state
 (bound, unconnected) sockets are kept from the last full dump as they were (no event reports bind()).
 
@@ -133,16 +134,14 @@ class EventTable:
         """Bring the table up to date with these transitions; returns the exact lookups made.
         Raises TooManyChanges (table unchanged) when more than MAX_FETCH sockets were touched."""
         touched: dict[Key, None] = {}
-        ports: dict[int, None] = {}
         for t in transitions:
-            if t.new == LISTEN or (t.old == LISTEN and t.new == CLOSE):
-                ports[t.sport] = None
+            if t.new == LISTEN or t.old == LISTEN:  # the listeners are dumped whole below
                 continue
             if t.sport == 0:  # connect() before the source port is picked: the next transition names it
                 continue
             touched[(t.family, t.src, t.sport, t.dst, t.dport)] = None
-        if len(touched) + len(ports) > MAX_FETCH:
-            raise TooManyChanges(len(touched) + len(ports))
+        if len(touched) > MAX_FETCH:
+            raise TooManyChanges(len(touched))
         now = self._now = self._clock()
         if self._tw_until:
             for key in [k for k, until in self._tw_until.items() if until <= now]:
@@ -151,13 +150,11 @@ class EventTable:
                 if s is not None and s.state == TIME_WAIT:
                     del self._conns[key]
                     self._note(key, s, None)
-        if not touched and not ports:
-            self.touched = ()
-            return 0
         nl = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
         try:
-            for port in ports:
-                self._listen_dump(nl, port)
+            # every listener, every tick: a LISTEN-only dump walks only the listening hash (cheap), and
+            # a listener's accept queue moves with no event of its own (a connection queued, accept())
+            self._listen_all(nl)
             if touched:
                 found, _missing = diag.get_exact(nl, touched, with_info=self.with_info)
             else:
@@ -184,28 +181,23 @@ class EventTable:
 
     def refresh(self, keys: Iterable[Key], skip: Iterable[Key] = ()) -> int:
         """Fresh numbers (queues, timers, tcp_info) for these rows — the ones on screen — by exact
-        lookups (at most MAX_VISIBLE; listeners by their port's LISTEN dump); a row whose lookup finds
-        nothing is gone. ``skip``: rows already looked up this tick. Returns the lookups made."""
+        lookups (at most MAX_VISIBLE; listeners are read whole by every `apply`); a row whose lookup
+        finds nothing is gone. ``skip``: rows already looked up this tick. Returns the lookups made."""
         skip = set(skip)
         self._now = self._clock()
         conns: list[Key] = []
-        ports: dict[int, None] = {}
         for key in keys:
-            if len(conns) + len(ports) >= MAX_VISIBLE:
+            if len(conns) >= MAX_VISIBLE:
                 break
             if key in skip:
                 continue
             if key in self._conns:
                 conns.append(key)
-            elif key[4] == 0 and key[2] in self._listen:
-                ports[key[2]] = None
-        if not conns and not ports:
+        if not conns:
             return 0
         nl = netlink.open_socket(netlink.NETLINK_SOCK_DIAG)
         try:
-            for port in ports:
-                self._listen_dump(nl, port)
-            found, _missing = diag.get_exact(nl, conns, with_info=self.with_info) if conns else ([], [])
+            found, _missing = diag.get_exact(nl, conns, with_info=self.with_info)
         finally:
             nl.close()
         before = {key: self._conns.pop(key, None) for key in conns}
@@ -215,25 +207,27 @@ class EventTable:
                 self._conns[key] = s
         for key, old in before.items():
             self._note(key, old, self._conns.get(key))
-        return len(conns) + len(ports)
+        return len(conns)
 
-    def _listen_dump(self, nl, port: int) -> None:
+    def _listen_all(self, nl) -> None:
+        """Every listener afresh (one LISTEN-only dump per family), births and deaths included."""
         got: list[Socket] = []
         for family in _FAMILIES:
             try:
-                diag.dump_tcp(nl, family, states=1 << LISTEN, with_info=self.with_info, port=port, out=got)
+                diag.dump_tcp(nl, family, states=1 << LISTEN, with_info=self.with_info, out=got)
             except OSError:
                 if family == socket.AF_INET6:
                     continue
                 raise
-        got = [s for s in got if s.state == LISTEN and s.sport == port]
-        old = {s.cookie: s for s in self._listen.get(port, ())}
-        if got:
-            self._listen[port] = got
-        else:
-            self._listen.pop(port, None)
-        for s in got:  # listeners are rows by cookie (SO_REUSEPORT ones share their 4-tuple)
-            self._note(("listen", s.cookie), old.pop(s.cookie, None), s)
+        old = {s.cookie: s for ls in self._listen.values() for s in ls}
+        listen: dict[int, list[Socket]] = {}
+        for s in got:
+            if s.state == LISTEN:
+                listen.setdefault(s.sport, []).append(s)
+        self._listen = listen
+        for ls in listen.values():  # listeners are rows by cookie (SO_REUSEPORT ones share their 4-tuple)
+            for s in ls:
+                self._note(("listen", s.cookie), old.pop(s.cookie, None), s)
         for cookie, s in old.items():
             self._note(("listen", cookie), s, None)
 
