@@ -448,3 +448,41 @@ def test_every_listener_and_its_accept_queue_are_fresh_every_event_tick(evcol):
     assert u.table == "events" and row(u).recv_q == 1
     for s in (a, c1, c2, lst):
         s.close()
+
+
+def test_what_the_event_ticks_keep_stays_bounded_by_the_table_under_churn():
+    """The per-tick change log, the read times, the rates' reading times and the owner maps the event
+    ticks feed: emptied each tick or bounded by the table while connections come and go."""
+    col = Collector(event_table=True, start=False, on_update=lambda u: None)
+    assert col.event_table, col.tracer_note
+    col.hold_full_dumps()
+    lst = _listener()
+    port = lst.getsockname()[1]
+    held = []
+    try:
+        col.collect_once()
+        for round_ in range(15):
+            for _ in range(40):
+                cli, srv = _pair(lst)
+                held.append((cli, srv))
+            while len(held) > 60:  # the oldest go: RST, so no TIME_WAIT piles up
+                cli, srv = held.pop(0)
+                _rst(cli)
+                srv.close()
+            col.set_visible([(socket.AF_INET, "127.0.0.1", c.getsockname()[1], "127.0.0.1", port) for c, _ in held])
+            u = _tick(col)
+            assert u.table == "events"
+            evt = col._evt
+            n = len(evt)
+            assert not evt._changes and not evt._fresh  # taken by the tick
+            assert len(evt._read_at) <= n
+            assert len(col._rates._at) <= n and len(col._rates._counters) <= n
+            assert len(col._owners._inode_pid) <= n
+        mine = [s for s in u.snapshot.sockets if _ours({port})(s) and s.state == ESTABLISHED]
+        assert len(mine) == 2 * len(held)
+    finally:
+        col.stop()
+        for c, s in held:
+            c.close()
+            s.close()
+        lst.close()
