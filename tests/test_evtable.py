@@ -461,7 +461,7 @@ def test_what_the_event_ticks_keep_stays_bounded_by_the_table_under_churn():
     held = []
     try:
         col.collect_once()
-        for round_ in range(15):
+        for _round in range(15):
             for _ in range(40):
                 cli, srv = _pair(lst)
                 held.append((cli, srv))
