@@ -298,6 +298,44 @@ class TransitionDecoder:
             append((ts / 1e9, family, src, rec[i_sport], dst, rec[i_dport], old, new))
         return out, missed
 
+    def decode_records(self, records: list[tuple[int, bytes]]) -> list[tuple]:
+        """(ts ns, record bytes) pairs — whole records in the format's layout, as core/table/bpfnetns.py
+        `NetnsRing.read` gives them — to the tuples of `decode_page`; short or foreign records are skipped."""
+        out: list[tuple] = []
+        append = out.append
+        entry_at = self._entry.unpack_from
+        entry_size = self.entry_size
+        event_id = self.fmt.id
+        i_type, i_old, i_new, i_sport, i_dport, i_fam, i_sa, i_da, i_sa6, i_da6 = self._order
+        states = _STATES
+        v4 = self._v4
+        v6 = self._v6
+        for ts, data in records:
+            if len(data) < entry_size:
+                continue
+            rec = entry_at(data, 0)
+            if rec[i_type] != event_id:
+                continue
+            family = rec[i_fam]
+            old = rec[i_old]
+            new = rec[i_new]
+            if old not in states or new not in states:
+                continue
+            if family == _V4:
+                raw_s, raw_d, cache, af, cut = rec[i_sa], rec[i_da], v4, _V4, 4
+            elif family == _V6:
+                raw_s, raw_d, cache, af, cut = rec[i_sa6], rec[i_da6], v6, _V6, 16
+            else:
+                continue
+            src = cache.get(raw_s)
+            if src is None:
+                src = _remember(cache, raw_s, socket.inet_ntop(af, raw_s[:cut]))
+            dst = cache.get(raw_d)
+            if dst is None:
+                dst = _remember(cache, raw_d, socket.inet_ntop(af, raw_d[:cut]))
+            append((ts / 1e9, family, src, rec[i_sport], dst, rec[i_dport], old, new))
+        return out
+
 
 _U32 = struct.Struct("=I")
 

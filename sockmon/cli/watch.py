@@ -114,10 +114,12 @@ FINAL_DRAIN_S = 2.0  # after SIGTERM / SIGINT: what is still waiting is written 
 
 def _watch_tracepoint(tracer_cls, port, interval, stop, emit, reader: str = "auto") -> int:
     """Write each bounded batch before reading the next (flat memory under a backlog); a signal is
-    noticed between batches. A fall back to the text reader is said on stderr."""
+    noticed between batches. A fall back to the text reader is said on stderr. Only our own namespace's
+    transitions are read (the kernel filters, core/table/bpfnetns.py); when that cannot be done, every
+    namespace's, as the stderr line says."""
     reported = 0
-    with tracer_cls(port=port, reader=reader) as tracer:
-        if reader == "auto" and tracer.source != "binary":
+    with tracer_cls(port=port, reader=reader, netns_inode=os.stat("/proc/self/ns/net").st_ino) as tracer:
+        if (reader == "auto" and tracer.source != "binary") or not tracer.netns_filtered:
             print(f"sockmon watch: {inert(tracer.note)}", file=sys.stderr, flush=True)
         while True:
             n = 0
