@@ -114,11 +114,20 @@ def test_ls_loads_neither_the_ui_nor_the_lab_engines():
     assert r.stdout.strip().splitlines()[-1] == "[]"  # a whole-process `ls` pays only for what it uses
 
 
+def _has_bpf_ring(pid: int) -> bool:
+    """The process holds a BPF map and a perf event (core/table/bpfnetns.py: its tracer is attached)."""
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False
+    return any("bpf-map" in x for x in links) and any("perf_event" in x for x in links)
+
+
 def _start_watch(*args: str) -> subprocess.Popen:
     proc = subprocess.Popen([*SOCKMON, "watch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 10
-    while time.monotonic() < end:  # ready once its tracefs instance exists
-        if any(n.startswith(f"sockmon-{proc.pid}-") for n in list_instances()):
+    while time.monotonic() < end:  # ready once its tracefs instance, or its netns filter's BPF ring, exists
+        if any(n.startswith(f"sockmon-{proc.pid}-") for n in list_instances()) or _has_bpf_ring(proc.pid):
             time.sleep(0.1)
             return proc
         time.sleep(0.02)
