@@ -362,8 +362,11 @@ while True:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a network namespace")
-def test_watch_follows_the_top_level_netns_option():
-    """`sockmon --netns NAME watch` shows that namespace's transitions (inferred), not the host's."""
+@pytest.mark.parametrize("flag", [None, "--no-netns-filter"])
+def test_watch_follows_the_top_level_netns_option(flag):
+    """`sockmon --netns NAME watch` shows that namespace's transitions, not the host's: exact, from the
+    tracepoint filtered by namespace in the kernel (core/table/bpfnetns.py); inferred from snapshots
+    with --no-netns-filter."""
     import secrets
 
     ns = f"smwatch{secrets.token_hex(3)}"
@@ -377,15 +380,21 @@ def test_watch_follows_the_top_level_netns_option():
         probe.close()
         gen = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", NS_CHURN, str(port)])
         watch = subprocess.Popen([*SOCKMON, "--netns", ns, "watch", "--json", "--port", str(port), "--interval",
-                                  "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  "0.1", *([flag] if flag else [])],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([watch.stdout], [], [], 15)
         assert ready, "no transition from the namespace within 15 s"
         row = json.loads(watch.stdout.readline())
-        assert row["source"] == "inferred" and port in (row["sport"], row["dport"])
+        assert row["source"] == ("inferred" if flag else "tracepoint") and port in (row["sport"], row["dport"])
         watch.send_signal(signal.SIGTERM)
-        _out, err = watch.communicate(timeout=10)
+        out, err = watch.communicate(timeout=10)
         assert watch.returncode == 0, err
-        assert f"namespace '{ns}'" in err
+        if flag:
+            assert f"namespace '{ns}'" in err
+        else:  # every line the namespace's (the host has no socket on that port), each exact
+            assert err == ""
+            rows = [json.loads(x) for x in out.splitlines()]
+            assert rows and all(r["source"] == "tracepoint" and port in (r["sport"], r["dport"]) for r in rows)
     finally:
         for p in (watch, gen):
             if p is not None and p.poll() is None:

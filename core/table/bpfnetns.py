@@ -44,7 +44,8 @@ from sockmon.core.errors import SockmonError
 from sockmon.core.table.btf import BtfError, netns_offsets
 
 _SYS = {"x86_64": (321, 298), "aarch64": (280, 241)}  # (bpf, perf_event_open)
-BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD = 0, 1, 5
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD = 0, 1, 5, 15
+PROG_INFO_SIZE, PROG_INFO_RECURSION_MISSES = 232, 208  # struct bpf_prog_info (Linux ≥ 5.12)
 BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_RINGBUF = 2, 27
 BPF_PROG_TYPE_TRACEPOINT = 5
 PERF_TYPE_TRACEPOINT = 2
@@ -235,6 +236,7 @@ class _Attached:
             tail = log.value.decode("ascii", "replace").strip().splitlines()[-1:] or [""]
             raise BpfUnavailable(f"BPF program refused: {os.strerror(err)}" + (f" ({tail[0]})" if tail[0] else ""))
         self._keep(prog)
+        self._prog = prog
         pattr = ctypes.create_string_buffer(112)
         struct.pack_into("<IIQ", pattr, 0, PERF_TYPE_TRACEPOINT, 112, self.event_id)
         struct.pack_into("<Q", pattr, 40, 1)  # disabled until the program is attached
@@ -246,6 +248,17 @@ class _Attached:
             raise BpfUnavailable(f"attaching the BPF program: {os.strerror(ctypes.get_errno())}")
         if self._libc.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) != 0:
             raise BpfUnavailable(f"enabling the perf event: {os.strerror(ctypes.get_errno())}")
+
+    @property
+    def misses(self) -> int:
+        """Firings the kernel did not run the program for: a tracepoint program is not re-entered on a CPU
+        where a BPF program is running (a softirq's transition while a task's is being filtered)."""
+        if not self._fds:
+            return 0
+        info = ctypes.create_string_buffer(PROG_INFO_SIZE)
+        self._bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", self._prog, PROG_INFO_SIZE, ctypes.addressof(info)),
+                  "reading the BPF program's info")
+        return _U64.unpack_from(info.raw, PROG_INFO_RECURSION_MISSES)[0]
 
     def close(self) -> None:
         fds, self._fds = self._fds, []
@@ -316,12 +329,20 @@ class NetnsRing(_Attached):
 
     @property
     def lost(self) -> int:
-        """Records the kernel could not put in the full ring since the start."""
-        return self._lookup(self._lost, 0) if self._fds else 0
+        """Transitions lost since the start: records the full ring could not take, and firings the
+        program was not run for (`misses`: any namespace's, so an upper bound of ours)."""
+        return self._lookup(self._lost, 0) + self.misses if self._fds else 0
 
-    def read(self, max_records: int) -> list[tuple[int, bytes]] | None:
-        """Up to ``max_records`` waiting records, oldest first, as (ktime ns, record bytes in the event's
-        ``format`` layout); None when none was waiting. Their space is given back to the kernel at once."""
+    @property
+    def buffer(self) -> mmap.mmap | None:
+        """The ring's memory (the producer page, then the data twice): `peek`'s offsets index it."""
+        return self._data
+
+    def peek(self, max_records: int) -> tuple[list[int], int] | None:
+        """The offsets in `buffer` of up to ``max_records`` waiting samples, oldest first — each a u64
+        ``bpf_ktime_get_ns`` then the record's bytes from 8 on, in the event's ``format`` layout — and the
+        position to `release` once they are decoded (their space is the kernel's again after that);
+        None when none was waiting."""
         cons_map, data = self._cons, self._data
         if cons_map is None or data is None:
             return None
@@ -329,24 +350,38 @@ class NetnsRing(_Attached):
         prod = _U64.unpack_from(data, 0)[0]
         if cons >= prod:
             return None
-        out: list[tuple[int, bytes]] = []
+        out: list[int] = []
         append = out.append
-        base = self._page
+        base = self._page + RINGBUF_HDR
         mask = self._mask
-        prefix = self._prefix
         size_at = _U32.unpack_from
-        ts_at = _U64.unpack_from
-        while cons < prod and len(out) < max_records:
+        flags = RINGBUF_BUSY | RINGBUF_DISCARD
+        n = 0
+        while cons < prod and n < max_records:
             at = base + (cons & mask)
-            word = size_at(data, at)[0]
+            word = size_at(data, at - RINGBUF_HDR)[0]
             if word & RINGBUF_BUSY:  # reserved, not committed yet
                 break
-            length = word & ~(RINGBUF_BUSY | RINGBUF_DISCARD)
-            if not word & RINGBUF_DISCARD and length >= 16:
-                start = at + RINGBUF_HDR
-                append((ts_at(data, start)[0], prefix + data[start + 8:start + length]))
-            cons += (length + RINGBUF_HDR + 7) & ~7
-        _U64.pack_into(cons_map, 0, cons)
+            if not word & RINGBUF_DISCARD:
+                append(at)
+                n += 1
+            cons += ((word & ~flags) + RINGBUF_HDR + 7) & ~7
+        return out, cons
+
+    def release(self, position: int) -> None:
+        if self._cons is not None:
+            _U64.pack_into(self._cons, 0, position)
+
+    def read(self, max_records: int) -> list[tuple[int, bytes]] | None:
+        """Up to ``max_records`` waiting records, oldest first, as (ktime ns, record bytes in the event's
+        ``format`` layout, common fields zeroed but ``common_type``); None when none was waiting."""
+        got = self.peek(max_records)
+        if got is None:
+            return None
+        data = self._data
+        size = self.record_size
+        out = [(_U64.unpack_from(data, at)[0], self._prefix + data[at + 8:at + size]) for at in got[0]]
+        self.release(got[1])
         return out
 
     def close(self) -> None:

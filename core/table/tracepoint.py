@@ -317,9 +317,10 @@ class TransitionTracer:
         from sockmon.core.table.bpfnetns import NetnsRing
         from sockmon.core.table.traceraw import PageLayout
 
-        ring = NetnsRing(inode, size=int(buffer_kb) * 1024, port=port)
+        # one ring for every CPU: the memory of the per-CPU buffers it replaces
+        ring = NetnsRing(inode, size=int(buffer_kb) * 1024 * max(1, len(_online_cpus())), port=port)
         try:
-            # the ring holds whole records: the page layout is not used (decode_records)
+            # the ring holds whole records: the page layout is not used (decode_samples)
             self._decoder = TransitionDecoder(parse_format(ring.format_text), PageLayout(0, 8, 8, 8, 16, 4080))
         except BaseException:
             ring.close()
@@ -417,11 +418,12 @@ class TransitionTracer:
         while True:
             with self._lock:
                 if self._ring is not None:  # netns-filtered: ≤ RING_BATCH records
-                    raw = self._ring.read(RING_BATCH)
-                    if raw is None:
+                    got = self._ring.peek(RING_BATCH)
+                    if got is None:
                         return
-                    records = self._decoder.decode_records(raw)  # type: ignore[union-attr]
-                    del raw
+                    records = self._decoder.decode_samples(self._ring.buffer, got[0])  # type: ignore[union-attr]
+                    self._ring.release(got[1])
+                    self.batch_bytes_max = max(self.batch_bytes_max, len(got[0]) * self._ring.record_size)
                     records.sort(key=_TS)  # the CPUs reserve in the ring nearly in time order
                     batch = self._transitions(records)
                 elif self._raw_fds is not None:  # binary: ≤ PAGES_PER_BATCH pages per CPU

@@ -189,6 +189,8 @@ class TransitionDecoder:
         self._missed = struct.Struct("=q" if layout.commit_size == 8 else "=i")
         self._v4: dict[bytes, str] = {}
         self._v6: dict[bytes, str] = {}
+        self._sample: struct.Struct | None = None  # decode_samples: built on first use
+        self._sample_order: tuple[int, ...] = ()
 
     @property
     def page_size(self) -> int:
@@ -298,24 +300,21 @@ class TransitionDecoder:
             append((ts / 1e9, family, src, rec[i_sport], dst, rec[i_dport], old, new))
         return out, missed
 
-    def decode_records(self, records: list[tuple[int, bytes]]) -> list[tuple]:
-        """(ts ns, record bytes) pairs — whole records in the format's layout, as core/table/bpfnetns.py
-        `NetnsRing.read` gives them — to the tuples of `decode_page`; short or foreign records are skipped."""
+    def decode_samples(self, buf, offsets: list[int]) -> list[tuple]:
+        """Samples of core/table/bpfnetns.py's ring (at ``offsets`` in ``buf``: a u64 CLOCK_MONOTONIC ns in
+        place of the 8 bytes of common fields, then the record's fields as in the format) to the tuples of
+        `decode_page`, in the order given. Read in place (no copy per record)."""
+        if self._sample is None:
+            self._sample, self._sample_order = _sample_struct(self.fmt)
         out: list[tuple] = []
         append = out.append
-        entry_at = self._entry.unpack_from
-        entry_size = self.entry_size
-        event_id = self.fmt.id
-        i_type, i_old, i_new, i_sport, i_dport, i_fam, i_sa, i_da, i_sa6, i_da6 = self._order
+        sample_at = self._sample.unpack_from
+        i_old, i_new, i_sport, i_dport, i_fam, i_sa, i_da, i_sa6, i_da6 = self._sample_order
         states = _STATES
         v4 = self._v4
         v6 = self._v6
-        for ts, data in records:
-            if len(data) < entry_size:
-                continue
-            rec = entry_at(data, 0)
-            if rec[i_type] != event_id:
-                continue
+        for at in offsets:
+            rec = sample_at(buf, at)
             family = rec[i_fam]
             old = rec[i_old]
             new = rec[i_new]
@@ -333,8 +332,30 @@ class TransitionDecoder:
             dst = cache.get(raw_d)
             if dst is None:
                 dst = _remember(cache, raw_d, socket.inet_ntop(af, raw_d[:cut]))
-            append((ts / 1e9, family, src, rec[i_sport], dst, rec[i_dport], old, new))
+            append((rec[0] / 1e9, family, src, rec[i_sport], dst, rec[i_dport], old, new))
         return out
+
+
+def _sample_struct(fmt: EventFormat) -> tuple[struct.Struct, tuple[int, ...]]:
+    """A struct over a ring sample: u64 ns in place of the common fields (bytes 0..8), then the wanted
+    fields (all at offset ≥ 8) as `_entry_struct` lays them; and each WANTED field's (but common_type's)
+    place in its result."""
+    names = [n for n in WANTED if n != "common_type"]
+    fields = sorted((fmt.fields[n] for n in names), key=lambda f: f.offset)
+    if fields[0].offset < 8:
+        raise TraceRawError(f"field {fields[0].name} lies in the common fields (offset {fields[0].offset})")
+    codes = ["=Q"]
+    at = 8
+    for f in fields:
+        if f.offset > at:
+            codes.append(f"{f.offset - at}x")
+        if f.array or f.name in ("saddr", "daddr", "saddr_v6", "daddr_v6"):
+            codes.append(f"{f.size}s")
+        else:
+            codes.append(_INT_CODES[(f.size, f.signed)])
+        at = f.offset + f.size
+    order = [f.name for f in fields]
+    return struct.Struct("".join(codes)), tuple(1 + order.index(n) for n in names)
 
 
 _U32 = struct.Struct("=I")
