@@ -13,13 +13,11 @@ import time
 import uuid
 
 import pytest
-
 from sockmon.core.netns import run_in_netns
 from sockmon.core.table import bpfnetns
 from sockmon.core.table.btf import INT, PTR, Btf, BtfError, netns_offsets
 from sockmon.core.table.tracepoint import TransitionTracer, list_instances, tracing_available
 
-ROOT = os.geteuid() == 0
 needs_tracing = pytest.mark.skipif(not tracing_available()[0], reason="needs root and the tracepoint")
 OUR_NS = os.stat("/proc/self/ns/net").st_ino
 
