@@ -34,6 +34,25 @@ from sockmon.core.states import LISTEN, state_name
 _INFO = attrgetter("tcp_info_bytes")
 
 
+_NO_RATE = object()  # _rate: no rate (a first reading, or counters that went back: another socket)
+
+
+def _rate(now: bytes, before: bytes | None, then: float | None, taken_at: float):
+    """One socket's (rx_bps, tx_bps) from its counter bytes read at ``then`` and at ``taken_at``: None when
+    they did not move (a rate of 0), `_NO_RATE` when there is none (no earlier reading, no time between
+    them, or counters that went back: another socket under the same cookie)."""
+    if before is None or then is None or taken_at <= then:
+        return _NO_RATE
+    if now == before:
+        return None
+    acked, received = unpack_counters(now)
+    acked0, received0 = unpack_counters(before)
+    if acked < acked0 or received < received0:
+        return _NO_RATE
+    seconds = taken_at - then
+    return ((received - received0) / seconds, (acked - acked0) / seconds)
+
+
 class RateTracker:
     """One per stream of snapshots of one namespace (the collector's, or `ls --rates`' two dumps)."""
 
@@ -73,15 +92,11 @@ class RateTracker:
         befores = list(map(prev.get, keys))
         # only the sockets whose 16 counter bytes differ from the previous tick's (or that are new)
         for key, now, before in compress(zip(keys, counters, befores, strict=True), map(ne, counters, befores)):
-            if before is None:
+            rate = _rate(now, before, prev_at, snapshot.taken_at)
+            if rate is _NO_RATE:
                 fresh.append(key)
-                continue
-            acked, received = unpack_counters(now)
-            acked0, received0 = unpack_counters(before)
-            if acked < acked0 or received < received0:
-                fresh.append(key)  # counters went back: another socket under this key
-                continue
-            moving[key] = ((received - received0) / seconds, (acked - acked0) / seconds)
+            elif rate is not None:
+                moving[key] = rate
         return Rates(snapshot.taken_at, seconds, cur, moving, frozenset(fresh))
 
 
@@ -110,18 +125,11 @@ class RateTracker:
             then = at.get(key, base)
             counters[key] = now
             at[key] = taken_at
-            if before is None or then is None or taken_at <= then:
+            rate = _rate(now, before, then, taken_at)
+            if rate is _NO_RATE:
                 fresh.append(key)
-                continue
-            if now == before:
-                continue
-            acked, received = unpack_counters(now)
-            acked0, received0 = unpack_counters(before)
-            if acked < acked0 or received < received0:
-                fresh.append(key)
-                continue
-            seconds = taken_at - then
-            moving[key] = ((received - received0) / seconds, (acked - acked0) / seconds)
+            elif rate is not None:
+                moving[key] = rate
         seconds = None if base is None else max(taken_at - base, 1e-9)
         return Rates(taken_at, seconds, cur, moving, frozenset(fresh))
 
@@ -132,19 +140,11 @@ class RateTracker:
         moving: dict[int, tuple[float, float]] = {}
         fresh: list[int] = []
         for key, now in zip(keys, counters, strict=True):
-            before = prev.get(key)
-            then = at.get(key, prev_at)
-            if before is None or then is None or taken_at <= then:
+            rate = _rate(now, prev.get(key), at.get(key, prev_at), taken_at)
+            if rate is _NO_RATE:
                 fresh.append(key)
-                continue
-            if now == before:
-                continue
-            acked, received = unpack_counters(now)
-            acked0, received0 = unpack_counters(before)
-            if acked < acked0 or received < received0:
-                fresh.append(key)
-                continue
-            moving[key] = ((received - received0) / (taken_at - then), (acked - acked0) / (taken_at - then))
+            elif rate is not None:
+                moving[key] = rate
         seconds = None if prev_at is None else max(taken_at - prev_at, 1e-9)
         return Rates(taken_at, seconds, cur, moving, frozenset(fresh))
 
