@@ -858,8 +858,7 @@ class SockmonApp(App[int]):
 
     def _lab_pane(self, origin: str) -> LabPane | None:
         cls = {"client": ClientPane, "server": ServerPane}.get(origin)
-        found = self.query(cls) if cls is not None else None
-        return found.first() if found else None
+        return self._one_pane(cls) if cls is not None else None
 
     @on(ScenarioSockets)
     def _scenario_sockets(self, message: ScenarioSockets) -> None:
