@@ -2,9 +2,7 @@
 
 Generator processes each open/close loopback connections on their own listener at a fixed rate
 (both sides close: 10 transitions per connection); a reader process runs `TransitionTracer` with
-the binary reader (``per_cpu/cpuN/trace_pipe_raw``), the text one (``trace_pipe``) or ``netns`` (the
-binary reader of our namespace's transitions only, filtered in the kernel by core/table/bpfnetns.py's
-BPF ring buffer: ``TransitionTracer(netns_inode=…)``) and drains it
+the binary reader (``per_cpu/cpuN/trace_pipe_raw``) or the text one (``trace_pipe``) and drains it
 every DRAIN seconds (watch: 0.05, collector: 0.1) in bounded batches (`batches()`, as `sockmon watch`
 does), counting transitions on the generators' ports. With ``--stall S`` the reader reads nothing for
 its first S seconds, so a backlog piles up in the kernel (a starved reader). Reports captured /
@@ -12,7 +10,7 @@ expected, kernel overruns, the reader's CPU (% of one core), its largest batch a
 The tracepoint is host-wide: other loopback traffic on the machine is read (and paid for) too, only
 the generators' ports are counted.
 
-    sudo python3 bench/bench_tracepoint.py [--rate 5000,10000,20000] [--reader binary,text,netns] [--seconds 5]
+    sudo python3 bench/bench_tracepoint.py [--rate 5000,10000,20000] [--reader binary,text] [--seconds 5]
         [--drain 0.1] [--stall 0,3] [--gens 4]
 """
 
@@ -70,13 +68,8 @@ def reader(ports: set[int], drain: float, stall: float, kind: str) -> None:
     signal.signal(signal.SIGTERM, on_term)
     counts = 0
     max_batch = 0
-    if kind == "netns":  # binary, our namespace only: the kernel-side filter (core/table/bpfnetns.py)
-        tracer = TransitionTracer(netns_inode=os.stat("/proc/self/ns/net").st_ino)
-        assert tracer.netns_filtered, tracer.note
-    else:
-        tracer = TransitionTracer(reader=kind)
-        assert tracer.source == kind, tracer.note
-    with tracer as tr:
+    with TransitionTracer(reader=kind) as tr:
+        assert tr.source == kind, tr.note
         print(tr.name, flush=True)
         c0 = time.process_time()
         time.sleep(stall)
@@ -92,8 +85,7 @@ def reader(ports: set[int], drain: float, stall: float, kind: str) -> None:
         for got in tr.batches():
             counts += sum(1 for t in got if t.dport and (t.sport in ports or t.dport in ports))
         cpu = time.process_time() - c0
-        ring = getattr(tr, "_ring", None)  # netns: how many of the overruns the program was not run for
-        print(json.dumps({"captured": counts, "overruns": tr.overruns, "misses": ring.misses if ring else 0, "cpu_s": cpu, "max_batch": max_batch,
+        print(json.dumps({"captured": counts, "overruns": tr.overruns, "cpu_s": cpu, "max_batch": max_batch,
                           "max_batch_kib": tr.batch_bytes_max / 1024,
                           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
@@ -128,8 +120,7 @@ def run(rate: float, seconds: float, drain: float, gens: int, stall: float, kind
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", default="5000,10000,20000", help="connections/s (comma list)")
-    ap.add_argument("--reader", dest="kinds", default="binary,text",
-                    help="binary, text and/or netns (binary, filtered to our namespace in the kernel; comma list)")
+    ap.add_argument("--reader", dest="kinds", default="binary,text", help="binary and/or text (comma list)")
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--drain", default="0.1")
     ap.add_argument("--gens", type=int, default=4)
@@ -156,7 +147,7 @@ def main() -> int:
         r = run(rate, a.seconds, drain, a.gens, stall, kind)
         lost = 100 * (r["expected"] - r["captured"]) / r["expected"] if r["expected"] else 0
         print(f"| {kind} | {rate:.0f} | {drain * 1000:.0f} ms | {stall:g} | {r['connections']} | {r['rate']:.0f} | "
-              f"{r['expected']} | {r['captured']} | {lost:.2f} | {r['overruns']} ({r['misses']} missed runs) | {r['reader_cpu_pct']:.0f} | "
+              f"{r['expected']} | {r['captured']} | {lost:.2f} | {r['overruns']} | {r['reader_cpu_pct']:.0f} | "
               f"{r['max_batch']} ({r['max_batch_kib']:.0f} KiB) | {r['maxrss_mb']:.0f} | {r['instance_left']} |",
               flush=True)
     return 0

@@ -208,18 +208,13 @@ class Collector:
         namespace from the snapshots, `_name_netns`); a view of one other namespace infers its
         transitions from snapshots instead (the tracepoint would report strangers' sockets there)."""
         want = self._use_tracepoint if self._use_tracepoint is not None else netns in (None, ALL_NETNS)
-        # our own namespace: only its transitions, filtered in the kernel (core/table/bpfnetns.py)
-        inode = os.stat("/proc/self/ns/net").st_ino if netns is None else None
-        if want and self._tracer is not None and self._tracer.netns_inode != inode:
-            self._tracer.close()  # a view switch between ours and every namespace: another filter
-            self._tracer = None
         if want and self._tracer is None:
             from sockmon.core.table.tracepoint import TransitionTracer, tracing_available
 
             ok, why = tracing_available()
             if ok:
                 try:
-                    self._tracer = TransitionTracer(port=self.port, netns_inode=inode)
+                    self._tracer = TransitionTracer(port=self.port)
                     self._overruns_seen = 0
                     # the binary reader is the default; a fall back to the text one says why
                     self.tracer_note = self._tracer.note if self._tracer.source != "binary" else ""

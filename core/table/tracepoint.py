@@ -72,7 +72,6 @@ BATCH_BYTES = 256 * 1024  # trace_pipe text read per batch (≈ 1,300 transition
 _READ_CHUNK = 64 * 1024
 MAX_OPEN = 65_536  # sockets whose last transition is remembered (for dwell_ms); oldest evicted beyond
 PAGES_PER_BATCH = 16  # binary reader: ring-buffer pages read per CPU per batch (64 KiB, ≈ 850 transitions)
-RING_BATCH = 1024  # netns-filtered reader: records read from the BPF ring per batch (≈ 80 KiB)
 READERS = ("auto", "binary", "text")
 
 
@@ -230,17 +229,10 @@ class TransitionTracer:
     """Context manager over a private tracefs instance; `read()` returns new `Transition`s."""
 
     def __init__(self, *, port: int | None = None, buffer_kb: int = DEFAULT_BUFFER_KB,
-                 root: str | None = None, reader: str = "auto", netns_inode: int | None = None) -> None:
+                 root: str | None = None, reader: str = "auto") -> None:
         """``reader``: "binary" (``per_cpu/cpuN/trace_pipe_raw``, decoded by core/table/traceraw.py),
         "text" (``trace_pipe``) or "auto" (binary when the per-CPU files and the format parse, else text;
-        `source` says which, `note` why).
-
-        ``netns_inode``: only the transitions of sockets in that network namespace (its nsfs inode,
-        ``os.stat('/proc/self/ns/net').st_ino``), filtered in the kernel by a BPF program
-        (core/table/bpfnetns.py `NetnsRing`, read from its ring buffer; `source` "binary",
-        `netns_filtered` True, no tracefs instance). Binary only: with ``reader="text"``, or when the
-        filter cannot be made (no BPF, no BTF, a refused program), every namespace's transitions are read
-        as without it and `note` says why in one line."""
+        `source` says which, `note` why)."""
         if reader not in READERS:
             raise ValueError(f"reader must be one of {', '.join(READERS)}, got {reader!r}")
         ok, why = tracing_available() if root is None else (True, "")
@@ -264,22 +256,7 @@ class TransitionTracer:
         self._closed = False
         self.events = 0
         self.batch_bytes_max = 0  # the largest batch of text read so far (≤ BATCH_BYTES)
-        self.netns_inode = netns_inode
-        self.netns_filtered = False
-        self._ring = None  # the netns filter's BPF ring buffer (bpfnetns.NetnsRing), when in use
         cleanup_stale_instances(self.root)
-        why_not = ""
-        if netns_inode is not None:
-            if reader == "text":
-                why_not = "not netns-filtered: the text reader cannot filter by namespace"
-            else:
-                try:
-                    self._open_ring(int(netns_inode), port, buffer_kb)
-                    with _LIVE_LOCK:
-                        _LIVE.add(self)
-                    return
-                except (SockmonError, OSError, TraceRawError) as exc:
-                    why_not = f"not netns-filtered: {exc}"
         os.mkdir(self.path)
         with _LIVE_LOCK:
             _LIVE.add(self)
@@ -305,30 +282,10 @@ class TransitionTracer:
                 self._fd = os.open(os.path.join(self.path, "trace_pipe"),
                                    os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 self.note = "text reader (trace_pipe)" + (f"; binary reader unavailable: {why}" if why else "")
-            if why_not:
-                self.note += f"; {why_not}"
             _write(os.path.join(self.path, EVENT, "enable"), "1")
         except BaseException:
             self.close()
             raise
-
-    def _open_ring(self, inode: int, port: int | None, buffer_kb: int) -> None:
-        """The kernel-side namespace filter (core/table/bpfnetns.py) and a decoder for its records."""
-        from sockmon.core.table.bpfnetns import NetnsRing
-        from sockmon.core.table.traceraw import PageLayout
-
-        # one ring for every CPU: the memory of the per-CPU buffers it replaces
-        ring = NetnsRing(inode, size=int(buffer_kb) * 1024 * max(1, len(_online_cpus())), port=port)
-        try:
-            # the ring holds whole records: the page layout is not used (decode_samples)
-            self._decoder = TransitionDecoder(parse_format(ring.format_text), PageLayout(0, 8, 8, 8, 16, 4080))
-        except BaseException:
-            ring.close()
-            raise
-        self._ring = ring
-        self.source = "binary"
-        self.netns_filtered = True
-        self.note = f"binary reader, netns-filtered (BPF ring buffer, namespace {inode})"
 
     def _open_raw(self) -> None:
         """The decoder (from the instance's format files) and one non-blocking fd per online CPU."""
@@ -417,16 +374,7 @@ class TransitionTracer:
         """
         while True:
             with self._lock:
-                if self._ring is not None:  # netns-filtered: ≤ RING_BATCH records
-                    got = self._ring.peek(RING_BATCH)
-                    if got is None:
-                        return
-                    records = self._decoder.decode_samples(self._ring.buffer, got[0])  # type: ignore[union-attr]
-                    self._ring.release(got[1])
-                    self.batch_bytes_max = max(self.batch_bytes_max, len(got[0]) * self._ring.record_size)
-                    records.sort(key=_TS)  # the CPUs reserve in the ring nearly in time order
-                    batch = self._transitions(records)
-                elif self._raw_fds is not None:  # binary: ≤ PAGES_PER_BATCH pages per CPU
+                if self._raw_fds is not None:  # binary: ≤ PAGES_PER_BATCH pages per CPU
                     records = self._read_binary(PAGES_PER_BATCH)
                     if records is None:
                         return
@@ -570,13 +518,7 @@ class TransitionTracer:
 
     @property
     def overruns(self) -> int:
-        """Events the kernel lost (sum over CPUs of overrun + dropped events; netns-filtered: records the
-        full BPF ring could not take) since the start."""
-        if self._ring is not None:
-            try:
-                return self._ring.lost
-            except SockmonError:
-                return 0
+        """Events the kernel lost (sum over CPUs of overrun + dropped events) since the start."""
         total = 0
         base = os.path.join(self.path, "per_cpu")
         try:
@@ -612,12 +554,6 @@ class TransitionTracer:
             if self._raw_fds is not None:
                 self._raw_fds = {}
             self._held = {}
-            if self._ring is not None:
-                self._ring.close()
-                self._ring = None
-                with _LIVE_LOCK:
-                    _LIVE.discard(self)
-                return
             try:
                 _remove_instance(self.path)
             finally:

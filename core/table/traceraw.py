@@ -189,8 +189,6 @@ class TransitionDecoder:
         self._missed = struct.Struct("=q" if layout.commit_size == 8 else "=i")
         self._v4: dict[bytes, str] = {}
         self._v6: dict[bytes, str] = {}
-        self._sample: struct.Struct | None = None  # decode_samples: built on first use
-        self._sample_order: tuple[int, ...] = ()
 
     @property
     def page_size(self) -> int:
@@ -299,63 +297,6 @@ class TransitionDecoder:
                 dst = _remember(cache, raw_d, socket.inet_ntop(af, raw_d[:cut]))
             append((ts / 1e9, family, src, rec[i_sport], dst, rec[i_dport], old, new))
         return out, missed
-
-    def decode_samples(self, buf, offsets: list[int]) -> list[tuple]:
-        """Samples of core/table/bpfnetns.py's ring (at ``offsets`` in ``buf``: a u64 CLOCK_MONOTONIC ns in
-        place of the 8 bytes of common fields, then the record's fields as in the format) to the tuples of
-        `decode_page`, in the order given. Read in place (no copy per record)."""
-        if self._sample is None:
-            self._sample, self._sample_order = _sample_struct(self.fmt)
-        out: list[tuple] = []
-        append = out.append
-        sample_at = self._sample.unpack_from
-        i_old, i_new, i_sport, i_dport, i_fam, i_sa, i_da, i_sa6, i_da6 = self._sample_order
-        states = _STATES
-        v4 = self._v4
-        v6 = self._v6
-        for at in offsets:
-            rec = sample_at(buf, at)
-            family = rec[i_fam]
-            old = rec[i_old]
-            new = rec[i_new]
-            if old not in states or new not in states:
-                continue
-            if family == _V4:
-                raw_s, raw_d, cache, af, cut = rec[i_sa], rec[i_da], v4, _V4, 4
-            elif family == _V6:
-                raw_s, raw_d, cache, af, cut = rec[i_sa6], rec[i_da6], v6, _V6, 16
-            else:
-                continue
-            src = cache.get(raw_s)
-            if src is None:
-                src = _remember(cache, raw_s, socket.inet_ntop(af, raw_s[:cut]))
-            dst = cache.get(raw_d)
-            if dst is None:
-                dst = _remember(cache, raw_d, socket.inet_ntop(af, raw_d[:cut]))
-            append((rec[0] / 1e9, family, src, rec[i_sport], dst, rec[i_dport], old, new))
-        return out
-
-
-def _sample_struct(fmt: EventFormat) -> tuple[struct.Struct, tuple[int, ...]]:
-    """A struct over a ring sample: u64 ns in place of the common fields (bytes 0..8), then the wanted
-    fields (all at offset ≥ 8) as `_entry_struct` lays them; and each WANTED field's (but common_type's)
-    place in its result."""
-    names = [n for n in WANTED if n != "common_type"]
-    fields = sorted((fmt.fields[n] for n in names), key=lambda f: f.offset)
-    if fields[0].offset < 8:
-        raise TraceRawError(f"field {fields[0].name} lies in the common fields (offset {fields[0].offset})")
-    codes = ["=Q"]
-    at = 8
-    for f in fields:
-        if f.offset > at:
-            codes.append(f"{f.offset - at}x")
-        if f.array or f.name in ("saddr", "daddr", "saddr_v6", "daddr_v6"):
-            codes.append(f"{f.size}s")
-        else:
-            codes.append(_INT_CODES[(f.size, f.signed)])
-        at = f.offset + f.size
-    order = [f.name for f in fields]
-    return struct.Struct("".join(codes)), tuple(1 + order.index(n) for n in names)
 
 
 _U32 = struct.Struct("=I")

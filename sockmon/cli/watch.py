@@ -1,12 +1,10 @@
 """`sockmon watch`: stream TCP state transitions until SIGINT/SIGTERM (exit 0, nothing left behind).
 
-As root: the transitions of sockets in sockmon's own namespace (or in NAME's with `sockmon --netns NAME
-watch`) from the kernel tracepoint, filtered by namespace in the kernel (a BPF program,
-core/table/bpfnetns.py, read from its ring buffer). Without that filter (no BPF / BTF, ``--text-reader``,
-``--no-netns-filter``): every namespace's transitions from a private tracefs instance (removed on exit),
-read as binary ring-buffer pages (``trace_pipe_raw``, core/table/traceraw.py) when the kernel offers
-them, else as text from ``trace_pipe``; for another namespace, transitions inferred from consecutive
-snapshots instead. Otherwise inferred too. Never imports Textual.
+As root: every transition from the kernel tracepoint (private tracefs instance, removed on exit), read
+as binary ring-buffer pages (``trace_pipe_raw``, core/table/traceraw.py) when the kernel offers them, else
+(or with ``--text-reader``) as text from ``trace_pipe``.
+Otherwise, and for another namespace (`sockmon --netns NAME watch`): transitions inferred from
+consecutive snapshots. Never imports Textual.
 """
 
 from __future__ import annotations
@@ -33,9 +31,6 @@ def register(subparsers) -> None:
     p.add_argument("--inferred", action="store_true", help="never use the tracepoint; diff snapshots")
     p.add_argument("--text-reader", action="store_true",
                    help="read the tracepoint as text (trace_pipe) instead of binary pages (trace_pipe_raw)")
-    p.add_argument("--no-netns-filter", action="store_true",
-                   help="read every namespace's transitions (the tracepoint unfiltered: never loses one at "
-                        "10k connections/s; the namespace filter may lose a few in a million, and says so)")
     p.add_argument("--all-netns", action="store_true",
                    help="every network namespace: each transition says its namespace (\"netns\" in JSON; "
                         "null when the snapshots cannot tell); snapshots every --interval (default 0.5 s)")
@@ -96,33 +91,15 @@ def run(args) -> int:
 
             return _watch_inferred(args.port, interval or 0.5, stop, emit, ALL_NETNS,
                                    use_tracepoint=False if args.inferred else None)
-        unfiltered = getattr(args, "no_netns_filter", False)
-        reader = "text" if getattr(args, "text_reader", False) else "auto"
         if args.inferred:
             ok, why = False, "--inferred given"
+        elif netns is not None:  # the tracepoint sees every namespace and cannot tell them apart
+            ok, why = False, f"namespace {netns!r}"
         else:
             ok, why = tracing_available()
-        if ok and netns is not None:  # only a kernel-side namespace filter can tell its transitions apart
-            if unfiltered or reader == "text":
-                ok, why = False, f"namespace {netns!r} (the tracepoint unfiltered sees every namespace)"
-            else:
-                from sockmon.core.netns import open_netns
-
-                ns_fd = open_netns(netns)
-                try:
-                    inode = os.fstat(ns_fd).st_ino
-                finally:
-                    os.close(ns_fd)
-                probe = TransitionTracer(port=args.port, netns_inode=inode)
-                if not probe.netns_filtered:
-                    ok, why = False, f"namespace {netns!r}: {probe.note}"
-                probe.close()
         if ok:
-            if unfiltered:
-                inode = None
-            elif netns is None:
-                inode = os.stat("/proc/self/ns/net").st_ino
-            return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit, reader, inode)
+            reader = "text" if getattr(args, "text_reader", False) else "auto"
+            return _watch_tracepoint(TransitionTracer, args.port, interval or 0.05, stop, emit, reader)
         print(f"sockmon watch: transitions inferred from snapshots ({inert(why)})", file=sys.stderr)
         return _watch_inferred(args.port, interval or 0.5, stop, emit, netns)
     finally:
@@ -135,15 +112,12 @@ BATCHES_PER_ROUND = 32  # then the overrun count is checked (and reported) befor
 FINAL_DRAIN_S = 2.0  # after SIGTERM / SIGINT: what is still waiting is written for at most this long
 
 
-def _watch_tracepoint(tracer_cls, port, interval, stop, emit, reader: str = "auto",
-                      netns_inode: int | None = None) -> int:
+def _watch_tracepoint(tracer_cls, port, interval, stop, emit, reader: str = "auto") -> int:
     """Write each bounded batch before reading the next (flat memory under a backlog); a signal is
-    noticed between batches. A fall back to the text reader is said on stderr. With ``netns_inode`` only
-    that namespace's transitions are read (the kernel filters, core/table/bpfnetns.py); when that cannot
-    be done, every namespace's, as the stderr line says."""
+    noticed between batches. A fall back to the text reader is said on stderr."""
     reported = 0
-    with tracer_cls(port=port, reader=reader, netns_inode=netns_inode) as tracer:
-        if (reader == "auto" and tracer.source != "binary") or (netns_inode is not None and not tracer.netns_filtered):
+    with tracer_cls(port=port, reader=reader) as tracer:
+        if reader == "auto" and tracer.source != "binary":
             print(f"sockmon watch: {inert(tracer.note)}", file=sys.stderr, flush=True)
         while True:
             n = 0
